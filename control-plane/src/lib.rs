@@ -1,0 +1,12 @@
+//! weft's control plane: the gRPC `Cluster` and `Admin` services over TLS,
+//! node joins with kubeadm-style tokens, transactional pod-CIDR IPAM, node
+//! leases, and watch streams, on a revisioned store (embedded redb by
+//! default).
+//!
+//! The binary (`main.rs`) only parses flags and calls [`server::run`].
+
+#![deny(unsafe_code)]
+
+pub mod auth;
+pub mod pki;
+pub mod store;

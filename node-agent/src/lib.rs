@@ -1,0 +1,8 @@
+//! weft's node agent: keys, the join/watch client, and the userspace packet
+//! switch between pod TUN devices, the host TUN `weft0`, and WireGuard
+//! (boringtun) peers over one UDP socket.
+
+pub mod netlink;
+pub mod netns;
+pub mod switch;
+pub mod tun;

@@ -1,0 +1,15 @@
+//! The weft.v1 protobuf API: messages and tonic clients/servers generated
+//! from `proto/weft/v1/*.proto`. This crate holds generated code only;
+//! conversions to domain types live in the crates that use them.
+//!
+//! The `.proto` files are the contract; docs/api.md explains every call.
+
+#![allow(clippy::all, missing_docs)]
+
+/// `weft.v1`: the `Cluster` and `Admin` services and their messages.
+pub mod v1 {
+    tonic::include_proto!("weft.v1");
+}
+
+/// The encoded `FileDescriptorSet` of `weft.v1`, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("weft_v1_descriptor");

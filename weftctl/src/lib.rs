@@ -1,0 +1,8 @@
+//! weftctl, the weft admin CLI, as a library: the binary is a thin `main.rs`
+//! over it.
+//!
+//! - [`lab`]: the topology layer of the local lab (`weftctl lab up/down/status`)
+//!   and of the multi-node end-to-end tests: network namespaces joined by an
+//!   underlay bridge, and the processes running inside them.
+
+pub mod lab;

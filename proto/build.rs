@@ -4,7 +4,11 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["weft/v1/types.proto", "weft/v1/cluster.proto", "weft/v1/admin.proto"];
+    let files = [
+        "weft/v1/types.proto",
+        "weft/v1/cluster.proto",
+        "weft/v1/admin.proto",
+    ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }
@@ -14,6 +18,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.join("weft_v1_descriptor.bin"),
         prost::Message::encode_to_vec(&fds),
     )?;
-    tonic_prost_build::configure().compile_fds(fds)?;
+    tonic_prost_build::configure()
+        .btree_map(".")
+        .compile_fds(fds)?;
     Ok(())
 }

@@ -8,5 +8,11 @@
 #![deny(unsafe_code)]
 
 pub mod auth;
+pub mod config;
+pub mod ipam;
+pub mod model;
 pub mod pki;
+pub mod registry;
+pub mod server;
+pub mod service;
 pub mod store;

@@ -1,0 +1,309 @@
+//! The control plane's configuration: command-line flags with environment
+//! fallbacks, checked by [`Config::validate`] into a [`Settings`] the server
+//! runs with. Bad configuration is a [`ConfigError`] whose message names the
+//! flag and what is wrong; the binary exits 64 with it.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use ipnet::IpNet;
+
+use crate::ipam::Pool;
+
+/// weft control plane: hands out node WireGuard peers and pod CIDRs over gRPC + TLS.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "weft-control-plane", version, about, long_about = None)]
+pub struct Config {
+    /// Address to serve gRPC (TLS) on.
+    #[arg(long, env = "WEFT_LISTEN", default_value = "0.0.0.0:7443")]
+    pub listen: SocketAddr,
+
+    /// Directory for the store (state.redb), the cluster CA and admin.conf.
+    #[arg(
+        long,
+        env = "WEFT_STATE_DIR",
+        default_value = "/var/lib/weft/control-plane"
+    )]
+    pub state_dir: PathBuf,
+
+    /// The cluster (pod) CIDR that node CIDRs are cut from.
+    #[arg(long, env = "WEFT_CLUSTER_CIDR", default_value = "10.244.0.0/16")]
+    pub cluster_cidr: IpNet,
+
+    /// Prefix length of each node's pod CIDR.
+    #[arg(long, env = "WEFT_NODE_CIDR_PREFIX", default_value_t = 24)]
+    pub node_cidr_prefix: u8,
+
+    /// The service (ClusterIP) CIDR.
+    #[arg(long, env = "WEFT_SERVICE_CIDR", default_value = "10.96.0.0/12")]
+    pub service_cidr: IpNet,
+
+    /// The cluster DNS address (default: the 10th address of the service CIDR).
+    #[arg(long, env = "WEFT_CLUSTER_DNS")]
+    pub cluster_dns: Option<IpAddr>,
+
+    /// The cluster DNS domain.
+    #[arg(long, env = "WEFT_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    pub cluster_domain: String,
+
+    /// Address (host:port) that nodes and weftctl use to reach this control
+    /// plane; written into admin.conf and join commands, and added to the
+    /// serving certificate. Default: the listen address, or 127.0.0.1 when
+    /// listening on 0.0.0.0.
+    #[arg(long, env = "WEFT_ADVERTISE_ADDRESS")]
+    pub advertise_address: Option<String>,
+
+    /// Extra subject alternative names (DNS names or IPs) for the serving
+    /// certificate; repeat or separate with commas.
+    #[arg(long = "tls-san", env = "WEFT_TLS_SANS", value_delimiter = ',')]
+    pub tls_sans: Vec<String>,
+
+    /// Seconds a node may go without renewing its lease before it turns NotReady.
+    #[arg(long = "lease-ttl", env = "WEFT_LEASE_TTL", default_value_t = 40)]
+    pub lease_ttl_seconds: u32,
+
+    /// Seconds a NotReady node is kept before it is removed and its CIDR freed.
+    #[arg(
+        long = "removal-grace",
+        env = "WEFT_REMOVAL_GRACE",
+        default_value_t = 300
+    )]
+    pub removal_grace_seconds: u32,
+
+    /// The default WireGuard UDP port nodes listen on.
+    #[arg(long, env = "WEFT_WIREGUARD_PORT", default_value_t = 51820)]
+    pub wireguard_port: u16,
+
+    /// Seconds between keepalives on idle watch streams.
+    #[arg(
+        long = "watch-keepalive",
+        env = "WEFT_WATCH_KEEPALIVE",
+        default_value_t = 15
+    )]
+    pub watch_keepalive_seconds: u32,
+
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, env = "WEFT_LOG_JSON")]
+    pub log_json: bool,
+}
+
+/// A configuration that cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A flag's value is unusable; the string names the flag.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Checked settings the server runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub state_dir: PathBuf,
+    pub pool: Pool,
+    pub service_cidr: IpNet,
+    pub cluster_dns: IpAddr,
+    pub cluster_domain: String,
+    /// host:port written into admin.conf and join commands.
+    pub advertise: String,
+    /// Serving certificate SANs beyond the built-in ones.
+    pub tls_sans: Vec<String>,
+    pub lease_ttl: Duration,
+    pub removal_grace: Duration,
+    pub wireguard_port: u16,
+    pub watch_keepalive: Duration,
+}
+
+impl Config {
+    /// Check the flags and derive the settings.
+    pub fn validate(&self) -> Result<Settings, ConfigError> {
+        let bad = |s: String| Err(ConfigError::Invalid(s));
+        let pool = Pool::new(self.cluster_cidr, self.node_cidr_prefix)
+            .map_err(|e| ConfigError::Invalid(format!("--cluster-cidr/--node-cidr-prefix: {e}")))?;
+        if self.service_cidr.trunc() != self.service_cidr {
+            return bad(format!(
+                "--service-cidr {} has host bits set; did you mean {}?",
+                self.service_cidr,
+                self.service_cidr.trunc()
+            ));
+        }
+        if self.service_cidr.contains(&self.cluster_cidr)
+            || self.cluster_cidr.contains(&self.service_cidr)
+        {
+            return bad(format!(
+                "--cluster-cidr {} and --service-cidr {} overlap; pod and service addresses must be distinct",
+                self.cluster_cidr, self.service_cidr
+            ));
+        }
+        let cluster_dns = match self.cluster_dns {
+            Some(ip) => ip,
+            None => nth_host(&self.service_cidr, 10).ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "--service-cidr {} is too small to hold the cluster DNS address (.10)",
+                    self.service_cidr
+                ))
+            })?,
+        };
+        if !self.service_cidr.contains(&cluster_dns) {
+            return bad(format!(
+                "--cluster-dns {cluster_dns} is outside --service-cidr {}",
+                self.service_cidr
+            ));
+        }
+        if self.cluster_domain.is_empty()
+            || !self
+                .cluster_domain
+                .split('.')
+                .all(|l| crate::model::validate_node_name(l).is_ok())
+        {
+            return bad(format!(
+                "--cluster-domain {:?} is not a valid DNS domain",
+                self.cluster_domain
+            ));
+        }
+        if self.lease_ttl_seconds == 0 {
+            return bad("--lease-ttl must be at least 1 second".into());
+        }
+        if self.watch_keepalive_seconds == 0 {
+            return bad("--watch-keepalive must be at least 1 second".into());
+        }
+        if self.wireguard_port == 0 {
+            return bad("--wireguard-port must not be 0".into());
+        }
+        let advertise = match &self.advertise_address {
+            Some(a) => {
+                check_host_port(a)
+                    .map_err(|e| ConfigError::Invalid(format!("--advertise-address {a:?}: {e}")))?;
+                a.clone()
+            }
+            None if self.listen.ip().is_unspecified() => {
+                format!("127.0.0.1:{}", self.listen.port())
+            }
+            None => self.listen.to_string(),
+        };
+        let mut tls_sans: Vec<String> = self
+            .tls_sans
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        for s in &tls_sans {
+            if s.parse::<IpAddr>().is_err()
+                && !s.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.len() <= 63
+                        && l.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '*')
+                })
+            {
+                return bad(format!(
+                    "--tls-san {s:?} is neither an IP address nor a DNS name"
+                ));
+            }
+        }
+        if let Some((host, _)) = advertise.rsplit_once(':') {
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
+            if !tls_sans.contains(&host) {
+                tls_sans.push(host);
+            }
+        }
+        if !self.listen.ip().is_unspecified() {
+            let ip = self.listen.ip().to_string();
+            if !tls_sans.contains(&ip) {
+                tls_sans.push(ip);
+            }
+        }
+        Ok(Settings {
+            listen: self.listen,
+            state_dir: self.state_dir.clone(),
+            pool,
+            service_cidr: self.service_cidr,
+            cluster_dns,
+            cluster_domain: self.cluster_domain.clone(),
+            advertise,
+            tls_sans,
+            lease_ttl: Duration::from_secs(u64::from(self.lease_ttl_seconds)),
+            removal_grace: Duration::from_secs(u64::from(self.removal_grace_seconds)),
+            wireguard_port: self.wireguard_port,
+            watch_keepalive: Duration::from_secs(u64::from(self.watch_keepalive_seconds)),
+        })
+    }
+}
+
+/// The `n`-th address of a network (network address + n).
+fn nth_host(net: &IpNet, n: u32) -> Option<IpAddr> {
+    let addr = match net.network() {
+        IpAddr::V4(a) => IpAddr::V4(u32::from(a).checked_add(n)?.into()),
+        IpAddr::V6(a) => IpAddr::V6(u128::from(a).checked_add(u128::from(n))?.into()),
+    };
+    net.contains(&addr).then_some(addr)
+}
+
+fn check_host_port(s: &str) -> Result<(), String> {
+    let (host, port) = s.rsplit_once(':').ok_or("expected host:port")?;
+    let port: u16 = port.parse().map_err(|_| format!("bad port {port:?}"))?;
+    if port == 0 {
+        return Err("port 0".into());
+    }
+    if host.is_empty() {
+        return Err("empty host".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        let mut v = vec!["weft-control-plane"];
+        v.extend_from_slice(args);
+        Config::try_parse_from(v).unwrap()
+    }
+
+    #[test]
+    fn defaults_are_kubernetes_conventions() {
+        let s = parse(&[]).validate().unwrap();
+        assert_eq!(s.pool.cluster().to_string(), "10.244.0.0/16");
+        assert_eq!(s.pool.node_prefix(), 24);
+        assert_eq!(s.cluster_dns.to_string(), "10.96.0.10");
+        assert_eq!(s.advertise, "127.0.0.1:7443");
+        assert_eq!(s.lease_ttl, Duration::from_secs(40));
+    }
+
+    #[test]
+    fn bad_flags_name_the_flag() {
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["--node-cidr-prefix", "16"],
+                "must be longer than the cluster CIDR prefix",
+            ),
+            (
+                &["--node-cidr-prefix", "8"],
+                "must be longer than the cluster CIDR prefix",
+            ),
+            (&["--service-cidr", "10.0.0.0/8"], "overlap"),
+            (
+                &["--cluster-cidr", "10.96.0.0/16", "--node-cidr-prefix", "24"],
+                "overlap",
+            ),
+            (&["--cluster-dns", "10.1.1.1"], "outside --service-cidr"),
+            (&["--lease-ttl", "0"], "--lease-ttl"),
+            (
+                &["--advertise-address", "nohostport"],
+                "--advertise-address",
+            ),
+            (&["--tls-san", "bad name!"], "--tls-san"),
+            (&["--cluster-domain", "Bad_Domain"], "--cluster-domain"),
+        ];
+        for (args, want) in cases {
+            let e = parse(args).validate().unwrap_err();
+            assert!(e.to_string().contains(want), "{args:?}: {e}");
+        }
+    }
+}

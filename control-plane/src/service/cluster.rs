@@ -1,0 +1,122 @@
+//! `weft.v1.Cluster`: what node agents call.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+use weft_proto::v1::cluster_server::Cluster;
+use weft_proto::v1::{
+    JoinRequest, JoinResponse, LeaveRequest, LeaveResponse, RenewLeaseRequest, RenewLeaseResponse,
+    UpdateNodeRequest, UpdateNodeResponse, WatchRequest,
+};
+
+use super::watch::{watch_nodes, WatchEventStream};
+use crate::auth::{self, Identity};
+use crate::registry::{JoinInput, NodeUpdate, Registry, RegistryError};
+
+/// The `Cluster` service.
+#[derive(Clone)]
+pub struct ClusterService {
+    registry: Arc<Registry>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl ClusterService {
+    /// A service on `registry`; watch streams end when `shutdown` turns true.
+    pub fn new(registry: Arc<Registry>, shutdown: tokio::sync::watch::Receiver<bool>) -> Self {
+        ClusterService { registry, shutdown }
+    }
+}
+
+/// The caller must be the node named `name`.
+fn require_self<T>(req: &Request<T>, name: &str) -> Result<String, Status> {
+    let caller = auth::require_node(req)?;
+    if caller != name {
+        return Err(RegistryError::PermissionDenied(format!(
+            "node {caller} may only change its own record, not {name:?}"
+        ))
+        .into());
+    }
+    Ok(caller)
+}
+
+#[tonic::async_trait]
+impl Cluster for ClusterService {
+    #[tracing::instrument(skip_all, fields(node = %req.get_ref().node_name))]
+    async fn join(&self, req: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
+        let r = req.into_inner();
+        let joined = self
+            .registry
+            .join(JoinInput {
+                token: r.token,
+                node_name: r.node_name,
+                public_key: r.public_key,
+                endpoints: r.endpoints,
+                labels: r.labels,
+                csr_pem: r.csr_pem,
+            })
+            .await
+            .inspect_err(|e| tracing::info!(error = %e, "join refused"))?;
+        Ok(Response::new(JoinResponse {
+            node: Some(joined.node),
+            settings: Some(self.registry.cluster_settings()),
+            certificate_pem: joined.certificate_pem,
+            ca_pem: self.registry.pki().ca_pem().to_string(),
+        }))
+    }
+
+    type WatchStream = WatchEventStream;
+
+    async fn watch(
+        &self,
+        req: Request<WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        match auth::identity(&req) {
+            Identity::Admin | Identity::Node(_) => {}
+            Identity::Anonymous => {
+                return Err(Status::unauthenticated(
+                    "Watch needs a node credential (from Join) or the admin credential; none was presented",
+                ))
+            }
+        }
+        let resume = req.get_ref().resume_revision;
+        let stream = watch_nodes(self.registry.clone(), resume, self.shutdown.clone()).await?;
+        Ok(Response::new(stream))
+    }
+
+    async fn renew_lease(
+        &self,
+        req: Request<RenewLeaseRequest>,
+    ) -> Result<Response<RenewLeaseResponse>, Status> {
+        let name = auth::require_node(&req)?;
+        let state = self.registry.renew_lease(&name).await?;
+        Ok(Response::new(RenewLeaseResponse {
+            lease_ttl_seconds: self.registry.settings().lease_ttl.as_secs() as u32,
+            state: state as i32,
+        }))
+    }
+
+    async fn update_node(
+        &self,
+        req: Request<UpdateNodeRequest>,
+    ) -> Result<Response<UpdateNodeResponse>, Status> {
+        let name = require_self(&req, &req.get_ref().node_name)?;
+        let r = req.into_inner();
+        let update = NodeUpdate {
+            endpoints: (r.clear_endpoints || !r.endpoints.is_empty()).then_some(r.endpoints),
+            public_key: (!r.public_key.is_empty()).then_some(r.public_key),
+            labels: r.replace_labels.then_some(r.labels),
+        };
+        let node = self.registry.update_node(&name, update).await?;
+        Ok(Response::new(UpdateNodeResponse { node: Some(node) }))
+    }
+
+    async fn leave(&self, req: Request<LeaveRequest>) -> Result<Response<LeaveResponse>, Status> {
+        let name = require_self(&req, &req.get_ref().node_name)?;
+        match self.registry.remove_node(&name, "node left").await? {
+            Some(_) => Ok(Response::new(LeaveResponse {})),
+            None => Err(Status::not_found(format!(
+                "node {name} is not in the cluster"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! Per-switch packet counters: one plain `u64` per drop reason, per forward
+//! destination kind, and for ICMP errors sent or suppressed.
+//!
+//! Contract: counting never allocates or panics (counters wrap on overflow,
+//! which at 2^64 packets does not happen). [`DropReason::as_str`] names are
+//! stable: they are metric label values.
+
+use std::fmt;
+
+/// Why the switch dropped a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum DropReason {
+    /// Not a well-formed IPv4/IPv6 packet (lengths, version, checksum,
+    /// extension headers, truncated transport header).
+    Malformed,
+    /// Source or destination can never be forwarded (unspecified, loopback,
+    /// link-local, multicast, broadcast, reserved, IPv4-mapped).
+    Martian,
+    /// From a pod port the switch does not know.
+    UnknownPort,
+    /// From a peer the switch does not know.
+    UnknownPeer,
+    /// A pod sent from an address that is not its own.
+    SpoofedPodSource,
+    /// A peer sent from outside its allowed prefixes.
+    SpoofedPeerSource,
+    /// The host port sent from an address that is not a host address.
+    SpoofedHostSource,
+    /// No route to the destination.
+    NoRoute,
+    /// Inside this node's pod CIDR, but no pod has the address.
+    NoPod,
+    /// From a peer to another peer: nodes do not route transit traffic.
+    PeerToPeer,
+    /// TTL / hop limit would reach zero.
+    TtlExceeded,
+}
+
+impl DropReason {
+    /// Every reason, in counter order.
+    pub const ALL: [DropReason; 11] = [
+        Self::Malformed,
+        Self::Martian,
+        Self::UnknownPort,
+        Self::UnknownPeer,
+        Self::SpoofedPodSource,
+        Self::SpoofedPeerSource,
+        Self::SpoofedHostSource,
+        Self::NoRoute,
+        Self::NoPod,
+        Self::PeerToPeer,
+        Self::TtlExceeded,
+    ];
+
+    /// The stable metric label for this reason.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::Martian => "martian",
+            Self::UnknownPort => "unknown_port",
+            Self::UnknownPeer => "unknown_peer",
+            Self::SpoofedPodSource => "spoofed_pod_source",
+            Self::SpoofedPeerSource => "spoofed_peer_source",
+            Self::SpoofedHostSource => "spoofed_host_source",
+            Self::NoRoute => "no_route",
+            Self::NoPod => "no_pod",
+            Self::PeerToPeer => "peer_to_peer",
+            Self::TtlExceeded => "ttl_exceeded",
+        }
+    }
+
+    const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The switch's counters. Read them with [`Switch::counters`](super::Switch::counters).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    drops: [u64; DropReason::ALL.len()],
+    to_port: u64,
+    to_host: u64,
+    to_peer: u64,
+    icmp_sent: u64,
+    icmp_rate_limited: u64,
+}
+
+impl Counters {
+    /// Packets dropped for `reason` (whether or not an ICMP error was sent).
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.drops[reason.index()]
+    }
+
+    /// `(reason, count)` for every reason, zeros included.
+    pub fn drops(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        DropReason::ALL.iter().map(|r| (*r, self.dropped(*r)))
+    }
+
+    /// All drops, whatever the reason.
+    pub fn total_dropped(&self) -> u64 {
+        self.drops.iter().fold(0u64, |a, b| a.wrapping_add(*b))
+    }
+
+    /// Packets forwarded to pod ports.
+    pub fn forwarded_to_port(&self) -> u64 {
+        self.to_port
+    }
+
+    /// Packets forwarded to the host port.
+    pub fn forwarded_to_host(&self) -> u64 {
+        self.to_host
+    }
+
+    /// Packets forwarded to peers.
+    pub fn forwarded_to_peer(&self) -> u64 {
+        self.to_peer
+    }
+
+    /// ICMP errors handed back as [`Action::Reply`](super::Action::Reply).
+    pub fn icmp_sent(&self) -> u64 {
+        self.icmp_sent
+    }
+
+    /// ICMP errors not sent because the rate limit was reached.
+    pub fn icmp_rate_limited(&self) -> u64 {
+        self.icmp_rate_limited
+    }
+
+    pub(crate) fn count_drop(&mut self, reason: DropReason) {
+        let c = &mut self.drops[reason.index()];
+        *c = c.wrapping_add(1);
+    }
+
+    pub(crate) fn count_to_port(&mut self) {
+        self.to_port = self.to_port.wrapping_add(1);
+    }
+
+    pub(crate) fn count_to_host(&mut self) {
+        self.to_host = self.to_host.wrapping_add(1);
+    }
+
+    pub(crate) fn count_to_peer(&mut self) {
+        self.to_peer = self.to_peer.wrapping_add(1);
+    }
+
+    pub(crate) fn count_icmp_sent(&mut self) {
+        self.icmp_sent = self.icmp_sent.wrapping_add(1);
+    }
+
+    pub(crate) fn count_icmp_rate_limited(&mut self) {
+        self.icmp_rate_limited = self.icmp_rate_limited.wrapping_add(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_is_in_index_order_and_names_are_unique_snake_case() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+            assert!(r
+                .as_str()
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '_'));
+        }
+        let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), DropReason::ALL.len());
+    }
+
+    #[test]
+    fn stable_names() {
+        // These are metric labels: changing one breaks dashboards.
+        assert_eq!(DropReason::Malformed.as_str(), "malformed");
+        assert_eq!(DropReason::SpoofedPodSource.as_str(), "spoofed_pod_source");
+        assert_eq!(
+            DropReason::SpoofedPeerSource.as_str(),
+            "spoofed_peer_source"
+        );
+        assert_eq!(DropReason::NoRoute.as_str(), "no_route");
+        assert_eq!(DropReason::PeerToPeer.as_str(), "peer_to_peer");
+        assert_eq!(DropReason::TtlExceeded.as_str(), "ttl_exceeded");
+    }
+
+    #[test]
+    fn counts() {
+        let mut c = Counters::default();
+        c.count_drop(DropReason::NoRoute);
+        c.count_drop(DropReason::NoRoute);
+        c.count_drop(DropReason::Martian);
+        c.count_to_peer();
+        assert_eq!(c.dropped(DropReason::NoRoute), 2);
+        assert_eq!(c.total_dropped(), 3);
+        assert_eq!(c.forwarded_to_peer(), 1);
+        assert_eq!(c.drops().filter(|(_, n)| *n > 0).count(), 2);
+    }
+}

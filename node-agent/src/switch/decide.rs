@@ -1,0 +1,255 @@
+//! The per-packet decision: [`Switch::from_pod`], [`Switch::from_peer`] and
+//! [`Switch::from_host`].
+//!
+//! Contract: each call takes one IP packet (exactly the bytes a TUN read or
+//! boringtun's decapsulation produced; trailing link padding is tolerated),
+//! may rewrite it in place (TTL / hop limit), may write an ICMP error into
+//! `scratch`, and returns an [`Action`]. It never allocates, locks, hashes,
+//! reads a clock or panics. Every packet is counted exactly once: as forwarded
+//! to a port, the host or a peer, or as dropped for one [`DropReason`] (an
+//! ICMP error sent for it is counted on top, in `icmp_sent`).
+//!
+//! Steps: ingress known? -> parse -> martians -> anti-spoofing (strict
+//! reverse path: the route back to the source must be the ingress) -> [steps
+//! 3-5: conntrack, service NAT, policy] -> route (longest prefix match) ->
+//! TTL -> forward.
+
+use std::time::Instant;
+
+use super::config::Config;
+use super::counters::{Counters, DropReason};
+use super::icmp::{self, IcmpError};
+use super::martian::is_martian;
+use super::packet::IpPacket;
+use super::ports::{Ingress, PeerId, PortId, Route};
+use super::prefix::PrefixTable;
+use super::ratelimit::TokenBucket;
+use super::transport::Transport;
+
+/// ICMP errors allowed per second, on average, across the whole switch.
+pub const DEFAULT_ICMP_PER_SECOND: u32 = 100;
+/// ICMP errors allowed in one burst.
+pub const DEFAULT_ICMP_BURST: u32 = 50;
+
+/// What the IO shell must do with a packet it handed to the switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Write the (modified) packet to this pod port.
+    ToPort(PortId),
+    /// Write the (modified) packet to the host port `weft0`.
+    ToHost,
+    /// Encapsulate the (modified) packet to this peer.
+    ToPeer(PeerId),
+    /// Drop the packet and send `scratch[..n]`, an ICMP error addressed to
+    /// its sender, back out the way the packet came in (the same pod port,
+    /// the host port, or the same peer).
+    Reply(usize),
+    /// Drop the packet.
+    Drop(DropReason),
+}
+
+/// The outcome of the decision, before ICMP errors are written and counted.
+enum Verdict {
+    Forward(Action),
+    Drop(DropReason),
+    /// Drop, and answer with this ICMP error if the rate limit allows.
+    Reject(DropReason, IcmpError),
+}
+
+/// The node's L3 packet switch. See the [module docs](super).
+#[derive(Debug, Clone)]
+pub struct Switch {
+    pub(super) config: Config,
+    /// Built from `config` on every change; read on every packet.
+    pub(super) routes: PrefixTable<Route>,
+    pub(super) icmp_limit: TokenBucket,
+    counters: Counters,
+}
+
+impl Default for Switch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Switch {
+    /// A switch with no ports, peers or addresses: it drops everything until
+    /// configured.
+    pub fn new() -> Self {
+        Self {
+            config: Config::default(),
+            routes: PrefixTable::new(),
+            icmp_limit: TokenBucket::new(DEFAULT_ICMP_PER_SECOND, DEFAULT_ICMP_BURST),
+            counters: Counters::default(),
+        }
+    }
+
+    /// A packet read from pod port `port`.
+    pub fn from_pod(
+        &mut self,
+        port: PortId,
+        packet: &mut [u8],
+        scratch: &mut [u8],
+        now: Instant,
+    ) -> Action {
+        self.process(Ingress::Port(port), packet, scratch, now)
+    }
+
+    /// A packet decrypted from peer `peer`.
+    pub fn from_peer(
+        &mut self,
+        peer: PeerId,
+        packet: &mut [u8],
+        scratch: &mut [u8],
+        now: Instant,
+    ) -> Action {
+        self.process(Ingress::Peer(peer), packet, scratch, now)
+    }
+
+    /// A packet read from the host port `weft0`.
+    pub fn from_host(&mut self, packet: &mut [u8], scratch: &mut [u8], now: Instant) -> Action {
+        self.process(Ingress::Host, packet, scratch, now)
+    }
+
+    /// The counters so far.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    fn process(
+        &mut self,
+        ingress: Ingress,
+        packet: &mut [u8],
+        scratch: &mut [u8],
+        now: Instant,
+    ) -> Action {
+        match self.decide(ingress, packet) {
+            Verdict::Forward(action) => {
+                match action {
+                    Action::ToPort(_) => self.counters.count_to_port(),
+                    Action::ToHost => self.counters.count_to_host(),
+                    Action::ToPeer(_) => self.counters.count_to_peer(),
+                    Action::Reply(_) | Action::Drop(_) => {}
+                }
+                action
+            }
+            Verdict::Drop(reason) => {
+                self.counters.count_drop(reason);
+                Action::Drop(reason)
+            }
+            Verdict::Reject(reason, error) => {
+                self.counters.count_drop(reason);
+                match self.write_error(error, packet, scratch, now) {
+                    Some(n) => {
+                        self.counters.count_icmp_sent();
+                        Action::Reply(n)
+                    }
+                    None => Action::Drop(reason),
+                }
+            }
+        }
+    }
+
+    fn decide(&self, ingress: Ingress, packet: &mut [u8]) -> Verdict {
+        let spoofed = match ingress {
+            Ingress::Port(p) if !self.config.has_port(p) => {
+                return Verdict::Drop(DropReason::UnknownPort)
+            }
+            Ingress::Peer(p) if !self.config.has_peer(p) => {
+                return Verdict::Drop(DropReason::UnknownPeer)
+            }
+            Ingress::Port(_) => DropReason::SpoofedPodSource,
+            Ingress::Peer(_) => DropReason::SpoofedPeerSource,
+            Ingress::Host => DropReason::SpoofedHostSource,
+        };
+
+        // 1. Parse.
+        let Ok(mut ip) = IpPacket::new_checked(&mut *packet) else {
+            return Verdict::Drop(DropReason::Malformed);
+        };
+        let Ok(transport) = ip.transport() else {
+            return Verdict::Drop(DropReason::Malformed);
+        };
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        if is_martian(src) || is_martian(dst) {
+            return Verdict::Drop(DropReason::Martian);
+        }
+
+        // 2. Anti-spoofing, as a strict reverse-path check: a pod's /32 (/128)
+        // routes to its port, a peer's allowed prefixes to the peer, the host
+        // addresses to the host port, and a source whose longest match is
+        // anything else (another pod, our own CIDR, another peer) is spoofed.
+        if self.routes.lookup(src) != Some(ingress.expected_source_route()) {
+            return Verdict::Drop(spoofed);
+        }
+
+        // Steps 3-5 slot in here, on the parsed `ip` and `transport`:
+        // 3. conntrack (5-tuple lookup / create, so the rest is stateful);
+        // 4. service NAT (DNAT a ClusterIP to an endpoint in place, replies
+        //    reverse-translated), after which `dst` must be re-read;
+        // 5. network policy (may return `Verdict::Drop` or a `Reject` with
+        //    `IcmpError::AdminProhibited`).
+
+        // 6. Route. Never answer an ICMP error or a non-first fragment with
+        // an ICMP error (RFC 1122 3.2.2, RFC 1812 4.3.2.7).
+        let may_answer = !transport.is_icmp_error() && transport != Transport::Fragment;
+        let reject = |reason, error| {
+            if may_answer {
+                Verdict::Reject(reason, error)
+            } else {
+                Verdict::Drop(reason)
+            }
+        };
+        let action = match (ingress, self.routes.lookup(dst)) {
+            // A peer sent us something we cannot route: its routing is wrong,
+            // so do not bounce errors across the mesh.
+            (Ingress::Peer(_), None) => return Verdict::Drop(DropReason::NoRoute),
+            (_, None) => return reject(DropReason::NoRoute, IcmpError::NetUnreachable),
+            (_, Some(Route::Unassigned)) => {
+                return reject(DropReason::NoPod, IcmpError::HostUnreachable)
+            }
+            // No transit routing through a node.
+            (Ingress::Peer(_), Some(Route::Peer(_))) => {
+                return Verdict::Drop(DropReason::PeerToPeer)
+            }
+            (_, Some(Route::Port(p))) => Action::ToPort(p),
+            (_, Some(Route::Host)) => Action::ToHost,
+            (_, Some(Route::Peer(p))) => Action::ToPeer(p),
+        };
+
+        // The switch is a router hop between links: decrement the TTL / hop
+        // limit on every forward, and answer "time exceeded" at zero.
+        if ip.hop_limit() <= 1 {
+            return reject(DropReason::TtlExceeded, IcmpError::TimeExceeded);
+        }
+        ip.decrement_hop_limit();
+        Verdict::Forward(action)
+    }
+
+    /// Writes `error` about `packet` into `scratch`, if there is a host
+    /// address of the packet's family to send it from and a token to spend.
+    fn write_error(
+        &mut self,
+        error: IcmpError,
+        packet: &[u8],
+        scratch: &mut [u8],
+        now: Instant,
+    ) -> Option<usize> {
+        let invoking = IpPacket::new_checked(packet).ok()?;
+        let have_source = match &invoking {
+            IpPacket::V4(_) => self.config.host_v4().is_some(),
+            IpPacket::V6(_) => self.config.host_v6().is_some(),
+        };
+        if !have_source {
+            return None;
+        }
+        if !self.icmp_limit.try_take(now) {
+            self.counters.count_icmp_rate_limited();
+            return None;
+        }
+        match &invoking {
+            IpPacket::V4(p) => icmp::write_v4(scratch, self.config.host_v4()?, p, error),
+            IpPacket::V6(p) => icmp::write_v6(scratch, self.config.host_v6()?, p, error),
+        }
+    }
+}

@@ -27,6 +27,7 @@ mod pem;
 mod pin;
 mod token;
 
+pub mod agent_api;
 pub use connect::{connect, connect_lazy, connect_pinned};
 pub use credentials::Credentials;
 pub use csr::generate_csr;

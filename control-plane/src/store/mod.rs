@@ -73,9 +73,14 @@ pub enum Compare {
 /// A write inside a transaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
-    Put { key: String, value: Vec<u8> },
+    Put {
+        key: String,
+        value: Vec<u8>,
+    },
     /// Deleting an absent key is a no-op (and emits no event).
-    Delete { key: String },
+    Delete {
+        key: String,
+    },
 }
 
 /// A compare-and-swap transaction: if every compare holds, apply `ops`.
@@ -103,9 +108,14 @@ pub type WatchStream = Pin<Box<dyn Stream<Item = Result<Event, StoreError>> + Se
 pub enum StoreError {
     /// The requested history was compacted away.
     #[error("revision {requested} has been compacted (oldest revision kept is {oldest}); read a fresh snapshot and watch from its revision")]
-    Compacted { requested: Revision, oldest: Revision },
+    Compacted {
+        requested: Revision,
+        oldest: Revision,
+    },
     /// The watcher fell too far behind live writes and was dropped.
-    #[error("watcher fell behind by more than the store buffers; read a fresh snapshot and watch again")]
+    #[error(
+        "watcher fell behind by more than the store buffers; read a fresh snapshot and watch again"
+    )]
     Lagged,
     /// The store could not be opened: path, and why.
     #[error("cannot open store at {path}: {reason}")]

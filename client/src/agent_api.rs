@@ -1,7 +1,33 @@
 //! The node agent's local API (a unix socket, root only): the messages and a
 //! client, shared by the agent, `weftctl` and `weft-cni`.
 //!
-//! STATUS: interface stub; the protocol and client are being written.
+//! Protocol (documented for people in `docs/agent-api.md`):
+//! - A unix stream socket, [`DEFAULT_SOCKET`] unless configured, mode 0600.
+//! - Newline-delimited JSON: the client writes one [`Request`] object on one
+//!   line, the agent answers with one [`Response`] object on one line, in
+//!   order. A connection may carry any number of requests.
+//! - A request is an object with an `"op"` field (`ping`, `status`,
+//!   `pod_add`, `pod_get`, `pod_del`, `pod_list`) and that op's fields; unknown
+//!   fields are refused, so a typo never goes unnoticed.
+//! - A response is `{"ok":true,"result":{...}}` or
+//!   `{"ok":false,"error":{"code":"...","message":"..."}}`, the code one of
+//!   [`ErrorCode`].
+//! - A request line is at most [`MAX_REQUEST_BYTES`]; a longer one is answered
+//!   with an `invalid` error and the connection is closed.
+//!
+//! [`AgentClient`] (blocking, for `weft-cni`) and [`AsyncAgentClient`]
+//! (tokio, for `weftctl`) speak it; [`Request::parse`] is the one parser the
+//! agent uses, so both sides agree on every message.
+
+mod client;
+mod wire;
+
+pub use client::{AgentApiError, AgentClient, AsyncAgentClient};
+pub use wire::{
+    DataplaneInfo, DropCount, ErrorBody, ErrorCode, PeerInfo, Pod, PodAddRequest, PodDelResult,
+    PodList, PodResult, PongResult, PortInfo, Request, Response, StatusResult, DEFAULT_IFNAME,
+    DEFAULT_SOCKET, MAX_REQUEST_BYTES, OPS,
+};
 
 use serde::{Deserialize, Serialize};
 

@@ -1,0 +1,490 @@
+//! The local API's messages: requests, responses, their results, and the
+//! one request parser the agent uses ([`Request::parse`]).
+
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::NodeInfo;
+
+/// Where the agent serves its local API unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/weft/agent.sock";
+
+/// The longest request line the agent reads, in bytes (without the newline).
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// A pod's interface name unless the request names one.
+pub const DEFAULT_IFNAME: &str = "eth0";
+
+/// Every op the agent knows, in the order error messages list them.
+pub const OPS: &[&str] = &[
+    "ping", "status", "pod_add", "pod_get", "pod_del", "pod_list",
+];
+
+/// One request: an object with an `"op"` field and that op's fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Is the agent up? Answers [`PongResult`].
+    Ping,
+    /// The node, its control-plane link and the data plane: [`StatusResult`].
+    Status,
+    /// Add a pod: [`PodResult`].
+    PodAdd(PodAddRequest),
+    /// One pod by id: [`PodResult`], or `not_found`.
+    PodGet {
+        /// The pod's id.
+        id: String,
+    },
+    /// Delete a pod (idempotent): [`PodDelResult`].
+    PodDel {
+        /// The pod's id.
+        id: String,
+    },
+    /// Every pod on the node: [`PodList`].
+    PodList,
+}
+
+/// The fields of `pod_add`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PodAddRequest {
+    /// The pod's unique id on this node: a name (`weftctl pod add NAME`) or
+    /// `<container-id>/<ifname>` (CNI). Letters, digits, `.`, `_`, `-`, `/`.
+    pub id: String,
+    /// The path of the pod's network namespace (`/run/netns/NAME`,
+    /// `/proc/PID/ns/net`). Exactly one of `netns` and `create_netns`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
+    /// Let the agent create the namespace `/run/netns/<id>` (and delete it
+    /// with the pod).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub create_netns: bool,
+    /// The interface name in the pod; [`DEFAULT_IFNAME`] if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifname: Option<String>,
+    /// The Kubernetes namespace of the pod, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_namespace: Option<String>,
+    /// The Kubernetes name of the pod, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_name: Option<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// A pod as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pod {
+    /// Its unique id on the node.
+    pub id: String,
+    /// Its address (a /32 or /128 on its interface).
+    pub address: IpAddr,
+    /// The path of its network namespace.
+    pub netns: String,
+    /// Its interface name inside the namespace.
+    pub ifname: String,
+    /// Whether the agent created the namespace (and deletes it with the pod).
+    pub created_netns: bool,
+    /// Kubernetes namespace, if any.
+    #[serde(default)]
+    pub pod_namespace: Option<String>,
+    /// Kubernetes pod name, if any.
+    #[serde(default)]
+    pub pod_name: Option<String>,
+    /// When it was added, in seconds since the Unix epoch.
+    pub created_unix: u64,
+    /// Whether its port is attached to the data plane right now.
+    pub attached: bool,
+}
+
+/// The result of `ping`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PongResult {
+    /// The agent's version.
+    pub version: String,
+}
+
+/// The result of `pod_add` and `pod_get`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodResult {
+    /// The pod.
+    pub pod: Pod,
+}
+
+/// The result of `pod_del`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodDelResult {
+    /// The pod that was deleted; `null` if there was none.
+    pub pod: Option<Pod>,
+}
+
+/// The result of `pod_list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodList {
+    /// Every pod, by id.
+    pub pods: Vec<Pod>,
+}
+
+/// The result of `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusResult {
+    /// The node and its control-plane link.
+    pub node: NodeInfo,
+    /// How many pods the node has.
+    pub pods: usize,
+    /// The data plane's peers and counters; `null` if it did not answer.
+    pub dataplane: Option<DataplaneInfo>,
+    /// Why the data plane did not answer.
+    #[serde(default)]
+    pub dataplane_error: Option<String>,
+}
+
+/// The data plane's state and counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataplaneInfo {
+    /// The peers (other nodes).
+    pub peers: Vec<PeerInfo>,
+    /// The attached pod ports.
+    pub ports: Vec<PortInfo>,
+    /// Dropped packets by reason (stable names).
+    pub drops: Vec<DropCount>,
+    /// Packets forwarded to pod ports.
+    pub forwarded_to_ports: u64,
+    /// Packets forwarded to the host port.
+    pub forwarded_to_host: u64,
+    /// Packets forwarded to peers.
+    pub forwarded_to_peers: u64,
+}
+
+/// A peer as the data plane sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// The node's name.
+    pub name: String,
+    /// Its WireGuard public key, base64.
+    pub public_key: String,
+    /// Its current endpoint (`ip:port`), if known.
+    pub endpoint: Option<String>,
+    /// The prefixes routed to it.
+    pub allowed: Vec<String>,
+    /// Milliseconds since the last completed handshake, if any.
+    pub last_handshake_ms: Option<u64>,
+    /// Bytes received from it.
+    pub rx_bytes: u64,
+    /// Bytes sent to it.
+    pub tx_bytes: u64,
+    /// Packets received from it.
+    pub rx_packets: u64,
+    /// Packets sent to it.
+    pub tx_packets: u64,
+}
+
+/// An attached pod port.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortInfo {
+    /// The pod's id.
+    pub id: String,
+    /// Its addresses.
+    pub addresses: Vec<IpAddr>,
+}
+
+/// A drop counter.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DropCount {
+    /// The reason's stable name.
+    pub reason: String,
+    /// Packets dropped for it.
+    pub count: u64,
+}
+
+/// Why a request failed, in a word a program can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// No such pod.
+    NotFound,
+    /// A pod of that id (or an interface of that name) exists already.
+    AlreadyExists,
+    /// The request is malformed or asks for something impossible.
+    Invalid,
+    /// No free address is left in the node's pod CIDR.
+    Exhausted,
+    /// A part the request needs (the data plane, the kernel) is not
+    /// available right now; retry later.
+    Unavailable,
+    /// Anything else: see the message and the agent's log.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotFound => "not_found",
+            Self::AlreadyExists => "already_exists",
+            Self::Invalid => "invalid",
+            Self::Exhausted => "exhausted",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error of a failed request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What kind of failure.
+    pub code: ErrorCode,
+    /// What went wrong, for a person.
+    pub message: String,
+}
+
+impl ErrorBody {
+    /// An error of `code` saying `message`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Invalid, message)
+    }
+}
+
+/// One response line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    /// Whether the request succeeded.
+    pub ok: bool,
+    /// The op's result, when `ok`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// The error, when not `ok`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+impl Response {
+    /// A successful response carrying `result`.
+    pub fn success<T: Serialize>(result: &T) -> Self {
+        match serde_json::to_value(result) {
+            Ok(value) => Self {
+                ok: true,
+                result: Some(value),
+                error: None,
+            },
+            Err(e) => Self::failure(ErrorBody::new(
+                ErrorCode::Internal,
+                format!("encoding the result: {e}"),
+            )),
+        }
+    }
+
+    /// A failed response.
+    pub fn failure(error: ErrorBody) -> Self {
+        Self {
+            ok: false,
+            result: None,
+            error: Some(error),
+        }
+    }
+
+    /// The response as one line, newline included.
+    pub fn to_line(&self) -> Vec<u8> {
+        let mut line = serde_json::to_vec(self).unwrap_or_else(|_| {
+            br#"{"ok":false,"error":{"code":"internal","message":"encoding the response failed"}}"#
+                .to_vec()
+        });
+        line.push(b'\n');
+        line
+    }
+}
+
+impl Request {
+    /// The op's name on the wire.
+    pub fn op(&self) -> &'static str {
+        match self {
+            Self::Ping => "ping",
+            Self::Status => "status",
+            Self::PodAdd(_) => "pod_add",
+            Self::PodGet { .. } => "pod_get",
+            Self::PodDel { .. } => "pod_del",
+            Self::PodList => "pod_list",
+        }
+    }
+
+    /// The request as one line, newline included.
+    pub fn to_line(&self) -> Vec<u8> {
+        // A Request holds only strings and booleans: it always encodes.
+        let mut line = serde_json::to_vec(self).unwrap_or_default();
+        line.push(b'\n');
+        line
+    }
+
+    /// Parses one request line (without or with its newline). Every failure
+    /// is an `invalid` error saying precisely what is wrong.
+    pub fn parse(line: &[u8]) -> Result<Self, ErrorBody> {
+        let text = std::str::from_utf8(line)
+            .map_err(|e| ErrorBody::invalid(format!("request is not UTF-8: {e}")))?
+            .trim();
+        if text.is_empty() {
+            return Err(ErrorBody::invalid("empty request line"));
+        }
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| ErrorBody::invalid(format!("request is not valid JSON: {e}")))?;
+        let Value::Object(mut fields) = value else {
+            return Err(ErrorBody::invalid(
+                "a request must be a JSON object with an \"op\" field",
+            ));
+        };
+        let op = match fields.remove("op") {
+            Some(Value::String(op)) => op,
+            Some(other) => {
+                return Err(ErrorBody::invalid(format!(
+                    "\"op\" must be a string, not {other}"
+                )))
+            }
+            None => {
+                return Err(ErrorBody::invalid(format!(
+                    "missing \"op\" (one of: {})",
+                    OPS.join(", ")
+                )))
+            }
+        };
+        match op.as_str() {
+            "ping" => no_fields(&op, fields).map(|()| Self::Ping),
+            "status" => no_fields(&op, fields).map(|()| Self::Status),
+            "pod_list" => no_fields(&op, fields).map(|()| Self::PodList),
+            "pod_add" => fields_of::<PodAddRequest>(&op, fields).map(Self::PodAdd),
+            "pod_get" => fields_of::<IdOnly>(&op, fields).map(|r| Self::PodGet { id: r.id }),
+            "pod_del" => fields_of::<IdOnly>(&op, fields).map(|r| Self::PodDel { id: r.id }),
+            _ => Err(ErrorBody::invalid(format!(
+                "unknown op {op:?} (expected one of: {})",
+                OPS.join(", ")
+            ))),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdOnly {
+    id: String,
+}
+
+fn no_fields(op: &str, fields: Map<String, Value>) -> Result<(), ErrorBody> {
+    match fields.keys().next() {
+        None => Ok(()),
+        Some(key) => Err(ErrorBody::invalid(format!(
+            "bad {op} request: it takes no fields, got {key:?}"
+        ))),
+    }
+}
+
+fn fields_of<T: serde::de::DeserializeOwned>(
+    op: &str,
+    fields: Map<String, Value>,
+) -> Result<T, ErrorBody> {
+    serde_json::from_value(Value::Object(fields))
+        .map_err(|e| ErrorBody::invalid(format!("bad {op} request: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(line: &str) -> String {
+        let e = Request::parse(line.as_bytes()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Invalid);
+        e.message
+    }
+
+    #[test]
+    fn every_request_round_trips_through_its_line() {
+        let requests = [
+            Request::Ping,
+            Request::Status,
+            Request::PodList,
+            Request::PodGet { id: "a".into() },
+            Request::PodDel {
+                id: "c1/eth0".into(),
+            },
+            Request::PodAdd(PodAddRequest {
+                id: "web".into(),
+                create_netns: true,
+                ..PodAddRequest::default()
+            }),
+            Request::PodAdd(PodAddRequest {
+                id: "abc/eth1".into(),
+                netns: Some("/proc/1/ns/net".into()),
+                ifname: Some("eth1".into()),
+                pod_namespace: Some("default".into()),
+                pod_name: Some("web-1".into()),
+                create_netns: false,
+            }),
+        ];
+        for r in requests {
+            let line = r.to_line();
+            assert_eq!(line.last(), Some(&b'\n'));
+            assert_eq!(Request::parse(&line), Ok(r.clone()), "{r:?}");
+        }
+        assert_eq!(Request::Ping.to_line(), b"{\"op\":\"ping\"}\n");
+    }
+
+    #[test]
+    fn bad_requests_say_what_is_wrong() {
+        assert_eq!(err(""), "empty request line");
+        assert!(err("{\"op\":").starts_with("request is not valid JSON: EOF while parsing"));
+        assert!(err("[1]").contains("JSON object"));
+        assert!(err("{}").starts_with("missing \"op\" (one of: ping, status"));
+        assert_eq!(err("{\"op\":3}"), "\"op\" must be a string, not 3");
+        assert!(err("{\"op\":\"frob\"}").starts_with("unknown op \"frob\" (expected one of:"));
+        assert_eq!(
+            err("{\"op\":\"ping\",\"x\":1}"),
+            "bad ping request: it takes no fields, got \"x\""
+        );
+        assert!(err("{\"op\":\"pod_del\"}").contains("missing field `id`"));
+        let m = err("{\"op\":\"pod_add\",\"id\":\"a\",\"create\":true}");
+        assert!(
+            m.starts_with("bad pod_add request: unknown field `create`"),
+            "{m}"
+        );
+        let m = err("{\"op\":\"pod_add\",\"id\":5}");
+        assert!(m.contains("invalid type"), "{m}");
+        assert!(Request::parse(b"\xff")
+            .unwrap_err()
+            .message
+            .contains("UTF-8"));
+    }
+
+    #[test]
+    fn responses_have_the_documented_shape() {
+        let ok = Response::success(&PongResult {
+            version: "1".into(),
+        });
+        assert_eq!(
+            ok.to_line(),
+            b"{\"ok\":true,\"result\":{\"version\":\"1\"}}\n"
+        );
+        let bad = Response::failure(ErrorBody::new(ErrorCode::AlreadyExists, "pod a exists"));
+        assert_eq!(
+            String::from_utf8(bad.to_line()).unwrap(),
+            "{\"ok\":false,\"error\":{\"code\":\"already_exists\",\"message\":\"pod a exists\"}}\n"
+        );
+        let back: Response = serde_json::from_slice(&bad.to_line()).unwrap();
+        assert_eq!(back, bad);
+    }
+}

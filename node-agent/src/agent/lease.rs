@@ -1,0 +1,216 @@
+//! The node's lease and its own record.
+//!
+//! Contract: [`lease_loop`] renews the lease (`RenewLease` on the node
+//! credential) at once on start and then every third of the lease TTL the
+//! control plane reports, sooner (with backoff) after a failure, and
+//! whenever the watch saw this node's own record change. After each
+//! successful renewal it makes sure the control plane has this node's
+//! endpoint and public key (`UpdateNode` if not).
+//!
+//! If the control plane answers `NOT_FOUND` (the node was removed), it
+//! re-joins with the token, if the agent has one; a re-join that yields
+//! another pod CIDR ends the loop with [`AgentError::PodCidrChanged`] (the
+//! agent must restart). Without a token it logs what to do and keeps
+//! trying to renew; the data plane keeps the last known peers meanwhile.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tonic::Code;
+use weft_proto::v1::cluster_client::ClusterClient;
+use weft_proto::v1::{NodeState, RenewLeaseRequest, UpdateNodeRequest};
+
+use super::core::{lock, Shared};
+use super::error::AgentError;
+use super::join::{self, JoinFailure, JoinParams};
+
+/// Renews the lease until `stop`; see the module docs.
+pub(super) async fn lease_loop(
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), AgentError> {
+    let t = shared.cfg.timing.clone();
+    let mut ttl = Duration::from_secs(u64::from(
+        lock(&shared.node).settings.lease_ttl_seconds.max(1),
+    ));
+    let mut backoff = t.backoff();
+    let mut failures = 0u64;
+    let mut removed_reports = 0u64;
+    let mut due = Instant::now();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(due) => {}
+            _ = shared.renew_now.notified() => {}
+            _ = stop.changed() => return Ok(()),
+        }
+        let mut client = ClusterClient::new(shared.channel());
+        let renewed =
+            tokio::time::timeout(t.rpc_timeout, client.renew_lease(RenewLeaseRequest {})).await;
+        let status = match renewed {
+            Ok(Ok(r)) => {
+                let r = r.into_inner();
+                if r.lease_ttl_seconds > 0 {
+                    ttl = Duration::from_secs(u64::from(r.lease_ttl_seconds));
+                }
+                if failures > 0 {
+                    tracing::info!(after_failures = failures, "lease renewed again");
+                }
+                failures = 0;
+                removed_reports = 0;
+                backoff.reset();
+                {
+                    let mut link = lock(&shared.link);
+                    link.lease_renewals += 1;
+                    if link.removed {
+                        link.removed = false;
+                        link.last_error = None;
+                    }
+                }
+                if r.state == NodeState::NotReady as i32 {
+                    tracing::info!(
+                        "the control plane had marked this node NotReady; it is Ready again"
+                    );
+                }
+                due = Instant::now() + renew_interval(ttl);
+                reconcile_self(&shared).await;
+                continue;
+            }
+            Ok(Err(s)) => s,
+            Err(_) => tonic::Status::deadline_exceeded(format!(
+                "RenewLease timed out after {:?}",
+                t.rpc_timeout
+            )),
+        };
+        if status.code() == Code::NotFound {
+            match on_removed(&shared, &mut removed_reports).await {
+                Ok(true) => {
+                    // Re-joined: renew at once (and check our record).
+                    backoff.reset();
+                    due = Instant::now();
+                }
+                Ok(false) => due = Instant::now() + renew_interval(ttl).max(backoff.next_delay()),
+                Err(e) => return Err(e),
+            }
+            continue;
+        }
+        failures += 1;
+        if failures == 1 || failures % 10 == 0 {
+            tracing::warn!(code = ?status.code(), error = %status.message(), failures, "lease renewal failed; retrying");
+        }
+        due = Instant::now() + renew_interval(ttl).min(backoff.next_delay());
+    }
+}
+
+/// A third of the TTL, within sane bounds.
+fn renew_interval(ttl: Duration) -> Duration {
+    (ttl / 3).clamp(Duration::from_millis(100), Duration::from_secs(3600))
+}
+
+/// The node is gone from the cluster. Re-joins if there is a token:
+/// `Ok(true)` re-joined, `Ok(false)` not (yet), `Err` the agent must stop.
+async fn on_removed(shared: &Shared, reports: &mut u64) -> Result<bool, AgentError> {
+    lock(&shared.link).removed = true;
+    let name = shared.cfg.name.clone();
+    let Some(token) = shared.cfg.token.clone() else {
+        let msg = format!(
+            "the control plane has removed node {name} (RenewLease: NOT_FOUND); the data plane keeps the last known peers. \
+             To re-join, create a token with `weftctl token create` and restart the agent with --token <token> (WEFT_TOKEN); \
+             the node keeps its name and key, and gets a pod CIDR again"
+        );
+        if *reports == 0 {
+            tracing::error!("{msg}");
+        } else {
+            tracing::debug!("{msg}");
+        }
+        *reports += 1;
+        shared.set_error(msg);
+        return Ok(false);
+    };
+    let ca_hash = match &shared.cfg.ca_hash {
+        Some(h) => h.clone(),
+        None => {
+            let ca = lock(&shared.creds).ca_pem.clone();
+            weft_client::ca_pem_hash(&ca)?
+        }
+    };
+    tracing::warn!(node = %name, "the control plane has removed this node; re-joining with the token");
+    let params = JoinParams {
+        control_plane: shared.cfg.control_plane.clone(),
+        token,
+        ca_hash,
+        name,
+        endpoint: shared.cfg.endpoint,
+    };
+    let joined = match join::join_once(&params, &shared.key, shared.cfg.timing.rpc_timeout).await {
+        Ok(j) => j,
+        Err(JoinFailure { error, transient }) => {
+            if transient {
+                tracing::warn!(error = %error, "re-join failed; retrying");
+            } else {
+                tracing::error!(error = %error, "re-join refused; the data plane keeps the last known peers");
+            }
+            shared.set_error(format!("re-joining: {error}"));
+            return Ok(false);
+        }
+    };
+    joined.credentials.save(shared.paths.credentials())?;
+    joined.node.save(&shared.paths.node())?;
+    let channel = weft_client::connect_lazy(&joined.credentials)?;
+    let old_cidr = lock(&shared.node).pod_cidr;
+    *lock(&shared.creds) = joined.credentials;
+    *lock(&shared.channel) = channel;
+    *lock(&shared.node) = joined.node.clone();
+    shared.joins.fetch_add(1, Ordering::Relaxed);
+    shared.channel_gen.send_modify(|g| *g += 1);
+    {
+        let mut link = lock(&shared.link);
+        link.removed = false;
+        link.last_error = None;
+    }
+    tracing::info!(id = joined.node.id, pod_cidr = %joined.node.pod_cidr, "re-joined the cluster");
+    if joined.node.pod_cidr != old_cidr {
+        return Err(AgentError::PodCidrChanged {
+            old: old_cidr,
+            new: joined.node.pod_cidr,
+        });
+    }
+    Ok(true)
+}
+
+/// Makes the control plane's record of this node carry our endpoint and key.
+async fn reconcile_self(shared: &Shared) {
+    let Some(me) = lock(&shared.table).me().cloned() else {
+        return;
+    };
+    let ours = shared.key.public_base64();
+    let want_endpoint = shared.cfg.endpoint;
+    let endpoint_drift = want_endpoint.is_some() && me.endpoint() != want_endpoint;
+    let key_drift = me.public_key != ours;
+    if !endpoint_drift && !key_drift {
+        return;
+    }
+    tracing::info!(have_endpoints = ?me.endpoints, want_endpoint = ?want_endpoint, key_changed = key_drift, "updating this node's record");
+    let request = UpdateNodeRequest {
+        node_name: shared.cfg.name.clone(),
+        endpoints: if endpoint_drift {
+            want_endpoint.iter().map(ToString::to_string).collect()
+        } else {
+            vec![]
+        },
+        clear_endpoints: false,
+        public_key: if key_drift { ours } else { String::new() },
+        labels: Default::default(),
+        replace_labels: false,
+    };
+    let mut client = ClusterClient::new(shared.channel());
+    match tokio::time::timeout(shared.cfg.timing.rpc_timeout, client.update_node(request)).await {
+        Ok(Ok(_)) => tracing::info!("the control plane has this node's endpoint and key"),
+        Ok(Err(s)) => {
+            tracing::warn!(code = ?s.code(), error = %s.message(), "UpdateNode failed; will retry at the next renewal")
+        }
+        Err(_) => tracing::warn!("UpdateNode timed out; will retry at the next renewal"),
+    }
+}

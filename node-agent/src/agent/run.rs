@@ -1,0 +1,367 @@
+//! The running agent: the core wired to the kernel and the data plane.
+//!
+//! [`run`] takes the checked flags and a shutdown future, and in order:
+//! loads the key (a bad key file fails before anything else), probes the
+//! underlay toward the control plane (default endpoint and MTU), binds the
+//! WireGuard UDP socket, brings up the [`AgentCore`] (joining on first
+//! start), creates or re-attaches the host TUN `weft0` (the node's overlay
+//! address, routes to the cluster and service CIDRs), starts the
+//! [`Dataplane`] and hands it to the core (which applies the persisted peers
+//! at once), opens the [`PodManager`], and serves the local API.
+//!
+//! On shutdown it stops the API (and removes its socket), the core (which
+//! writes `peers.json`) and the data plane; pod TUNs persist, and the node
+//! does **not** leave the cluster, so a restart picks up where it stopped.
+//! [`leave`] is the explicit way out.
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use tokio::sync::watch;
+use weft_client::Credentials;
+use weft_proto::v1::cluster_client::ClusterClient;
+use weft_proto::v1::LeaveRequest;
+
+use super::config::{AgentConfig, LeaveConfig};
+use super::core::{AgentCore, CoreConfig, Timing};
+use super::error::AgentError;
+use super::files;
+use super::keys::NodeKey;
+use super::peers::PeerSink;
+use super::state::{NodeFile, StatePaths};
+use super::underlay::{self, FALLBACK_MTU};
+use crate::api::{self, ApiError, NodeInfoSource};
+use crate::dataplane::{Dataplane, DataplaneConfig, DataplaneError};
+use crate::netns::{NetNs, NetNsError};
+use crate::pods::{PodError, PodManager};
+use crate::tun::{ensure_host_tun, KernelError, PortSpec};
+
+/// The host port's interface name.
+pub const HOST_IFNAME: &str = "weft0";
+/// WireGuard persistent keepalive toward every peer, in seconds.
+const PERSISTENT_KEEPALIVE: u16 = 25;
+/// How long stopping the API may take.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Why the agent could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The core failed (keys, state, joining).
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    /// The WireGuard UDP port could not be bound.
+    #[error("binding UDP port {port} for WireGuard: {reason}")]
+    Udp {
+        /// The port.
+        port: u16,
+        /// Why, and what to do.
+        reason: String,
+    },
+    /// The host network namespace could not be opened.
+    #[error("opening the host network namespace: {0}")]
+    NetNs(#[from] NetNsError),
+    /// The host port could not be set up.
+    #[error("setting up the host port {HOST_IFNAME}: {0}")]
+    HostTun(#[from] KernelError),
+    /// The data plane did not start.
+    #[error("starting the data plane: {0}")]
+    Dataplane(#[from] DataplaneError),
+    /// The pods could not be opened.
+    #[error("opening this node's pods: {0}")]
+    Pods(#[from] PodError),
+    /// The local API failed.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// Leaving the cluster failed.
+    #[error("leaving the cluster: {0}")]
+    Leave(String),
+}
+
+impl RunError {
+    /// Whether this is a configuration problem (exit 64).
+    pub fn is_config(&self) -> bool {
+        match self {
+            Self::Agent(e) => e.is_config(),
+            Self::Udp { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// Runs the agent until `shutdown` resolves (see the module docs).
+pub async fn run(
+    cfg: AgentConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    {
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+    }
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+
+    let paths = StatePaths::new(&cfg.state_dir);
+    files::ensure_private_dir(&paths.dir)
+        .map_err(|e| AgentError::io("creating the state dir", &paths.dir, e))?;
+    let (key, created) =
+        NodeKey::load_or_generate(&paths.private_key()).map_err(AgentError::from)?;
+    tracing::info!(public_key = %key.public_base64(), new = created, "WireGuard key");
+
+    let (endpoint, mtu) = underlay_defaults(&cfg).await;
+    let udp = bind_udp(cfg.listen_port)?;
+
+    let core_cfg = CoreConfig {
+        control_plane: cfg.control_plane.clone(),
+        token: cfg.token.clone(),
+        ca_hash: cfg.ca_hash.clone(),
+        name: cfg.name.clone(),
+        endpoint,
+        state_dir: cfg.state_dir.clone(),
+        mtu,
+        listen_port: cfg.listen_port,
+        timing: Timing::default(),
+    };
+    let core = tokio::select! {
+        c = AgentCore::bootstrap_with_key(core_cfg, key.clone()) => c?,
+        _ = stopped() => {
+            tracing::info!("stopped before the node had joined");
+            return Ok(());
+        }
+    };
+    let node = core.node();
+    let host_address = node.host_address();
+    let host_net = IpNet::new(host_address, node.pod_cidr.prefix_len())
+        .map_err(|e| AgentError::Protocol(format!("the pod CIDR {}: {e}", node.pod_cidr)))?;
+
+    let ns = NetNs::current()?;
+    let spec = PortSpec::host(
+        HOST_IFNAME,
+        host_net,
+        mtu,
+        &[node.settings.cluster_cidr, node.settings.service_cidr],
+    );
+    let host_tun = ensure_host_tun(&ns, &spec).await?;
+    tracing::info!(interface = HOST_IFNAME, address = %host_net, mtu, "host port ready");
+
+    let dataplane = Arc::new(Dataplane::start(
+        DataplaneConfig {
+            private_key: key.private_bytes(),
+            node_cidrs: vec![node.pod_cidr],
+            host_addresses: vec![host_address],
+            persistent_keepalive: Some(PERSISTENT_KEEPALIVE),
+        },
+        host_tun,
+        udp,
+    )?);
+
+    // The core applies the persisted peers first thing, so the data plane
+    // works at once, with or without the control plane.
+    let mut core_task = {
+        let core = core.clone();
+        let sink: Arc<dyn PeerSink> = dataplane.clone();
+        let stopped = stopped();
+        tokio::spawn(async move { core.run(sink, stopped).await })
+    };
+
+    let result = serve(
+        &cfg,
+        &node,
+        mtu,
+        &core,
+        &dataplane,
+        &mut core_task,
+        &stopped,
+        &stop_tx,
+    )
+    .await;
+
+    let _ = stop_tx.send(true);
+    if !core_task.is_finished() {
+        let _ = tokio::time::timeout(STOP_GRACE * 3, &mut core_task).await;
+    }
+    match Arc::try_unwrap(dataplane) {
+        Ok(dp) => {
+            if let Err(e) = dp.shutdown() {
+                tracing::warn!(error = %e, "stopping the data plane");
+            }
+        }
+        Err(_) => tracing::warn!("the data plane is still in use; not waiting for it"),
+    }
+    tracing::info!("agent stopped; the node stays in the cluster");
+    result
+}
+
+/// Opens the pods and serves the local API until stop or a core failure.
+#[allow(clippy::too_many_arguments)]
+async fn serve<F, Fut>(
+    cfg: &AgentConfig,
+    node: &NodeFile,
+    mtu: u32,
+    core: &AgentCore,
+    dataplane: &Arc<Dataplane>,
+    core_task: &mut tokio::task::JoinHandle<Result<(), AgentError>>,
+    stopped: &F,
+    stop_tx: &watch::Sender<bool>,
+) -> Result<(), RunError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let pods = tokio::select! {
+        p = PodManager::open(&cfg.state_dir, node.pod_cidr, node.host_address(), mtu, dataplane.clone()) => Arc::new(p?),
+        r = &mut *core_task => return core_result(r),
+        _ = stopped() => return Ok(()),
+    };
+    if let Some(dir) = cfg.api_socket.parent() {
+        if !dir.as_os_str().is_empty() {
+            files::ensure_private_dir(dir)
+                .map_err(|e| AgentError::io("creating the API socket's directory", dir, e))?;
+        }
+    }
+    let info: Arc<dyn NodeInfoSource> = Arc::new(core.clone());
+    let mut api_task = {
+        let socket = cfg.api_socket.clone();
+        let (pods, dataplane) = (pods.clone(), dataplane.clone());
+        let stopped = stopped();
+        tokio::spawn(async move { api::serve(&socket, pods, dataplane, info, stopped).await })
+    };
+    tracing::info!(socket = %cfg.api_socket.display(), "local API serving");
+    let result = tokio::select! {
+        r = &mut *core_task => core_result(r),
+        r = &mut api_task => match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => Err(RunError::Leave(format!("the API task failed: {e}"))),
+        },
+    };
+    let _ = stop_tx.send(true);
+    if !api_task.is_finished()
+        && tokio::time::timeout(STOP_GRACE, &mut api_task)
+            .await
+            .is_err()
+    {
+        api_task.abort();
+    }
+    remove_socket(&cfg.api_socket);
+    drop(pods);
+    result
+}
+
+fn core_result(r: Result<Result<(), AgentError>, tokio::task::JoinError>) -> Result<(), RunError> {
+    match r {
+        Ok(r) => r.map_err(RunError::from),
+        Err(e) => Err(AgentError::Protocol(format!("the agent core failed: {e}")).into()),
+    }
+}
+
+fn remove_socket(path: &Path) {
+    match std::fs::remove_file(path) {
+        Ok(()) => tracing::debug!(socket = %path.display(), "removed the API socket"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(socket = %path.display(), error = %e, "cannot remove the API socket")
+        }
+    }
+}
+
+/// The endpoint and MTU to use: the flags, or what the underlay suggests.
+async fn underlay_defaults(cfg: &AgentConfig) -> (Option<SocketAddr>, u32) {
+    if let (Some(e), Some(m)) = (cfg.endpoint, cfg.mtu) {
+        return (Some(e), m);
+    }
+    match underlay::probe(&cfg.control_plane, Duration::from_secs(5)).await {
+        Ok(u) => {
+            let endpoint = cfg
+                .endpoint
+                .or_else(|| Some(SocketAddr::new(u.local_ip, cfg.listen_port)));
+            let mtu = cfg.mtu.unwrap_or_else(|| u.overlay_mtu());
+            tracing::info!(control_plane = %u.control_plane, local_ip = %u.local_ip, interface = ?u.interface,
+                underlay_mtu = ?u.mtu, endpoint = ?endpoint, mtu, "underlay");
+            (endpoint, mtu)
+        }
+        Err(e) => {
+            let mtu = cfg.mtu.unwrap_or(FALLBACK_MTU);
+            tracing::warn!(error = %e, mtu, "cannot probe the underlay toward the control plane; \
+                announcing no endpoint unless --endpoint is given (peers learn it when this node sends)");
+            (cfg.endpoint, mtu)
+        }
+    }
+}
+
+/// Binds the WireGuard socket on every address.
+fn bind_udp(port: u16) -> Result<UdpSocket, RunError> {
+    let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
+    UdpSocket::bind(addr).map_err(|e| RunError::Udp {
+        port,
+        reason: match e.kind() {
+            std::io::ErrorKind::AddrInUse => format!(
+                "it is already in use (another weft-agent, or kernel WireGuard?); stop that, or choose another port with --listen-port"
+            ),
+            std::io::ErrorKind::PermissionDenied => format!("{e}; ports below 1024 need root (or CAP_NET_BIND_SERVICE)"),
+            _ => e.to_string(),
+        },
+    })
+}
+
+/// Leaves the cluster with the stored credential, then forgets the node's
+/// identity (credentials.json, node.json, peers.json; private.key stays).
+/// Returns a line for the operator.
+pub async fn leave(cfg: &LeaveConfig) -> Result<String, RunError> {
+    let paths = StatePaths::new(&cfg.state_dir);
+    let cred_path = paths.credentials();
+    if !cred_path.exists() {
+        return Err(RunError::Leave(format!(
+            "{} does not exist: this node has not joined (or has left already)",
+            cred_path.display()
+        )));
+    }
+    let mut creds = Credentials::load(&cred_path).map_err(AgentError::from)?;
+    if let Some(cp) = &cfg.control_plane {
+        creds.server = cp.clone();
+    }
+    let name = match NodeFile::load(&paths.node())? {
+        Some(n) => n.name,
+        None => creds.name.clone(),
+    };
+    let timeout = Duration::from_secs(10);
+    let channel = tokio::time::timeout(timeout, weft_client::connect(&creds))
+        .await
+        .map_err(|_| RunError::Leave(format!("connecting to {} timed out", creds.server)))?
+        .map_err(AgentError::from)?;
+    let request = LeaveRequest {
+        node_name: name.clone(),
+    };
+    let note = match tokio::time::timeout(timeout, ClusterClient::new(channel).leave(request)).await
+    {
+        Err(_) => return Err(RunError::Leave("Leave timed out".into())),
+        Ok(Err(s)) if s.code() == tonic::Code::NotFound => {
+            format!("node {name} was not in the cluster any more")
+        }
+        Ok(Err(s)) => return Err(RunError::Leave(format!("{:?}: {}", s.code(), s.message()))),
+        Ok(Ok(_)) => format!("node {name} left the cluster"),
+    };
+    for path in [paths.credentials(), paths.node(), paths.peers()] {
+        if let Err(e) = std::fs::remove_file(&path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(AgentError::io("removing", &path, e).into());
+            }
+        }
+    }
+    Ok(format!(
+        "{note}; removed its identity from {} (the next start joins anew and needs --token)",
+        paths.dir.display()
+    ))
+}

@@ -1,0 +1,301 @@
+//! The watch client and the two tasks that follow it: applying peer
+//! changes to the sink, and persisting the peer set.
+//!
+//! Contract:
+//! - [`watch_loop`] keeps one `Watch` stream open, resuming from the last
+//!   revision applied; `OUT_OF_RANGE` resets the revision so the next
+//!   stream starts with a snapshot. After a failure it waits with
+//!   exponential backoff (reset by the first event of a stream); the peers
+//!   stay as they are while the control plane is unreachable.
+//! - [`apply_loop`] applies [`PeerAction`]s in order, in a span per peer.
+//!   If the sink fails, it re-applies the whole set every `sink_retry`
+//!   until it succeeds.
+//! - [`persist_loop`] writes `peers.json` at most once per
+//!   `persist_debounce`, and once more on stop.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tonic::Code;
+use weft_proto::v1::cluster_client::ClusterClient;
+use weft_proto::v1::{watch_event, WatchEvent, WatchRequest};
+
+use super::core::{lock, Shared};
+use super::peers::{PeerAction, PeerSink};
+use super::state::ClusterSettings;
+
+/// Why a watch stream ended.
+#[derive(Debug)]
+enum WatchEnd {
+    Status(tonic::Status),
+    Timeout(String),
+    Ended,
+    NewCredential,
+    Stopped,
+}
+
+impl std::fmt::Display for WatchEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Status(s) => write!(f, "watch: {:?}: {}", s.code(), s.message()),
+            Self::Timeout(s) => write!(f, "watch: {s}"),
+            Self::Ended => write!(f, "watch: the control plane ended the stream"),
+            Self::NewCredential => write!(f, "watch: reconnecting with the new node credential"),
+            Self::Stopped => write!(f, "stopped"),
+        }
+    }
+}
+
+/// Keeps a watch open until `stop`.
+pub(super) async fn watch_loop(
+    shared: Arc<Shared>,
+    actions: mpsc::Sender<PeerAction>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = shared.cfg.timing.backoff();
+    let mut gen = shared.channel_gen.subscribe();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        gen.borrow_and_update();
+        lock(&shared.link).watch_attempts += 1;
+        let end = tokio::select! {
+            end = stream_once(&shared, &actions, &mut backoff) => end,
+            _ = stop.changed() => WatchEnd::Stopped,
+            _ = gen.changed() => WatchEnd::NewCredential,
+        };
+        let failures = {
+            let mut link = lock(&shared.link);
+            link.connected = false;
+            if matches!(end, WatchEnd::Stopped) {
+                return;
+            }
+            link.watch_failures += 1;
+            if !matches!(end, WatchEnd::NewCredential) {
+                link.last_error = Some(end.to_string());
+            }
+            link.watch_failures
+        };
+        match &end {
+            WatchEnd::Status(s) if s.code() == Code::OutOfRange => {
+                tracing::info!(error = %end, "the resume revision is gone; watching again from a fresh snapshot");
+                lock(&shared.table).reset_revision();
+            }
+            WatchEnd::Status(s)
+                if matches!(s.code(), Code::Unauthenticated | Code::PermissionDenied) =>
+            {
+                tracing::error!(error = %end, "the control plane rejected this node's credential; if the control plane's \
+                    state was reset, remove the agent's state dir and join again with a new token");
+            }
+            WatchEnd::NewCredential => {
+                tracing::info!("reconnecting the watch with the new node credential");
+                continue;
+            }
+            _ if failures == 1 || failures % 10 == 0 => {
+                tracing::warn!(error = %end, failures, "watch failed; keeping the last known peers and reconnecting");
+            }
+            _ => tracing::debug!(error = %end, failures, "watch failed again"),
+        }
+        let delay = backoff.next_delay();
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// One watch stream, from opening it until it fails.
+async fn stream_once(
+    shared: &Shared,
+    actions: &mpsc::Sender<PeerAction>,
+    backoff: &mut super::backoff::Backoff,
+) -> WatchEnd {
+    let t = &shared.cfg.timing;
+    let resume = lock(&shared.table).revision();
+    let mut client = ClusterClient::new(shared.channel());
+    let opened = tokio::time::timeout(
+        t.rpc_timeout,
+        client.watch(WatchRequest {
+            resume_revision: resume,
+        }),
+    )
+    .await;
+    let mut stream = match opened {
+        Err(_) => return WatchEnd::Timeout(format!("opening timed out after {:?}", t.rpc_timeout)),
+        Ok(Err(s)) => return WatchEnd::Status(s),
+        Ok(Ok(r)) => r.into_inner(),
+    };
+    tracing::debug!(resume, "watch opened");
+    let mut first = true;
+    loop {
+        let ev = match tokio::time::timeout(t.watch_idle_timeout, stream.message()).await {
+            Err(_) => return WatchEnd::Timeout(format!("no event for {:?}", t.watch_idle_timeout)),
+            Ok(Err(s)) => return WatchEnd::Status(s),
+            Ok(Ok(None)) => return WatchEnd::Ended,
+            Ok(Ok(Some(ev))) => ev,
+        };
+        if first {
+            first = false;
+            backoff.reset();
+            let mut link = lock(&shared.link);
+            if link.watch_failures > 0 {
+                tracing::info!(resume, "watch connected again");
+            }
+            link.connected = true;
+            link.watch_failures = 0;
+            if !link.removed {
+                link.last_error = None;
+            }
+        }
+        handle_event(shared, &ev, actions).await;
+    }
+}
+
+/// Applies one event to the table and hands its actions to the applier.
+async fn handle_event(shared: &Shared, ev: &WatchEvent, actions: &mpsc::Sender<PeerAction>) {
+    if let Some(watch_event::Event::Snapshot(s)) = &ev.event {
+        tracing::info!(
+            revision = ev.revision,
+            nodes = s.nodes.len(),
+            "watch snapshot"
+        );
+        if let Some(settings) = &s.settings {
+            update_settings(shared, settings);
+        }
+    }
+    let applied = lock(&shared.table).apply(ev);
+    for action in applied.actions {
+        if actions.send(action).await.is_err() {
+            return;
+        }
+    }
+    if applied.changed {
+        shared.mark_dirty();
+    }
+    if let Some(me) = applied.me {
+        if me.is_none() {
+            tracing::warn!(
+                revision = ev.revision,
+                "this node is no longer in the cluster; checking its lease"
+            );
+        }
+        shared.renew_now.notify_one();
+    }
+}
+
+/// Keeps `node.json`'s copy of the cluster settings current.
+fn update_settings(shared: &Shared, proto: &weft_proto::v1::ClusterSettings) {
+    let settings = match ClusterSettings::from_proto(proto) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring unusable cluster settings in the snapshot");
+            return;
+        }
+    };
+    let mut node = lock(&shared.node);
+    if node.settings == settings {
+        return;
+    }
+    if node.settings.cluster_cidr != settings.cluster_cidr
+        || node.settings.service_cidr != settings.service_cidr
+    {
+        tracing::warn!(old_cluster = %node.settings.cluster_cidr, new_cluster = %settings.cluster_cidr,
+            old_service = %node.settings.service_cidr, new_service = %settings.service_cidr,
+            "the cluster's CIDRs changed; restart the agent to route them");
+    } else {
+        tracing::info!("the cluster settings changed");
+    }
+    node.settings = settings;
+    if let Err(e) = node.save(&shared.paths.node()) {
+        tracing::warn!(error = %e, "cannot update node.json");
+    }
+}
+
+/// Applies peer actions to the sink, in order, until `stop`.
+pub(super) async fn apply_loop(
+    shared: Arc<Shared>,
+    sink: Arc<dyn PeerSink>,
+    mut actions: mpsc::Receiver<PeerAction>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut needs_resync = false;
+    let mut retry =
+        tokio::time::interval(shared.cfg.timing.sink_retry.max(Duration::from_millis(10)));
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let action = tokio::select! {
+            a = actions.recv() => match a {
+                Some(a) => a,
+                None => return,
+            },
+            _ = retry.tick(), if needs_resync => PeerAction::SetAll(lock(&shared.table).specs()),
+            _ = stop.changed() => return,
+        };
+        let whole = matches!(action, PeerAction::SetAll(_));
+        match apply(sink.as_ref(), action).await {
+            Ok(()) => {
+                if whole {
+                    needs_resync = false;
+                }
+            }
+            Err(e) => {
+                if !needs_resync {
+                    tracing::warn!(error = %e, retry_in = ?shared.cfg.timing.sink_retry, "the data plane did not take a peer change; re-applying the whole set until it does");
+                }
+                needs_resync = true;
+                retry.reset();
+            }
+        }
+    }
+}
+
+async fn apply(sink: &dyn PeerSink, action: PeerAction) -> Result<(), super::peers::PeerSinkError> {
+    use tracing::Instrument as _;
+    match action {
+        PeerAction::SetAll(peers) => {
+            tracing::debug!(peers = peers.len(), "setting the whole peer set");
+            sink.set_peers(peers).await
+        }
+        PeerAction::Set(peer) => {
+            let span = tracing::info_span!("peer", peer = %peer.name);
+            async {
+                tracing::info!(endpoint = ?peer.endpoint, allowed = ?peer.allowed, "peer set");
+                sink.set_peer(peer).await
+            }
+            .instrument(span)
+            .await
+        }
+        PeerAction::Remove(name) => {
+            let span = tracing::info_span!("peer", peer = %name);
+            async {
+                tracing::info!("peer removed");
+                sink.remove_peer(name).await
+            }
+            .instrument(span)
+            .await
+        }
+    }
+}
+
+/// Writes `peers.json` after changes, debounced, until `stop`.
+pub(super) async fn persist_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = shared.persist_now.notified() => {}
+            _ = stop.changed() => break,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(shared.cfg.timing.persist_debounce) => {}
+            _ = stop.changed() => break,
+        }
+        if shared.dirty.load(Ordering::Acquire) {
+            let s = shared.clone();
+            // A small file, but still blocking IO with fsyncs.
+            let _ = tokio::task::spawn_blocking(move || s.persist()).await;
+        }
+    }
+    shared.persist();
+}

@@ -316,10 +316,14 @@ impl PodManager {
             vec![host_net(record.address)],
             self.mtu,
         );
+        // Only what this call made is undone: an interface of that name
+        // that was there before (create fails) is not ours to delete.
+        let mut made_tun = false;
         let result = match create_pod_tun(&ns, &spec).await {
             // create_pod_tun removes a half-made device itself.
             Err(e) => Err(PodError::from(e)),
             Ok(tun) => {
+                made_tun = true;
                 let port = PodPort {
                     id: record.id.clone(),
                     tun,
@@ -333,8 +337,10 @@ impl PodManager {
             }
         };
         if result.is_err() {
-            if let Err(e) = delete_pod_tun(&ns, &record.ifname).await {
-                warn!(error = %e, "rollback: could not delete the pod's interface");
+            if made_tun {
+                if let Err(e) = delete_pod_tun(&ns, &record.ifname).await {
+                    warn!(error = %e, "rollback: could not delete the pod's interface");
+                }
             }
             drop(ns);
             if created {

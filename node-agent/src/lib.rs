@@ -6,6 +6,7 @@ pub mod netlink;
 pub mod netns;
 pub mod switch;
 pub mod tun;
+pub mod wg;
 pub mod agent;
 pub mod api;
 pub mod dataplane;

@@ -8,15 +8,37 @@
 //! over a channel and wake the engine; each returns when the engine has
 //! applied it.
 //!
-//! STATUS: interface stub. The engine is being written; until then every
-//! call returns [`DataplaneError::NotRunning`].
+//! Design (files): `engine` (the thread and its epoll loop), `forward`
+//! (the packet paths and timers), `control` (commands, status), `peers` and
+//! `ports` (tables indexed by the switch's ids), `udp` (socket tuning,
+//! `recvmmsg`/`sendmmsg` batches) and `counters`. WireGuard itself is
+//! [`crate::wg`].
+//!
+//! Counting: a peer's `rx_*` count authenticated datagrams from it (data,
+//! keepalives, handshake messages) and `tx_*` the datagrams queued to it,
+//! at their UDP payload size. `drops` lists the switch's reasons, then the
+//! engine's (`peer_no_endpoint`, `udp_*`, `tun_*`, `wg_unknown_*`), then
+//! WireGuard's (`wg_*`), all with zeros; the names are stable.
+
+mod control;
+mod counters;
+mod engine;
+mod forward;
+mod peers;
+mod ports;
+mod udp;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use ipnet::IpNet;
+use tokio::sync::oneshot;
 
 use crate::tun::Tun;
+use control::{Command, Reply};
 
 /// What the data plane needs to start.
 #[derive(Debug, Clone)]
@@ -96,56 +118,144 @@ pub enum DataplaneError {
     Rejected(String),
     /// An OS call failed.
     #[error("{op}: {source}")]
-    Io { op: &'static str, source: std::io::Error },
+    Io {
+        op: &'static str,
+        source: std::io::Error,
+    },
 }
 
-/// The handle to the running data plane.
+/// The handle to the running data plane. Dropping it stops the engine (as
+/// [`Dataplane::stop`] does).
 #[derive(Debug)]
 pub struct Dataplane {
-    _private: (),
+    commands: mpsc::Sender<Command>,
+    waker: Arc<mio::Waker>,
+    thread: Mutex<Option<JoinHandle<bool>>>,
+    public_key: [u8; 32],
+    local_addr: Option<SocketAddr>,
 }
 
 impl Dataplane {
     /// Start the engine on its own thread with the host port and the UDP
     /// socket (bound by the caller, e.g. to 0.0.0.0:51820).
-    pub fn start(_cfg: DataplaneConfig, _host: Tun, _udp: UdpSocket) -> Result<Dataplane, DataplaneError> {
-        Err(DataplaneError::NotRunning)
+    pub fn start(
+        cfg: DataplaneConfig,
+        host: Tun,
+        udp: UdpSocket,
+    ) -> Result<Dataplane, DataplaneError> {
+        let (commands, receiver) = mpsc::channel();
+        let started = engine::start(cfg, host, udp, receiver)?;
+        Ok(Dataplane {
+            commands,
+            waker: started.waker,
+            thread: Mutex::new(Some(started.thread)),
+            public_key: started.public_key,
+            local_addr: started.local_addr,
+        })
+    }
+
+    /// This node's WireGuard public key (derived from the private key).
+    pub fn public_key(&self) -> [u8; 32] {
+        self.public_key
+    }
+
+    /// The UDP socket's local address.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
+    }
+
+    /// Sends a command to the engine and waits for its answer.
+    async fn call<T>(
+        &self,
+        command: impl FnOnce(Reply<T>) -> Command,
+    ) -> Result<T, DataplaneError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(command(reply))
+            .map_err(|_| DataplaneError::NotRunning)?;
+        self.waker.wake().map_err(|source| DataplaneError::Io {
+            op: "waking the data plane",
+            source,
+        })?;
+        answer.await.map_err(|_| DataplaneError::NotRunning)?
     }
 
     /// Add a peer, or update it (by name): endpoint, allowed prefixes, or a
-    /// new key (which starts a new session).
-    pub async fn set_peer(&self, _peer: PeerSpec) -> Result<(), DataplaneError> {
-        Err(DataplaneError::NotRunning)
+    /// new key (which starts a new session). Endpoint and prefix changes
+    /// keep the session. A configured endpoint that did not change since the
+    /// last call leaves a roamed endpoint alone.
+    pub async fn set_peer(&self, peer: PeerSpec) -> Result<(), DataplaneError> {
+        self.call(|reply| Command::SetPeer(peer, reply)).await
     }
 
     /// Replace the whole peer set (after a watch snapshot): peers not in
     /// `peers` are removed; unchanged peers keep their sessions.
-    pub async fn set_peers(&self, _peers: Vec<PeerSpec>) -> Result<(), DataplaneError> {
-        Err(DataplaneError::NotRunning)
+    pub async fn set_peers(&self, peers: Vec<PeerSpec>) -> Result<(), DataplaneError> {
+        self.call(|reply| Command::SetPeers(peers, reply)).await
     }
 
     /// Remove a peer by name. Ok(false) if there was none.
-    pub async fn remove_peer(&self, _name: &str) -> Result<bool, DataplaneError> {
-        Err(DataplaneError::NotRunning)
+    pub async fn remove_peer(&self, name: &str) -> Result<bool, DataplaneError> {
+        let name = name.to_owned();
+        self.call(|reply| Command::RemovePeer(name, reply)).await
     }
 
-    /// Attach a pod port.
-    pub async fn attach_pod(&self, _port: PodPort) -> Result<(), DataplaneError> {
-        Err(DataplaneError::NotRunning)
+    /// Attach a pod port. On error the TUN fd is closed (the device, being
+    /// persistent, stays).
+    pub async fn attach_pod(&self, port: PodPort) -> Result<(), DataplaneError> {
+        self.call(|reply| Command::AttachPod(port, reply)).await
     }
 
     /// Detach a pod port by id, handing its TUN back. Ok(None) if unknown.
-    pub async fn detach_pod(&self, _id: &str) -> Result<Option<Tun>, DataplaneError> {
-        Err(DataplaneError::NotRunning)
+    pub async fn detach_pod(&self, id: &str) -> Result<Option<Tun>, DataplaneError> {
+        let id = id.to_owned();
+        self.call(|reply| Command::DetachPod(id, reply)).await
     }
 
     /// Current peers, ports and counters.
     pub async fn status(&self) -> Result<DataplaneStatus, DataplaneError> {
-        Err(DataplaneError::NotRunning)
+        self.call(Command::Status).await
     }
 
     /// Stop the engine and wait for its thread. Pod TUNs stay (persistent).
     pub fn shutdown(self) -> Result<(), DataplaneError> {
-        Ok(())
+        self.stop()
+    }
+
+    /// [`Self::shutdown`] through a shared reference (the handle is often in
+    /// an `Arc`): stops the engine and joins its thread. Ok if it stopped
+    /// (now or before), Err(NotRunning) if it had crashed. Afterwards the
+    /// other calls return [`DataplaneError::NotRunning`].
+    pub fn stop(&self) -> Result<(), DataplaneError> {
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some(thread) = thread else {
+            return Ok(());
+        };
+        // Either may fail if the engine already exited; joining tells.
+        let _ = self.commands.send(Command::Shutdown);
+        let _ = self.waker.wake();
+        match thread.join() {
+            Ok(true) => Ok(()),
+            Ok(false) | Err(_) => Err(DataplaneError::NotRunning),
+        }
+    }
+
+    /// Whether the engine thread is still running.
+    pub fn is_running(&self) -> bool {
+        self.thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|t| !t.is_finished())
+    }
+}
+
+impl Drop for Dataplane {
+    fn drop(&mut self) {
+        let _ = self.stop();
     }
 }

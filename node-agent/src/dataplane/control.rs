@@ -1,0 +1,236 @@
+//! The control path: the commands the [`Dataplane`](super::Dataplane)
+//! handle sends, and how the engine applies them between packet batches.
+//!
+//! Contract: each command is applied atomically with respect to packets
+//! (the engine thread runs it between batches) and answered on its oneshot.
+//! A refused change leaves everything as it was: the switch validates and
+//! swaps its route table whole, and the engine's tables change only after
+//! the switch accepted.
+
+use std::net::IpAddr;
+
+use tokio::sync::oneshot;
+use tracing::{info, info_span};
+
+use super::counters::EngineCounters;
+use super::forward::Core;
+use super::peers::{Peer, PeerTraffic};
+use super::{DataplaneError, DataplaneStatus, PeerSpec, PeerStatus};
+use crate::switch::PeerId;
+use crate::tun::Tun;
+use crate::wg::Tunnel;
+
+/// Where a command's answer goes.
+pub(super) type Reply<T> = oneshot::Sender<Result<T, DataplaneError>>;
+
+/// A request from the handle to the engine.
+pub(super) enum Command {
+    SetPeer(PeerSpec, Reply<()>),
+    SetPeers(Vec<PeerSpec>, Reply<()>),
+    RemovePeer(String, Reply<bool>),
+    AttachPod(super::PodPort, Reply<()>),
+    DetachPod(String, Reply<Option<Tun>>),
+    Status(Reply<DataplaneStatus>),
+    Shutdown,
+}
+
+fn rejected(message: impl Into<String>) -> DataplaneError {
+    DataplaneError::Rejected(message.into())
+}
+
+impl Core {
+    /// Adds or updates a peer by name.
+    pub(super) fn set_peer(&mut self, spec: PeerSpec) -> Result<(), DataplaneError> {
+        if spec.name.is_empty() {
+            return Err(rejected("a peer needs a name"));
+        }
+        if spec.public_key == self.identity.public_key() {
+            return Err(rejected(format!(
+                "peer {} has this node's own public key",
+                spec.name
+            )));
+        }
+        if let Some(other) = self.peers.id_by_key(&spec.public_key) {
+            if let Some(owner) = self.peers.get(other).filter(|p| p.name != spec.name) {
+                return Err(rejected(format!(
+                    "peer {}: its public key is already the key of peer {}",
+                    spec.name, owner.name
+                )));
+            }
+        }
+        match self.peers.id_by_name(&spec.name) {
+            Some(id) => self.update_peer(id, spec),
+            None => self.add_peer(spec),
+        }
+    }
+
+    fn tunnel(&mut self, id: PeerId, spec: &PeerSpec) -> Result<Tunnel, DataplaneError> {
+        let index = self.peers.next_index(id);
+        Tunnel::new(&self.identity, spec.public_key, self.keepalive, index)
+            .map_err(|e| rejected(format!("peer {}: {e}", spec.name)))
+    }
+
+    fn add_peer(&mut self, spec: PeerSpec) -> Result<(), DataplaneError> {
+        let id = self
+            .peers
+            .free_id()
+            .ok_or_else(|| rejected(format!("peer {}: too many peers", spec.name)))?;
+        let tunnel = self.tunnel(id, &spec)?;
+        self.switch
+            .set_peer(id, &spec.allowed)
+            .map_err(|e| rejected(format!("peer {}: {e}", spec.name)))?;
+        let span = info_span!("peer", peer = %spec.name);
+        info!(parent: &span, endpoint = ?spec.endpoint, allowed = ?spec.allowed, "peer added");
+        self.peers.insert(
+            id,
+            Peer {
+                name: spec.name,
+                public_key: spec.public_key,
+                endpoint: spec.endpoint,
+                configured_endpoint: spec.endpoint,
+                allowed: spec.allowed,
+                tunnel,
+                traffic: PeerTraffic::default(),
+                expired: false,
+                span,
+            },
+        );
+        Ok(())
+    }
+
+    fn update_peer(&mut self, id: PeerId, spec: PeerSpec) -> Result<(), DataplaneError> {
+        let Some(current) = self.peers.get(id) else {
+            return Err(rejected(format!("peer {} vanished", spec.name)));
+        };
+        let rekey = current.public_key != spec.public_key;
+        let reroute = current.allowed != spec.allowed;
+        let tunnel = if rekey {
+            Some(self.tunnel(id, &spec)?)
+        } else {
+            None
+        };
+        if reroute {
+            self.switch
+                .set_peer(id, &spec.allowed)
+                .map_err(|e| rejected(format!("peer {}: {e}", spec.name)))?;
+        }
+        if let Some(tunnel) = tunnel {
+            self.peers.rekey(id, spec.public_key, tunnel);
+        }
+        let Some(peer) = self.peers.get_mut(id) else {
+            return Ok(());
+        };
+        if rekey {
+            info!(parent: &peer.span, "peer has a new public key: new session");
+        }
+        if reroute {
+            info!(parent: &peer.span, allowed = ?spec.allowed, "peer's allowed prefixes changed");
+            peer.allowed = spec.allowed;
+        }
+        // A configured endpoint applies when it changes; re-sending the same
+        // one (a watch snapshot) does not undo roaming.
+        if spec.endpoint != peer.configured_endpoint {
+            peer.configured_endpoint = spec.endpoint;
+            if let Some(endpoint) = spec.endpoint {
+                info!(parent: &peer.span, from = ?peer.endpoint, to = %endpoint, "peer endpoint configured");
+                peer.endpoint = Some(endpoint);
+                // Without a session, a handshake may be waiting on the old
+                // endpoint's retry timer (5 s): start one at the new one now.
+                if peer.tunnel.last_handshake().is_none() {
+                    if let Some(n) = peer.tunnel.initiate(self.tx.slot()) {
+                        self.tx.commit(n, endpoint);
+                        peer.count_tx(n);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces the whole peer set.
+    pub(super) fn set_peers(&mut self, specs: Vec<PeerSpec>) -> Result<(), DataplaneError> {
+        let mut names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        names.sort_unstable();
+        if let Some(pair) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(rejected(format!("peer {} is listed twice", pair[0])));
+        }
+        for name in self.peers.names() {
+            if !specs.iter().any(|s| s.name == name) {
+                self.remove_peer(&name);
+            }
+        }
+        // Prefixes may move between peers (a CIDR freed by one and leased
+        // to another): retry what failed while anything succeeds.
+        let mut pending = specs;
+        loop {
+            let before = pending.len();
+            let mut failed = Vec::new();
+            for spec in pending {
+                if let Err(e) = self.set_peer(spec.clone()) {
+                    failed.push((spec, e));
+                }
+            }
+            if failed.is_empty() {
+                return Ok(());
+            }
+            if failed.len() == before {
+                let messages: Vec<String> = failed.iter().map(|(_, e)| e.to_string()).collect();
+                return Err(rejected(messages.join("; ")));
+            }
+            pending = failed.into_iter().map(|(spec, _)| spec).collect();
+        }
+    }
+
+    /// Removes a peer by name.
+    pub(super) fn remove_peer(&mut self, name: &str) -> bool {
+        let Some(id) = self.peers.id_by_name(name) else {
+            return false;
+        };
+        self.switch.remove_peer(id);
+        if let Some(peer) = self.peers.remove(id) {
+            info!(parent: &peer.span, "peer removed");
+        }
+        true
+    }
+
+    /// A snapshot of peers, ports and counters.
+    pub(super) fn status(&self) -> DataplaneStatus {
+        let mut peers: Vec<PeerStatus> = self
+            .peers
+            .iter()
+            .map(|(_, p)| PeerStatus {
+                name: p.name.clone(),
+                public_key: p.public_key,
+                endpoint: p.endpoint,
+                allowed: p.allowed.clone(),
+                last_handshake: p.tunnel.last_handshake(),
+                rx_bytes: p.traffic.rx_bytes,
+                tx_bytes: p.traffic.tx_bytes,
+                rx_packets: p.traffic.rx_packets,
+                tx_packets: p.traffic.tx_packets,
+            })
+            .collect();
+        peers.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut ports: Vec<(String, Vec<IpAddr>)> = self
+            .ports
+            .iter()
+            .map(|(_, p)| (p.id.clone(), p.addresses.clone()))
+            .collect();
+        ports.sort();
+        let counters: EngineCounters = self.counters();
+        let switch = self.switch.counters();
+        let drops = switch
+            .drops()
+            .map(|(reason, n)| (reason.as_str(), n))
+            .chain(counters.named())
+            .collect();
+        DataplaneStatus {
+            peers,
+            ports,
+            drops,
+            forwarded_to_ports: counters.to_ports,
+            forwarded_to_host: counters.to_host,
+            forwarded_to_peers: counters.to_peers,
+        }
+    }
+}

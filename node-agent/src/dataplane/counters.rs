@@ -1,0 +1,145 @@
+//! The engine's own counters, on top of the switch's: drops that happen in
+//! the IO shell (no endpoint, full queues, WireGuard refusals) and what was
+//! actually written out.
+//!
+//! Contract: plain `u64`s indexed by small enums, bumped on the packet path
+//! without allocation; the names returned by `as_str` are stable metric
+//! label values, distinct from the switch's
+//! [`DropReason`](crate::switch::DropReason) names.
+
+use crate::wg::WgDrop;
+
+/// Why the engine (not the switch) dropped a packet or datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum EngineDrop {
+    /// Routed to a peer that has no endpoint yet.
+    PeerNoEndpoint,
+    /// A handshake initiation from a static key that is not a peer.
+    UnknownPeerKey,
+    /// A message whose receiver index belongs to no current peer.
+    UnknownIndex,
+    /// A datagram longer than the receive buffer.
+    UdpTruncated,
+    /// A datagram without a usable source address.
+    UdpNoSource,
+    /// The UDP socket's send buffer was full.
+    UdpSendFull,
+    /// `sendmmsg` refused the datagram (unreachable, too big, ...).
+    UdpSendError,
+    /// A TUN's queue was full.
+    TunQueueFull,
+    /// Writing to a TUN failed (the device is down or gone).
+    TunWriteError,
+}
+
+impl EngineDrop {
+    /// Every reason, in counter order.
+    pub(crate) const ALL: [EngineDrop; 9] = [
+        Self::PeerNoEndpoint,
+        Self::UnknownPeerKey,
+        Self::UnknownIndex,
+        Self::UdpTruncated,
+        Self::UdpNoSource,
+        Self::UdpSendFull,
+        Self::UdpSendError,
+        Self::TunQueueFull,
+        Self::TunWriteError,
+    ];
+
+    /// The stable metric label.
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Self::PeerNoEndpoint => "peer_no_endpoint",
+            Self::UnknownPeerKey => "wg_unknown_peer",
+            Self::UnknownIndex => "wg_unknown_index",
+            Self::UdpTruncated => "udp_truncated",
+            Self::UdpNoSource => "udp_no_source",
+            Self::UdpSendFull => "udp_send_full",
+            Self::UdpSendError => "udp_send_error",
+            Self::TunQueueFull => "tun_queue_full",
+            Self::TunWriteError => "tun_write_error",
+        }
+    }
+}
+
+/// The engine's counters.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EngineCounters {
+    drops: [u64; EngineDrop::ALL.len()],
+    wg: [u64; WgDrop::ALL.len()],
+    /// Packets written to pod TUNs.
+    pub(crate) to_ports: u64,
+    /// Packets written to the host TUN.
+    pub(crate) to_host: u64,
+    /// Packets encrypted and handed to the UDP socket for a peer.
+    pub(crate) to_peers: u64,
+    /// Cookie replies sent while under load.
+    pub(crate) cookies_sent: u64,
+}
+
+impl EngineCounters {
+    pub(crate) fn drop(&mut self, reason: EngineDrop) {
+        let c = &mut self.drops[reason as usize];
+        *c = c.wrapping_add(1);
+    }
+
+    pub(crate) fn drop_n(&mut self, reason: EngineDrop, n: u64) {
+        let c = &mut self.drops[reason as usize];
+        *c = c.wrapping_add(n);
+    }
+
+    pub(crate) fn wg_drop(&mut self, reason: WgDrop) {
+        let c = &mut self.wg[reason.index()];
+        *c = c.wrapping_add(1);
+    }
+
+    pub(crate) fn dropped(&self, reason: EngineDrop) -> u64 {
+        self.drops[reason as usize]
+    }
+
+    /// `(name, count)` for every engine and WireGuard reason, zeros included.
+    pub(crate) fn named(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        EngineDrop::ALL
+            .iter()
+            .map(|r| (r.as_str(), self.dropped(*r)))
+            .chain(WgDrop::ALL.iter().map(|r| (r.as_str(), self.wg[r.index()])))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::switch::DropReason;
+
+    #[test]
+    fn names_are_unique_across_engine_wireguard_and_switch() {
+        let counters = EngineCounters::default();
+        let mut names: Vec<&str> = counters.named().map(|(n, _)| n).collect();
+        names.extend(DropReason::ALL.iter().map(|r| r.as_str()));
+        let total = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), total);
+        for (i, r) in EngineDrop::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+    }
+
+    #[test]
+    fn counts() {
+        let mut c = EngineCounters::default();
+        c.drop(EngineDrop::PeerNoEndpoint);
+        c.drop_n(EngineDrop::UdpSendFull, 3);
+        c.wg_drop(WgDrop::BadMac);
+        let named: Vec<_> = c.named().filter(|(_, n)| *n > 0).collect();
+        assert_eq!(
+            named,
+            vec![
+                ("peer_no_endpoint", 1),
+                ("udp_send_full", 3),
+                ("wg_bad_mac", 1)
+            ]
+        );
+    }
+}

@@ -1,0 +1,384 @@
+//! The engine thread: one `epoll` loop (via mio, edge-triggered) over the
+//! UDP socket, the host TUN, every pod TUN and an eventfd waker for
+//! commands, plus a 250 ms timer tick for WireGuard.
+//!
+//! Contract:
+//! - One dedicated OS thread (`weft-dataplane`), never a tokio worker; it
+//!   owns every fd, table and buffer, so nothing on it locks.
+//! - Each round: wait for readiness (or the next tick), apply queued
+//!   commands, then serve every ready fd up to a budget (`TUN_BUDGET`
+//!   packets per TUN, [`UDP_BUDGET`] `recvmmsg` batches for the socket). An
+//!   fd that used its budget stays marked ready and is served again next
+//!   round without waiting, so one busy pod cannot starve the rest, and no
+//!   edge is lost. The round ends by flushing the send batch.
+//! - Pod TUNs handed in are registered under the token `PORT_BASE + id`,
+//!   deregistered and handed back on detach; they stay persistent.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use tracing::{debug, error, info, info_span, warn};
+
+use super::control::Command;
+use super::counters::EngineCounters;
+use super::forward::Core;
+use super::peers::PeerTable;
+use super::ports::{Port, PortTable};
+use super::udp::{self, RxBatch, TxBatch, BATCH, MAX_DATAGRAM};
+use super::{DataplaneConfig, DataplaneError, PodPort};
+use crate::switch::{PortId, Switch};
+use crate::tun::Tun;
+use crate::wg::{Gate, Identity, HANDSHAKE_RATE_LIMIT};
+
+/// How often WireGuard's timers run (boringtun's own device uses 250 ms).
+pub(super) const TICK: Duration = Duration::from_millis(250);
+
+/// `recvmmsg` batches per round.
+pub(super) const UDP_BUDGET: usize = 4;
+
+const WAKER: Token = Token(0);
+const UDP: Token = Token(1);
+const HOST: Token = Token(2);
+const PORT_BASE: usize = 3;
+
+fn port_token(id: PortId) -> Token {
+    Token(PORT_BASE + id.0 as usize)
+}
+
+fn io_error(op: &'static str) -> impl FnOnce(io::Error) -> DataplaneError {
+    move |source| DataplaneError::Io { op, source }
+}
+
+/// What [`start`] hands back to the handle.
+pub(super) struct Started {
+    pub(super) waker: Arc<Waker>,
+    pub(super) thread: JoinHandle<bool>,
+    pub(super) public_key: [u8; 32],
+    pub(super) local_addr: Option<std::net::SocketAddr>,
+}
+
+/// Validates the configuration, sets up the socket and poller, and spawns
+/// the engine thread.
+pub(super) fn start(
+    cfg: DataplaneConfig,
+    host: Tun,
+    socket: std::net::UdpSocket,
+    commands: Receiver<Command>,
+) -> Result<Started, DataplaneError> {
+    let mut switch = Switch::new();
+    switch
+        .set_node_cidrs(&cfg.node_cidrs)
+        .map_err(|e| DataplaneError::Rejected(format!("node CIDRs: {e}")))?;
+    switch
+        .set_host_addresses(&cfg.host_addresses)
+        .map_err(|e| DataplaneError::Rejected(format!("host addresses: {e}")))?;
+    let buffers =
+        udp::tune(&socket, udp::SOCKET_BUFFER_BYTES).map_err(io_error("tuning the UDP socket"))?;
+    let local_addr = socket.local_addr().ok();
+    let poll = Poll::new().map_err(io_error("creating the poller"))?;
+    let waker =
+        Arc::new(Waker::new(poll.registry(), WAKER).map_err(io_error("creating the waker"))?);
+    poll.registry()
+        .register(&mut SourceFd(&socket.as_raw_fd()), UDP, Interest::READABLE)
+        .map_err(io_error("registering the UDP socket"))?;
+    poll.registry()
+        .register(&mut SourceFd(&host.as_raw_fd()), HOST, Interest::READABLE)
+        .map_err(io_error("registering the host TUN"))?;
+    let identity = Identity::from_private(cfg.private_key);
+    let public_key = identity.public_key();
+    info!(
+        listen = ?local_addr,
+        host = host.name(),
+        node_cidrs = ?cfg.node_cidrs,
+        rcvbuf = buffers.receive,
+        sndbuf = buffers.send,
+        "data plane starting"
+    );
+    let keepalive = cfg.persistent_keepalive;
+    let thread = thread::Builder::new()
+        .name("weft-dataplane".into())
+        .spawn(move || {
+            let span = info_span!("dataplane", listen = ?local_addr);
+            let _entered = span.enter();
+            // The batches hold raw pointers (not `Send`): built here.
+            let engine = Engine {
+                poll,
+                events: Events::with_capacity(256),
+                commands,
+                rx: RxBatch::new(&socket),
+                core: Core {
+                    gate: Gate::new(&identity, HANDSHAKE_RATE_LIMIT),
+                    identity,
+                    keepalive,
+                    switch,
+                    host,
+                    ports: PortTable::default(),
+                    peers: PeerTable::default(),
+                    tx: TxBatch::new(socket),
+                    pkt: vec![0; MAX_DATAGRAM + 64].into_boxed_slice(),
+                    scratch: vec![0; 4096].into_boxed_slice(),
+                    counters: EngineCounters::default(),
+                    host_read_error_logged: false,
+                },
+                ready: Readiness::default(),
+            };
+            match panic::catch_unwind(AssertUnwindSafe(|| engine.run())) {
+                Ok(clean) => clean,
+                Err(_) => {
+                    error!("the data plane engine panicked; it has stopped");
+                    false
+                }
+            }
+        })
+        .map_err(io_error("spawning the data plane thread"))?;
+    Ok(Started {
+        waker,
+        thread,
+        public_key,
+        local_addr,
+    })
+}
+
+/// Which fds have (or may have) input waiting.
+#[derive(Debug, Default)]
+struct Readiness {
+    commands: bool,
+    udp: bool,
+    host: bool,
+    /// Indexed by `PortId`: whether it is in `ports`.
+    port: Vec<bool>,
+    ports: Vec<PortId>,
+    /// The list being served this round (swapped with `ports`).
+    serving: Vec<PortId>,
+}
+
+impl Readiness {
+    fn mark_port(&mut self, id: PortId) {
+        let i = id.0 as usize;
+        if self.port.len() <= i {
+            self.port.resize(i + 1, false);
+        }
+        if !self.port[i] {
+            self.port[i] = true;
+            self.ports.push(id);
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.commands || self.udp || self.host || !self.ports.is_empty()
+    }
+}
+
+/// Whether the loop goes on.
+enum Flow {
+    Continue,
+    Stop,
+}
+
+struct Engine {
+    poll: Poll,
+    events: Events,
+    commands: Receiver<Command>,
+    rx: RxBatch,
+    core: Core,
+    ready: Readiness,
+}
+
+impl Engine {
+    /// The event loop. Returns whether it stopped cleanly (on request).
+    fn run(mut self) -> bool {
+        let mut next_tick = Instant::now() + TICK;
+        loop {
+            let timeout = if self.ready.any() {
+                Duration::ZERO
+            } else {
+                next_tick.saturating_duration_since(Instant::now())
+            };
+            if let Err(e) = self.poll.poll(&mut self.events, Some(timeout)) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                error!(error = %e, "polling failed; the data plane stops");
+                return false;
+            }
+            for event in self.events.iter() {
+                match event.token() {
+                    WAKER => self.ready.commands = true,
+                    UDP => self.ready.udp = true,
+                    HOST => self.ready.host = true,
+                    Token(t) => self.ready.mark_port(PortId((t - PORT_BASE) as u32)),
+                }
+            }
+            if self.ready.commands {
+                self.ready.commands = false;
+                if let Flow::Stop = self.handle_commands() {
+                    self.core.flush();
+                    info!("data plane stopped");
+                    return true;
+                }
+            }
+            let now = Instant::now();
+            self.serve(now);
+            if now >= next_tick {
+                self.core.tick();
+                next_tick = now + TICK;
+            }
+            self.core.flush();
+        }
+    }
+
+    /// Serves every ready fd once, within its budget.
+    fn serve(&mut self, now: Instant) {
+        if self.ready.udp {
+            self.ready.udp = self.drain_udp(now);
+        }
+        if self.ready.host {
+            self.ready.host = self.core.drain_host(now);
+        }
+        if !self.ready.ports.is_empty() {
+            std::mem::swap(&mut self.ready.ports, &mut self.ready.serving);
+            let mut serving = std::mem::take(&mut self.ready.serving);
+            for id in serving.drain(..) {
+                if let Some(flag) = self.ready.port.get_mut(id.0 as usize) {
+                    *flag = false;
+                }
+                if self.core.drain_port(id, now) {
+                    self.ready.mark_port(id);
+                }
+            }
+            // Keep the (empty) list's capacity for the next round.
+            self.ready.serving = serving;
+        }
+    }
+
+    /// Reads up to [`UDP_BUDGET`] batches. Returns whether there may be more.
+    fn drain_udp(&mut self, now: Instant) -> bool {
+        for _ in 0..UDP_BUDGET {
+            match self.rx.recv() {
+                Ok(n) => {
+                    for i in 0..n {
+                        self.core.on_datagram(self.rx.get(i), now);
+                    }
+                    // A short batch emptied the queue; a new datagram is a
+                    // new edge.
+                    if n < BATCH {
+                        return false;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) => {
+                    // Asynchronous errors (an ICMP unreachable for an earlier
+                    // send) are consumed by the call that reports them: try
+                    // again next round.
+                    debug!(error = %e, "receiving from the UDP socket failed");
+                    return matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted
+                            | io::ErrorKind::ConnectionRefused
+                            | io::ErrorKind::HostUnreachable
+                            | io::ErrorKind::NetworkUnreachable
+                    );
+                }
+            }
+        }
+        true
+    }
+
+    fn handle_commands(&mut self) -> Flow {
+        loop {
+            let command = match self.commands.try_recv() {
+                Ok(command) => command,
+                Err(TryRecvError::Empty) => return Flow::Continue,
+                Err(TryRecvError::Disconnected) => return Flow::Stop,
+            };
+            match command {
+                Command::Shutdown => return Flow::Stop,
+                Command::SetPeer(spec, reply) => {
+                    let _ = reply.send(self.core.set_peer(spec));
+                }
+                Command::SetPeers(specs, reply) => {
+                    let _ = reply.send(self.core.set_peers(specs));
+                }
+                Command::RemovePeer(name, reply) => {
+                    let _ = reply.send(Ok(self.core.remove_peer(&name)));
+                }
+                Command::AttachPod(port, reply) => {
+                    let _ = reply.send(self.attach(port));
+                }
+                Command::DetachPod(id, reply) => {
+                    let _ = reply.send(Ok(self.detach(&id)));
+                }
+                Command::Status(reply) => {
+                    let _ = reply.send(Ok(self.core.status()));
+                }
+            }
+        }
+    }
+
+    fn registry(&self) -> &Registry {
+        self.poll.registry()
+    }
+
+    fn attach(&mut self, pod: PodPort) -> Result<(), DataplaneError> {
+        if self.core.ports.id_of(&pod.id).is_some() {
+            return Err(DataplaneError::Rejected(format!(
+                "pod port {} is already attached",
+                pod.id
+            )));
+        }
+        let id = self
+            .core
+            .ports
+            .free_id()
+            .ok_or_else(|| DataplaneError::Rejected("too many pod ports".into()))?;
+        self.core
+            .switch
+            .set_pod_port(id, &pod.addresses)
+            .map_err(|e| DataplaneError::Rejected(format!("pod port {}: {e}", pod.id)))?;
+        if let Err(e) = self.registry().register(
+            &mut SourceFd(&pod.tun.as_raw_fd()),
+            port_token(id),
+            Interest::READABLE,
+        ) {
+            self.core.switch.remove_pod_port(id);
+            return Err(DataplaneError::Io {
+                op: "registering a pod TUN",
+                source: e,
+            });
+        }
+        info!(port = %pod.id, ifname = pod.tun.name(), addresses = ?pod.addresses, "pod port attached");
+        self.core.ports.insert(
+            id,
+            Port {
+                id: pod.id,
+                tun: pod.tun,
+                addresses: pod.addresses,
+                read_error_logged: false,
+            },
+        );
+        // Serve anything the pod queued before it was attached.
+        self.ready.mark_port(id);
+        Ok(())
+    }
+
+    fn detach(&mut self, attachment: &str) -> Option<Tun> {
+        let id = self.core.ports.id_of(attachment)?;
+        let port = self.core.ports.remove(id)?;
+        self.core.switch.remove_pod_port(id);
+        if let Err(e) = self
+            .registry()
+            .deregister(&mut SourceFd(&port.tun.as_raw_fd()))
+        {
+            warn!(port = %port.id, error = %e, "deregistering a pod TUN failed");
+        }
+        info!(port = %port.id, "pod port detached");
+        Some(port.tun)
+    }
+}

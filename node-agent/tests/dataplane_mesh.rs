@@ -1,0 +1,794 @@
+//! Root-only tests of the data plane engine: two nodes, each a network
+//! namespace with a host TUN `weft0`, a pod namespace with a pod TUN, and a
+//! `Dataplane` on a UDP socket bound to its end of a veth pair (the
+//! underlay). Pods ping each other (raw ICMP sockets: no `ping` binary
+//! needed) and move TCP streams across; the tests then check status,
+//! counters, peer changes, garbage on the port, and shutdown.
+//!
+//! They fail (never skip) without root. Every test makes its own namespaces
+//! under unique names and deletes them in `Drop` guards, so they run in
+//! parallel and leave nothing behind when an assertion fails; every wait is
+//! bounded.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use nix::sys::socket::{
+    recv, sendto, setsockopt, socket, sockopt, AddressFamily, MsgFlags, SockFlag, SockProtocol,
+    SockType, SockaddrIn,
+};
+use nix::sys::time::{TimeVal, TimeValLike};
+use weft_node_agent::dataplane::{
+    Dataplane, DataplaneConfig, DataplaneError, DataplaneStatus, PeerSpec, PodPort,
+};
+use weft_node_agent::netns::{self, NetNs};
+use weft_node_agent::tun::{create_pod_tun, ensure_host_tun, PortSpec, Tun, TunOptions};
+use weft_node_agent::wg::{self, Identity, Tunnel};
+
+// ---------------------------------------------------------------- harness
+
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "data plane tests need root (CAP_NET_ADMIN + CAP_SYS_ADMIN); CI runs them as root"
+    );
+}
+
+/// A named namespace for one test, deleted on drop (also on panic).
+struct TestNs {
+    name: String,
+    ns: NetNs,
+}
+
+impl TestNs {
+    fn new(test: &str, tag: &str) -> Self {
+        require_root();
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = format!("weft-dp{}-{n}-{test}-{tag}", std::process::id());
+        let ns = NetNs::create_named(&name).expect("create test namespace");
+        Self { name, ns }
+    }
+}
+
+impl Drop for TestNs {
+    fn drop(&mut self) {
+        if let Err(e) = NetNs::delete_named(&self.name) {
+            eprintln!("cleanup: {e}");
+        }
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn net(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+const WG_PORT: u16 = 51820;
+const MTU: u32 = 1420;
+
+/// One node: its data plane and its namespaces. Fields drop in order: the
+/// engine stops (closing every fd) before the namespaces go.
+struct Node {
+    dp: Dataplane,
+    n: u8,
+    public_key: [u8; 32],
+    pod: TestNs,
+    host: TestNs,
+}
+
+impl Node {
+    fn underlay(&self) -> SocketAddr {
+        underlay(self.n)
+    }
+
+    fn pod_addr(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, 244, self.n, 2)
+    }
+
+    fn host_addr(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, 244, self.n, 1)
+    }
+
+    fn name(&self) -> String {
+        format!("node-{}", self.n)
+    }
+
+    /// How `self` is configured as a peer of another node.
+    fn as_peer(&self) -> PeerSpec {
+        PeerSpec {
+            name: self.name(),
+            public_key: self.public_key,
+            endpoint: Some(self.underlay()),
+            allowed: vec![net(&format!("10.244.{}.0/24", self.n))],
+        }
+    }
+
+    async fn status(&self) -> DataplaneStatus {
+        tokio::time::timeout(Duration::from_secs(5), self.dp.status())
+            .await
+            .expect("status within 5s")
+            .expect("status")
+    }
+}
+
+fn underlay(n: u8) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 168, 77, n)), WG_PORT)
+}
+
+fn private_key(n: u8) -> [u8; 32] {
+    [n.wrapping_mul(17).wrapping_add(5); 32]
+}
+
+/// Node namespaces `a` and `b` joined by a veth pair.
+fn underlay_pair(test: &str) -> (TestNs, TestNs) {
+    let a = TestNs::new(test, "n1");
+    let b = TestNs::new(test, "n2");
+    ip(&[
+        "link", "add", "name", "ul1", "netns", &a.name, "type", "veth", "peer", "name", "ul2",
+        "netns", &b.name,
+    ]);
+    for (ns, n) in [(&a, 1), (&b, 2)] {
+        let dev = format!("ul{n}");
+        ip(&[
+            "-n",
+            &ns.name,
+            "addr",
+            "add",
+            &format!("192.168.77.{n}/24"),
+            "dev",
+            &dev,
+        ]);
+        ip(&["-n", &ns.name, "link", "set", &dev, "up"]);
+    }
+    (a, b)
+}
+
+/// Builds node `n` in the node namespace `host`: weft0, a pod namespace
+/// with its TUN, the UDP socket, the engine, and the pod attached.
+async fn node(test: &str, n: u8, host: TestNs) -> Node {
+    let pod = TestNs::new(test, &format!("p{n}"));
+    let host_addr = format!("10.244.{n}.1/32");
+    let host_tun = ensure_host_tun(
+        &host.ns,
+        &PortSpec::host("weft0", net(&host_addr), MTU, &[net("10.244.0.0/16")]),
+    )
+    .await
+    .expect("host TUN");
+    let pod_tun = create_pod_tun(
+        &pod.ns,
+        &PortSpec::pod("eth0", vec![net(&format!("10.244.{n}.2/32"))], MTU),
+    )
+    .await
+    .expect("pod TUN");
+    let bind = underlay(n);
+    let udp = netns::run_in_async(&host.ns, move || UdpSocket::bind(bind))
+        .await
+        .expect("enter node namespace")
+        .expect("bind the UDP socket");
+    let private_key = private_key(n);
+    let dp = Dataplane::start(
+        DataplaneConfig {
+            private_key,
+            node_cidrs: vec![net(&format!("10.244.{n}.0/24"))],
+            host_addresses: vec![IpAddr::V4(Ipv4Addr::new(10, 244, n, 1))],
+            persistent_keepalive: None,
+        },
+        host_tun,
+        udp,
+    )
+    .expect("start the data plane");
+    assert_eq!(dp.public_key(), wg::public_key_of(private_key));
+    assert_eq!(dp.local_addr(), Some(bind));
+    dp.attach_pod(PodPort {
+        id: format!("pod-{n}"),
+        tun: pod_tun,
+        addresses: vec![IpAddr::V4(Ipv4Addr::new(10, 244, n, 2))],
+    })
+    .await
+    .expect("attach the pod");
+    Node {
+        dp,
+        n,
+        public_key: wg::public_key_of(private_key),
+        pod,
+        host,
+    }
+}
+
+/// Two nodes that know each other as peers.
+async fn mesh(test: &str) -> (Node, Node) {
+    let (ha, hb) = underlay_pair(test);
+    let a = node(test, 1, ha).await;
+    let b = node(test, 2, hb).await;
+    a.dp.set_peer(b.as_peer()).await.expect("A knows B");
+    b.dp.set_peer(a.as_peer()).await.expect("B knows A");
+    (a, b)
+}
+
+// ----------------------------------------------------------- ICMP bytes
+
+/// RFC 1071 internet checksum.
+fn checksum(bytes: &[u8]) -> u16 {
+    let mut sum = 0u32;
+    for chunk in bytes.chunks(2) {
+        let word = u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]);
+        sum += u32::from(word);
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+fn icmp_echo(ident: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
+    let mut msg = vec![8, 0, 0, 0];
+    msg.extend_from_slice(&ident.to_be_bytes());
+    msg.extend_from_slice(&seq.to_be_bytes());
+    msg.extend_from_slice(payload);
+    let sum = checksum(&msg);
+    msg[2..4].copy_from_slice(&sum.to_be_bytes());
+    msg
+}
+
+static NEXT_IDENT: AtomicUsize = AtomicUsize::new(1);
+
+/// Pings `dst` from a raw ICMP socket in the calling thread's namespace:
+/// one echo request a second until a matching reply or `within` runs out.
+fn ping_here(dst: Ipv4Addr, within: Duration) -> Result<Duration, String> {
+    let ident = (NEXT_IDENT.fetch_add(1, Ordering::Relaxed) as u16) ^ (std::process::id() as u16);
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::Icmp,
+    )
+    .map_err(|e| format!("raw socket: {e}"))?;
+    setsockopt(&sock, sockopt::ReceiveTimeout, &TimeVal::milliseconds(200))
+        .map_err(|e| format!("SO_RCVTIMEO: {e}"))?;
+    let to = SockaddrIn::from(SocketAddrV4::new(dst, 0));
+    let payload = b"weft data plane test";
+    let start = Instant::now();
+    let deadline = start + within;
+    let mut seq = 0u16;
+    let mut buf = [0u8; 2048];
+    while Instant::now() < deadline {
+        seq += 1;
+        let sent = Instant::now();
+        sendto(
+            sock.as_raw_fd(),
+            &icmp_echo(ident, seq, payload),
+            &to,
+            MsgFlags::empty(),
+        )
+        .map_err(|e| format!("sendto: {e}"))?;
+        while sent.elapsed() < Duration::from_secs(1) && Instant::now() < deadline {
+            let Ok(n) = recv(sock.as_raw_fd(), &mut buf, MsgFlags::empty()) else {
+                continue;
+            };
+            let ihl = usize::from(buf[0] & 0x0f) * 4;
+            let Some(icmp) = buf.get(ihl..n) else {
+                continue;
+            };
+            if icmp.len() >= 8
+                && icmp[0] == 0
+                && icmp[4..6] == ident.to_be_bytes()
+                && &icmp[8..] == payload
+            {
+                if checksum(icmp) != 0 {
+                    return Err("echo reply with a bad checksum".into());
+                }
+                return Ok(start.elapsed());
+            }
+        }
+    }
+    Err(format!("no echo reply from {dst} within {within:?}"))
+}
+
+/// [`ping_here`] from inside `ns`, off the async runtime.
+async fn ping(ns: &NetNs, dst: Ipv4Addr, within: Duration) -> Result<Duration, String> {
+    let ns = ns.clone();
+    let task = tokio::task::spawn_blocking(move || netns::run_in(&ns, || ping_here(dst, within)));
+    match tokio::time::timeout(within + Duration::from_secs(5), task).await {
+        Ok(Ok(Ok(result))) => result,
+        Ok(Ok(Err(e))) => Err(format!("entering the namespace: {e}")),
+        Ok(Err(e)) => Err(format!("ping thread: {e}")),
+        Err(_) => Err("ping thread hung".into()),
+    }
+}
+
+fn drops(status: &DataplaneStatus, name: &str) -> u64 {
+    status
+        .drops
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, c)| *c)
+        .unwrap_or_else(|| panic!("no drop counter named {name}"))
+}
+
+/// Polls `node`'s status until `check` holds, for at most `within`.
+async fn wait_status(
+    node: &Node,
+    within: Duration,
+    what: &str,
+    check: impl Fn(&DataplaneStatus) -> bool,
+) -> DataplaneStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        let status = node.status().await;
+        if check(&status) {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {within:?}; status: {status:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+const PING: Duration = Duration::from_secs(8);
+const NO_PING: Duration = Duration::from_millis(1500);
+
+// ------------------------------------------------------------------ tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_ping_each_other_and_status_shows_the_session() {
+    let (a, b) = mesh("ping").await;
+
+    ping(&a.pod.ns, b.pod_addr(), PING)
+        .await
+        .expect("pod A -> pod B");
+    ping(&b.pod.ns, a.pod_addr(), PING)
+        .await
+        .expect("pod B -> pod A");
+    // Node to remote pod, and pod to its own node's host port.
+    ping(&a.host.ns, b.pod_addr(), PING)
+        .await
+        .expect("node A -> pod B");
+    ping(&b.pod.ns, b.host_addr(), PING)
+        .await
+        .expect("pod B -> node B");
+    ping(&a.pod.ns, b.host_addr(), PING)
+        .await
+        .expect("pod A -> node B");
+
+    for (node, other) in [(&a, &b), (&b, &a)] {
+        let status = node.status().await;
+        assert_eq!(status.peers.len(), 1, "{status:#?}");
+        let peer = &status.peers[0];
+        assert_eq!(peer.name, other.name());
+        assert_eq!(peer.public_key, other.public_key);
+        assert_eq!(peer.endpoint, Some(other.underlay()));
+        assert!(peer.last_handshake.is_some(), "{status:#?}");
+        assert!(peer.last_handshake.unwrap() < Duration::from_secs(60));
+        assert!(peer.rx_bytes > 0 && peer.tx_bytes > 0, "{status:#?}");
+        assert!(peer.rx_packets >= 3 && peer.tx_packets >= 3, "{status:#?}");
+        assert_eq!(
+            status.ports,
+            vec![(format!("pod-{}", node.n), vec![IpAddr::V4(node.pod_addr())])]
+        );
+        assert!(status.forwarded_to_ports >= 2, "{status:#?}");
+        assert!(status.forwarded_to_peers >= 2, "{status:#?}");
+        assert_eq!(drops(&status, "spoofed_peer_source"), 0);
+        assert_eq!(drops(&status, "peer_no_endpoint"), 0);
+    }
+    assert!(b.status().await.forwarded_to_host >= 1);
+    assert!(a.status().await.forwarded_to_host >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_transfer_arrives_intact() {
+    const BYTES: usize = 4 << 20;
+    let (a, b) = mesh("tcp").await;
+    ping(&a.pod.ns, b.pod_addr(), PING).await.expect("warm up");
+
+    let server_addr = SocketAddr::new(IpAddr::V4(b.pod_addr()), 5001);
+    let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+    let server_ns = b.pod.ns.clone();
+    let server = std::thread::spawn(move || {
+        netns::run_in(&server_ns, move || -> Result<Vec<u8>, String> {
+            let listener = TcpListener::bind(server_addr).map_err(|e| format!("bind: {e}"))?;
+            listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+            let _ = bound_tx.send(());
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let mut stream = loop {
+                match listener.accept() {
+                    Ok((s, _)) => break s,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        if Instant::now() > deadline {
+                            return Err("no connection within 20s".into());
+                        }
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    Err(e) => return Err(format!("accept: {e}")),
+                }
+            };
+            stream.set_nonblocking(false).map_err(|e| e.to_string())?;
+            stream
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .map_err(|e| e.to_string())?;
+            let mut got = Vec::with_capacity(BYTES);
+            stream
+                .read_to_end(&mut got)
+                .map_err(|e| format!("read after {} bytes: {e}", got.len()))?;
+            stream
+                .write_all(&(got.len() as u64).to_be_bytes())
+                .map_err(|e| format!("ack: {e}"))?;
+            Ok(got)
+        })
+    });
+    bound_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("server bound");
+
+    let data: Vec<u8> = (0..BYTES)
+        .map(|i| (i % 251) as u8 ^ (i >> 16) as u8)
+        .collect();
+    let sent = data.clone();
+    let client_ns = a.pod.ns.clone();
+    let started = Instant::now();
+    let client = tokio::task::spawn_blocking(move || {
+        netns::run_in(&client_ns, move || -> Result<u64, String> {
+            let mut stream = TcpStream::connect_timeout(&server_addr, Duration::from_secs(10))
+                .map_err(|e| format!("connect: {e}"))?;
+            stream
+                .set_write_timeout(Some(Duration::from_secs(20)))
+                .map_err(|e| e.to_string())?;
+            stream
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .map_err(|e| e.to_string())?;
+            stream.write_all(&sent).map_err(|e| format!("write: {e}"))?;
+            stream
+                .shutdown(std::net::Shutdown::Write)
+                .map_err(|e| e.to_string())?;
+            let mut ack = [0u8; 8];
+            stream
+                .read_exact(&mut ack)
+                .map_err(|e| format!("ack: {e}"))?;
+            Ok(u64::from_be_bytes(ack))
+        })
+    });
+    let acked = tokio::time::timeout(Duration::from_secs(60), client)
+        .await
+        .expect("client within 60s")
+        .expect("client thread")
+        .expect("enter pod A")
+        .expect("client");
+    let elapsed = started.elapsed();
+    let received = tokio::task::spawn_blocking(move || server.join())
+        .await
+        .expect("join")
+        .expect("server thread")
+        .expect("enter pod B")
+        .expect("server");
+    assert_eq!(acked, BYTES as u64);
+    assert_eq!(received.len(), BYTES);
+    assert!(received == data, "the stream arrived corrupted");
+    eprintln!(
+        "tcp: {} MiB in {:.2?} = {:.1} Mbit/s ({} build)",
+        BYTES >> 20,
+        elapsed,
+        BYTES as f64 * 8.0 / elapsed.as_secs_f64() / 1e6,
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
+
+    let sa = a.status().await;
+    let sb = b.status().await;
+    assert!(sa.peers[0].tx_bytes > BYTES as u64, "{sa:#?}");
+    assert!(sb.peers[0].rx_bytes > BYTES as u64, "{sb:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remove_peer_stops_traffic_and_adding_it_back_restores_it() {
+    let (a, b) = mesh("remove").await;
+    ping(&a.pod.ns, b.pod_addr(), PING).await.expect("before");
+
+    assert!(a.dp.remove_peer(&b.name()).await.unwrap());
+    assert!(!a.dp.remove_peer(&b.name()).await.unwrap(), "already gone");
+    assert!(a.status().await.peers.is_empty());
+    ping(&a.pod.ns, b.pod_addr(), NO_PING)
+        .await
+        .expect_err("no route to B's pods without the peer");
+    ping(&b.pod.ns, a.pod_addr(), NO_PING)
+        .await
+        .expect_err("A drops B's datagrams without the peer");
+    let status = a.status().await;
+    assert!(drops(&status, "no_route") >= 1, "{status:#?}");
+    assert!(drops(&status, "wg_unknown_index") >= 1, "{status:#?}");
+
+    a.dp.set_peer(b.as_peer()).await.unwrap();
+    ping(&a.pod.ns, b.pod_addr(), PING)
+        .await
+        .expect("A -> B after re-adding");
+    ping(&b.pod.ns, a.pod_addr(), PING)
+        .await
+        .expect("B -> A after re-adding");
+
+    // set_peers replaces the set: an empty set removes B again.
+    a.dp.set_peers(vec![]).await.unwrap();
+    assert!(a.status().await.peers.is_empty());
+    a.dp.set_peers(vec![b.as_peer()]).await.unwrap();
+    ping(&a.pod.ns, b.pod_addr(), PING)
+        .await
+        .expect("after set_peers");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_endpoint_is_used_and_an_unknown_one_is_learned() {
+    let (ha, hb) = underlay_pair("endpoint");
+    let a = node("endpoint", 1, ha).await;
+    let b = node("endpoint", 2, hb).await;
+    // A has a wrong endpoint for B; B has none for A and must learn it.
+    let wrong = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 168, 77, 2)), 9);
+    a.dp.set_peer(PeerSpec {
+        endpoint: Some(wrong),
+        ..b.as_peer()
+    })
+    .await
+    .unwrap();
+    b.dp.set_peer(PeerSpec {
+        endpoint: None,
+        ..a.as_peer()
+    })
+    .await
+    .unwrap();
+
+    // B cannot reach A: no endpoint yet.
+    ping(&b.pod.ns, a.pod_addr(), NO_PING)
+        .await
+        .expect_err("B has no endpoint for A");
+    let status = b.status().await;
+    assert!(drops(&status, "peer_no_endpoint") >= 1, "{status:#?}");
+    ping(&a.pod.ns, b.pod_addr(), NO_PING)
+        .await
+        .expect_err("A sends to the wrong endpoint");
+    let status = a.status().await;
+    assert_eq!(status.peers[0].endpoint, Some(wrong));
+    assert_eq!(status.peers[0].last_handshake, None);
+
+    a.dp.set_peer(b.as_peer()).await.unwrap();
+    ping(&a.pod.ns, b.pod_addr(), PING)
+        .await
+        .expect("A -> B at the corrected endpoint");
+    let status = a.status().await;
+    assert_eq!(status.peers[0].endpoint, Some(b.underlay()));
+    assert!(status.peers[0].last_handshake.is_some());
+    // B learned A's endpoint from A's authenticated datagrams (roaming).
+    let status = b.status().await;
+    assert_eq!(status.peers[0].endpoint, Some(a.underlay()), "{status:#?}");
+    ping(&b.pod.ns, a.pod_addr(), PING)
+        .await
+        .expect("B -> A at the learned endpoint");
+    // Re-sending B's unchanged spec (endpoint None) keeps what B learned.
+    b.dp.set_peer(PeerSpec {
+        endpoint: None,
+        ..a.as_peer()
+    })
+    .await
+    .unwrap();
+    assert_eq!(b.status().await.peers[0].endpoint, Some(a.underlay()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_sending_from_outside_its_allowed_prefixes_is_dropped() {
+    let (ha, hb) = underlay_pair("spoof");
+    let a = node("spoof", 1, ha).await;
+    let b = node("spoof", 2, hb).await;
+    // A believes B owns 10.244.3.0/24, not B's real 10.244.2.0/24.
+    a.dp.set_peer(PeerSpec {
+        allowed: vec![net("10.244.3.0/24")],
+        ..b.as_peer()
+    })
+    .await
+    .unwrap();
+    b.dp.set_peer(a.as_peer()).await.unwrap();
+
+    ping(&b.pod.ns, a.pod_addr(), NO_PING)
+        .await
+        .expect_err("A must drop packets from 10.244.2.2 out of B's tunnel");
+    let status = wait_status(&a, Duration::from_secs(5), "spoofed drops", |s| {
+        drops(s, "spoofed_peer_source") >= 1
+    })
+    .await;
+    // The tunnel itself works: the handshake completed and data arrived.
+    assert!(status.peers[0].last_handshake.is_some(), "{status:#?}");
+    assert!(status.peers[0].rx_packets >= 2, "{status:#?}");
+    assert_eq!(status.forwarded_to_ports, 0, "{status:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_datagrams_are_counted_and_the_engine_keeps_working() {
+    let (a, b) = mesh("garbage").await;
+    let target = a.underlay();
+    let sent = netns::run_in_async(&b.host.ns, move || -> std::io::Result<usize> {
+        let sock = UdpSocket::bind("192.168.77.2:0")?;
+        let mut n = 0;
+        let mut send = |bytes: &[u8]| -> std::io::Result<()> {
+            sock.send_to(bytes, target)?;
+            n += 1;
+            Ok(())
+        };
+        send(b"")?;
+        send(b"hello, is this wireguard?")?;
+        send(&[0xff; 1400])?;
+        // Type 1 of the right length, but a MAC made of noise.
+        let mut init = [0x5a_u8; 148];
+        init[..4].copy_from_slice(&[1, 0, 0, 0]);
+        send(&init)?;
+        // Data for a receiver index no peer has.
+        let mut data = [0x33_u8; 96];
+        data[..4].copy_from_slice(&[4, 0, 0, 0]);
+        data[4..8].copy_from_slice(&0xabcd_ef00_u32.to_le_bytes());
+        send(&data)?;
+        // A well-formed handshake initiation from a key A does not know.
+        let stranger = Identity::from_private([0x42; 32]);
+        let mut tunnel =
+            Tunnel::new(&stranger, wg::public_key_of(private_key(1)), None, 77).expect("tunnel");
+        let mut out = [0u8; 256];
+        if let wg::Encap::Send(len) = tunnel.encapsulate(&[], &mut out) {
+            send(&out[..len])?;
+        }
+        Ok(n)
+    })
+    .await
+    .expect("enter node B")
+    .expect("send garbage");
+    assert_eq!(sent, 6);
+
+    let status = wait_status(&a, Duration::from_secs(5), "garbage counted", |s| {
+        drops(s, "wg_invalid") >= 3
+            && drops(s, "wg_bad_mac") >= 1
+            && drops(s, "wg_unknown_index") >= 1
+            && drops(s, "wg_unknown_peer") >= 1
+    })
+    .await;
+    assert!(status.peers[0].last_handshake.is_none());
+    assert!(a.dp.is_running());
+
+    ping(&a.pod.ns, b.pod_addr(), PING)
+        .await
+        .expect("A -> B after garbage");
+    ping(&b.pod.ns, a.pod_addr(), PING)
+        .await
+        .expect("B -> A after garbage");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detach_hands_the_tun_back_and_shutdown_joins_the_thread() {
+    let (a, b) = mesh("shutdown").await;
+    ping(&a.pod.ns, b.pod_addr(), PING).await.expect("before");
+
+    let tun = b.dp.detach_pod("pod-2").await.unwrap().expect("attached");
+    assert_eq!(tun.name(), "eth0");
+    assert!(b.dp.detach_pod("pod-2").await.unwrap().is_none());
+    assert!(b.status().await.ports.is_empty());
+    ping(&a.pod.ns, b.pod_addr(), NO_PING)
+        .await
+        .expect_err("B's pod is detached");
+    let status = b.status().await;
+    assert!(drops(&status, "no_pod") >= 1, "{status:#?}");
+    b.dp.attach_pod(PodPort {
+        id: "pod-2".into(),
+        tun,
+        addresses: vec![IpAddr::V4(b.pod_addr())],
+    })
+    .await
+    .unwrap();
+    ping(&a.pod.ns, b.pod_addr(), PING)
+        .await
+        .expect("re-attached");
+
+    let Node { dp, pod, host, .. } = b;
+    let stopped = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::task::spawn_blocking(move || dp.shutdown()),
+    )
+    .await
+    .expect("shutdown within 5s")
+    .expect("join");
+    stopped.expect("clean shutdown");
+    // The pod's TUN is persistent: it outlives the engine.
+    let out = Command::new("ip")
+        .args(["-n", &pod.name, "link", "show", "dev", "eth0"])
+        .output()
+        .expect("run ip");
+    assert!(
+        out.status.success(),
+        "eth0 is gone from the pod after shutdown"
+    );
+    drop((pod, host));
+
+    // A handle in an Arc stops through &self; then calls say NotRunning.
+    let dp = std::sync::Arc::new(a.dp);
+    dp.stop().expect("stop");
+    assert!(!dp.is_running());
+    assert!(matches!(dp.status().await, Err(DataplaneError::NotRunning)));
+    dp.stop().expect("stopping twice is fine");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_configuration_is_rejected_with_reasons() {
+    let (a, b) = mesh("reject").await;
+    // B's prefixes overlap A's own pod CIDR.
+    let err =
+        a.dp.set_peer(PeerSpec {
+            name: "intruder".into(),
+            public_key: wg::public_key_of([0x99; 32]),
+            endpoint: None,
+            allowed: vec![net("10.244.1.0/24")],
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DataplaneError::Rejected(_)), "{err}");
+    // A second name for B's key.
+    let err =
+        a.dp.set_peer(PeerSpec {
+            name: "alias".into(),
+            allowed: vec![net("10.244.9.0/24")],
+            ..b.as_peer()
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("already the key"), "{err}");
+    // Our own key.
+    let err =
+        a.dp.set_peer(PeerSpec {
+            public_key: a.public_key,
+            ..b.as_peer()
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("own public key"), "{err}");
+    // A duplicate in a set.
+    let err =
+        a.dp.set_peers(vec![b.as_peer(), b.as_peer()])
+            .await
+            .unwrap_err();
+    assert!(err.to_string().contains("twice"), "{err}");
+    // A second port under an attached id, or with an attached pod's
+    // address (a plain, non-persistent TUN: it goes when dropped).
+    for (id, addr) in [("pod-1", "10.244.1.3"), ("pod-x", "10.244.1.2")] {
+        let tun = netns::run_in_async(&a.pod.ns, || Tun::create("eth1", &TunOptions::default()))
+            .await
+            .expect("enter pod A")
+            .expect("second TUN");
+        let err =
+            a.dp.attach_pod(PodPort {
+                id: id.into(),
+                tun,
+                addresses: vec![addr.parse().unwrap()],
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, DataplaneError::Rejected(_)), "{id}: {err}");
+    }
+    let status = a.status().await;
+    assert_eq!(status.ports.len(), 1, "{status:#?}");
+    assert_eq!(
+        status.peers.len(),
+        1,
+        "refusals changed nothing: {status:#?}"
+    );
+    assert_eq!(status.peers[0].allowed, vec![net("10.244.2.0/24")]);
+    ping(&a.pod.ns, b.pod_addr(), PING)
+        .await
+        .expect("still works");
+}

@@ -4,12 +4,15 @@
 mod admin;
 mod duration;
 mod output;
+mod pod;
+mod status;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-/// weftctl: manage a weft cluster (join tokens, nodes, cluster info).
+/// weftctl: manage a weft cluster (join tokens, nodes, cluster info) and this
+/// node's pods and status.
 #[derive(Debug, Parser)]
 #[command(name = "weftctl", version, about)]
 struct Cli {
@@ -43,6 +46,10 @@ enum Command {
     /// Cluster settings, counts and version.
     #[command(subcommand)]
     Cluster(admin::ClusterCommand),
+    /// Pods on this node, through the local agent: add, del, list.
+    Pod(pod::PodArgs),
+    /// This node as its agent sees it: control-plane link, peers, drops.
+    Status(status::StatusArgs),
 }
 
 fn main() {
@@ -63,6 +70,8 @@ fn main() {
             Command::Nodes { output } => admin::nodes(&cli.config, output).await,
             Command::Node(cmd) => admin::node(&cli.config, cmd).await,
             Command::Cluster(cmd) => admin::cluster(&cli.config, cmd).await,
+            Command::Pod(args) => pod::run(args).await,
+            Command::Status(args) => status::run(args).await,
         }
     });
     if let Err(e) = result {

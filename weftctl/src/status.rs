@@ -1,0 +1,223 @@
+//! `weftctl status`: this node as its agent sees it — the node, its link
+//! to the control plane, its peers (like `wg show`) and its drop counters.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Args;
+use weft_client::agent_api::{DataplaneInfo, StatusResult};
+
+use crate::duration;
+use crate::output::{table, Format};
+use crate::pod::{connect, AgentSocket};
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub socket: AgentSocket,
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+}
+
+/// `weftctl status`
+pub async fn run(args: StatusArgs) -> Result<()> {
+    let mut agent = connect(&args.socket.path).await?;
+    let status = agent.status().await?;
+    match args.output {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&status)?),
+        Format::Table => print!("{}", render(&status)),
+    }
+    Ok(())
+}
+
+/// The human form: a summary, then the peers, then non-zero drop counters.
+fn render(s: &StatusResult) -> String {
+    let n = &s.node;
+    let or_dash = |v: &str| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.to_string()
+        }
+    };
+    let link = if n.control_plane_connected {
+        format!("connected, revision {}", n.watch_revision)
+    } else {
+        match &n.last_error {
+            Some(e) => format!("DISCONNECTED: {e}; last revision {}", n.watch_revision),
+            None => format!("DISCONNECTED; last revision {}", n.watch_revision),
+        }
+    };
+    let dataplane = match (&s.dataplane, &s.dataplane_error) {
+        (Some(d), _) => format!(
+            "running; forwarded {} to pods, {} to host, {} to peers",
+            d.forwarded_to_ports, d.forwarded_to_host, d.forwarded_to_peers
+        ),
+        (None, Some(e)) => format!("DOWN: {e}"),
+        (None, None) => "unknown".into(),
+    };
+    let summary = [
+        ("node", format!("{} (id {})", or_dash(&n.name), n.node_id)),
+        ("pod CIDR", or_dash(&n.pod_cidr)),
+        ("node address", or_dash(&n.node_address)),
+        (
+            "control plane",
+            format!("{} ({link})", or_dash(&n.control_plane)),
+        ),
+        ("pods", s.pods.to_string()),
+        ("data plane", dataplane),
+    ];
+    let mut out = String::new();
+    for (key, value) in summary {
+        out.push_str(&format!("{:<15}{value}\n", format!("{key}:")));
+    }
+    if let Some(d) = &s.dataplane {
+        out.push_str(&peers_and_drops(d));
+    }
+    out
+}
+
+fn peers_and_drops(d: &DataplaneInfo) -> String {
+    let mut out = String::new();
+    if d.peers.is_empty() {
+        out.push_str("\nno peers\n");
+    } else {
+        let rows: Vec<Vec<String>> = d
+            .peers
+            .iter()
+            .map(|p| {
+                vec![
+                    p.name.clone(),
+                    p.endpoint.clone().unwrap_or_else(|| "(none)".into()),
+                    if p.allowed.is_empty() {
+                        "(none)".into()
+                    } else {
+                        p.allowed.join(",")
+                    },
+                    match p.last_handshake_ms {
+                        Some(ms) => format!("{} ago", duration::human(Duration::from_millis(ms))),
+                        None => "never".into(),
+                    },
+                    bytes(p.rx_bytes),
+                    bytes(p.tx_bytes),
+                ]
+            })
+            .collect();
+        out.push('\n');
+        out.push_str(&table(
+            &[
+                "NAME",
+                "ENDPOINT",
+                "ALLOWED",
+                "LATEST HANDSHAKE",
+                "RX",
+                "TX",
+            ],
+            &rows,
+        ));
+    }
+    let drops: Vec<Vec<String>> = d
+        .drops
+        .iter()
+        .filter(|c| c.count > 0)
+        .map(|c| vec![c.reason.clone(), c.count.to_string()])
+        .collect();
+    if !drops.is_empty() {
+        out.push('\n');
+        out.push_str(&table(&["DROP REASON", "PACKETS"], &drops));
+    }
+    out
+}
+
+/// Bytes like `wg show`: "300 B", "1.50 KiB", "12.00 MiB".
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.2} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use weft_client::agent_api::{DropCount, NodeInfo, PeerInfo};
+
+    use super::*;
+
+    #[test]
+    fn byte_units() {
+        assert_eq!(bytes(300), "300 B");
+        assert_eq!(bytes(1536), "1.50 KiB");
+        assert_eq!(bytes(12 * 1024 * 1024), "12.00 MiB");
+    }
+
+    #[test]
+    fn renders_summary_peers_and_nonzero_drops() {
+        let s = StatusResult {
+            node: NodeInfo {
+                name: "n1".into(),
+                node_id: 3,
+                pod_cidr: "10.244.3.0/24".into(),
+                node_address: "10.244.3.1".into(),
+                control_plane: "192.0.2.1:7443".into(),
+                control_plane_connected: false,
+                last_error: Some("connection refused".into()),
+                watch_revision: 9,
+                ..NodeInfo::default()
+            },
+            pods: 2,
+            dataplane: Some(DataplaneInfo {
+                peers: vec![
+                    PeerInfo {
+                        name: "n2".into(),
+                        endpoint: Some("192.0.2.2:51820".into()),
+                        allowed: vec!["10.244.2.0/24".into()],
+                        last_handshake_ms: Some(12_000),
+                        rx_bytes: 2048,
+                        tx_bytes: 100,
+                        ..PeerInfo::default()
+                    },
+                    PeerInfo {
+                        name: "n3".into(),
+                        ..PeerInfo::default()
+                    },
+                ],
+                drops: vec![
+                    DropCount {
+                        reason: "no_route".into(),
+                        count: 4,
+                    },
+                    DropCount {
+                        reason: "ttl_exceeded".into(),
+                        count: 0,
+                    },
+                ],
+                ..DataplaneInfo::default()
+            }),
+            dataplane_error: None,
+        };
+        let text = render(&s);
+        let expected = "\
+node:          n1 (id 3)
+pod CIDR:      10.244.3.0/24
+node address:  10.244.3.1
+control plane: 192.0.2.1:7443 (DISCONNECTED: connection refused; last revision 9)
+pods:          2
+data plane:    running; forwarded 0 to pods, 0 to host, 0 to peers
+
+NAME  ENDPOINT         ALLOWED        LATEST HANDSHAKE  RX        TX
+n2    192.0.2.2:51820  10.244.2.0/24  12s ago           2.00 KiB  100 B
+n3    (none)           (none)         never             0 B       0 B
+
+DROP REASON  PACKETS
+no_route     4
+";
+        assert_eq!(text, expected);
+    }
+}

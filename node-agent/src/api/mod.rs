@@ -129,7 +129,8 @@ pub async fn serve(
     serve_on(listener, services, shutdown).await
 }
 
-/// Serve the local API on a bound listener until `shutdown` resolves.
+/// Serve the local API on a bound listener until `shutdown` resolves. Runs
+/// on a tokio runtime (its connections are tokio tasks).
 pub async fn serve_on(
     listener: ApiListener,
     services: Services,

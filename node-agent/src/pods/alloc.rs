@@ -121,7 +121,7 @@ impl AddressPool {
         // At most used.len() + 1 steps (the node) before a free one, so this
         // stays cheap even for an IPv6 /64.
         while n <= self.last {
-            let addr = self.from_int(n);
+            let addr = self.addr_at(n);
             if n != node && !used.contains(&addr) {
                 return Some(addr);
             }
@@ -130,7 +130,7 @@ impl AddressPool {
         None
     }
 
-    fn from_int(&self, n: u128) -> IpAddr {
+    fn addr_at(&self, n: u128) -> IpAddr {
         match self.cidr {
             // n is within the IPv4 CIDR, so it fits in 32 bits.
             IpNet::V4(_) => IpAddr::V4(Ipv4Addr::from(n as u32)),

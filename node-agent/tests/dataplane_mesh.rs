@@ -11,7 +11,10 @@
 //! bounded.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::net::{
+    IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener, TcpStream,
+    UdpSocket,
+};
 use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,12 +23,13 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 use nix::sys::socket::{
     recv, sendto, setsockopt, socket, sockopt, AddressFamily, MsgFlags, SockFlag, SockProtocol,
-    SockType, SockaddrIn,
+    SockType, SockaddrIn, SockaddrIn6,
 };
 use nix::sys::time::{TimeVal, TimeValLike};
 use weft_node_agent::dataplane::{
     Dataplane, DataplaneConfig, DataplaneError, DataplaneStatus, PeerSpec, PodPort,
 };
+use weft_node_agent::netlink::Route;
 use weft_node_agent::netns::{self, NetNs};
 use weft_node_agent::tun::{create_pod_tun, ensure_host_tun, PortSpec, Tun, TunOptions};
 use weft_node_agent::wg::{self, Identity, Tunnel};
@@ -85,6 +89,8 @@ const MTU: u32 = 1420;
 struct Node {
     dp: Dataplane,
     n: u8,
+    /// Whether the overlay is dual-stack (pods also have an IPv6 address).
+    dual: bool,
     public_key: [u8; 32],
     pod: TestNs,
     host: TestNs,
@@ -103,6 +109,10 @@ impl Node {
         Ipv4Addr::new(10, 244, self.n, 1)
     }
 
+    fn pod6_addr(&self) -> Ipv6Addr {
+        pod6(self.n)
+    }
+
     fn name(&self) -> String {
         format!("node-{}", self.n)
     }
@@ -113,7 +123,7 @@ impl Node {
             name: self.name(),
             public_key: self.public_key,
             endpoint: Some(self.underlay()),
-            allowed: vec![net(&format!("10.244.{}.0/24", self.n))],
+            allowed: cidrs(self.n, self.dual),
         }
     }
 
@@ -127,6 +137,19 @@ impl Node {
 
 fn underlay(n: u8) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 168, 77, n)), WG_PORT)
+}
+
+/// Node `n`'s pod CIDRs.
+fn cidrs(n: u8, dual: bool) -> Vec<IpNet> {
+    let mut cidrs = vec![net(&format!("10.244.{n}.0/24"))];
+    if dual {
+        cidrs.push(net(&format!("fd00:244:{n}::/64")));
+    }
+    cidrs
+}
+
+fn pod6(n: u8) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd00, 0x244, u16::from(n), 0, 0, 0, 0, 2)
 }
 
 fn private_key(n: u8) -> [u8; 32] {
@@ -160,21 +183,39 @@ fn underlay_pair(test: &str) -> (TestNs, TestNs) {
 /// Builds node `n` in the node namespace `host`: weft0, a pod namespace
 /// with its TUN, the UDP socket, the engine, and the pod attached.
 async fn node(test: &str, n: u8, host: TestNs) -> Node {
+    node_with(test, n, host, underlay(n), false).await
+}
+
+/// [`node`] with the UDP socket bound to `bind`, and optionally a
+/// dual-stack overlay (`fd00:244:N::/64` next to `10.244.N.0/24`).
+async fn node_with(test: &str, n: u8, host: TestNs, bind: SocketAddr, dual: bool) -> Node {
     let pod = TestNs::new(test, &format!("p{n}"));
-    let host_addr = format!("10.244.{n}.1/32");
-    let host_tun = ensure_host_tun(
-        &host.ns,
-        &PortSpec::host("weft0", net(&host_addr), MTU, &[net("10.244.0.0/16")]),
-    )
-    .await
-    .expect("host TUN");
+    let host_v4 = IpAddr::V4(Ipv4Addr::new(10, 244, n, 1));
+    let host_v6 = IpAddr::V6(Ipv6Addr::new(0xfd00, 0x244, u16::from(n), 0, 0, 0, 0, 1));
+    let pod_v4 = IpAddr::V4(Ipv4Addr::new(10, 244, n, 2));
+    let pod_v6 = IpAddr::V6(pod6(n));
+    let mut host_spec = PortSpec::host("weft0", IpNet::from(host_v4), MTU, &[net("10.244.0.0/16")]);
+    let mut pod_addrs = vec![pod_v4];
+    let mut host_addrs = vec![host_v4];
+    if dual {
+        host_spec.addresses.push(IpNet::from(host_v6));
+        host_spec.routes.push(Route::dev(net("fd00:244::/48")));
+        pod_addrs.push(pod_v6);
+        host_addrs.push(host_v6);
+    }
+    let host_tun = ensure_host_tun(&host.ns, &host_spec)
+        .await
+        .expect("host TUN");
     let pod_tun = create_pod_tun(
         &pod.ns,
-        &PortSpec::pod("eth0", vec![net(&format!("10.244.{n}.2/32"))], MTU),
+        &PortSpec::pod(
+            "eth0",
+            pod_addrs.iter().map(|a| IpNet::from(*a)).collect(),
+            MTU,
+        ),
     )
     .await
     .expect("pod TUN");
-    let bind = underlay(n);
     let udp = netns::run_in_async(&host.ns, move || UdpSocket::bind(bind))
         .await
         .expect("enter node namespace")
@@ -183,8 +224,8 @@ async fn node(test: &str, n: u8, host: TestNs) -> Node {
     let dp = Dataplane::start(
         DataplaneConfig {
             private_key,
-            node_cidrs: vec![net(&format!("10.244.{n}.0/24"))],
-            host_addresses: vec![IpAddr::V4(Ipv4Addr::new(10, 244, n, 1))],
+            node_cidrs: cidrs(n, dual),
+            host_addresses: host_addrs,
             persistent_keepalive: None,
         },
         host_tun,
@@ -196,13 +237,14 @@ async fn node(test: &str, n: u8, host: TestNs) -> Node {
     dp.attach_pod(PodPort {
         id: format!("pod-{n}"),
         tun: pod_tun,
-        addresses: vec![IpAddr::V4(Ipv4Addr::new(10, 244, n, 2))],
+        addresses: pod_addrs,
     })
     .await
     .expect("attach the pod");
     Node {
         dp,
         n,
+        dual,
         public_key: wg::public_key_of(private_key),
         pod,
         host,
@@ -296,6 +338,63 @@ fn ping_here(dst: Ipv4Addr, within: Duration) -> Result<Duration, String> {
         }
     }
     Err(format!("no echo reply from {dst} within {within:?}"))
+}
+
+/// [`ping_here`] for IPv6: a raw ICMPv6 socket (the kernel fills in the
+/// checksum and strips the IPv6 header).
+fn ping6_here(dst: Ipv6Addr, within: Duration) -> Result<Duration, String> {
+    let ident = (NEXT_IDENT.fetch_add(1, Ordering::Relaxed) as u16) ^ (std::process::id() as u16);
+    let sock = socket(
+        AddressFamily::Inet6,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::IcmpV6,
+    )
+    .map_err(|e| format!("raw socket: {e}"))?;
+    setsockopt(&sock, sockopt::ReceiveTimeout, &TimeVal::milliseconds(200))
+        .map_err(|e| format!("SO_RCVTIMEO: {e}"))?;
+    let to = SockaddrIn6::from(SocketAddrV6::new(dst, 0, 0, 0));
+    let payload = b"weft data plane test v6";
+    let start = Instant::now();
+    let deadline = start + within;
+    let mut seq = 0u16;
+    let mut buf = [0u8; 2048];
+    while Instant::now() < deadline {
+        seq += 1;
+        let sent = Instant::now();
+        let mut request = vec![128, 0, 0, 0];
+        request.extend_from_slice(&ident.to_be_bytes());
+        request.extend_from_slice(&seq.to_be_bytes());
+        request.extend_from_slice(payload);
+        sendto(sock.as_raw_fd(), &request, &to, MsgFlags::empty())
+            .map_err(|e| format!("sendto: {e}"))?;
+        while sent.elapsed() < Duration::from_secs(1) && Instant::now() < deadline {
+            let Ok(n) = recv(sock.as_raw_fd(), &mut buf, MsgFlags::empty()) else {
+                continue;
+            };
+            let icmp = &buf[..n];
+            if icmp.len() >= 8
+                && icmp[0] == 129
+                && icmp[4..6] == ident.to_be_bytes()
+                && &icmp[8..] == payload
+            {
+                return Ok(start.elapsed());
+            }
+        }
+    }
+    Err(format!("no echo reply from {dst} within {within:?}"))
+}
+
+/// [`ping6_here`] from inside `ns`, off the async runtime.
+async fn ping6(ns: &NetNs, dst: Ipv6Addr, within: Duration) -> Result<Duration, String> {
+    let ns = ns.clone();
+    let task = tokio::task::spawn_blocking(move || netns::run_in(&ns, || ping6_here(dst, within)));
+    match tokio::time::timeout(within + Duration::from_secs(5), task).await {
+        Ok(Ok(Ok(result))) => result,
+        Ok(Ok(Err(e))) => Err(format!("entering the namespace: {e}")),
+        Ok(Err(e)) => Err(format!("ping thread: {e}")),
+        Err(_) => Err("ping thread hung".into()),
+    }
 }
 
 /// [`ping_here`] from inside `ns`, off the async runtime.
@@ -791,4 +890,43 @@ async fn bad_configuration_is_rejected_with_reasons() {
     ping(&a.pod.ns, b.pod_addr(), PING)
         .await
         .expect("still works");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dual_stack_pods_through_a_dual_stack_socket() {
+    let (ha, hb) = underlay_pair("dual");
+    // A's socket is IPv6 on [::] (dual-stack: its IPv4 peers appear as
+    // mapped addresses); B's is plain IPv4.
+    let any6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), WG_PORT);
+    let a = node_with("dual", 1, ha, any6, true).await;
+    let b = node_with("dual", 2, hb, underlay(2), true).await;
+    a.dp.set_peer(b.as_peer()).await.unwrap();
+    b.dp.set_peer(a.as_peer()).await.unwrap();
+
+    ping6(&a.pod.ns, b.pod6_addr(), PING)
+        .await
+        .expect("pod A -> pod B over IPv6");
+    ping6(&b.pod.ns, a.pod6_addr(), PING)
+        .await
+        .expect("pod B -> pod A over IPv6");
+    ping(&a.pod.ns, b.pod_addr(), PING)
+        .await
+        .expect("pod A -> pod B over IPv4");
+    ping(&b.pod.ns, a.pod_addr(), PING)
+        .await
+        .expect("pod B -> pod A over IPv4");
+
+    // Endpoints are reported as plain IPv4, whichever socket saw them.
+    let sa = a.status().await;
+    assert_eq!(sa.peers[0].endpoint, Some(b.underlay()), "{sa:#?}");
+    let sb = b.status().await;
+    assert_eq!(sb.peers[0].endpoint, Some(a.underlay()), "{sb:#?}");
+    assert_eq!(sa.peers[0].allowed, cidrs(2, true));
+    assert_eq!(
+        sa.ports,
+        vec![(
+            "pod-1".to_string(),
+            vec![IpAddr::V4(a.pod_addr()), IpAddr::V6(a.pod6_addr())]
+        )]
+    );
 }

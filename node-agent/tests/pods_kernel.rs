@@ -131,8 +131,11 @@ const MTU: u32 = 1400;
 
 async fn manager(dir: &Path, cidr: &str, sink: &Arc<MemoryPortSink>) -> PodManager {
     let cidr: ipnet::IpNet = cidr.parse().unwrap();
-    // The node address: the CIDR's first host address.
-    let node = cidr.hosts().next().unwrap();
+    // The node address: the CIDR's first host address (network + 1).
+    let node = match cidr.network() {
+        IpAddr::V4(a) => IpAddr::V4((u32::from(a) + 1).into()),
+        IpAddr::V6(a) => IpAddr::V6((u128::from(a) + 1).into()),
+    };
     PodManager::open_with(dir, cidr, node, MTU, sink.clone())
         .await
         .expect("open the pod manager")
@@ -501,4 +504,81 @@ async fn a_corrupt_state_file_stops_the_manager_with_its_path() {
         "{msg}"
     );
     assert!(msg.ends_with("move it away to start with no pods"), "{msg}");
+}
+
+#[tokio::test]
+async fn ipv6_pods_get_a_slash_128_and_a_default_route() {
+    require_root();
+    let mut names = Namespaces::default();
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Arc::new(MemoryPortSink::new());
+    let pods = manager(dir.path(), "fd00:77:7::/64", &sink).await;
+    let id = names.name("v6");
+    let pod = pods.add(create(&id)).await.unwrap();
+    assert_eq!(pod.address, ip("fd00:77:7::2"));
+    let link = &ip_json(&id, &["-6", "addr", "show", "dev", "eth0"])[0];
+    let globals: Vec<(String, u64)> = link["addr_info"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["scope"] == "global")
+        .map(|a| {
+            (
+                a["local"].as_str().unwrap().to_string(),
+                a["prefixlen"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(globals, vec![("fd00:77:7::2".to_string(), 128)], "{link}");
+    let routes = ip_json(&id, &["-6", "route", "show", "dev", "eth0"]);
+    assert!(
+        routes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["dst"] == "default"),
+        "{routes}"
+    );
+    pods.del(&id).await.unwrap().unwrap();
+    assert!(!ns_exists(&id));
+}
+
+#[tokio::test]
+async fn restart_with_the_data_plane_down_keeps_pods_and_a_new_cidr_drops_them() {
+    require_root();
+    let mut names = Namespaces::default();
+    let dir = tempfile::tempdir().unwrap();
+    let id = names.name("keep");
+    {
+        let sink = Arc::new(MemoryPortSink::new());
+        let pods = manager(dir.path(), "10.77.7.0/24", &sink).await;
+        pods.add(create(&id)).await.unwrap();
+    }
+    // The data plane refuses at start: the pod stays, detached, with its
+    // address; an identical add attaches it again.
+    let sink = Arc::new(MemoryPortSink::new());
+    sink.refuse_attach(Some("not running"));
+    let pods = manager(dir.path(), "10.77.7.0/24", &sink).await;
+    let list = pods.list().await;
+    assert_eq!(list.len(), 1);
+    assert!(!list[0].attached);
+    assert_eq!(list[0].address, ip("10.77.7.2"));
+    assert!(link_exists(&id, "eth0"), "the interface is left alone");
+    sink.refuse_attach(None);
+    let again = pods.add(create(&id)).await.unwrap();
+    assert!(again.attached);
+    assert_eq!(again.address, ip("10.77.7.2"));
+    assert_eq!(sink.attached().len(), 1);
+    drop(pods);
+
+    // The node got another CIDR: the pod's address is not ours any more.
+    let sink = Arc::new(MemoryPortSink::new());
+    let pods = manager(dir.path(), "10.77.8.0/24", &sink).await;
+    assert!(pods.list().await.is_empty());
+    assert!(
+        !ns_exists(&id),
+        "the dropped pod's created namespace is removed"
+    );
+    assert_eq!(state_file(dir.path())["node_cidr"], "10.77.8.0/24");
+    assert!(state_ids(dir.path()).is_empty());
 }

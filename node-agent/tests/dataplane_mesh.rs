@@ -491,7 +491,12 @@ async fn pods_ping_each_other_and_status_shows_the_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_transfer_arrives_intact() {
-    const BYTES: usize = 4 << 20;
+    // WEFT_DP_TCP_MIB=256 makes this a rough throughput probe.
+    let mib: usize = std::env::var("WEFT_DP_TCP_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    let bytes = mib << 20;
     let (a, b) = mesh("tcp").await;
     ping(&a.pod.ns, b.pod_addr(), PING).await.expect("warm up");
 
@@ -520,7 +525,7 @@ async fn tcp_transfer_arrives_intact() {
             stream
                 .set_read_timeout(Some(Duration::from_secs(20)))
                 .map_err(|e| e.to_string())?;
-            let mut got = Vec::with_capacity(BYTES);
+            let mut got = Vec::with_capacity(bytes);
             stream
                 .read_to_end(&mut got)
                 .map_err(|e| format!("read after {} bytes: {e}", got.len()))?;
@@ -534,7 +539,7 @@ async fn tcp_transfer_arrives_intact() {
         .recv_timeout(Duration::from_secs(10))
         .expect("server bound");
 
-    let data: Vec<u8> = (0..BYTES)
+    let data: Vec<u8> = (0..bytes)
         .map(|i| (i % 251) as u8 ^ (i >> 16) as u8)
         .collect();
     let sent = data.clone();
@@ -574,14 +579,14 @@ async fn tcp_transfer_arrives_intact() {
         .expect("server thread")
         .expect("enter pod B")
         .expect("server");
-    assert_eq!(acked, BYTES as u64);
-    assert_eq!(received.len(), BYTES);
+    assert_eq!(acked, bytes as u64);
+    assert_eq!(received.len(), bytes);
     assert!(received == data, "the stream arrived corrupted");
     eprintln!(
         "tcp: {} MiB in {:.2?} = {:.1} Mbit/s ({} build)",
-        BYTES >> 20,
+        bytes >> 20,
         elapsed,
-        BYTES as f64 * 8.0 / elapsed.as_secs_f64() / 1e6,
+        bytes as f64 * 8.0 / elapsed.as_secs_f64() / 1e6,
         if cfg!(debug_assertions) {
             "debug"
         } else {
@@ -591,8 +596,8 @@ async fn tcp_transfer_arrives_intact() {
 
     let sa = a.status().await;
     let sb = b.status().await;
-    assert!(sa.peers[0].tx_bytes > BYTES as u64, "{sa:#?}");
-    assert!(sb.peers[0].rx_bytes > BYTES as u64, "{sb:#?}");
+    assert!(sa.peers[0].tx_bytes > bytes as u64, "{sa:#?}");
+    assert!(sb.peers[0].rx_bytes > bytes as u64, "{sb:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -97,7 +97,7 @@ pub(super) async fn lease_loop(
             continue;
         }
         failures += 1;
-        if failures == 1 || failures % 10 == 0 {
+        if failures.is_power_of_two() {
             tracing::warn!(code = ?status.code(), error = %status.message(), failures, "lease renewal failed; retrying");
         }
         due = Instant::now() + renew_interval(ttl).min(backoff.next_delay());

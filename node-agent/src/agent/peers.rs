@@ -250,12 +250,11 @@ impl PeerTable {
                     out.actions.push(PeerAction::Remove(r.name));
                 }
             }
-            Some(watch_event::Event::Keepalive(_)) => {
-                if event.revision > self.revision {
-                    self.revision = event.revision;
-                    out.changed = true;
-                }
+            Some(watch_event::Event::Keepalive(_)) if event.revision > self.revision => {
+                self.revision = event.revision;
+                out.changed = true;
             }
+            Some(watch_event::Event::Keepalive(_)) => {}
             None => {}
         }
         out

@@ -307,10 +307,14 @@ fn bind_udp(port: u16) -> Result<UdpSocket, RunError> {
     UdpSocket::bind(addr).map_err(|e| RunError::Udp {
         port,
         reason: match e.kind() {
-            std::io::ErrorKind::AddrInUse => format!(
-                "it is already in use (another weft-agent, or kernel WireGuard?); stop that, or choose another port with --listen-port"
-            ),
-            std::io::ErrorKind::PermissionDenied => format!("{e}; ports below 1024 need root (or CAP_NET_BIND_SERVICE)"),
+            std::io::ErrorKind::AddrInUse => {
+                "it is already in use (another weft-agent, or kernel WireGuard?); \
+                stop that, or choose another port with --listen-port"
+                    .to_string()
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                format!("{e}; ports below 1024 need root (or CAP_NET_BIND_SERVICE)")
+            }
             _ => e.to_string(),
         },
     })

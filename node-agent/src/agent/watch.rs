@@ -70,13 +70,16 @@ pub(super) async fn watch_loop(
         let failures = {
             let mut link = lock(&shared.link);
             link.connected = false;
-            if matches!(end, WatchEnd::Stopped) {
-                return;
+            match end {
+                WatchEnd::Stopped => return,
+                WatchEnd::NewCredential => {
+                    tracing::info!("reconnecting the watch with the new node credential");
+                    continue;
+                }
+                _ => {}
             }
             link.watch_failures += 1;
-            if !matches!(end, WatchEnd::NewCredential) {
-                link.last_error = Some(end.to_string());
-            }
+            link.last_error = Some(end.to_string());
             link.watch_failures
         };
         match &end {
@@ -90,11 +93,7 @@ pub(super) async fn watch_loop(
                 tracing::error!(error = %end, "the control plane rejected this node's credential; if the control plane's \
                     state was reset, remove the agent's state dir and join again with a new token");
             }
-            WatchEnd::NewCredential => {
-                tracing::info!("reconnecting the watch with the new node credential");
-                continue;
-            }
-            _ if failures == 1 || failures % 10 == 0 => {
+            _ if failures.is_power_of_two() => {
                 tracing::warn!(error = %end, failures, "watch failed; keeping the last known peers and reconnecting");
             }
             _ => tracing::debug!(error = %end, failures, "watch failed again"),
@@ -129,6 +128,19 @@ async fn stream_once(
         Ok(Ok(r)) => r.into_inner(),
     };
     tracing::debug!(resume, "watch opened");
+    {
+        // The control plane accepted the stream: the link is up (a resumed
+        // stream may stay silent until the next change or keepalive).
+        let mut link = lock(&shared.link);
+        if link.watch_failures > 0 {
+            tracing::info!(resume, "watch connected again");
+        }
+        link.connected = true;
+        link.watch_failures = 0;
+        if !link.removed {
+            link.last_error = None;
+        }
+    }
     let mut first = true;
     loop {
         let ev = match tokio::time::timeout(t.watch_idle_timeout, stream.message()).await {
@@ -138,17 +150,10 @@ async fn stream_once(
             Ok(Ok(Some(ev))) => ev,
         };
         if first {
+            // Only a stream that delivers resets the backoff, so a control
+            // plane that accepts and then fails streams is not hammered.
             first = false;
             backoff.reset();
-            let mut link = lock(&shared.link);
-            if link.watch_failures > 0 {
-                tracing::info!(resume, "watch connected again");
-            }
-            link.connected = true;
-            link.watch_failures = 0;
-            if !link.removed {
-                link.last_error = None;
-            }
         }
         handle_event(shared, &ev, actions).await;
     }

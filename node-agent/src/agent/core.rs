@@ -40,6 +40,9 @@ use super::state::{NodeFile, PeersFile, StatePaths};
 use crate::api::NodeInfoSource;
 use crate::dataplane::PeerSpec;
 
+/// How long the core's tasks get to stop.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
 /// Timeouts and retry delays of the core.
 #[derive(Debug, Clone)]
 pub struct Timing {
@@ -345,23 +348,22 @@ impl AgentCore {
             },
         };
         let _ = stop_tx.send(true);
-        let grace = shared.cfg.timing.rpc_timeout + Duration::from_secs(1);
-        for (name, task) in [
-            ("watch", watcher),
-            ("applier", applier),
-            ("persist", persister),
-        ] {
-            let abort = task.abort_handle();
-            if tokio::time::timeout(grace, task).await.is_err() {
-                tracing::warn!(task = name, "task did not stop in time; aborting it");
-                abort.abort();
+        // Every task watches `stop`; give them one shared grace period.
+        let tasks = [watcher, applier, persister];
+        let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
+        let lease_abort = lease.abort_handle();
+        let all = async {
+            for t in tasks {
+                let _ = t.await;
             }
-        }
-        if !lease.is_finished() {
-            let abort = lease.abort_handle();
-            if tokio::time::timeout(grace, lease).await.is_err() {
-                abort.abort();
+            if !lease.is_finished() {
+                let _ = lease.await;
             }
+        };
+        if tokio::time::timeout(STOP_GRACE, all).await.is_err() {
+            tracing::warn!("the agent core's tasks did not stop in time; aborting them");
+            aborts.iter().for_each(|a| a.abort());
+            lease_abort.abort();
         }
         shared.persist();
         result

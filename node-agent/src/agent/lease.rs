@@ -23,6 +23,7 @@ use tonic::Code;
 use weft_proto::v1::cluster_client::ClusterClient;
 use weft_proto::v1::{NodeState, RenewLeaseRequest, UpdateNodeRequest};
 
+use super::backoff::Backoff;
 use super::core::{lock, Shared};
 use super::error::AgentError;
 use super::join::{self, JoinFailure, JoinParams};
@@ -32,51 +33,51 @@ pub(super) async fn lease_loop(
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), AgentError> {
-    let t = shared.cfg.timing.clone();
-    let mut ttl = Duration::from_secs(u64::from(
-        lock(&shared.node).settings.lease_ttl_seconds.max(1),
-    ));
-    let mut backoff = t.backoff();
-    let mut failures = 0u64;
-    let mut removed_reports = 0u64;
-    let mut due = Instant::now();
+    let ttl_seconds = lock(&shared.node).settings.lease_ttl_seconds.max(1);
+    let mut lease = Lease {
+        ttl: Duration::from_secs(u64::from(ttl_seconds)),
+        backoff: shared.cfg.timing.backoff(),
+        failures: 0,
+        removed_reports: 0,
+        due: Instant::now(),
+    };
     loop {
         tokio::select! {
-            _ = tokio::time::sleep_until(due) => {}
+            _ = tokio::time::sleep_until(lease.due) => {}
             _ = shared.renew_now.notified() => {}
             _ = stop.changed() => return Ok(()),
         }
+        // A step may wait on the control plane; stopping must not.
+        tokio::select! {
+            r = lease.step(&shared) => r?,
+            _ = stop.changed() => return Ok(()),
+        }
+    }
+}
+
+/// The lease task's state between steps.
+struct Lease {
+    ttl: Duration,
+    backoff: Backoff,
+    failures: u64,
+    removed_reports: u64,
+    /// When to renew next.
+    due: Instant,
+}
+
+impl Lease {
+    /// One renewal, and what follows from its answer.
+    async fn step(&mut self, shared: &Shared) -> Result<(), AgentError> {
+        let t = &shared.cfg.timing;
         let mut client = ClusterClient::new(shared.channel());
         let renewed =
             tokio::time::timeout(t.rpc_timeout, client.renew_lease(RenewLeaseRequest {})).await;
         let status = match renewed {
             Ok(Ok(r)) => {
                 let r = r.into_inner();
-                if r.lease_ttl_seconds > 0 {
-                    ttl = Duration::from_secs(u64::from(r.lease_ttl_seconds));
-                }
-                if failures > 0 {
-                    tracing::info!(after_failures = failures, "lease renewed again");
-                }
-                failures = 0;
-                removed_reports = 0;
-                backoff.reset();
-                {
-                    let mut link = lock(&shared.link);
-                    link.lease_renewals += 1;
-                    if link.removed {
-                        link.removed = false;
-                        link.last_error = None;
-                    }
-                }
-                if r.state == NodeState::NotReady as i32 {
-                    tracing::info!(
-                        "the control plane had marked this node NotReady; it is Ready again"
-                    );
-                }
-                due = Instant::now() + renew_interval(ttl);
-                reconcile_self(&shared).await;
-                continue;
+                self.renewed(shared, r.lease_ttl_seconds, r.state);
+                reconcile_self(shared).await;
+                return Ok(());
             }
             Ok(Err(s)) => s,
             Err(_) => tonic::Status::deadline_exceeded(format!(
@@ -85,22 +86,45 @@ pub(super) async fn lease_loop(
             )),
         };
         if status.code() == Code::NotFound {
-            match on_removed(&shared, &mut removed_reports).await {
-                Ok(true) => {
-                    // Re-joined: renew at once (and check our record).
-                    backoff.reset();
-                    due = Instant::now();
-                }
-                Ok(false) => due = Instant::now() + renew_interval(ttl).max(backoff.next_delay()),
-                Err(e) => return Err(e),
+            if on_removed(shared, &mut self.removed_reports).await? {
+                // Re-joined: renew at once (and check our record).
+                self.backoff.reset();
+                self.due = Instant::now();
+            } else {
+                self.due = Instant::now() + renew_interval(self.ttl).max(self.backoff.next_delay());
             }
-            continue;
+            return Ok(());
         }
-        failures += 1;
-        if failures.is_power_of_two() {
-            tracing::warn!(code = ?status.code(), error = %status.message(), failures, "lease renewal failed; retrying");
+        self.failures += 1;
+        if self.failures.is_power_of_two() {
+            tracing::warn!(code = ?status.code(), error = %status.message(), failures = self.failures, "lease renewal failed; retrying");
         }
-        due = Instant::now() + renew_interval(ttl).min(backoff.next_delay());
+        self.due = Instant::now() + renew_interval(self.ttl).min(self.backoff.next_delay());
+        Ok(())
+    }
+
+    fn renewed(&mut self, shared: &Shared, ttl_seconds: u32, state: i32) {
+        if ttl_seconds > 0 {
+            self.ttl = Duration::from_secs(u64::from(ttl_seconds));
+        }
+        if self.failures > 0 {
+            tracing::info!(after_failures = self.failures, "lease renewed again");
+        }
+        self.failures = 0;
+        self.removed_reports = 0;
+        self.backoff.reset();
+        {
+            let mut link = lock(&shared.link);
+            link.lease_renewals += 1;
+            if link.removed {
+                link.removed = false;
+                link.last_error = None;
+            }
+        }
+        if state == NodeState::NotReady as i32 {
+            tracing::info!("the control plane had marked this node NotReady; it is Ready again");
+        }
+        self.due = Instant::now() + renew_interval(self.ttl);
     }
 }
 

@@ -249,3 +249,31 @@ fn leave_without_a_credential_fails_clearly() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("has not joined"), "{stderr}");
 }
+
+#[test]
+fn a_second_agent_on_the_api_socket_is_refused_before_joining() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("agent.sock");
+    // Something live answers on the socket: another agent.
+    let _live = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let state = dir.path().join("state");
+    let port = free_udp_port();
+    let args = [
+        "--control-plane",
+        CP,
+        "--name",
+        "n1",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--listen-port",
+        &port,
+        "--endpoint",
+        "192.0.2.1:51820",
+        "--mtu",
+        "1400",
+        "--api-socket",
+        socket.to_str().unwrap(),
+    ];
+    config_error(&args, &[], &["another weft-agent is serving"]);
+    assert!(!state.join("node.json").exists());
+}

@@ -3,11 +3,13 @@
 //! [`run`] takes the checked flags and a shutdown future, and in order:
 //! loads the key (a bad key file fails before anything else), probes the
 //! underlay toward the control plane (default endpoint and MTU), binds the
-//! WireGuard UDP socket, brings up the [`AgentCore`] (joining on first
-//! start), creates or re-attaches the host TUN `weft0` (the node's overlay
+//! WireGuard UDP socket and the local API socket (so a second agent on the
+//! node is refused before it changes anything), brings up the
+//! [`AgentCore`] (joining on first start), creates or re-attaches the host TUN `weft0` (the node's overlay
 //! address, routes to the cluster and service CIDRs), starts the
 //! [`Dataplane`] and hands it to the core (which applies the persisted peers
-//! at once), opens the [`PodManager`], and serves the local API.
+//! at once), opens the [`PodManager`], and serves the local API. Errors are
+//! [`RunError`]s; [`RunError::is_config`] marks those the binary exits 64 for.
 //!
 //! On shutdown it stops the API (and removes its socket), the core (which
 //! writes `peers.json`) and the data plane; pod TUNs persist, and the node
@@ -16,7 +18,6 @@
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +35,7 @@ use super::keys::NodeKey;
 use super::peers::PeerSink;
 use super::state::{NodeFile, StatePaths};
 use super::underlay::{self, FALLBACK_MTU};
-use crate::api::{self, ApiError, NodeInfoSource};
+use crate::api::{self, ApiError, ApiListener, Services};
 use crate::dataplane::{Dataplane, DataplaneConfig, DataplaneError};
 use crate::netns::{NetNs, NetNsError};
 use crate::pods::{PodError, PodManager};
@@ -87,6 +88,7 @@ impl RunError {
         match self {
             Self::Agent(e) => e.is_config(),
             Self::Udp { .. } => true,
+            Self::Api(ApiError::InUse { .. } | ApiError::NotASocket { .. }) => true,
             _ => false,
         }
     }
@@ -122,6 +124,9 @@ pub async fn run(
 
     let (endpoint, mtu) = underlay_defaults(&cfg).await;
     let udp = bind_udp(cfg.listen_port)?;
+    // Bound now, so that another agent on this node is found before this
+    // one joins or touches weft0; served once the pods are open.
+    let api_listener = api::bind(&cfg.api_socket)?;
 
     let core_cfg = CoreConfig {
         control_plane: cfg.control_plane.clone(),
@@ -178,6 +183,7 @@ pub async fn run(
 
     let result = serve(
         &cfg,
+        api_listener,
         &node,
         mtu,
         &core,
@@ -208,6 +214,7 @@ pub async fn run(
 #[allow(clippy::too_many_arguments)]
 async fn serve<F, Fut>(
     cfg: &AgentConfig,
+    listener: ApiListener,
     node: &NodeFile,
     mtu: u32,
     core: &AgentCore,
@@ -225,38 +232,32 @@ where
         r = &mut *core_task => return core_result(r),
         _ = stopped() => return Ok(()),
     };
-    if let Some(dir) = cfg.api_socket.parent() {
-        if !dir.as_os_str().is_empty() {
-            files::ensure_private_dir(dir)
-                .map_err(|e| AgentError::io("creating the API socket's directory", dir, e))?;
-        }
-    }
-    let info: Arc<dyn NodeInfoSource> = Arc::new(core.clone());
-    let mut api_task = {
-        let socket = cfg.api_socket.clone();
-        let (pods, dataplane) = (pods.clone(), dataplane.clone());
-        let stopped = stopped();
-        tokio::spawn(async move { api::serve(&socket, pods, dataplane, info, stopped).await })
+    let services = Services {
+        pods,
+        dataplane: dataplane.clone(),
+        node: Arc::new(core.clone()),
     };
+    // The API removes its socket when it stops (unless another agent has
+    // replaced it meanwhile).
+    let mut api_task = tokio::spawn(api::serve_on(listener, services, stopped()));
     tracing::info!(socket = %cfg.api_socket.display(), "local API serving");
     let result = tokio::select! {
         r = &mut *core_task => core_result(r),
         r = &mut api_task => match r {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(e.into()),
-            Err(e) => Err(RunError::Leave(format!("the API task failed: {e}"))),
+            Err(e) => Err(AgentError::Protocol(format!("the API task failed: {e}")).into()),
         },
     };
     let _ = stop_tx.send(true);
     if !api_task.is_finished()
-        && tokio::time::timeout(STOP_GRACE, &mut api_task)
+        && tokio::time::timeout(api::SHUTDOWN_GRACE + STOP_GRACE, &mut api_task)
             .await
             .is_err()
     {
+        tracing::warn!("the local API did not stop in time");
         api_task.abort();
     }
-    remove_socket(&cfg.api_socket);
-    drop(pods);
     result
 }
 
@@ -264,16 +265,6 @@ fn core_result(r: Result<Result<(), AgentError>, tokio::task::JoinError>) -> Res
     match r {
         Ok(r) => r.map_err(RunError::from),
         Err(e) => Err(AgentError::Protocol(format!("the agent core failed: {e}")).into()),
-    }
-}
-
-fn remove_socket(path: &Path) {
-    match std::fs::remove_file(path) {
-        Ok(()) => tracing::debug!(socket = %path.display(), "removed the API socket"),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            tracing::warn!(socket = %path.display(), error = %e, "cannot remove the API socket")
-        }
     }
 }
 

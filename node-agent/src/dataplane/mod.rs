@@ -259,3 +259,15 @@ impl Drop for Dataplane {
         let _ = self.stop();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_handle_can_be_shared_across_tasks() {
+        fn shared<T: Send + Sync + 'static>() {}
+        shared::<Dataplane>();
+        shared::<DataplaneError>();
+    }
+}

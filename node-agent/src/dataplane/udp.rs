@@ -15,6 +15,10 @@
 //!   destination is mapped when the socket is IPv6 (dual-stack).
 //! - No allocation after construction. The `MultiHeaders` hold raw
 //!   pointers, so both batches are built on the engine thread.
+//! - One socket, one address family: nix's `recvmmsg` does not reset each
+//!   header's address length between calls, which is harmless only because
+//!   every source a socket reports has the same size (`sockaddr_in`, or
+//!   `sockaddr_in6` for an IPv6 socket, mapped IPv4 included).
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};

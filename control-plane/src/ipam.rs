@@ -249,6 +249,11 @@ impl Allocations {
         Some(net)
     }
 
+    /// Whether `net` is held by anyone.
+    pub fn is_taken(&self, net: &IpNet) -> bool {
+        self.taken.contains(net)
+    }
+
     /// How many node CIDRs are taken.
     pub fn taken(&self) -> u64 {
         self.taken.len() as u64

@@ -827,3 +827,73 @@ async fn health_and_reflection_are_served() {
     }
     cp.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn concurrent_joins_spend_a_limited_token_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = std::sync::Arc::new(start(dir.path(), &[]).await);
+    let (tok, hash) = token(&cp, 5, 0).await;
+    let mut tasks = vec![];
+    for i in 0..20u8 {
+        let (cp, tok, hash) = (cp.clone(), tok.clone(), hash.clone());
+        tasks.push(tokio::spawn(async move {
+            join(&cp, &tok, &hash, &format!("n{i}"), i + 1).await
+        }));
+    }
+    let (mut ok, mut used_up) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(e) if e.code() == Code::Unauthenticated && e.message().contains("used up") => {
+                used_up += 1
+            }
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!((ok, used_up), (5, 15));
+    let t = &admin(&cp)
+        .await
+        .list_tokens(ListTokensRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .tokens[0];
+    assert_eq!((t.used, t.usages_left), (5, 0));
+    let info = admin(&cp)
+        .await
+        .get_cluster_info(GetClusterInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.nodes_total, 5);
+}
+
+#[tokio::test]
+async fn concurrent_joins_of_one_name_with_different_keys_have_one_winner() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = std::sync::Arc::new(start(dir.path(), &[]).await);
+    let (tok, hash) = token(&cp, 0, 0).await;
+    let mut tasks = vec![];
+    for i in 0..10u8 {
+        let (cp, tok, hash) = (cp.clone(), tok.clone(), hash.clone());
+        tasks.push(tokio::spawn(async move {
+            join(&cp, &tok, &hash, "same", i + 1).await
+        }));
+    }
+    let (mut ok, mut exists) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(e) if e.code() == Code::AlreadyExists => exists += 1,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!((ok, exists), (1, 9));
+    let info = admin(&cp)
+        .await
+        .get_cluster_info(GetClusterInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((info.nodes_total, info.node_cidrs_free), (1, 255));
+}

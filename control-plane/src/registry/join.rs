@@ -1,16 +1,27 @@
 //! Joining the cluster: token check, name/key rules, node id and pod CIDR
-//! allocation, all in one store transaction.
+//! allocation, committed in one store transaction.
+//!
+//! Joins are batched: a join that arrives while another batch is being
+//! committed waits in a queue, and the next batch takes every queued join at
+//! once: one read of the state, one transaction, one fsync for all of them.
+//! Each join is decided against the state as the batch leaves it, so the
+//! rules are the same as one by one; the transaction's compares still guard
+//! against anything that changed meanwhile (another replica, an admin
+//! revoking the token). If the batch transaction loses such a race, its
+//! joins are retried one by one against fresh state.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
+use ipnet::IpNet;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use weft_proto::v1::{Node, NodeState};
 
-use super::tokens::check_token;
+use super::tokens::{check_token, CheckedToken};
 use super::{unix_ms, Registry, RegistryError, MAX_ATTEMPTS};
 use crate::ipam::AllocError;
 use crate::model::{self, NEXT_NODE_ID_KEY};
-use crate::store::{Compare, Op, Txn};
+use crate::store::{Compare, KeyValue, Op, Txn};
 
 /// A join request, as received.
 #[derive(Debug, Clone, Default)]
@@ -34,6 +45,47 @@ pub struct Joined {
     pub created: bool,
 }
 
+/// A checked join waiting for its batch.
+pub(super) struct Pending {
+    token: weft_client::JoinToken,
+    name: String,
+    public_key: String,
+    endpoints: Vec<String>,
+    labels: BTreeMap<String, String>,
+    certificate_pem: String,
+    reply: oneshot::Sender<Result<Joined, RegistryError>>,
+}
+
+/// The queue of joins and the lock its batch leader holds.
+#[derive(Default)]
+pub(super) struct JoinQueue {
+    waiting: std::sync::Mutex<Vec<Pending>>,
+    leader: tokio::sync::Mutex<()>,
+}
+
+/// What one join does to the store, decided against the batch's view.
+struct Plan {
+    node: Node,
+    created: bool,
+    compares: Vec<Compare>,
+    ops: Vec<Op>,
+    cidr: Option<IpNet>,
+}
+
+/// The state a batch decides against, updated as each join is planned.
+struct BatchView {
+    now_ms: i64,
+    tokens: HashMap<String, Result<CheckedToken, String>>,
+    /// Token records changed by this batch (id -> record), written once.
+    token_updates: HashMap<String, crate::model::TokenRecord>,
+    nodes: HashMap<String, Option<(Node, KeyValue)>>,
+    claimed_names: HashSet<String>,
+    reserved_cidrs: HashSet<IpNet>,
+    next_id: u64,
+    next_id_rev: u64,
+    ids_used: bool,
+}
+
 impl Registry {
     /// Join (or re-join) the cluster. See `Cluster.Join` in the proto for
     /// the rules.
@@ -51,139 +103,371 @@ impl Registry {
                 "csr_pem is empty: the join request must carry a certificate signing request for the node credential".into(),
             ));
         }
-        let name = input.node_name.as_str();
-        // Signing first: a bad CSR must change nothing.
+        // Signing first, outside any queue: a bad CSR must change nothing,
+        // and signing is the CPU-heavy part.
         let certificate_pem = self
             .pki
-            .sign_node_csr(name, &input.csr_pem)
+            .sign_node_csr(&input.node_name, &input.csr_pem)
             .map_err(|e| RegistryError::Invalid(format!("bad certificate signing request: {e}")))?;
 
-        let _serial = self.join_lock.lock().await;
-        for attempt in 0..MAX_ATTEMPTS {
-            if attempt > 0 {
-                self.reload_allocations().await?;
+        let (reply, mut rx) = oneshot::channel();
+        self.joins
+            .waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Pending {
+                token,
+                name: input.node_name,
+                public_key: input.public_key,
+                endpoints,
+                labels: input.labels,
+                certificate_pem,
+                reply,
+            });
+        loop {
+            // Whoever holds the leader lock commits every queued join; when
+            // we get it, ours may already be done.
+            let _leader = self.joins.leader.lock().await;
+            if let Ok(result) = rx.try_recv() {
+                return result;
             }
-            let now_ms = unix_ms();
-            let tok = check_token(self.store.as_ref(), &token, now_ms).await?;
-            let existing = self.get_node(name).await?;
-            let mut compares = vec![Compare::ModRevision {
-                key: tok.kv.key.clone(),
-                revision: tok.kv.mod_revision,
-            }];
-            let mut ops = Vec::new();
-            let (node, created) = match existing {
-                Some((mut node, kv)) if node.public_key == input.public_key => {
-                    // Idempotent re-join: same id and CIDR; no token usage.
-                    node.endpoints = endpoints.clone();
-                    node.labels = input.labels.clone();
-                    node.state = NodeState::Ready as i32;
-                    compares.push(Compare::ModRevision {
-                        key: kv.key.clone(),
-                        revision: kv.mod_revision,
-                    });
-                    (node, false)
-                }
-                Some((node, _)) if super::is_ready(&node) => {
-                    return Err(RegistryError::AlreadyExists(format!(
-                        "node name {name:?} is held by a live node with a different key ({}...); \
-                         choose another name, or remove it first with `weftctl node remove {name}`",
-                        model::key_fingerprint(&node.public_key)
+            let batch =
+                std::mem::take(&mut *self.joins.waiting.lock().unwrap_or_else(|e| e.into_inner()));
+            if !batch.is_empty() {
+                self.run_batches(batch).await;
+            }
+            if let Ok(result) = rx.try_recv() {
+                return result;
+            }
+        }
+    }
+
+    /// Commit `batch` (and joins deferred from it) until every join has an
+    /// answer.
+    async fn run_batches(&self, mut batch: Vec<Pending>) {
+        while !batch.is_empty() {
+            let (deferred, failed) = match self.commit_batch(batch).await {
+                Ok(deferred) => (deferred, Vec::new()),
+                Err(failed) => (Vec::new(), failed),
+            };
+            // A lost race: every join of the failed batch again, alone.
+            for pending in failed {
+                self.commit_alone(pending).await;
+            }
+            batch = deferred;
+        }
+    }
+
+    /// One join in batches of one, retried against fresh state.
+    async fn commit_alone(&self, mut pending: Pending) {
+        for _ in 0..MAX_ATTEMPTS {
+            if let Err(e) = self.reload_allocations().await {
+                let _ = pending.reply.send(Err(e));
+                return;
+            }
+            match self.commit_batch(vec![pending]).await {
+                Ok(_) => return,
+                Err(mut failed) => match failed.pop() {
+                    Some(p) => pending = p,
+                    None => return,
+                },
+            }
+        }
+        let name = pending.name.clone();
+        let _ = pending.reply.send(Err(RegistryError::Conflict(format!(
+            "join of {name:?} lost {MAX_ATTEMPTS} races with concurrent changes; retry"
+        ))));
+    }
+
+    /// Decide and commit a batch. Joins refused by the rules are answered
+    /// here. Returns the joins deferred to the next batch (a second join of
+    /// a name already in this batch), or, if the transaction lost a race,
+    /// the joins it carried, unanswered.
+    async fn commit_batch(&self, batch: Vec<Pending>) -> Result<Vec<Pending>, Vec<Pending>> {
+        let mut view = match self.read_view(&batch).await {
+            Ok(v) => v,
+            Err(e) => {
+                let msg = e.to_string();
+                for p in batch {
+                    let _ = p.reply.send(Err(RegistryError::Store(
+                        crate::store::StoreError::Backend(msg.clone()),
                     )));
                 }
-                Some((mut node, kv)) => {
-                    // Takeover of a NotReady node's name: a new key, the
-                    // same id and CIDR.
-                    tok.use_one(&mut ops)?;
-                    node.public_key = input.public_key.clone();
-                    node.endpoints = endpoints.clone();
-                    node.labels = input.labels.clone();
-                    node.state = NodeState::Ready as i32;
-                    compares.push(Compare::ModRevision {
-                        key: kv.key.clone(),
-                        revision: kv.mod_revision,
-                    });
-                    (node, true)
-                }
-                None => {
-                    tok.use_one(&mut ops)?;
-                    let cidr = self.allocations().candidate(name).map_err(|e| match e {
-                        AllocError::Exhausted { .. } => RegistryError::Exhausted(e.to_string()),
-                    })?;
-                    let (id, id_rev) = match self.store.get(NEXT_NODE_ID_KEY).await? {
-                        Some(kv) => {
-                            let id = std::str::from_utf8(&kv.value)
-                                .ok()
-                                .and_then(|s| s.parse::<u64>().ok())
-                                .ok_or_else(|| {
-                                    RegistryError::Corrupt(
-                                        "meta/next-node-id is not a number".into(),
-                                    )
-                                })?;
-                            (id, kv.mod_revision)
-                        }
-                        None => (1, 0),
-                    };
-                    compares.push(Compare::ModRevision {
-                        key: NEXT_NODE_ID_KEY.into(),
-                        revision: id_rev,
-                    });
-                    compares.push(Compare::Absent {
-                        key: model::node_key(name),
-                    });
-                    compares.push(Compare::Absent {
-                        key: model::ipam_key(&cidr),
-                    });
-                    ops.push(Op::Put {
-                        key: NEXT_NODE_ID_KEY.into(),
-                        value: (id + 1).to_string().into_bytes(),
-                    });
-                    ops.push(Op::Put {
-                        key: model::ipam_key(&cidr),
-                        value: name.as_bytes().to_vec(),
-                    });
-                    let node = Node {
-                        id,
-                        name: name.to_string(),
-                        public_key: input.public_key.clone(),
-                        endpoints: endpoints.clone(),
-                        pod_cidr: cidr.to_string(),
-                        labels: input.labels.clone(),
-                        state: NodeState::Ready as i32,
-                        last_renewal_unix_ms: 0,
-                        joined_unix_ms: now_ms,
-                        revision: 0,
-                    };
-                    (node, true)
-                }
-            };
-            let mut stored = node.clone();
-            stored.revision = 0;
-            stored.last_renewal_unix_ms = 0;
-            ops.push(Op::Put {
-                key: model::node_key(name),
-                value: model::encode_node(&stored),
-            });
-            let out = self.store.txn(Txn { compares, ops }).await?;
-            if !out.succeeded {
-                tracing::debug!(node = %name, attempt, "join lost a race; retrying");
+                return Ok(Vec::new());
+            }
+        };
+        let mut deferred = Vec::new();
+        let mut planned: Vec<(Pending, Plan)> = Vec::new();
+        for p in batch {
+            if view.claimed_names.contains(&p.name) {
+                deferred.push(p);
                 continue;
             }
-            if let Ok(cidr) = node.pod_cidr.parse() {
-                self.allocations().record(name, cidr);
+            match self.plan(&mut view, &p) {
+                Ok(plan) => {
+                    view.claimed_names.insert(p.name.clone());
+                    planned.push((p, plan));
+                }
+                Err(e) => {
+                    let _ = p.reply.send(Err(e));
+                }
             }
-            self.leases().insert(name.to_string(), Instant::now());
-            let mut node = node;
-            node.revision = out.revision;
-            node.last_renewal_unix_ms = now_ms;
-            tracing::info!(node = %name, id = node.id, cidr = %node.pod_cidr, created, "node joined");
-            return Ok(Joined {
-                node,
-                certificate_pem,
-                created,
+        }
+        if planned.is_empty() {
+            return Ok(deferred);
+        }
+        let mut compares = Vec::new();
+        let mut ops = Vec::new();
+        let mut seen_tokens = HashSet::new();
+        for (p, plan) in &mut planned {
+            if seen_tokens.insert(p.token.id().to_string()) {
+                if let Some(Ok(t)) = view.tokens.get(p.token.id()) {
+                    compares.push(Compare::ModRevision {
+                        key: t.kv.key.clone(),
+                        revision: t.kv.mod_revision,
+                    });
+                }
+            }
+            compares.append(&mut plan.compares);
+            ops.append(&mut plan.ops);
+        }
+        for (id, record) in &view.token_updates {
+            match serde_json::to_vec(record) {
+                Ok(value) => ops.push(Op::Put {
+                    key: model::token_key(id),
+                    value,
+                }),
+                Err(e) => {
+                    for (p, _) in planned {
+                        let _ = p.reply.send(Err(RegistryError::Corrupt(e.to_string())));
+                    }
+                    return Ok(deferred);
+                }
+            }
+        }
+        if view.ids_used {
+            compares.push(Compare::ModRevision {
+                key: NEXT_NODE_ID_KEY.into(),
+                revision: view.next_id_rev,
+            });
+            ops.push(Op::Put {
+                key: NEXT_NODE_ID_KEY.into(),
+                value: view.next_id.to_string().into_bytes(),
             });
         }
-        Err(RegistryError::Conflict(format!(
-            "join of {name:?} lost {MAX_ATTEMPTS} races with concurrent changes; retry"
-        )))
+        let outcome = match self.store.txn(Txn { compares, ops }).await {
+            Ok(o) => o,
+            Err(e) => {
+                let msg = e.to_string();
+                for (p, _) in planned {
+                    let _ = p.reply.send(Err(RegistryError::Store(
+                        crate::store::StoreError::Backend(msg.clone()),
+                    )));
+                }
+                return Ok(deferred);
+            }
+        };
+        if !outcome.succeeded {
+            tracing::debug!(
+                joins = planned.len(),
+                "join batch lost a race; retrying one by one"
+            );
+            let mut failed: Vec<Pending> = planned.into_iter().map(|(p, _)| p).collect();
+            failed.extend(deferred);
+            return Err(failed);
+        }
+        for (p, plan) in planned {
+            if let Some(cidr) = plan.cidr {
+                self.allocations().record(&p.name, cidr);
+            }
+            self.leases().insert(p.name.clone(), Instant::now());
+            let mut node = plan.node;
+            node.revision = outcome.revision;
+            node.last_renewal_unix_ms = view.now_ms;
+            tracing::info!(node = %p.name, id = node.id, cidr = %node.pod_cidr, created = plan.created, "node joined");
+            let _ = p.reply.send(Ok(Joined {
+                node,
+                certificate_pem: p.certificate_pem,
+                created: plan.created,
+            }));
+        }
+        Ok(deferred)
     }
+
+    /// Read what a batch needs: its tokens, its nodes, the id counter.
+    async fn read_view(&self, batch: &[Pending]) -> Result<BatchView, RegistryError> {
+        let now_ms = unix_ms();
+        let mut tokens = HashMap::new();
+        let mut nodes = HashMap::new();
+        for p in batch {
+            if !tokens.contains_key(p.token.id()) {
+                let checked = match check_token(self.store.as_ref(), &p.token, now_ms).await {
+                    Ok(t) => Ok(t),
+                    Err(RegistryError::Unauthenticated(m)) => Err(m),
+                    Err(e) => return Err(e),
+                };
+                tokens.insert(p.token.id().to_string(), checked);
+            }
+            if !nodes.contains_key(&p.name) {
+                nodes.insert(p.name.clone(), self.get_node(&p.name).await?);
+            }
+        }
+        let (next_id, next_id_rev) = match self.store.get(NEXT_NODE_ID_KEY).await? {
+            Some(kv) => {
+                let id = std::str::from_utf8(&kv.value)
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        RegistryError::Corrupt("meta/next-node-id is not a number".into())
+                    })?;
+                (id, kv.mod_revision)
+            }
+            None => (1, 0),
+        };
+        Ok(BatchView {
+            now_ms,
+            tokens,
+            token_updates: HashMap::new(),
+            nodes,
+            claimed_names: HashSet::new(),
+            reserved_cidrs: HashSet::new(),
+            next_id,
+            next_id_rev,
+            ids_used: false,
+        })
+    }
+
+    /// Decide one join against the batch's view, updating the view.
+    fn plan(&self, view: &mut BatchView, p: &Pending) -> Result<Plan, RegistryError> {
+        let token = match view.tokens.get(p.token.id()) {
+            Some(Ok(t)) => t,
+            Some(Err(msg)) => return Err(RegistryError::Unauthenticated(msg.clone())),
+            None => {
+                return Err(RegistryError::Corrupt(
+                    "token missing from the batch view".into(),
+                ))
+            }
+        };
+        // The secret was checked per token id; a second join with the same
+        // id but another secret must be checked too.
+        super::tokens::verify_secret(&token.record, &p.token)?;
+        let name = p.name.as_str();
+        let mut compares = Vec::new();
+        let mut ops = Vec::new();
+        let existing = view.nodes.get(name).cloned().flatten();
+        let (node, created, cidr) = match existing {
+            Some((mut node, kv)) if node.public_key == p.public_key => {
+                // Idempotent re-join: same id and CIDR; no token usage.
+                node.endpoints = p.endpoints.clone();
+                node.labels = p.labels.clone();
+                node.state = NodeState::Ready as i32;
+                compares.push(Compare::ModRevision {
+                    key: kv.key.clone(),
+                    revision: kv.mod_revision,
+                });
+                (node, false, None)
+            }
+            Some((node, _)) if super::is_ready(&node) => {
+                return Err(RegistryError::AlreadyExists(format!(
+                    "node name {name:?} is held by a live node with a different key ({}...); \
+                     choose another name, or remove it first with `weftctl node remove {name}`",
+                    model::key_fingerprint(&node.public_key)
+                )));
+            }
+            Some((mut node, kv)) => {
+                // Takeover of a NotReady node's name: a new key, the same id
+                // and CIDR.
+                use_token(view, token.record.clone())?;
+                node.public_key = p.public_key.clone();
+                node.endpoints = p.endpoints.clone();
+                node.labels = p.labels.clone();
+                node.state = NodeState::Ready as i32;
+                compares.push(Compare::ModRevision {
+                    key: kv.key.clone(),
+                    revision: kv.mod_revision,
+                });
+                (node, true, None)
+            }
+            None => {
+                let allocations = self.allocations();
+                let cidr = allocations
+                    .pool()
+                    .first_free(|n| view.reserved_cidrs.contains(n) || allocations.is_taken(n))
+                    .ok_or_else(|| {
+                        let pool = allocations.pool();
+                        RegistryError::Exhausted(
+                            AllocError::Exhausted {
+                                cluster: pool.cluster(),
+                                prefix: pool.node_prefix(),
+                                total: pool.len(),
+                            }
+                            .to_string(),
+                        )
+                    })?;
+                drop(allocations);
+                use_token(view, token.record.clone())?;
+                view.reserved_cidrs.insert(cidr);
+                let id = view.next_id;
+                view.next_id += 1;
+                view.ids_used = true;
+                compares.push(Compare::Absent {
+                    key: model::node_key(name),
+                });
+                compares.push(Compare::Absent {
+                    key: model::ipam_key(&cidr),
+                });
+                ops.push(Op::Put {
+                    key: model::ipam_key(&cidr),
+                    value: name.as_bytes().to_vec(),
+                });
+                let node = Node {
+                    id,
+                    name: name.to_string(),
+                    public_key: p.public_key.clone(),
+                    endpoints: p.endpoints.clone(),
+                    pod_cidr: cidr.to_string(),
+                    labels: p.labels.clone(),
+                    state: NodeState::Ready as i32,
+                    last_renewal_unix_ms: 0,
+                    joined_unix_ms: view.now_ms,
+                    revision: 0,
+                };
+                (node, true, Some(cidr))
+            }
+        };
+        let mut stored = node.clone();
+        stored.revision = 0;
+        stored.last_renewal_unix_ms = 0;
+        ops.push(Op::Put {
+            key: model::node_key(name),
+            value: model::encode_node(&stored),
+        });
+        Ok(Plan {
+            node,
+            created,
+            compares,
+            ops,
+            cidr,
+        })
+    }
+}
+
+/// Spend one usage of a token in the batch's view.
+fn use_token(view: &mut BatchView, stored: crate::model::TokenRecord) -> Result<(), RegistryError> {
+    let record = view
+        .token_updates
+        .entry(stored.id.clone())
+        .or_insert(stored);
+    match record.usages_left {
+        Some(0) => {
+            return Err(RegistryError::Unauthenticated(format!(
+                "join token {} is used up ({} joins); create another with `weftctl token create`",
+                record.id, record.used
+            )))
+        }
+        Some(n) => record.usages_left = Some(n - 1),
+        None => {}
+    }
+    record.used = record.used.saturating_add(1);
+    Ok(())
 }

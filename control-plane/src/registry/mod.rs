@@ -47,10 +47,8 @@ pub struct Registry {
     allocations: Mutex<Allocations>,
     /// Last lease renewal per node name.
     leases: Mutex<HashMap<String, Instant>>,
-    /// Serializes joins on this replica, so concurrent joins do not race
-    /// each other for the same free CIDR (the store's compares still guard
-    /// against other replicas).
-    join_lock: tokio::sync::Mutex<()>,
+    /// Joins waiting to be committed in a batch (see `join.rs`).
+    joins: join::JoinQueue,
 }
 
 /// Wall-clock milliseconds since the Unix epoch.
@@ -111,7 +109,7 @@ impl Registry {
             pki,
             settings,
             leases: Mutex::new(HashMap::new()),
-            join_lock: tokio::sync::Mutex::new(()),
+            joins: join::JoinQueue::default(),
         };
         registry.reload_allocations().await?;
         Ok(registry)

@@ -45,29 +45,17 @@ pub(super) struct CheckedToken {
     pub record: TokenRecord,
 }
 
-impl CheckedToken {
-    /// Spend one usage: refuse a used-up token, else add the write of the
-    /// updated record to `ops`.
-    pub fn use_one(&self, ops: &mut Vec<Op>) -> Result<(), RegistryError> {
-        let mut r = self.record.clone();
-        match r.usages_left {
-            Some(0) => {
-                return Err(RegistryError::Unauthenticated(format!(
-                "join token {} is used up ({} joins); create another with `weftctl token create`",
-                r.id, r.used
-            )))
-            }
-            Some(n) => r.usages_left = Some(n - 1),
-            None => {}
-        }
-        r.used = r.used.saturating_add(1);
-        let value = serde_json::to_vec(&r).map_err(|e| RegistryError::Corrupt(e.to_string()))?;
-        ops.push(Op::Put {
-            key: self.kv.key.clone(),
-            value,
-        });
-        Ok(())
+/// Check a presented token's secret against the stored hash, in constant
+/// time.
+pub(super) fn verify_secret(record: &TokenRecord, token: &JoinToken) -> Result<(), RegistryError> {
+    let presented = sha256_hex(token.secret());
+    if !bool::from(presented.as_bytes().ct_eq(record.secret_sha256.as_bytes())) {
+        return Err(RegistryError::Unauthenticated(format!(
+            "join token {}: wrong secret",
+            token.id()
+        )));
     }
+    Ok(())
 }
 
 /// Check a token against the store: known, right secret, not revoked, not
@@ -84,12 +72,7 @@ pub(super) async fn check_token(
         )));
     };
     let record = decode_token(&kv)?;
-    let presented = sha256_hex(token.secret());
-    if !bool::from(presented.as_bytes().ct_eq(record.secret_sha256.as_bytes())) {
-        return Err(RegistryError::Unauthenticated(format!(
-            "join token {id}: wrong secret"
-        )));
-    }
+    verify_secret(&record, token)?;
     if record.revoked {
         return Err(RegistryError::Unauthenticated(format!(
             "join token {id} was revoked"

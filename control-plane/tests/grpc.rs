@@ -13,27 +13,62 @@ use tonic::Code;
 use weft_proto::v1::{
     watch_event, ChangeType, GetClusterInfoRequest, GetNodeRequest, LeaveRequest, ListNodesRequest,
     ListTokensRequest, NodeState, RemoveNodeRequest, RenewLeaseRequest, RevokeTokenRequest,
-    UpdateNodeRequest, WatchEvent, WatchRequest,
+    UpdateNodeRequest, WatchEvent, WatchRequest, WatchResponse,
 };
 
 const T: Duration = Duration::from_secs(10);
 
-async fn next_event(s: &mut tonic::Streaming<WatchEvent>) -> WatchEvent {
-    tokio::time::timeout(T, s.next())
-        .await
-        .expect("watch event in time")
-        .expect("stream open")
-        .expect("event ok")
+/// Watch events, read out of batched responses.
+struct Events {
+    stream: tonic::Streaming<WatchResponse>,
+    buf: std::collections::VecDeque<WatchEvent>,
 }
 
-/// The next non-keepalive event.
-async fn next_change(s: &mut tonic::Streaming<WatchEvent>) -> WatchEvent {
-    loop {
-        let e = next_event(s).await;
-        if !matches!(e.event, Some(watch_event::Event::Keepalive(_))) {
-            return e;
+impl Events {
+    fn new(stream: tonic::Streaming<WatchResponse>) -> Events {
+        Events {
+            stream,
+            buf: Default::default(),
         }
     }
+
+    async fn next(&mut self) -> WatchEvent {
+        loop {
+            if let Some(e) = self.buf.pop_front() {
+                return e;
+            }
+            let r = tokio::time::timeout(T, self.stream.next())
+                .await
+                .expect("watch response in time")
+                .expect("stream open")
+                .expect("response ok");
+            assert!(!r.events.is_empty(), "no empty responses");
+            self.buf.extend(r.events);
+        }
+    }
+
+    /// The next non-keepalive event.
+    async fn change(&mut self) -> WatchEvent {
+        loop {
+            let e = self.next().await;
+            if !matches!(e.event, Some(watch_event::Event::Keepalive(_))) {
+                return e;
+            }
+        }
+    }
+
+    /// Nothing arrives within `d`.
+    async fn quiet(&mut self, d: Duration) -> bool {
+        self.buf.is_empty() && tokio::time::timeout(d, self.stream.next()).await.is_err()
+    }
+}
+
+async fn next_event(s: &mut Events) -> WatchEvent {
+    s.next().await
+}
+
+async fn next_change(s: &mut Events) -> WatchEvent {
+    s.change().await
 }
 
 fn change_of(e: &WatchEvent) -> (ChangeType, String) {
@@ -55,13 +90,14 @@ async fn three_nodes_join_and_a_watch_sees_them_in_revision_order() {
     let (tok, hash) = token(&cp, 0, 0).await;
 
     let n1 = join(&cp, &tok, &hash, "n1", 1).await.unwrap();
-    let mut watch = n1
-        .client()
-        .await
-        .watch(WatchRequest { resume_revision: 0 })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut watch = Events::new(
+        n1.client()
+            .await
+            .watch(WatchRequest { resume_revision: 0 })
+            .await
+            .unwrap()
+            .into_inner(),
+    );
     let first = next_event(&mut watch).await;
     let Some(watch_event::Event::Snapshot(snap)) = &first.event else {
         panic!("snapshot first: {first:?}")
@@ -133,11 +169,12 @@ async fn resuming_a_watch_yields_exactly_the_missed_events() {
     let (tok, hash) = token(&cp, 0, 0).await;
     let n1 = join(&cp, &tok, &hash, "n1", 1).await.unwrap();
     let mut c1 = n1.client().await;
-    let mut watch = c1
-        .watch(WatchRequest { resume_revision: 0 })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut watch = Events::new(
+        c1.watch(WatchRequest { resume_revision: 0 })
+            .await
+            .unwrap()
+            .into_inner(),
+    );
     let snap = next_event(&mut watch).await;
     drop(watch);
 
@@ -159,13 +196,14 @@ async fn resuming_a_watch_yields_exactly_the_missed_events() {
         .await
         .unwrap();
 
-    let mut watch = c1
-        .watch(WatchRequest {
+    let mut watch = Events::new(
+        c1.watch(WatchRequest {
             resume_revision: snap.revision,
         })
         .await
         .unwrap()
-        .into_inner();
+        .into_inner(),
+    );
     let mut got = vec![];
     let mut last = snap.revision;
     for _ in 0..4 {
@@ -184,23 +222,18 @@ async fn resuming_a_watch_yields_exactly_the_missed_events() {
         ]
     );
     // And nothing more: the next thing is a keepalive or a new change.
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), watch.next())
-            .await
-            .is_err()
-    );
+    assert!(watch.quiet(Duration::from_millis(300)).await);
 
     // Resuming from the latest revision gives nothing old.
-    let mut w2 = c1
-        .watch(WatchRequest {
+    let mut w2 = Events::new(
+        c1.watch(WatchRequest {
             resume_revision: last,
         })
         .await
         .unwrap()
-        .into_inner();
-    assert!(tokio::time::timeout(Duration::from_millis(300), w2.next())
-        .await
-        .is_err());
+        .into_inner(),
+    );
+    assert!(w2.quiet(Duration::from_millis(300)).await);
     cp.stop().await.unwrap();
 }
 
@@ -210,13 +243,14 @@ async fn keepalives_flow_on_an_idle_watch() {
     let cp = start(dir.path(), &["--watch-keepalive", "1"]).await;
     let (tok, hash) = token(&cp, 0, 0).await;
     let n1 = join(&cp, &tok, &hash, "n1", 1).await.unwrap();
-    let mut watch = n1
-        .client()
-        .await
-        .watch(WatchRequest { resume_revision: 0 })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut watch = Events::new(
+        n1.client()
+            .await
+            .watch(WatchRequest { resume_revision: 0 })
+            .await
+            .unwrap()
+            .into_inner(),
+    );
     let snap = next_event(&mut watch).await;
     let ka = next_event(&mut watch).await;
     assert!(
@@ -250,11 +284,13 @@ async fn a_silent_node_turns_not_ready_then_is_removed_and_its_cidr_freed() {
     let silent = join(&cp, &tok, &hash, "silent", 2).await.unwrap();
     let silent_cidr = silent.joined.node.as_ref().unwrap().pod_cidr.clone();
     let mut live_client = live.client().await;
-    let mut watch = live_client
-        .watch(WatchRequest { resume_revision: 0 })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut watch = Events::new(
+        live_client
+            .watch(WatchRequest { resume_revision: 0 })
+            .await
+            .unwrap()
+            .into_inner(),
+    );
     next_event(&mut watch).await;
 
     // Keep "live" renewing; "silent" never renews.
@@ -896,4 +932,75 @@ async fn concurrent_joins_of_one_name_with_different_keys_have_one_winner() {
         .unwrap()
         .into_inner();
     assert_eq!((info.nodes_total, info.node_cidrs_free), (1, 255));
+}
+
+#[tokio::test]
+async fn a_large_snapshot_comes_in_parts_and_a_resume_ahead_of_the_head_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = std::sync::Arc::new(start(dir.path(), &["--cluster-cidr", "10.128.0.0/14"]).await);
+    let (tok, hash) = token(&cp, 0, 0).await;
+    let n = weft_control_plane::service::SNAPSHOT_PART + 10;
+    let mut tasks = vec![];
+    for i in 0..n {
+        let (cp, tok, hash) = (cp.clone(), tok.clone(), hash.clone());
+        tasks.push(tokio::spawn(async move {
+            join(&cp, &tok, &hash, &format!("n{i}"), (i % 250) as u8 + 1)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut first = None;
+    for t in tasks {
+        let node = t.await.unwrap();
+        first.get_or_insert(node);
+    }
+    let node = first.unwrap();
+    let mut c = node.client().await;
+    let mut s = c
+        .watch(WatchRequest { resume_revision: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut names = BTreeSet::new();
+    let mut parts = 0;
+    let mut rev = None;
+    loop {
+        let r = tokio::time::timeout(T, s.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.events.len(), 1, "one snapshot part per response");
+        let e = &r.events[0];
+        assert_eq!(
+            *rev.get_or_insert(e.revision),
+            e.revision,
+            "all parts at one revision"
+        );
+        let Some(watch_event::Event::Snapshot(snap)) = &e.event else {
+            panic!("{e:?}")
+        };
+        assert!(snap.nodes.len() <= weft_control_plane::service::SNAPSHOT_PART);
+        assert_eq!(
+            snap.settings.is_some(),
+            parts == 0,
+            "settings in the first part only"
+        );
+        parts += 1;
+        names.extend(snap.nodes.iter().map(|n| n.name.clone()));
+        if !snap.more {
+            break;
+        }
+    }
+    assert_eq!(parts, 2);
+    assert_eq!(names.len(), n);
+
+    let e = c
+        .watch(WatchRequest {
+            resume_revision: rev.unwrap() + 1000,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::OutOfRange, "{e:?}");
+    assert!(e.message().contains("ahead"), "{}", e.message());
 }

@@ -315,6 +315,7 @@ struct Results {
     stream_failures: usize,
     stream_failure_messages: Vec<String>,
     out_of_order: u64,
+    responses: u64,
     events: u64,
     snapshot_nodes: u64,
     keepalives: u64,
@@ -668,6 +669,7 @@ async fn run(args: &Args, bin: &Path, nofile: u64) -> Result<Results> {
         stream_failures,
         stream_failure_messages: failure_messages,
         out_of_order,
+        responses: shared.responses.load(Ordering::Relaxed),
         events: shared.events.load(Ordering::Relaxed),
         snapshot_nodes: shared.snapshot_nodes.load(Ordering::Relaxed),
         keepalives: shared.keepalives.load(Ordering::Relaxed),
@@ -851,8 +853,8 @@ impl Results {
         );
         let _ = writeln!(
             o,
-            "watch traffic: {} events ({} snapshot node records, {} keepalives), {} stream failures, {} out of order",
-            self.events, self.snapshot_nodes, self.keepalives, self.stream_failures, self.out_of_order
+            "watch traffic: {} responses carrying {} events ({} snapshot node records, {} keepalives), {} stream failures, {} out of order",
+            self.responses, self.events, self.snapshot_nodes, self.keepalives, self.stream_failures, self.out_of_order
         );
         let _ = writeln!(
             o,
@@ -993,6 +995,7 @@ impl Results {
                 "start_to_converged": self.converge_each.json(),
             },
             "watch": {
+                "responses": self.responses,
                 "events": self.events,
                 "snapshot_node_records": self.snapshot_nodes,
                 "keepalives": self.keepalives,

@@ -14,7 +14,7 @@ use tonic::Streaming;
 use weft_client::Credentials;
 use weft_proto::v1::cluster_client::ClusterClient;
 use weft_proto::v1::{
-    change, watch_event, ChangeType, JoinRequest, Node, WatchEvent, WatchRequest,
+    change, watch_event, ChangeType, JoinRequest, Node, WatchRequest, WatchResponse,
 };
 
 /// Fan-out changes set the updating node's endpoint to
@@ -73,6 +73,7 @@ pub struct Shared {
     pub updater: AtomicUsize,
     /// Watch streams open right now.
     pub watching: AtomicUsize,
+    pub responses: AtomicU64,
     pub events: AtomicU64,
     pub snapshot_nodes: AtomicU64,
     pub keepalives: AtomicU64,
@@ -97,6 +98,7 @@ impl Shared {
             fanout_seen: (0..changes).map(|_| AtomicUsize::new(0)).collect(),
             updater: AtomicUsize::new(usize::MAX),
             watching: AtomicUsize::new(0),
+            responses: AtomicU64::new(0),
             events: AtomicU64::new(0),
             snapshot_nodes: AtomicU64::new(0),
             keepalives: AtomicU64::new(0),
@@ -195,7 +197,7 @@ async fn set_up(
     idx: usize,
     ctx: &NodeCtx,
     started_at: Duration,
-) -> Result<(Joined, Streaming<WatchEvent>)> {
+) -> Result<(Joined, Streaming<WatchResponse>)> {
     let name = node_name(idx);
     let epoch = ctx.shared.epoch;
     let (key_pem, csr_pem) =
@@ -264,7 +266,7 @@ async fn set_up(
 
 /// Follow the watch: track which nodes this watcher has seen and when each
 /// fan-out change arrives, until the stream ends or the task is aborted.
-async fn watch(idx: usize, mut stream: Streaming<WatchEvent>, shared: &Shared) {
+async fn watch(idx: usize, mut stream: Streaming<WatchResponse>, shared: &Shared) {
     let n = shared.nodes;
     let mut seen = vec![false; n];
     let mut count = 0usize;
@@ -279,63 +281,67 @@ async fn watch(idx: usize, mut stream: Streaming<WatchEvent>, shared: &Shared) {
         count
     };
     let mut converged = false;
-    loop {
-        let event = match stream.message().await {
-            Ok(Some(ev)) => ev,
+    'stream: loop {
+        let response = match stream.message().await {
+            Ok(Some(r)) => r,
             Ok(None) => {
                 shared.fail(format!("{}: the watch stream ended", node_name(idx)));
-                break;
+                break 'stream;
             }
             Err(status) => {
                 shared.fail(format!(
                     "{}: the watch stream failed: {status}",
                     node_name(idx)
                 ));
-                break;
+                break 'stream;
             }
         };
-        shared.events.fetch_add(1, Ordering::Relaxed);
-        let mut seen_count = None;
-        match event.event {
-            Some(watch_event::Event::Snapshot(s)) => {
-                shared.snapshot_at[idx].store(shared.now_ns(), Ordering::Relaxed);
-                shared
-                    .snapshot_nodes
-                    .fetch_add(s.nodes.len() as u64, Ordering::Relaxed);
-                for node in &s.nodes {
-                    seen_count = Some(mark(&node.name, &mut seen));
+        shared.responses.fetch_add(1, Ordering::Relaxed);
+        for event in response.events {
+            shared.events.fetch_add(1, Ordering::Relaxed);
+            let mut seen_count = None;
+            match event.event {
+                Some(watch_event::Event::Snapshot(s)) => {
+                    shared.snapshot_at[idx].store(shared.now_ns(), Ordering::Relaxed);
+                    shared
+                        .snapshot_nodes
+                        .fetch_add(s.nodes.len() as u64, Ordering::Relaxed);
+                    for node in &s.nodes {
+                        seen_count = Some(mark(&node.name, &mut seen));
+                    }
+                    last_revision = event.revision;
                 }
-                last_revision = event.revision;
-            }
-            Some(watch_event::Event::Change(c)) => {
-                if event.revision <= last_revision {
-                    shared.out_of_order.fetch_add(1, Ordering::Relaxed);
-                }
-                last_revision = event.revision;
-                if let (Ok(ChangeType::Put), Some(change::Object::Node(node))) =
-                    (ChangeType::try_from(c.r#type), &c.object)
-                {
-                    seen_count = Some(mark(&node.name, &mut seen));
-                    if node_index(&node.name) == Some(shared.updater.load(Ordering::Relaxed)) {
-                        if let Some(i) = fanout_index(node).filter(|&i| i < shared.changes) {
-                            let slot = &shared.fanout_at[i * n + idx];
-                            if slot.load(Ordering::Relaxed) == 0 {
-                                slot.store(shared.now_ns(), Ordering::Relaxed);
-                                shared.fanout_seen[i].fetch_add(1, Ordering::Release);
+                Some(watch_event::Event::Change(c)) => {
+                    // Changes of one store transaction share a revision.
+                    if event.revision < last_revision {
+                        shared.out_of_order.fetch_add(1, Ordering::Relaxed);
+                    }
+                    last_revision = event.revision;
+                    if let (Ok(ChangeType::Put), Some(change::Object::Node(node))) =
+                        (ChangeType::try_from(c.r#type), &c.object)
+                    {
+                        seen_count = Some(mark(&node.name, &mut seen));
+                        if node_index(&node.name) == Some(shared.updater.load(Ordering::Relaxed)) {
+                            if let Some(i) = fanout_index(node).filter(|&i| i < shared.changes) {
+                                let slot = &shared.fanout_at[i * n + idx];
+                                if slot.load(Ordering::Relaxed) == 0 {
+                                    slot.store(shared.now_ns(), Ordering::Relaxed);
+                                    shared.fanout_seen[i].fetch_add(1, Ordering::Release);
+                                }
                             }
                         }
                     }
                 }
+                Some(watch_event::Event::Keepalive(_)) => {
+                    shared.keepalives.fetch_add(1, Ordering::Relaxed);
+                }
+                None => {}
             }
-            Some(watch_event::Event::Keepalive(_)) => {
-                shared.keepalives.fetch_add(1, Ordering::Relaxed);
+            if !converged && seen_count == Some(n) {
+                converged = true;
+                shared.converged_at[idx].store(shared.now_ns(), Ordering::Relaxed);
+                shared.converged.fetch_add(1, Ordering::Release);
             }
-            None => {}
-        }
-        if !converged && seen_count == Some(n) {
-            converged = true;
-            shared.converged_at[idx].store(shared.now_ns(), Ordering::Relaxed);
-            shared.converged.fetch_add(1, Ordering::Release);
         }
     }
     shared.watching.fetch_sub(1, Ordering::Relaxed);

@@ -9,7 +9,7 @@ use weft_proto::v1::{
     UpdateNodeRequest, UpdateNodeResponse, WatchRequest,
 };
 
-use super::watch::{watch_nodes, WatchEventStream};
+use super::watch::{watch_nodes, WatchResponseStream};
 use crate::auth::{self, Identity};
 use crate::registry::{JoinInput, NodeUpdate, Registry, RegistryError};
 
@@ -64,7 +64,7 @@ impl Cluster for ClusterService {
         }))
     }
 
-    type WatchStream = WatchEventStream;
+    type WatchStream = WatchResponseStream;
 
     async fn watch(
         &self,

@@ -9,3 +9,4 @@ mod watch;
 
 pub use admin::AdminService;
 pub use cluster::ClusterService;
+pub use watch::{LINGER, MAX_BATCH, SNAPSHOT_PART};

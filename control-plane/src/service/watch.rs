@@ -1,41 +1,68 @@
 //! The `Watch` stream: a snapshot (or a resume point), then every change to
-//! `nodes/`, each with its store revision, and keepalives in between.
+//! `nodes/`, each with its store revision, batched into responses, and
+//! keepalives in between.
+//!
+//! Contract, per stream:
+//! - A snapshot comes first (fresh watches only), in parts of at most
+//!   [`SNAPSHOT_PART`] nodes, one part per response.
+//! - Changes are batched: a response carries the first ready event plus
+//!   whatever else arrives within [`LINGER`], up to [`MAX_BATCH`] events; the
+//!   events of one store transaction are never split across responses.
+//! - A keepalive (carrying the last revision sent) follows every
+//!   `watch_keepalive` of silence.
+//! - The stream ends with a status: ABORTED if it fell behind the store,
+//!   UNAVAILABLE on shutdown.
+//!
+//! The stream is a plain state machine polled by tonic: no task and no
+//! buffer per watcher beyond the store's own watch.
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
-use futures::{Stream, StreamExt};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use futures::{FutureExt, Stream, StreamExt};
 use tonic::Status;
-use weft_proto::v1::{watch_event, Change, ChangeType, Keepalive, Snapshot, WatchEvent};
+use weft_proto::v1::{
+    change, watch_event, Change, ChangeType, Keepalive, Node, Snapshot, WatchEvent, WatchResponse,
+};
 
 use crate::model::NODES_PREFIX;
-use crate::registry::{decode_node_kv, Registry};
-use crate::store::{EventKind, StoreError};
+use crate::registry::{decode_node_kv, Registry, RegistryError};
+use crate::store::{Event, EventKind, Revision, StoreError, WatchStream};
 
 /// The stream type of `Cluster.Watch`.
-pub type WatchEventStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send>>;
+pub type WatchResponseStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
+
+/// Nodes per snapshot part (about 200 bytes each: parts stay near 50 KB, so
+/// no stream keeps a large encode buffer).
+pub const SNAPSHOT_PART: usize = 256;
+/// How long a batch waits for more events after its first one.
+pub const LINGER: Duration = Duration::from_millis(10);
+/// Most events in one response (a store transaction is never split, so a
+/// response may exceed this by the rest of one transaction).
+pub const MAX_BATCH: usize = 1024;
 
 /// Start a watch for one client.
 pub async fn watch_nodes(
     registry: Arc<Registry>,
     resume: u64,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) -> Result<WatchEventStream, Status> {
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<WatchResponseStream, Status> {
     let store = registry.store().clone();
-    let (first, mut events) = if resume == 0 {
+    let mut parts = std::collections::VecDeque::new();
+    let (last, events) = if resume == 0 {
         let (nodes, rev) = registry.list_nodes().await?;
         let events = store.watch(NODES_PREFIX, rev).await.map_err(store_status)?;
-        let snapshot = WatchEvent {
-            revision: rev,
-            event: Some(watch_event::Event::Snapshot(Snapshot {
-                nodes,
-                settings: Some(registry.cluster_settings()),
-            })),
-        };
-        (Some(snapshot), events)
+        parts.extend(snapshot_parts(nodes, rev, &registry));
+        (rev, events)
     } else {
+        let head = store.revision().await.map_err(store_status)?;
+        if resume > head {
+            return Err(Status::out_of_range(format!(
+                "resume revision {resume} is ahead of this control plane's revision {head} \
+                 (was it restored from a backup?); watch again with resume_revision 0 for a fresh snapshot"
+            )));
+        }
         let events = store
             .watch(NODES_PREFIX, resume)
             .await
@@ -45,64 +72,175 @@ pub async fn watch_nodes(
                 )),
                 e => store_status(e),
             })?;
-        (None, events)
+        (resume, events)
     };
-    let mut last = first.as_ref().map_or(resume, |f| f.revision);
     let keepalive = registry.settings().watch_keepalive;
-    let (tx, rx) = mpsc::channel::<Result<WatchEvent, Status>>(256);
-    tokio::spawn(async move {
-        if let Some(first) = first {
-            if tx.send(Ok(first)).await.is_err() {
-                return;
-            }
+    let state = Watcher {
+        events,
+        parts,
+        last,
+        held: None,
+        failed: None,
+        done: false,
+        keepalive,
+        shutdown,
+    };
+    Ok(Box::pin(futures::stream::unfold(
+        state,
+        |mut w| async move {
+            let item = w.next_response().await?;
+            Some((item, w))
+        },
+    )))
+}
+
+/// Cut a snapshot into parts of at most [`SNAPSHOT_PART`] nodes.
+fn snapshot_parts(nodes: Vec<Node>, rev: Revision, registry: &Registry) -> Vec<WatchResponse> {
+    let chunks: Vec<Vec<Node>> = if nodes.is_empty() {
+        vec![Vec::new()]
+    } else {
+        nodes.chunks(SNAPSHOT_PART).map(<[Node]>::to_vec).collect()
+    };
+    let n = chunks.len();
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, nodes)| WatchResponse {
+            events: vec![WatchEvent {
+                revision: rev,
+                event: Some(watch_event::Event::Snapshot(Snapshot {
+                    nodes,
+                    settings: (i == 0).then(|| registry.cluster_settings()),
+                    more: i + 1 < n,
+                })),
+            }],
+        })
+        .collect()
+}
+
+struct Watcher {
+    events: WatchStream,
+    parts: std::collections::VecDeque<WatchResponse>,
+    /// The revision of the last event sent.
+    last: Revision,
+    /// An event read past a full batch, for the next response.
+    held: Option<Event>,
+    /// An error to end the stream with after the batch in hand is sent.
+    failed: Option<Status>,
+    done: bool,
+    keepalive: Duration,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Watcher {
+    async fn next_response(&mut self) -> Option<Result<WatchResponse, Status>> {
+        if self.done {
+            return None;
         }
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
-        loop {
-            let out = tokio::select! {
-                ev = events.next() => match ev {
-                    Some(Ok(ev)) => {
-                        let node = match decode_node_kv(&ev.kv) {
-                            Ok(n) => n,
-                            Err(e) => {
-                                tracing::error!(error = %e, "skipping unreadable node record in watch");
-                                continue;
-                            }
-                        };
-                        last = ev.revision;
-                        let kind = match ev.kind {
-                            EventKind::Put => ChangeType::Put,
-                            EventKind::Delete => ChangeType::Delete,
-                        };
-                        Ok(WatchEvent {
-                            revision: ev.revision,
-                            event: Some(watch_event::Event::Change(Change {
-                                r#type: kind as i32,
-                                object: Some(weft_proto::v1::change::Object::Node(node)),
-                            })),
-                        })
+        if let Some(part) = self.parts.pop_front() {
+            return Some(Ok(part));
+        }
+        if let Some(e) = self.failed.take() {
+            self.done = true;
+            return Some(Err(e));
+        }
+        let first = match self.held.take() {
+            Some(e) => e,
+            None => {
+                tokio::select! {
+                    ev = self.events.next() => match ev {
+                        Some(Ok(e)) => e,
+                        other => {
+                            self.done = true;
+                            return Some(Err(self.end_status(other)));
+                        }
+                    },
+                    _ = tokio::time::sleep(self.keepalive) => {
+                        return Some(Ok(WatchResponse { events: vec![WatchEvent {
+                            revision: self.last,
+                            event: Some(watch_event::Event::Keepalive(Keepalive {})),
+                        }] }));
                     }
-                    Some(Err(StoreError::Lagged)) => Err(Status::aborted(format!(
-                        "this watch fell behind the control plane's buffers; watch again with resume_revision {last}"
-                    ))),
-                    Some(Err(e)) => Err(store_status(e)),
-                    None => Err(Status::unavailable("the control plane's store closed the watch; watch again")),
-                },
-                _ = tick.tick() => Ok(WatchEvent { revision: last, event: Some(watch_event::Event::Keepalive(Keepalive {})) }),
-                _ = tx.closed() => return,
-                _ = shutdown.changed() => {
-                    let _ = tx.send(Err(Status::unavailable("the control plane is shutting down; watch again"))).await;
-                    return;
+                    _ = self.shutdown.changed() => {
+                        self.done = true;
+                        return Some(Err(Status::unavailable("the control plane is shutting down; watch again")));
+                    }
                 }
+            }
+        };
+        let mut rev = first.revision;
+        let mut batch = Vec::new();
+        push(&mut batch, first);
+        let deadline = tokio::time::Instant::now() + LINGER;
+        loop {
+            let next = if batch.len() >= MAX_BATCH {
+                // Full: take only what is ready and of the same transaction.
+                match self.events.next().now_or_never() {
+                    Some(Some(Ok(e))) if e.revision == rev => Some(Some(Ok(e))),
+                    Some(Some(Ok(e))) => {
+                        self.held = Some(e);
+                        break;
+                    }
+                    Some(other) => Some(other),
+                    None => break,
+                }
+            } else {
+                tokio::time::timeout_at(deadline, self.events.next())
+                    .await
+                    .ok()
             };
-            let end = out.is_err();
-            if tx.send(out).await.is_err() || end {
-                return;
+            match next {
+                None => break,
+                Some(Some(Ok(e))) => {
+                    rev = e.revision;
+                    push(&mut batch, e);
+                }
+                Some(other) => {
+                    self.failed = Some(self.end_status(other));
+                    break;
+                }
             }
         }
+        self.last = rev;
+        Some(Ok(WatchResponse { events: batch }))
+    }
+
+    /// The status that ends a stream whose store watch ended or failed.
+    fn end_status(&self, ev: Option<Result<Event, StoreError>>) -> Status {
+        match ev {
+            Some(Err(StoreError::Lagged)) => Status::aborted(format!(
+                "this watch fell behind the control plane's buffers; watch again with resume_revision {}",
+                self.last
+            )),
+            Some(Err(e)) => store_status(e),
+            _ => Status::unavailable("the control plane's store closed the watch; watch again"),
+        }
+    }
+}
+
+/// Add a store event to a batch as a `Change` (an unreadable record is
+/// logged and skipped).
+fn push(batch: &mut Vec<WatchEvent>, ev: Event) {
+    let node = match decode_node_kv(&ev.kv) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::error!(error = %e, "skipping an unreadable node record in a watch");
+            return;
+        }
+    };
+    let kind = match ev.kind {
+        EventKind::Put => ChangeType::Put,
+        EventKind::Delete => ChangeType::Delete,
+    };
+    batch.push(WatchEvent {
+        revision: ev.revision,
+        event: Some(watch_event::Event::Change(Change {
+            r#type: kind as i32,
+            object: Some(change::Object::Node(node)),
+        })),
     });
-    Ok(Box::pin(ReceiverStream::new(rx)))
 }
 
 fn store_status(e: StoreError) -> Status {
-    crate::registry::RegistryError::Store(e).into_status()
+    RegistryError::Store(e).into_status()
 }

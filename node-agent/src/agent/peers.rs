@@ -151,6 +151,9 @@ pub struct PeerTable {
     revision: u64,
     peers: BTreeMap<String, PeerRecord>,
     me: Option<PeerRecord>,
+    /// Parts of a snapshot still coming (`Snapshot.more`): its revision and
+    /// the nodes so far.
+    partial: Option<(u64, Vec<Node>)>,
 }
 
 impl PeerTable {
@@ -166,6 +169,7 @@ impl PeerTable {
             revision,
             peers,
             me: None,
+            partial: None,
         }
     }
 
@@ -177,6 +181,12 @@ impl PeerTable {
     /// Forget the revision, so the next watch starts with a snapshot.
     pub fn reset_revision(&mut self) {
         self.revision = 0;
+        self.partial = None;
+    }
+
+    /// Drop a snapshot whose parts stopped coming (the stream broke).
+    pub fn abandon_partial(&mut self) {
+        self.partial = None;
     }
 
     /// The peers, by name.
@@ -202,9 +212,19 @@ impl PeerTable {
         let mut out = Applied::default();
         match &event.event {
             Some(watch_event::Event::Snapshot(s)) => {
+                // A snapshot may come in parts: gather them, apply the whole.
+                let mut nodes = match self.partial.take() {
+                    Some((rev, nodes)) if rev == event.revision => nodes,
+                    _ => Vec::new(),
+                };
+                nodes.extend(s.nodes.iter().cloned());
+                if s.more {
+                    self.partial = Some((event.revision, nodes));
+                    return out;
+                }
                 let mut peers = BTreeMap::new();
                 let mut me = None;
-                for n in &s.nodes {
+                for n in &nodes {
                     let r = PeerRecord::from_node(n);
                     if r.name == self.self_name {
                         me = Some(r);
@@ -220,7 +240,9 @@ impl PeerTable {
                 out.changed = true;
             }
             Some(watch_event::Event::Change(c)) => {
-                if event.revision <= self.revision {
+                // Several changes of one store transaction share a revision,
+                // so only an older revision means "already applied".
+                if event.revision < self.revision {
                     tracing::debug!(
                         revision = event.revision,
                         seen = self.revision,
@@ -322,6 +344,7 @@ mod tests {
             event: Some(watch_event::Event::Snapshot(Snapshot {
                 nodes,
                 settings: None,
+                more: false,
             })),
         }
     }
@@ -379,8 +402,8 @@ mod tests {
         b.endpoints = vec!["192.0.2.99:51820".into()];
         let out = t.apply(&change(7, ChangeType::Put, b));
         assert_eq!(out.actions.len(), 1);
-        // A duplicate is skipped.
-        let out = t.apply(&change(7, ChangeType::Delete, node("b", 2, "", true)));
+        // An event older than what was applied is skipped.
+        let out = t.apply(&change(6, ChangeType::Delete, node("b", 2, "", true)));
         assert_eq!(out, Applied::default());
         let out = t.apply(&change(
             8,
@@ -438,5 +461,59 @@ mod tests {
         let t = PeerTable::new("a", 3, vec![r]);
         assert!(t.specs().is_empty());
         assert_eq!(t.revision(), 3);
+    }
+
+    #[test]
+    fn changes_sharing_a_revision_are_all_applied() {
+        let mut t = PeerTable::new("me", 0, vec![]);
+        t.apply(&snapshot(4, vec![node("me", 1, "10.244.0.0/24", true)]));
+        let a = t.apply(&change(
+            5,
+            ChangeType::Put,
+            node("a", 2, "10.244.1.0/24", true),
+        ));
+        let b = t.apply(&change(
+            5,
+            ChangeType::Put,
+            node("b", 3, "10.244.2.0/24", true),
+        ));
+        assert_eq!(a.actions.len(), 1);
+        assert_eq!(
+            b.actions.len(),
+            1,
+            "a second change of one transaction is not skipped"
+        );
+        assert_eq!(t.records().len(), 2);
+        // An older revision is skipped.
+        let old = t.apply(&change(
+            4,
+            ChangeType::Put,
+            node("c", 4, "10.244.3.0/24", true),
+        ));
+        assert!(old.actions.is_empty());
+    }
+
+    #[test]
+    fn a_snapshot_in_parts_is_applied_whole() {
+        let mut t = PeerTable::new("me", 0, vec![]);
+        let mut first = snapshot(7, vec![node("a", 2, "10.244.1.0/24", true)]);
+        if let Some(watch_event::Event::Snapshot(s)) = &mut first.event {
+            s.more = true;
+        }
+        let out = t.apply(&first);
+        assert!(
+            out.actions.is_empty(),
+            "nothing applied before the last part"
+        );
+        assert_eq!(t.revision(), 0);
+        let out = t.apply(&snapshot(7, vec![node("b", 3, "10.244.2.0/24", true)]));
+        assert_eq!(out.actions.len(), 1);
+        assert_eq!(names(&out.actions[0]), vec!["a", "b"]);
+        assert_eq!(t.revision(), 7);
+        // A part of an abandoned snapshot is not mixed into a new one.
+        t.apply(&first);
+        t.abandon_partial();
+        let out = t.apply(&snapshot(9, vec![node("b", 3, "10.244.2.0/24", true)]));
+        assert_eq!(names(&out.actions[0]), vec!["b"]);
     }
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tonic::Code;
 use weft_proto::v1::cluster_client::ClusterClient;
-use weft_proto::v1::{watch_event, WatchEvent, WatchRequest};
+use weft_proto::v1::{watch_event, WatchRequest, WatchResponse};
 
 use super::core::{lock, Shared};
 use super::peers::{PeerAction, PeerSink};
@@ -144,9 +144,14 @@ async fn stream_once(
     let mut first = true;
     loop {
         let ev = match tokio::time::timeout(t.watch_idle_timeout, stream.message()).await {
-            Err(_) => return WatchEnd::Timeout(format!("no event for {:?}", t.watch_idle_timeout)),
-            Ok(Err(s)) => return WatchEnd::Status(s),
-            Ok(Ok(None)) => return WatchEnd::Ended,
+            Err(_) => {
+                return end(
+                    shared,
+                    WatchEnd::Timeout(format!("no event for {:?}", t.watch_idle_timeout)),
+                )
+            }
+            Ok(Err(s)) => return end(shared, WatchEnd::Status(s)),
+            Ok(Ok(None)) => return end(shared, WatchEnd::Ended),
             Ok(Ok(Some(ev))) => ev,
         };
         if first {
@@ -159,34 +164,67 @@ async fn stream_once(
     }
 }
 
-/// Applies one event to the table and hands its actions to the applier.
-async fn handle_event(shared: &Shared, ev: &WatchEvent, actions: &mpsc::Sender<PeerAction>) {
-    if let Some(watch_event::Event::Snapshot(s)) = &ev.event {
-        tracing::info!(
-            revision = ev.revision,
-            nodes = s.nodes.len(),
-            "watch snapshot"
-        );
-        if let Some(settings) = &s.settings {
-            update_settings(shared, settings);
+/// A stream ended: a snapshot whose parts stopped coming is dropped.
+fn end(shared: &Shared, why: WatchEnd) -> WatchEnd {
+    lock(&shared.table).abandon_partial();
+    why
+}
+
+/// Applies one response (all its events under one lock, so the persisted
+/// revision never falls inside a store transaction) and hands the actions
+/// to the applier.
+async fn handle_event(shared: &Shared, resp: &WatchResponse, actions: &mpsc::Sender<PeerAction>) {
+    let mut all = Vec::new();
+    let mut changed = false;
+    let mut me_changed = None;
+    let mut settings = None;
+    {
+        let mut table = lock(&shared.table);
+        for ev in &resp.events {
+            if let Some(watch_event::Event::Snapshot(s)) = &ev.event {
+                tracing::debug!(
+                    revision = ev.revision,
+                    nodes = s.nodes.len(),
+                    more = s.more,
+                    "watch snapshot part"
+                );
+                if s.settings.is_some() {
+                    settings = s.settings.clone();
+                }
+            }
+            let applied = table.apply(ev);
+            if matches!(&ev.event, Some(watch_event::Event::Snapshot(s)) if !s.more) {
+                tracing::info!(
+                    revision = ev.revision,
+                    peers = table.records().len(),
+                    "watch snapshot applied"
+                );
+            }
+            all.extend(applied.actions);
+            changed |= applied.changed;
+            if let Some(me) = applied.me {
+                if me.is_none() {
+                    tracing::warn!(
+                        revision = ev.revision,
+                        "this node is no longer in the cluster; checking its lease"
+                    );
+                }
+                me_changed = Some(me);
+            }
         }
     }
-    let applied = lock(&shared.table).apply(ev);
-    for action in applied.actions {
+    if let Some(s) = &settings {
+        update_settings(shared, s);
+    }
+    for action in all {
         if actions.send(action).await.is_err() {
             return;
         }
     }
-    if applied.changed {
+    if changed {
         shared.mark_dirty();
     }
-    if let Some(me) = applied.me {
-        if me.is_none() {
-            tracing::warn!(
-                revision = ev.revision,
-                "this node is no longer in the cluster; checking its lease"
-            );
-        }
+    if me_changed.is_some() {
         shared.renew_now.notify_one();
     }
 }

@@ -9,5 +9,6 @@ pub mod tun;
 pub mod wg;
 pub mod agent;
 pub mod api;
+pub mod cni;
 pub mod dataplane;
 pub mod pods;

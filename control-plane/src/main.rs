@@ -7,7 +7,26 @@ use weft_control_plane::server::{self, ServerError};
 
 const EXIT_CONFIG: i32 = 64;
 
+/// Cap glibc malloc's arenas at the number of cores. By default glibc makes
+/// up to 8 per core, one per thread that allocates; thousands of watch
+/// streams served from many threads then fragment memory across them.
+/// Measured with `bench/control-plane.sh` (2,000 watchers): peak RSS 295 MiB
+/// with the default, 263 MiB capped (mimalloc was worse: 452 MiB).
+#[allow(unsafe_code)]
+fn cap_malloc_arenas() {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let arenas = libc::c_int::try_from(cores.max(2)).unwrap_or(2);
+    // SAFETY: mallopt only changes allocator tuning; it is called first
+    // thing in main, before any other thread exists, as glibc requires for
+    // M_ARENA_MAX to take full effect. Its return value (0 on failure) only
+    // means the default stays.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, arenas);
+    }
+}
+
 fn main() {
+    cap_malloc_arenas();
     let config = match Config::try_parse() {
         Ok(c) => c,
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version

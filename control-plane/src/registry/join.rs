@@ -23,6 +23,11 @@ use crate::ipam::AllocError;
 use crate::model::{self, NEXT_NODE_ID_KEY};
 use crate::store::{Compare, KeyValue, Op, Txn};
 
+/// Most joins in one transaction. Every watcher receives a transaction's
+/// events in one message, so this bounds watch message sizes (and with them
+/// the encode buffer each watch stream keeps) as well as the transaction.
+pub const MAX_JOIN_BATCH: usize = 64;
+
 /// A join request, as received.
 #[derive(Debug, Clone, Default)]
 pub struct JoinInput {
@@ -144,8 +149,10 @@ impl Registry {
 
     /// Commit `batch` (and joins deferred from it) until every join has an
     /// answer.
-    async fn run_batches(&self, mut batch: Vec<Pending>) {
-        while !batch.is_empty() {
+    async fn run_batches(&self, mut queued: Vec<Pending>) {
+        while !queued.is_empty() {
+            let rest = queued.split_off(queued.len().min(MAX_JOIN_BATCH));
+            let mut batch = std::mem::replace(&mut queued, rest);
             let (deferred, failed) = match self.commit_batch(batch).await {
                 Ok(deferred) => (deferred, Vec::new()),
                 Err(failed) => (Vec::new(), failed),
@@ -155,6 +162,9 @@ impl Registry {
                 self.commit_alone(pending).await;
             }
             batch = deferred;
+            // Joins deferred from this batch go first in the next one.
+            batch.append(&mut queued);
+            queued = batch;
         }
     }
 

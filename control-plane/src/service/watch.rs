@@ -33,14 +33,15 @@ use crate::store::{Event, EventKind, Revision, StoreError, WatchStream};
 /// The stream type of `Cluster.Watch`.
 pub type WatchResponseStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
 
-/// Nodes per snapshot part (about 200 bytes each: parts stay near 50 KB, so
-/// no stream keeps a large encode buffer).
-pub const SNAPSHOT_PART: usize = 256;
+/// Nodes per snapshot part. A node is about 200 bytes: parts stay near
+/// 13 KB, because each stream keeps an encode buffer as large as the largest
+/// message it sent (2,000 watch streams x 200 KB would be 400 MB).
+pub const SNAPSHOT_PART: usize = 64;
 /// How long a batch waits for more events after its first one.
 pub const LINGER: Duration = Duration::from_millis(10);
 /// Most events in one response (a store transaction is never split, so a
 /// response may exceed this by the rest of one transaction).
-pub const MAX_BATCH: usize = 1024;
+pub const MAX_BATCH: usize = 64;
 
 /// Start a watch for one client.
 pub async fn watch_nodes(

@@ -3,6 +3,7 @@
 
 mod admin;
 mod duration;
+mod lab_cmd;
 mod output;
 mod pod;
 mod status;
@@ -11,8 +12,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-/// weftctl: manage a weft cluster (join tokens, nodes, cluster info) and this
-/// node's pods and status.
+/// weftctl: manage a weft cluster (join tokens, nodes, cluster info), this
+/// node's pods and status, and a local lab cluster.
 #[derive(Debug, Parser)]
 #[command(name = "weftctl", version, about)]
 struct Cli {
@@ -50,10 +51,17 @@ enum Command {
     Pod(pod::PodArgs),
     /// This node as its agent sees it: control-plane link, peers, drops.
     Status(status::StatusArgs),
+    /// A whole weft cluster on this machine, in network namespaces: up,
+    /// status, exec, logs, down (root).
+    Lab(lab_cmd::LabArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
+    // The lab is synchronous and runs its own runtimes where it needs them.
+    if let Command::Lab(args) = cli.command {
+        std::process::exit(lab_cmd::run(args));
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -72,6 +80,7 @@ fn main() {
             Command::Cluster(cmd) => admin::cluster(&cli.config, cmd).await,
             Command::Pod(args) => pod::run(args).await,
             Command::Status(args) => status::run(args).await,
+            Command::Lab(_) => Ok(()),
         }
     });
     if let Err(e) = result {

@@ -131,6 +131,56 @@ pub enum LabError {
         /// Why the cleanup failed.
         cleanup: Box<LabError>,
     },
+    /// A program the lab runs is missing.
+    #[error(
+        "{path} not found (the lab looks next to the running executable); build it with `{build}`"
+    )]
+    MissingBinary {
+        /// Where it was looked for.
+        path: PathBuf,
+        /// The cargo command that builds it there.
+        build: String,
+    },
+    /// A step of bringing up or changing a cluster failed.
+    #[error("{step}: {cause}")]
+    Step {
+        /// The step, e.g. "starting agent n2".
+        step: String,
+        /// Why.
+        cause: Box<LabError>,
+    },
+    /// A condition a cluster step waits for did not come true in time.
+    #[error("not within {timeout:?}: {last}; log {log}:\n{log_tail}")]
+    WaitTimeout {
+        /// The bound it exceeded.
+        timeout: Duration,
+        /// What was seen last (e.g. "n1 sees peers [n2], not n3").
+        last: String,
+        /// The log of the process concerned.
+        log: PathBuf,
+        /// The last lines of that log.
+        log_tail: String,
+    },
+    /// A call to a lab process's API failed.
+    #[error("{what}: {reason}")]
+    Api {
+        /// The call, e.g. "pod_add n1-p1 on n1".
+        what: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// A lab process refused or failed a request.
+    #[error("{what}: {reason}; log {log}:\n{log_tail}")]
+    Refused {
+        /// The request, e.g. "pod_add n1-p1 on n1".
+        what: String,
+        /// Why it failed.
+        reason: String,
+        /// The log of the process concerned.
+        log: PathBuf,
+        /// The last lines of that log.
+        log_tail: String,
+    },
     /// Teardown removed what it could but some things remain.
     #[error("teardown of lab '{name}' left things behind: {}", problems.join("; "))]
     TeardownIncomplete {
@@ -144,6 +194,14 @@ pub enum LabError {
 }
 
 impl LabError {
+    /// Wraps `self` as the cause of `step`.
+    pub fn in_step(self, step: impl Into<String>) -> Self {
+        LabError::Step {
+            step: step.into(),
+            cause: Box::new(self),
+        }
+    }
+
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         LabError::Io {
             context: context.into(),

@@ -44,17 +44,24 @@
 //!   command line, its exit status and its stderr.
 //! - Nothing here panics on bad input; errors are [`LabError`]s.
 
+mod cluster;
 mod cmd;
 mod error;
 mod guard;
 mod name;
 mod ping;
-mod process;
+pub(crate) mod process;
 mod spec;
 mod state;
 mod teardown;
 mod topology;
 
+pub use cluster::{
+    cargo_build_binaries, profile_dir, Binaries, Check, CheckKind, Cluster, ClusterGuard,
+    ClusterPod, ClusterRecord, ClusterSpec, Connectivity, ControlPlaneRecord, NodeRecord, Signal,
+    AGENT_PROGRAM, CONTROL_PLANE_LABEL, CONTROL_PLANE_PORT, CONTROL_PLANE_PROGRAM, DEFAULT_WAIT,
+    WIREGUARD_PORT,
+};
 pub use cmd::{exec_in, list_namespaces, namespace_pids, DEFAULT_COMMAND_TIMEOUT};
 pub use error::LabError;
 pub use guard::LabGuard;

@@ -100,6 +100,44 @@ impl LabProcess {
         }
     }
 
+    /// Sends `signal` to it if it still runs (never to a process that reused
+    /// its pid); returns whether it did.
+    pub fn signal(&self, signal: Signal) -> Result<bool, LabError> {
+        if !process_is_running(&self.record) {
+            return Ok(false);
+        }
+        let pid = i32::try_from(self.record.pid).map_err(|_| {
+            LabError::InvalidArgument(format!("pid {} is out of range", self.record.pid))
+        })?;
+        match kill(Pid::from_raw(pid), signal) {
+            Ok(()) => Ok(true),
+            Err(Errno::ESRCH) => Ok(false),
+            Err(e) => Err(LabError::io(
+                format!(
+                    "sending {signal} to process '{}' (pid {pid})",
+                    self.record.label
+                ),
+                e.into(),
+            )),
+        }
+    }
+
+    /// Waits up to `timeout` for it to exit (reaping it if it is a child of
+    /// this process); returns whether it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            reap(self.record.pid);
+            if !self.is_running() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(POLL);
+        }
+    }
+
     /// Polls `ready` until it returns true. Fails early, with the end of the
     /// log, if the process exits; fails after `timeout` likewise.
     pub fn wait_ready(
@@ -146,17 +184,22 @@ impl LabProcess {
 
     /// The last `lines` lines of its log (at most 64 KiB are read).
     pub fn log_tail(&self, lines: usize) -> String {
-        let Ok(mut file) = fs::File::open(&self.record.log_path) else {
-            return String::from("(no log)");
-        };
-        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let _ = file.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
-        let mut buf = Vec::new();
-        let _ = file.read_to_end(&mut buf);
-        let text = String::from_utf8_lossy(&buf);
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        log_tail(&self.record.log_path, lines)
     }
+}
+
+/// The last `lines` lines of the file at `path` (at most 64 KiB are read).
+pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
+    let Ok(mut file) = fs::File::open(path) else {
+        return String::from("(no log)");
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = file.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
+    let mut buf = Vec::new();
+    let _ = file.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// Starts `program args...` inside `ns` through `ip netns exec` (which execs

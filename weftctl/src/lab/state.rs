@@ -12,7 +12,7 @@ use ipnet::Ipv4Net;
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
-use super::LabError;
+use super::{ClusterRecord, LabError};
 
 /// The version of the `lab.json` format written by this code.
 pub const STATE_VERSION: u32 = 1;
@@ -38,6 +38,10 @@ pub struct LabState {
     pub pods: Vec<PodRecord>,
     /// Processes started in the lab, in start order (some may have exited).
     pub processes: Vec<ProcessRecord>,
+    /// The weft cluster running in the lab, if one was brought up
+    /// ([`Cluster`](super::Cluster)); absent for a bare topology.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterRecord>,
 }
 
 /// A host: the control plane or a node.

@@ -173,6 +173,48 @@ impl Lab {
         Ok(pod)
     }
 
+    /// Adds node host N+1 (`weft-<name>-n<N+1>`, the next underlay address,
+    /// a veth port on the bridge) to a lab that has N nodes. Removes what it
+    /// made if a step fails.
+    pub fn add_node(&mut self) -> Result<HostRecord, LabError> {
+        let name = self.name.clone();
+        self.update_state(|state| {
+            let k = state.nodes.len() + 1;
+            let addr = state.underlay_cidr.hosts().nth(k).ok_or_else(|| {
+                LabError::InvalidArgument(format!(
+                    "underlay {} has no room for node {k}",
+                    state.underlay_cidr
+                ))
+            })?;
+            let host = HostRecord {
+                ns: name.namespace(NamespaceRole::Node(k)),
+                interface: HOST_INTERFACE.to_string(),
+                address: ipnet::Ipv4Net::new(addr, state.underlay_cidr.prefix_len())
+                    .map_err(|e| LabError::InvalidArgument(e.to_string()))?,
+                bridge_port: format!("v-n{k}"),
+            };
+            if let Err(e) = add_host(&state.underlay_ns, &host) {
+                // The veth goes with the namespace.
+                if Path::new("/run/netns").join(&host.ns).exists() {
+                    let _ = ip(&["netns", "delete", &host.ns]);
+                }
+                return Err(e);
+            }
+            state.nodes.push(host.clone());
+            Ok(host)
+        })
+    }
+
+    /// Changes `lab.json` under its lock with `f` and keeps the new state.
+    pub(crate) fn update_state<T>(
+        &mut self,
+        f: impl FnOnce(&mut LabState) -> Result<T, LabError>,
+    ) -> Result<T, LabError> {
+        let (state, value) = state::update(&self.dir, self.name.as_str(), f)?;
+        self.state = state;
+        Ok(value)
+    }
+
     /// Starts `program args...` inside the lab namespace `ns` with `env`
     /// added to this process's environment, stdout and stderr appended to
     /// `<state dir>/logs/<label>.log`, and records it in `lab.json`.
@@ -261,6 +303,7 @@ fn plan(spec: &LabSpec) -> Result<LabState, LabError> {
             .collect::<Result<_, _>>()?,
         pods: Vec::new(),
         processes: Vec::new(),
+        cluster: None,
     })
 }
 
@@ -283,29 +326,35 @@ fn build(state: &LabState) -> Result<(), LabError> {
     ])?;
     ip(&["-n", ul, "link", "set", BRIDGE, "up"])?;
     for host in state.hosts() {
-        let ns = host.ns.as_str();
-        let port = host.bridge_port.as_str();
-        let address = host.address.to_string();
-        add_namespace(ns)?;
-        // Both ends are born in lab namespaces: nothing touches the caller's.
-        ip(&[
-            "-n",
-            ul,
-            "link",
-            "add",
-            port,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            HOST_INTERFACE,
-            "netns",
-            ns,
-        ])?;
-        ip(&["-n", ul, "link", "set", port, "master", BRIDGE, "up"])?;
-        ip(&["-n", ns, "addr", "add", &address, "dev", HOST_INTERFACE])?;
-        ip(&["-n", ns, "link", "set", HOST_INTERFACE, "up"])?;
+        add_host(ul, host)?;
     }
+    Ok(())
+}
+
+/// Makes `host`'s namespace and its veth pair to the bridge in `ul`.
+fn add_host(ul: &str, host: &HostRecord) -> Result<(), LabError> {
+    let ns = host.ns.as_str();
+    let port = host.bridge_port.as_str();
+    let address = host.address.to_string();
+    add_namespace(ns)?;
+    // Both ends are born in lab namespaces: nothing touches the caller's.
+    ip(&[
+        "-n",
+        ul,
+        "link",
+        "add",
+        port,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        HOST_INTERFACE,
+        "netns",
+        ns,
+    ])?;
+    ip(&["-n", ul, "link", "set", port, "master", BRIDGE, "up"])?;
+    ip(&["-n", ns, "addr", "add", &address, "dev", HOST_INTERFACE])?;
+    ip(&["-n", ns, "link", "set", HOST_INTERFACE, "up"])?;
     Ok(())
 }
 

@@ -1,0 +1,254 @@
+//! What a lab cluster is made of, and where its programs are.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::record::Binaries;
+use crate::lab::{LabError, LabSpec};
+
+/// The control plane's program name.
+pub const CONTROL_PLANE_PROGRAM: &str = "weft-control-plane";
+/// The node agent's program name.
+pub const AGENT_PROGRAM: &str = "weft-agent";
+/// The control plane's gRPC port in a lab.
+pub const CONTROL_PLANE_PORT: u16 = 7443;
+/// Every agent's WireGuard port (each node has its own namespace).
+pub const WIREGUARD_PORT: u16 = 51820;
+/// The bound of every wait unless a spec says otherwise.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+/// The longest a `cargo build` of the binaries may take.
+const BUILD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// The description of a lab cluster for [`Cluster::up`](super::Cluster::up).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterSpec {
+    /// The topology: lab name, node count, underlay, state root.
+    pub lab: LabSpec,
+    /// How many pods each node gets (`nK-p1..`).
+    pub pods_per_node: usize,
+    /// The programs to run; `None`: next to the running executable
+    /// ([`Binaries::locate`]).
+    pub binaries: Option<Binaries>,
+    /// The bound of each wait (control plane ready, agents joined, peers
+    /// seen). The connectivity check has its own, shorter bounds.
+    pub wait: Duration,
+    /// `WEFT_LOG` for the control plane and the agents (e.g. `info`,
+    /// `debug`, `weft_node_agent=debug`).
+    pub log_filter: String,
+}
+
+impl ClusterSpec {
+    /// A lab `name` of `nodes` nodes with `pods_per_node` pods each, with the
+    /// default underlay and state root, binaries next to this executable.
+    pub fn new(name: &str, nodes: usize, pods_per_node: usize) -> Result<Self, LabError> {
+        let spec = ClusterSpec {
+            lab: LabSpec::new(name, nodes)?,
+            pods_per_node,
+            binaries: None,
+            wait: DEFAULT_WAIT,
+            log_filter: "info".to_string(),
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Checks the counts and the topology.
+    pub fn validate(&self) -> Result<(), LabError> {
+        self.lab.validate()?;
+        if self.lab.nodes == 0 {
+            return Err(LabError::InvalidArgument(
+                "a cluster needs at least 1 node".to_string(),
+            ));
+        }
+        // A /24 per node leaves 253 pod addresses; more pods than that per
+        // node cannot be right in a lab.
+        if self.pods_per_node > 250 {
+            return Err(LabError::InvalidArgument(format!(
+                "{} pods per node is too many for a lab; use at most 250",
+                self.pods_per_node
+            )));
+        }
+        if self.wait < Duration::from_millis(100) {
+            return Err(LabError::InvalidArgument(format!(
+                "wait bound {:?} is too short; use at least 100ms",
+                self.wait
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Binaries {
+    /// `dir/weft-control-plane` and `dir/weft-agent`.
+    pub fn in_dir(dir: &Path) -> Binaries {
+        Binaries {
+            control_plane: dir.join(CONTROL_PLANE_PROGRAM),
+            agent: dir.join(AGENT_PROGRAM),
+        }
+    }
+
+    /// The binaries in the directory of the running executable (a cargo
+    /// profile directory such as `target/release`), or in its parent when
+    /// the executable is a test in `target/<profile>/deps`. Fails if either
+    /// is missing, naming the cargo command that builds them.
+    pub fn locate() -> Result<Binaries, LabError> {
+        let dir = profile_dir()?;
+        let binaries = Binaries::in_dir(&dir);
+        binaries.check()?;
+        Ok(binaries)
+    }
+
+    /// Checks that both are executable files; the error names the missing one
+    /// and the cargo command that builds it.
+    pub fn check(&self) -> Result<(), LabError> {
+        for path in [&self.control_plane, &self.agent] {
+            let executable = std::fs::metadata(path)
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false);
+            if !executable {
+                let dir = path.parent().unwrap_or(Path::new("."));
+                return Err(LabError::MissingBinary {
+                    path: path.clone(),
+                    build: build_hint(dir),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The cargo profile directory holding the running executable: its own
+/// directory, or the parent of `deps/`.
+pub fn profile_dir() -> Result<PathBuf, LabError> {
+    let exe =
+        std::env::current_exe().map_err(|e| LabError::io("finding the running executable", e))?;
+    let dir = exe.parent().unwrap_or(Path::new("/")).to_path_buf();
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        if let Some(parent) = dir.parent() {
+            return Ok(parent.to_path_buf());
+        }
+    }
+    Ok(dir)
+}
+
+/// The cargo flag selecting the profile whose output directory is `dir`
+/// (`target/debug`: none, `target/release`: `--release`, else `--profile`).
+fn profile_args(dir: &Path) -> Vec<String> {
+    match dir.file_name().and_then(|n| n.to_str()) {
+        Some("release") => vec!["--release".to_string()],
+        Some("debug") | None => Vec::new(),
+        Some(other) => vec!["--profile".to_string(), other.to_string()],
+    }
+}
+
+/// The command a person runs to build the binaries into `dir`.
+fn build_hint(dir: &Path) -> String {
+    let mut words = vec!["cargo", "build"];
+    let profile = profile_args(dir);
+    words.extend(profile.iter().map(String::as_str));
+    words.extend(["-p", "weft-control-plane", "-p", "weft-node-agent"]);
+    words.join(" ")
+}
+
+/// Runs `cargo build --bins -p weft-control-plane -p weft-node-agent` for
+/// the workspace of `manifest` into the profile directory `profile_dir`
+/// (`<target dir>/<profile>`), with cargo's output on this process's
+/// stderr. A no-op for cargo when they are up to date.
+pub fn cargo_build_binaries(
+    cargo: &Path,
+    manifest: &Path,
+    profile_dir: &Path,
+) -> Result<(), LabError> {
+    let target_dir = profile_dir.parent().ok_or_else(|| {
+        LabError::InvalidArgument(format!(
+            "{} is not a cargo profile directory",
+            profile_dir.display()
+        ))
+    })?;
+    let mut args: Vec<String> = vec!["build".into(), "--bins".into()];
+    args.extend(profile_args(profile_dir));
+    for a in ["-p", "weft-control-plane", "-p", "weft-node-agent"] {
+        args.push(a.into());
+    }
+    args.push("--manifest-path".into());
+    args.push(manifest.display().to_string());
+    args.push("--target-dir".into());
+    args.push(target_dir.display().to_string());
+    let command = format!("{} {}", cargo.display(), args.join(" "));
+    let mut child = Command::new(cargo)
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|source| LabError::Spawn {
+            command: command.clone(),
+            source,
+        })?;
+    let deadline = Instant::now() + BUILD_TIMEOUT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => {
+                return Err(LabError::Command {
+                    command,
+                    status: status.to_string(),
+                    stderr: "see cargo's output above".to_string(),
+                })
+            }
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(LabError::CommandTimeout {
+                    command,
+                    timeout: BUILD_TIMEOUT,
+                });
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => return Err(LabError::io(format!("waiting for `{command}`"), e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_name_the_profile() {
+        assert_eq!(
+            build_hint(Path::new("/w/target/release")),
+            "cargo build --release -p weft-control-plane -p weft-node-agent"
+        );
+        assert_eq!(
+            build_hint(Path::new("/w/target/debug")),
+            "cargo build -p weft-control-plane -p weft-node-agent"
+        );
+        assert_eq!(
+            profile_args(Path::new("/w/target/bench")),
+            ["--profile", "bench"]
+        );
+    }
+
+    #[test]
+    fn refuses_bad_specs() {
+        assert!(ClusterSpec::new("ok", 0, 1).is_err());
+        assert!(ClusterSpec::new("ok", 2, 251).is_err());
+        assert!(ClusterSpec::new("Bad", 2, 1).is_err());
+        let spec = ClusterSpec::new("ok", 3, 2).unwrap();
+        assert_eq!(spec.pods_per_node, 2);
+    }
+
+    #[test]
+    fn missing_binaries_name_the_build_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Binaries::in_dir(&dir.path().join("release"))
+            .check()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("weft-control-plane"), "{err}");
+        assert!(err.contains("cargo build --release"), "{err}");
+    }
+}

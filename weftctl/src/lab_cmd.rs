@@ -1,0 +1,522 @@
+//! `weftctl lab`: a whole weft cluster on this machine, out of network
+//! namespaces (see docs/lab.md): `up`, `status`, `exec`, `logs`, `down`.
+//!
+//! Thin over [`weftctl::lab`]: it parses the arguments, shows progress on
+//! stderr, prints tables on stdout, and turns the outcome into an exit code
+//! (`exec` passes its command's through).
+
+mod progress;
+mod render;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Subcommand};
+use serde_json::json;
+use weft_client::agent_api::StatusResult;
+use weftctl::lab::{
+    cargo_build_binaries, profile_dir, teardown, Binaries, Cluster, ClusterSpec, Lab, LabError,
+    LabName, DEFAULT_STATE_ROOT,
+};
+
+use crate::output::{table, Format};
+use progress::Progress;
+
+/// Which lab a command acts on.
+#[derive(Debug, Args)]
+pub struct LabSelect {
+    /// The lab's name: it prefixes every namespace (weft-NAME-...).
+    #[arg(long, env = "WEFT_LAB", default_value = "lab", global = true)]
+    pub name: String,
+    /// Where lab state lives (lab.json, logs, agent and control-plane state).
+    #[arg(long, env = "WEFT_LAB_STATE_ROOT", default_value = DEFAULT_STATE_ROOT, global = true, hide = true)]
+    pub state_root: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct LabArgs {
+    #[command(flatten)]
+    pub select: LabSelect,
+    #[command(subcommand)]
+    pub command: LabCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Bring up a weft cluster on this machine: a control plane and NODES
+    /// agents, each in its own network namespace on a shared underlay, with
+    /// PODS_PER_NODE pods each; then check that every pod reaches every pod
+    /// and node. Exits non-zero if any check fails (the lab stays up to look
+    /// at). Root only.
+    Up {
+        /// How many nodes.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// How many pods per node.
+        #[arg(long, default_value_t = 2)]
+        pods_per_node: usize,
+    },
+    /// Show the lab's nodes, pods (addresses, namespaces) and whether its
+    /// processes run.
+    Status {
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Run a command inside a lab namespace: a pod (n1-p1), a node (n1) or
+    /// the control plane (cp). Its exit code is passed through. WEFT_CONFIG
+    /// and WEFT_AGENT_SOCKET point at the lab's admin.conf and the node's
+    /// agent, so `weftctl nodes` and `weftctl status` work inside.
+    Exec {
+        /// n1-p1, n1, cp.
+        target: String,
+        /// The command and its arguments (after `--`).
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Print a lab process's log: cp (the control plane) or a node (n1).
+    Logs {
+        /// cp, n1, n2, ...
+        process: String,
+        /// Only the last N lines.
+        #[arg(short = 'n', long)]
+        lines: Option<usize>,
+    },
+    /// Remove the lab: stop its processes, delete its namespaces and state.
+    /// Succeeds when nothing is up.
+    Down,
+}
+
+/// `weftctl lab ...`; returns the exit code.
+pub fn run(args: LabArgs) -> i32 {
+    let result = match args.command {
+        LabCommand::Up {
+            nodes,
+            pods_per_node,
+        } => up(&args.select, nodes, pods_per_node),
+        LabCommand::Status { output } => status(&args.select, output).map(|()| 0),
+        LabCommand::Exec { target, command } => exec(&args.select, &target, &command),
+        LabCommand::Logs { process, lines } => logs(&args.select, &process, lines).map(|()| 0),
+        LabCommand::Down => down(&args.select).map(|()| 0),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("weftctl: {e:#}");
+            1
+        }
+    }
+}
+
+fn require_root(what: &str) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!(
+            "`weftctl lab {what}` needs root (it works with network namespaces); run it with sudo"
+        );
+    }
+    Ok(())
+}
+
+fn lab_name(select: &LabSelect) -> Result<LabName> {
+    Ok(LabName::new(&select.name)?)
+}
+
+/// `--name X` for the commands we suggest, unless it is the default.
+fn name_flag(select: &LabSelect) -> String {
+    if select.name == "lab" {
+        String::new()
+    } else {
+        format!(" --name {}", select.name)
+    }
+}
+
+/// The binaries next to this executable. Run through cargo (`cargo run`
+/// sets `CARGO`), it first builds them with the same profile, so they are
+/// never missing or stale.
+fn binaries() -> Result<Binaries> {
+    let dir = profile_dir()?;
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        if manifest.exists() {
+            eprintln!(
+                "weftctl: building weft-control-plane and weft-agent into {} (run through cargo)",
+                dir.display()
+            );
+            cargo_build_binaries(Path::new(&cargo), &manifest, &dir)
+                .context("building the lab's binaries")?;
+        }
+    }
+    let binaries = Binaries::in_dir(&dir);
+    binaries.check()?;
+    Ok(binaries)
+}
+
+fn up(select: &LabSelect, nodes: usize, pods_per_node: usize) -> Result<i32> {
+    require_root("up")?;
+    let mut spec = ClusterSpec::new(&select.name, nodes, pods_per_node)?;
+    spec.lab.state_root = select.state_root.clone();
+    spec.binaries = Some(binaries()?);
+
+    let progress = Progress::new();
+    let cluster = match Cluster::up_with_progress(spec, &mut |step| progress.step(step)) {
+        Ok(c) => c,
+        Err(e) => {
+            progress.finish(false);
+            return Err(e.into());
+        }
+    };
+    progress.step(&format!(
+        "checking connectivity between {} pods and {} nodes",
+        cluster.pods().len(),
+        cluster.nodes().len()
+    ));
+    let connectivity = match cluster.check_connectivity() {
+        Ok(c) => c,
+        Err(e) => {
+            progress.finish(false);
+            return Err(anyhow!(e).context(format!(
+                "checking connectivity; the lab is still up: `weftctl lab down{}` removes it",
+                name_flag(select)
+            )));
+        }
+    };
+    let ok = connectivity.all_ok();
+    let statuses = agent_statuses(&cluster);
+    let total = progress.elapsed();
+    progress.finish(ok);
+
+    let name = &select.name;
+    let flag = name_flag(select);
+    let me = invoked_as();
+    let mut out = String::new();
+    out.push_str(&format!(
+        "\nLab '{name}' is up: a control plane, {} nodes, {} pods.\n\nNODES\n",
+        cluster.nodes().len(),
+        cluster.pods().len()
+    ));
+    out.push_str(&render::nodes(&cluster, &statuses));
+    out.push_str("\nPODS\n");
+    out.push_str(&render::pods(&cluster));
+    out.push_str("\nCONNECTIVITY (ICMP echo, mean round trip)\n");
+    out.push_str(&render::matrix(&cluster, &connectivity));
+    out.push('\n');
+    out.push_str(&render::summary(&connectivity));
+    out.push_str(&format!("\nTotal time: {:.1}s\n", total.as_secs_f64()));
+    let mut steps: Vec<(String, &str)> = Vec::new();
+    if let (Some(pod), Some(other)) = (cluster.pods().first(), cluster.pods().last()) {
+        steps.push((
+            format!("sudo {me} lab exec{flag} {} -- ip addr", pod.name),
+            "a pod's interface and address",
+        ));
+        steps.push((
+            format!(
+                "sudo {me} lab exec{flag} {} -- ip route get {}",
+                pod.name, other.ip
+            ),
+            "how it reaches another pod",
+        ));
+    }
+    steps.push((
+        format!("sudo {me} lab exec{flag} n1 -- {me} status"),
+        "node n1 as its agent sees it",
+    ));
+    steps.push((
+        format!("sudo {me} lab exec{flag} cp -- {me} nodes"),
+        "the nodes, from the control plane",
+    ));
+    steps.push((format!("sudo {me} lab status{flag}"), "this summary again"));
+    steps.push((
+        format!("sudo {me} lab logs{flag} n1"),
+        "an agent's log (or cp)",
+    ));
+    steps.push((format!("sudo {me} lab down{flag}"), "remove it all"));
+    let width = steps.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
+    out.push_str("\nNext steps:\n");
+    for (command, what) in steps {
+        out.push_str(&format!("  {command:<width$}  # {what}\n"));
+    }
+    if !ok {
+        out.push_str(&format!(
+            "\nSome checks failed; the lab stays up to look at (logs: {}/logs).\n",
+            cluster.lab().state_dir().display()
+        ));
+    }
+    print_out(&out);
+    Ok(if ok { 0 } else { 1 })
+}
+
+/// How the user ran weftctl: the path they typed if it has a `/`
+/// (`./target/release/weftctl`), else `weftctl` (found on PATH).
+fn invoked_as() -> String {
+    std::env::args()
+        .next()
+        .filter(|a| a.contains('/'))
+        .unwrap_or_else(|| "weftctl".to_string())
+}
+
+/// Writes to stdout, ignoring a closed pipe.
+fn print_out(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}
+
+/// Each node's agent status, or why it did not answer.
+fn agent_statuses(cluster: &Cluster) -> BTreeMap<String, Result<StatusResult, String>> {
+    cluster
+        .nodes()
+        .iter()
+        .map(|n| {
+            let status = cluster.agent_status(&n.name).map_err(|e| e.to_string());
+            (n.name.clone(), status)
+        })
+        .collect()
+}
+
+fn open(select: &LabSelect) -> Result<Cluster> {
+    Ok(Cluster::open(&lab_name(select)?, &select.state_root)?)
+}
+
+fn process_state(cluster: &Cluster, label: &str) -> (Option<u32>, String) {
+    match cluster.running_pid(label) {
+        Some(pid) => (Some(pid), format!("running (pid {pid})")),
+        None => (None, "STOPPED".to_string()),
+    }
+}
+
+fn status(select: &LabSelect, output: Format) -> Result<()> {
+    let cluster = open(select)?;
+    let statuses = agent_statuses(&cluster);
+    let cp = cluster.control_plane();
+    let (cp_pid, cp_state) = process_state(&cluster, weftctl::lab::CONTROL_PLANE_LABEL);
+    match output {
+        Format::Json => {
+            let nodes: Vec<_> = cluster
+                .nodes()
+                .iter()
+                .map(|n| {
+                    let (pid, _) = process_state(&cluster, &n.name);
+                    let peers = match statuses.get(&n.name) {
+                        Some(Ok(s)) => s
+                            .dataplane
+                            .as_ref()
+                            .map(|d| {
+                                d.peers
+                                    .iter()
+                                    .map(|p| {
+                                        json!({"name": p.name, "endpoint": p.endpoint,
+                                        "last_handshake_ms": p.last_handshake_ms})
+                                    })
+                                    .collect::<Vec<_>>()
+                            })
+                            .unwrap_or_default(),
+                        _ => Vec::new(),
+                    };
+                    json!({ "name": n.name, "namespace": n.ns, "underlay": n.underlay,
+                            "endpoint": n.endpoint, "overlay": n.overlay, "pod_cidr": n.pod_cidr,
+                            "api_socket": n.api_socket, "state_dir": n.state_dir, "log": n.log,
+                            "pid": pid, "running": pid.is_some(), "peers": peers })
+                })
+                .collect();
+            let pods: Vec<_> = cluster
+                .pods()
+                .iter()
+                .map(|p| {
+                    json!({ "name": p.name, "node": p.node, "ip": p.ip, "namespace": p.ns,
+                            "netns": p.netns, "interface": p.ifname })
+                })
+                .collect();
+            let doc = json!({
+                "name": cluster.name().as_str(),
+                "state_dir": cluster.lab().state_dir(),
+                "control_plane": { "namespace": cp.ns, "address": cp.address,
+                    "admin_conf": cp.admin_conf, "state_dir": cp.state_dir, "log": cp.log,
+                    "pid": cp_pid, "running": cp_pid.is_some() },
+                "nodes": nodes,
+                "pods": pods,
+            });
+            print_out(&format!("{}\n", serde_json::to_string_pretty(&doc)?));
+        }
+        Format::Table => {
+            let mut out = format!(
+                "Lab '{}': {} nodes, {} pods; state in {}\n\n",
+                cluster.name(),
+                cluster.nodes().len(),
+                cluster.pods().len(),
+                cluster.lab().state_dir().display()
+            );
+            out.push_str(&table(
+                &["CONTROL PLANE", "NAMESPACE", "ADDRESS", "PROCESS"],
+                &[vec![
+                    "cp".into(),
+                    cp.ns.clone(),
+                    cp.address.to_string(),
+                    cp_state,
+                ]],
+            ));
+            let rows: Vec<Vec<String>> = cluster
+                .nodes()
+                .iter()
+                .map(|n| {
+                    let dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+                    vec![
+                        n.name.clone(),
+                        n.ns.clone(),
+                        n.endpoint.to_string(),
+                        dash(n.overlay.map(|a| a.to_string())),
+                        dash(n.pod_cidr.map(|c| c.to_string())),
+                        process_state(&cluster, &n.name).1,
+                        render::peers(statuses.get(&n.name)),
+                    ]
+                })
+                .collect();
+            out.push('\n');
+            out.push_str(&table(
+                &[
+                    "NODE",
+                    "NAMESPACE",
+                    "ENDPOINT",
+                    "OVERLAY",
+                    "POD CIDR",
+                    "AGENT",
+                    "PEERS",
+                ],
+                &rows,
+            ));
+            let rows: Vec<Vec<String>> = cluster
+                .pods()
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.name.clone(),
+                        p.node.clone(),
+                        p.ip.to_string(),
+                        p.netns.display().to_string(),
+                    ]
+                })
+                .collect();
+            out.push('\n');
+            out.push_str(&table(&["POD", "NODE", "IP", "NAMESPACE"], &rows));
+            print_out(&out);
+        }
+    }
+    Ok(())
+}
+
+/// The namespace of `target` (`cp`, `nK`, `nK-pJ`), and the environment
+/// that points weftctl inside it at the lab.
+fn resolve(cluster: &Cluster, target: &str) -> Result<(String, Vec<(String, String)>)> {
+    let mut env = vec![(
+        "WEFT_CONFIG".to_string(),
+        cluster.admin_conf().display().to_string(),
+    )];
+    let (ns, node) = if target == "cp" {
+        (cluster.control_plane().ns.clone(), None)
+    } else if let Some(node) = cluster.node(target) {
+        (node.ns.clone(), Some(node))
+    } else if let Some(pod) = cluster.pod(target) {
+        (pod.ns.clone(), cluster.node(&pod.node))
+    } else {
+        let pods: Vec<&str> = cluster.pods().iter().map(|p| p.name.as_str()).collect();
+        let nodes: Vec<&str> = cluster.nodes().iter().map(|n| n.name.as_str()).collect();
+        bail!(
+            "lab '{}' has no pod or node {target:?}: pods {}; nodes {}; or cp",
+            cluster.name(),
+            pods.join(", "),
+            nodes.join(", ")
+        );
+    };
+    if let Some(node) = node {
+        env.push((
+            "WEFT_AGENT_SOCKET".to_string(),
+            node.api_socket.display().to_string(),
+        ));
+    }
+    Ok((ns, env))
+}
+
+fn exec(select: &LabSelect, target: &str, command: &[String]) -> Result<i32> {
+    require_root("exec")?;
+    let cluster = open(select)?;
+    let (ns, env) = resolve(&cluster, target)?;
+    let Some((program, args)) = command.split_first() else {
+        bail!("no command given: weftctl lab exec {target} -- COMMAND [ARGS...]");
+    };
+    let status = Command::new("ip")
+        .args(["netns", "exec", &ns, program])
+        .args(args)
+        .envs(env)
+        .status()
+        .with_context(|| format!("running `ip netns exec {ns} {program}`"))?;
+    Ok(match status.code() {
+        Some(code) => code,
+        None => {
+            use std::os::unix::process::ExitStatusExt;
+            128 + status.signal().unwrap_or(0)
+        }
+    })
+}
+
+fn logs(select: &LabSelect, process: &str, lines: Option<usize>) -> Result<()> {
+    let name = lab_name(select)?;
+    let lab = Lab::open(&name, &select.state_root)?;
+    let record = lab
+        .state()
+        .processes
+        .iter()
+        .find(|p| p.label == process)
+        .ok_or_else(|| {
+            let labels: Vec<&str> = lab
+                .state()
+                .processes
+                .iter()
+                .map(|p| p.label.as_str())
+                .collect();
+            anyhow!(
+                "lab '{name}' has no process {process:?}; it has: {}",
+                labels.join(", ")
+            )
+        })?;
+    let text = std::fs::read(&record.log_path)
+        .with_context(|| format!("reading {}", record.log_path.display()))?;
+    let text = String::from_utf8_lossy(&text);
+    match lines {
+        Some(n) => {
+            let all: Vec<&str> = text.lines().collect();
+            let tail = all[all.len().saturating_sub(n)..].join("\n");
+            print_out(&format!("{tail}\n"));
+        }
+        None => print_out(&text),
+    }
+    Ok(())
+}
+
+fn down(select: &LabSelect) -> Result<()> {
+    require_root("down")?;
+    let name = lab_name(select)?;
+    let report = match teardown(&name, &select.state_root) {
+        Ok(r) => r,
+        Err(e @ LabError::TeardownIncomplete { .. }) => return Err(e.into()),
+        Err(e) => return Err(anyhow!(e).context(format!("tearing down lab '{name}'"))),
+    };
+    for w in &report.warnings {
+        eprintln!("weftctl: warning: {w}");
+    }
+    if report.is_empty() {
+        print_out(&format!("Lab '{name}' is not up; nothing to remove.\n"));
+    } else {
+        print_out(&format!(
+            "Lab '{name}' is down: stopped {} processes, deleted {} namespaces{}.\n",
+            report.processes_killed.len(),
+            report.namespaces_deleted.len(),
+            if report.state_dir_removed.is_some() {
+                ", removed its state"
+            } else {
+                ""
+            }
+        ));
+    }
+    Ok(())
+}

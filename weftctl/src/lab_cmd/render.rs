@@ -1,0 +1,171 @@
+//! The tables `weftctl lab up` and `weftctl lab status` print.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use weft_client::agent_api::StatusResult;
+use weftctl::lab::{CheckKind, Cluster, Connectivity};
+
+use crate::output::table;
+
+/// NAME, POD CIDR, ENDPOINT, PEERS (with their last handshake), from each
+/// agent's status (`None`: it did not answer).
+pub fn nodes(
+    cluster: &Cluster,
+    statuses: &BTreeMap<String, Result<StatusResult, String>>,
+) -> String {
+    let rows: Vec<Vec<String>> = cluster
+        .nodes()
+        .iter()
+        .map(|n| {
+            let cidr = n
+                .pod_cidr
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "-".into());
+            vec![
+                n.name.clone(),
+                cidr,
+                n.endpoint.to_string(),
+                peers(statuses.get(&n.name)),
+            ]
+        })
+        .collect();
+    table(&["NAME", "POD CIDR", "ENDPOINT", "PEERS"], &rows)
+}
+
+/// "n2 (handshake 1.2s ago), n3 (no handshake)".
+pub fn peers(status: Option<&Result<StatusResult, String>>) -> String {
+    match status {
+        None => "-".into(),
+        Some(Err(e)) => format!("(agent not answering: {e})"),
+        Some(Ok(s)) => match &s.dataplane {
+            None => format!(
+                "(data plane down: {})",
+                s.dataplane_error.as_deref().unwrap_or("no answer")
+            ),
+            Some(dp) if dp.peers.is_empty() => "(none)".into(),
+            Some(dp) => dp
+                .peers
+                .iter()
+                .map(|p| match p.last_handshake_ms {
+                    Some(ms) => format!(
+                        "{} (handshake {} ago)",
+                        p.name,
+                        age(Duration::from_millis(ms))
+                    ),
+                    None => format!("{} (no handshake)", p.name),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        },
+    }
+}
+
+/// POD, NODE, IP.
+pub fn pods(cluster: &Cluster) -> String {
+    let rows: Vec<Vec<String>> = cluster
+        .pods()
+        .iter()
+        .map(|p| vec![p.name.clone(), p.node.clone(), p.ip.to_string()])
+        .collect();
+    table(&["POD", "NODE", "IP"], &rows)
+}
+
+/// The matrix: one row per source (pods, then nodes), one column per
+/// destination (pods, then nodes' overlay addresses); `✓ RTT` or `✗`,
+/// `-` for a pod to itself, `·` for what is not checked (node to node).
+pub fn matrix(cluster: &Cluster, c: &Connectivity) -> String {
+    let names: Vec<String> = cluster
+        .pods()
+        .iter()
+        .map(|p| p.name.clone())
+        .chain(cluster.nodes().iter().map(|n| n.name.clone()))
+        .collect();
+    let mut header = vec!["FROM \\ TO"];
+    header.extend(names.iter().map(String::as_str));
+    let rows: Vec<Vec<String>> = names
+        .iter()
+        .map(|from| {
+            let mut row = vec![from.clone()];
+            row.extend(names.iter().map(|to| match c.get(from, to) {
+                Some(check) if check.ok() => match check.stats.average() {
+                    Some(rtt) => format!("✓ {}", rtt_text(rtt)),
+                    None => "✓".into(),
+                },
+                Some(_) => "✗".into(),
+                None if from == to => "-".into(),
+                None => "·".into(),
+            }));
+            row
+        })
+        .collect();
+    table(&header, &rows)
+}
+
+/// A one-line summary of the check, with the failures named.
+pub fn summary(c: &Connectivity) -> String {
+    let total = c.checks.len();
+    let failed: Vec<String> = c
+        .failures()
+        .map(|f| {
+            let kind = match f.kind {
+                CheckKind::PodToPod => "pod to pod",
+                CheckKind::PodToNode => "pod to node",
+                CheckKind::NodeToPod => "node to pod",
+            };
+            format!("{} -> {} ({}, {kind})", f.from, f.to, f.to_ip)
+        })
+        .collect();
+    if failed.is_empty() {
+        format!(
+            "All {total} checks passed (pod to pod, pod to node, node to pod) in {:.1}s.",
+            c.elapsed.as_secs_f64()
+        )
+    } else {
+        format!(
+            "{} of {total} checks FAILED: {}",
+            failed.len(),
+            failed.join("; ")
+        )
+    }
+}
+
+/// "0.31ms", "4.2ms", "15ms".
+pub fn rtt_text(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 1.0 {
+        format!("{ms:.2}ms")
+    } else if ms < 10.0 {
+        format!("{ms:.1}ms")
+    } else {
+        format!("{ms:.0}ms")
+    }
+}
+
+/// "0.4s", "12s", "3m5s".
+pub fn age(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs < 10 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else if secs < 60 {
+        format!("{secs}s")
+    } else if secs < 3600 {
+        format!("{}m{}s", secs / 60, secs % 60)
+    } else {
+        format!("{}h{}m", secs / 3600, (secs % 3600) / 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rtts_and_ages() {
+        assert_eq!(rtt_text(Duration::from_micros(312)), "0.31ms");
+        assert_eq!(rtt_text(Duration::from_micros(4_210)), "4.2ms");
+        assert_eq!(rtt_text(Duration::from_millis(15)), "15ms");
+        assert_eq!(age(Duration::from_millis(420)), "0.4s");
+        assert_eq!(age(Duration::from_secs(75)), "1m15s");
+    }
+}

@@ -9,8 +9,7 @@
 
 use std::fmt;
 use std::fs;
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -90,48 +89,13 @@ impl Credentials {
     }
 }
 
-/// Writes `contents` to `path` atomically with mode 0600: a temporary sibling
-/// is written, synced and renamed over `path`, then the directory is synced.
-/// On error, returns the path that failed with the error.
+/// Writes `contents` to `path` atomically with mode 0600, creating its
+/// directory if needed. On error, returns the path that failed with the error.
 fn write_private_file(path: &Path, contents: &[u8]) -> Result<(), (PathBuf, std::io::Error)> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    fs::create_dir_all(&dir).map_err(|e| (dir.clone(), e))?;
-    let file_name = path.file_name().ok_or_else(|| {
-        (
-            path.to_path_buf(),
-            std::io::Error::other("the path has no file name"),
-        )
-    })?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(file_name);
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-
-    let result = (|| {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        // The mode above applies only on creation; a leftover file keeps its own.
-        file.set_permissions(fs::Permissions::from_mode(0o600))?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err((path.to_path_buf(), e));
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(|e| (dir.to_path_buf(), e))?;
     }
-    if let Ok(d) = fs::File::open(&dir) {
-        // Best effort: make the rename durable.
-        let _ = d.sync_all();
-    }
-    Ok(())
+    crate::fsutil::write_atomic(path, contents, 0o600).map_err(|e| (path.to_path_buf(), e))
 }
 
 impl fmt::Debug for Credentials {

@@ -7,10 +7,8 @@
 //! a duplicate id or address, an invalid id), naming the culprit.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use ipnet::IpNet;
@@ -97,28 +95,7 @@ pub fn load(path: &Path) -> Result<PodState, String> {
 /// Replaces the state file with `bytes`, atomically and durably. The file
 /// is mode 0600.
 pub fn save(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(".tmp");
-    let tmp = Path::new(&tmp_name);
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(tmp, path)?;
-        if let Some(dir) = path.parent() {
-            File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(tmp);
-    }
-    result
+    weft_client::fsutil::write_atomic(path, bytes, 0o600)
 }
 
 #[cfg(test)]

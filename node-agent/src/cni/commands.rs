@@ -559,7 +559,7 @@ mod tests {
     fn add_errors() {
         let mut host = FakeHost::new();
         let c = conf(CniVersion::V1_0_0);
-        let mut run = |host: &mut FakeHost, netns: &str| {
+        let run = |host: &mut FakeHost, netns: &str| {
             add(host, &c, &att("c1"), netns, &PodMeta::default(), None).unwrap_err()
         };
         let e = run(&mut host, "/run/netns/gone");

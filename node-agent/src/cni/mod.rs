@@ -43,7 +43,7 @@ use serde_json::json;
 
 pub use commands::{Agent, NetnsProblem, System};
 pub use error::{code, CniError};
-pub use request::{CniEnv, Parsed, Request};
+pub use request::{CniEnv, Request};
 pub use version::{CniVersion, SUPPORTED};
 
 /// What one invocation produced.
@@ -89,8 +89,7 @@ pub fn about() -> String {
 pub fn run(env: &CniEnv, stdin: &[u8], sys: &mut dyn System) -> Outcome {
     let reply_version = request::reply_version(stdin);
     let request = match request::parse(env, stdin) {
-        Ok(Parsed::Request(r)) => r,
-        Ok(Parsed::About) => return Outcome::success(Vec::new(), vec![about()]),
+        Ok(r) => r,
         Err(e) => return Outcome::failure(&e, reply_version, Vec::new()),
     };
     let json_line = |v: &serde_json::Value| {
@@ -103,6 +102,7 @@ pub fn run(env: &CniEnv, stdin: &[u8], sys: &mut dyn System) -> Outcome {
         Err(e) => Outcome::failure(&e, reply_version, Vec::new()),
     };
     match request {
+        Request::About => Outcome::success(Vec::new(), vec![about()]),
         Request::Version { cni_version } => Outcome::success(
             json_line(&json!({
                 "cniVersion": cni_version.as_str(),

@@ -101,6 +101,9 @@ pub struct PodMeta {
 /// A parsed invocation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
+    /// No `CNI_COMMAND` at all (a person ran the binary by hand): say what
+    /// this is, and succeed.
+    About,
     /// `VERSION`: answer under `cni_version` (the configuration's, if it
     /// names one weft-cni speaks, else the latest).
     Version {
@@ -152,16 +155,6 @@ pub enum Request {
     },
 }
 
-/// What a parse may also end in: no command at all (a person ran the
-/// binary by hand).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Parsed {
-    /// A request to carry out.
-    Request(Request),
-    /// `CNI_COMMAND` is unset: print what this is, and succeed.
-    About,
-}
-
 /// The version to put in an error for this stdin: the configuration's, if
 /// weft-cni speaks it, else the latest.
 pub fn reply_version(stdin: &[u8]) -> CniVersion {
@@ -172,16 +165,16 @@ pub fn reply_version(stdin: &[u8]) -> CniVersion {
 }
 
 /// Parses one invocation.
-pub fn parse(env: &CniEnv, stdin: &[u8]) -> Result<Parsed, CniError> {
+pub fn parse(env: &CniEnv, stdin: &[u8]) -> Result<Request, CniError> {
     let Some(command) = env.command.as_ref() else {
-        return Ok(Parsed::About);
+        return Ok(Request::About);
     };
     let command = utf8("CNI_COMMAND", command)?;
     let needs: &[&str] = match command {
         "VERSION" => {
-            return Ok(Parsed::Request(Request::Version {
+            return Ok(Request::Version {
                 cni_version: reply_version(stdin),
-            }))
+            })
         }
         "ADD" | "CHECK" => &["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"],
         "DEL" => &["CNI_CONTAINERID", "CNI_IFNAME"],
@@ -300,7 +293,7 @@ pub fn parse(env: &CniEnv, stdin: &[u8]) -> Result<Parsed, CniError> {
             ))
         }
     };
-    Ok(Parsed::Request(request))
+    Ok(request)
 }
 
 fn utf8<'a>(name: &str, value: &'a OsString) -> Result<&'a str, CniError> {
@@ -570,10 +563,7 @@ mod tests {
     const CONF: &[u8] = br#"{"cniVersion":"1.1.0","name":"weft","type":"weft-cni"}"#;
 
     fn request(env: &CniEnv, stdin: &[u8]) -> Request {
-        match parse(env, stdin).unwrap() {
-            Parsed::Request(r) => r,
-            Parsed::About => panic!("about"),
-        }
+        parse(env, stdin).unwrap()
     }
 
     fn err(env: &CniEnv, stdin: &[u8]) -> CniError {
@@ -652,7 +642,7 @@ mod tests {
         );
         assert_eq!(
             parse(&CniEnv::default(), b"").unwrap(),
-            Parsed::About,
+            Request::About,
             "no CNI_COMMAND: a person ran it"
         );
     }

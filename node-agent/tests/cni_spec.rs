@@ -406,3 +406,26 @@ async fn an_exhausted_pool_has_its_own_code() {
     assert_eq!(links_in(&name), ["lo"]);
     agent.stop().await;
 }
+
+/// The DaemonSet's ConfigMap carries the same conflist as `cni/`.
+#[test]
+fn the_shipped_conflists_agree() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let file: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("cni/10-weft.conflist")).unwrap())
+            .unwrap();
+    let yaml = std::fs::read_to_string(root.join("deploy/kubernetes/weft-agent.yaml")).unwrap();
+    let block: String = yaml
+        .lines()
+        .skip_while(|l| l.trim() != "10-weft.conflist: |")
+        .skip(1)
+        .take_while(|l| l.starts_with("    ") || l.is_empty())
+        .map(|l| format!("{}\n", l.trim_start()))
+        .collect();
+    let embedded: Value = serde_json::from_str(&block).expect("the ConfigMap's conflist is JSON");
+    assert_eq!(embedded, file);
+    assert_eq!(
+        file["plugins"][0]["type"], "weft-cni",
+        "weft-cni comes first"
+    );
+}

@@ -26,24 +26,31 @@
 //! - Errors are the spec's JSON on stdout with exit status 1; log lines go
 //!   to stderr. Nothing panics on any input.
 //!
-//! The parts: [`request`] parses the invocation, [`version`] negotiates,
+//! The parts: [`request`] parses the invocation (its [`env`] and
+//! [`config`]), [`version`] negotiates,
 //! [`result`] builds and reads results, [`error`] holds the codes and maps
 //! the agent's errors; all pure. [`commands`] carries out each command over
 //! the [`commands::Agent`] and [`commands::System`] seams, which [`shell`]
 //! implements with the blocking agent client and the kernel.
 
 pub mod commands;
+pub mod config;
+pub mod env;
 pub mod error;
 pub mod request;
 pub mod result;
 pub mod shell;
 pub mod version;
 
+#[cfg(test)]
+mod fake;
+
 use serde_json::json;
 
 pub use commands::{Agent, NetnsProblem, System};
+pub use env::CniEnv;
 pub use error::{code, CniError};
-pub use request::{CniEnv, Request};
+pub use request::Request;
 pub use version::{CniVersion, SUPPORTED};
 
 /// What one invocation produced.
@@ -140,7 +147,7 @@ mod tests {
 
     use serde_json::Value;
 
-    use super::commands::fake::FakeHost;
+    use super::fake::FakeHost;
     use super::*;
 
     fn env(command: &str) -> CniEnv {

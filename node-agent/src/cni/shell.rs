@@ -10,8 +10,10 @@ use std::time::Duration;
 use weft_client::agent_api::{AgentApiError, AgentClient, Pod, PodAddRequest, StatusResult};
 
 use super::commands::{Agent, NetnsProblem, System};
+use super::config::MAX_CONFIG_BYTES;
+use super::env::CniEnv;
 use super::error::{code, CniError};
-use super::request::{self, CniEnv, MAX_CONFIG_BYTES};
+use super::request;
 use super::{run, Outcome};
 use crate::netlink::NetlinkError;
 use crate::netns::{NetNs, NetNsError};

@@ -27,9 +27,9 @@
 //!   to stderr. Nothing panics on any input.
 //!
 //! The parts: [`request`] parses the invocation (its [`env`] and
-//! [`config`]), [`version`] negotiates,
-//! [`result`] builds and reads results, [`error`] holds the codes and maps
-//! the agent's errors; all pure. [`commands`] carries out each command over
+//! [`config`]), [`version`] negotiates, [`result`] builds and reads
+//! results, [`error`] holds the codes and maps the agent's errors; all
+//! pure. [`commands`] carries out each command over
 //! the [`commands::Agent`] and [`commands::System`] seams, which [`shell`]
 //! implements with the blocking agent client and the kernel.
 
@@ -58,7 +58,7 @@ pub use version::{CniVersion, SUPPORTED};
 pub struct Outcome {
     /// What goes to stdout: a result, or an error object.
     pub stdout: Vec<u8>,
-    /// Log lines for stderr.
+    /// Lines for stderr: logs (`weft-cni: ...`), or what this is.
     pub stderr: Vec<String>,
     /// The exit status: 0 on success, 1 on error.
     pub exit_code: i32,
@@ -104,8 +104,14 @@ pub fn run(env: &CniEnv, stdin: &[u8], sys: &mut dyn System) -> Outcome {
         out.push(b'\n');
         out
     };
+    let log = |lines: Vec<String>| -> Vec<String> {
+        lines
+            .into_iter()
+            .map(|l| format!("weft-cni: {l}"))
+            .collect()
+    };
     let done = |r: Result<Vec<String>, CniError>| match r {
-        Ok(log) => Outcome::success(Vec::new(), log),
+        Ok(lines) => Outcome::success(Vec::new(), log(lines)),
         Err(e) => Outcome::failure(&e, reply_version, Vec::new()),
     };
     match request {
@@ -128,7 +134,7 @@ pub fn run(env: &CniEnv, stdin: &[u8], sys: &mut dyn System) -> Outcome {
             Err(e) => Outcome::failure(&e, conf.version, Vec::new()),
         },
         Request::Del { conf, attachment } => {
-            Outcome::success(Vec::new(), commands::del(sys, &conf, &attachment))
+            Outcome::success(Vec::new(), log(commands::del(sys, &conf, &attachment)))
         }
         Request::Check {
             conf,

@@ -139,7 +139,7 @@ pub fn main() -> i32 {
     };
     let mut stderr = io::stderr().lock();
     for line in &outcome.stderr {
-        let _ = writeln!(stderr, "weft-cni: {line}");
+        let _ = writeln!(stderr, "{line}");
     }
     let mut stdout = io::stdout().lock();
     if let Err(e) = stdout

@@ -127,7 +127,7 @@ def run_system(system, args, tools, workdir):
         ep = tunnels.SYSTEMS[system](sb, tools)
         result["notes"] = ep.notes
         result["tunnel_processes"] = list(ep.tunnel_pids)
-        sb.spawn("iperf3-server", ["iperf3", "-s", "-B", ep.server_addr,
+        server = sb.spawn("iperf3-server", ["iperf3", "-s", "-B", ep.server_addr,
                                    "-p", str(measure.IPERF_PORT)], ns=ep.server_ns)
         measure.wait_listening(sb, ep.server_ns, measure.IPERF_PORT)
         measure.wait_reachable(sb, ep.client_ns, ep.server_addr, 30)
@@ -135,11 +135,11 @@ def run_system(system, args, tools, workdir):
         tests = [
             ("ping", lambda: measure.ping(sb, ep.client_ns, ep.server_addr, args.pings)),
             ("tcp1", lambda: measure.tcp(sb, ep.client_ns, ep.server_addr, 1, args.duration,
-                                         ep.tunnel_pids)),
+                                         ep.tunnel_pids, server.pid)),
             ("tcp4", lambda: measure.tcp(sb, ep.client_ns, ep.server_addr, 4, args.duration,
-                                         ep.tunnel_pids)),
+                                         ep.tunnel_pids, server.pid)),
             ("udp64", lambda: measure.udp64(sb, ep.client_ns, ep.server_addr, args.duration,
-                                            ep.tunnel_pids)),
+                                            ep.tunnel_pids, server.pid)),
         ]
         for name, test in tests:
             step = name
@@ -147,7 +147,6 @@ def run_system(system, args, tools, workdir):
             result[name] = test()
             say(f"[{system}] {name}: {summary(name, result[name])}")
             time.sleep(1.0)
-        report.add_tcp_total(result)
     except StepError as e:
         result["error"] = f"{step}: {e}"
         result["log_tails"] = {p.name: p.log_tail(30) for p in sb.procs}
@@ -155,6 +154,7 @@ def run_system(system, args, tools, workdir):
         for name, tail in result["log_tails"].items():
             say(f"--- {name} log (last lines) ---\n{tail}")
     finally:
+        report.summarize(result)
         # A second Ctrl-C must not cut the clean-up short: hold signals
         # until it is done (they are delivered right after).
         held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGALRM}
@@ -174,9 +174,9 @@ def summary(name, r):
         return f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms ({r['received']}/{r['sent']})"
     if name.startswith("tcp"):
         return (f"{r['gbit_per_s']} Gbit/s, {r['retransmits']} retransmits, "
-                f"tunnel CPU {r['tunnel_cpu_s']} s, machine {r['machine_busy_cores']} cores")
+                f"tunnel CPU {r['tunnel_cpu_s']} s, other load {r['other_cores']} cores")
     return (f"{r['delivered_pps']} pps delivered of {r['sent_pps']} sent, loss {r['loss_pct']} %, "
-            f"tunnel CPU {r['tunnel_cpu_s']} s")
+            f"tunnel CPU {r['tunnel_cpu_s']} s, other load {r['other_cores']} cores")
 
 
 def say(msg):

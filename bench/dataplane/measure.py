@@ -8,6 +8,7 @@ goes into the JSON as it is.
 import json
 import os
 import re
+import resource
 import time
 
 from sandbox import StepError
@@ -32,30 +33,49 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def machine_busy_seconds():
-    """CPU seconds the whole machine spent not idle (all cores), /proc/stat."""
+def machine_seconds():
+    """(busy, softirq + irq) CPU seconds of the whole machine, /proc/stat."""
     with open("/proc/stat") as f:
-        cpu = f.readline().split()[1:]
-    ticks = [int(x) for x in cpu]
-    idle = ticks[3] + ticks[4]  # idle + iowait
-    return (sum(ticks[:8]) - idle) / CLK_TCK
+        ticks = [int(x) for x in f.readline().split()[1:9]]
+    # user nice system idle iowait irq softirq steal
+    busy = sum(ticks) - ticks[3] - ticks[4]
+    return busy / CLK_TCK, (ticks[5] + ticks[6]) / CLK_TCK
+
+
+def children_cpu_seconds():
+    """CPU seconds of the benchmark's reaped children (the iperf3 client)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 class CpuMeter:
-    """CPU seconds of the tunnel processes and of the machine over a test."""
+    """CPU seconds over one test: of the tunnel processes, of iperf3 (the
+    server by PID, the client as the benchmark's reaped child), and of the
+    whole machine. "other" is what is left of the machine's busy time after
+    these and the kernel's interrupt work: other work on the box, which
+    distorts the figures (a compile, another benchmark)."""
 
-    def __init__(self, pids):
-        self.pids = dict(pids)
+    def __init__(self, tunnel_pids, iperf_server_pid):
+        self.pids = dict(tunnel_pids)
+        self.server_pid = iperf_server_pid
 
     def __enter__(self):
         self.t0 = time.monotonic()
-        self.machine0 = machine_busy_seconds()
+        self.machine0, self.irq0 = machine_seconds()
+        self.children0 = children_cpu_seconds()
+        self.server0 = cpu_seconds(self.server_pid)
         self.cpu0 = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
         return self
 
     def __exit__(self, *exc):
+        if exc[0] is not None:
+            return False
         self.wall = time.monotonic() - self.t0
-        self.machine = machine_busy_seconds() - self.machine0
+        machine, irq = machine_seconds()
+        self.machine = machine - self.machine0
+        self.irq = irq - self.irq0
+        self.iperf = (children_cpu_seconds() - self.children0
+                      + cpu_seconds(self.server_pid) - self.server0)
         self.per_process = {
             name: round(cpu_seconds(pid) - self.cpu0[name], 3)
             for name, pid in self.pids.items()
@@ -64,11 +84,15 @@ class CpuMeter:
 
     def result(self):
         tunnel = sum(self.per_process.values()) if self.pids else None
+        other = self.machine - self.irq - self.iperf - (tunnel or 0.0)
         return {
             "tunnel_cpu_s": None if tunnel is None else round(tunnel, 3),
             "tunnel_cpu_by_process": self.per_process,
+            "iperf3_cpu_s": round(self.iperf, 3),
             "wall_s": round(self.wall, 3),
             "machine_busy_cores": round(self.machine / self.wall, 2),
+            "irq_softirq_cores": round(self.irq / self.wall, 2),
+            "other_cores": round(max(other, 0.0) / self.wall, 2),
         }
 
 
@@ -88,9 +112,9 @@ def _iperf(sb, client_ns, server, args, seconds):
     return report
 
 
-def tcp(sb, client_ns, server, streams, seconds, pids):
+def tcp(sb, client_ns, server, streams, seconds, pids, server_pid):
     """iperf3 TCP, `streams` parallel streams, client -> server."""
-    with CpuMeter(pids) as cpu:
+    with CpuMeter(pids, server_pid) as cpu:
         report = _iperf(sb, client_ns, server, ["-P", str(streams)], seconds)
     end = report["end"]
     received = end["sum_received"]
@@ -108,10 +132,10 @@ def tcp(sb, client_ns, server, streams, seconds, pids):
     return out
 
 
-def udp64(sb, client_ns, server, seconds, pids):
+def udp64(sb, client_ns, server, seconds, pids, server_pid):
     """iperf3 UDP, 64-byte payloads, as fast as the sender goes."""
     args = ["-u", "-b", "0", "-l", "64", "-w", UDP_SOCKET_BUFFER]
-    with CpuMeter(pids) as cpu:
+    with CpuMeter(pids, server_pid) as cpu:
         report = _iperf(sb, client_ns, server, args, seconds)
     end = report["end"]
     # The receiver's view: iperf3 3.12 puts it in sum_received (older

@@ -23,7 +23,10 @@ METRICS = [
      True, "{:.2f}"),
     ("tcp_eff", "TCP both, Gbit per tunnel CPU-s", ("tcp", "gbit_per_tunnel_cpu_s"),
      True, "{:.2f}"),
+    ("other_load", "other load on the machine, cores", ("load", "other_cores_mean"), False,
+     "{:.2f}"),
 ]
+NO_RATIO = {"other_load"}
 SCALE = {"udp_kpps": 1e-3, "udp_sent_kpps": 1e-3}
 
 
@@ -36,8 +39,12 @@ def _get(results, system, path):
     return node
 
 
-def add_tcp_total(result):
-    """Both TCP tests together: Gbit moved per tunnel CPU-second."""
+def summarize(result):
+    """Adds both TCP tests together (Gbit moved per tunnel CPU-second) and
+    the mean other load over the iperf3 tests."""
+    others = [result[t]["other_cores"] for t in ("tcp1", "tcp4", "udp64") if t in result]
+    if others:
+        result["load"] = {"other_cores_mean": round(sum(others) / len(others), 2)}
     t1, t4 = result.get("tcp1"), result.get("tcp4")
     if not t1 or not t4 or t1.get("tunnel_cpu_s") is None:
         return
@@ -68,6 +75,8 @@ def ratios(table):
     """{metric: {"<tunnel>/veth": r, "<tunnel>/best-peer": r}}."""
     out = {}
     for key, row in table.items():
+        if key in NO_RATIO:
+            continue
         out[key] = {}
         for t in TUNNELS:
             out[key][f"{t}/veth"] = _ratio(row[t], row["veth"])
@@ -122,7 +131,7 @@ def render(table, ratio_table, verdicts):
 
     rcols = [f"{t}/{b}" for t in TUNNELS for b in ("veth", "best-peer")]
     rrows = [[label] + [_fmt("{:.2f}", ratio_table[key][c]) for c in rcols]
-             for key, label, _, _, _ in METRICS]
+             for key, label, _, _, _ in METRICS if key not in NO_RATIO]
     out += ["Ratios (a figure divided by veth's, or by the best peer's; "
             "best peer = the better of wireguard-go and boringtun per metric):",
             _render(["metric"] + rcols, rrows), ""]

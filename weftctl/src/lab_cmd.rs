@@ -10,16 +10,20 @@ mod render;
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::json;
 use weft_client::agent_api::StatusResult;
 use weftctl::lab::{
-    cargo_build_binaries, profile_dir, teardown, Binaries, Cluster, ClusterSpec, Lab, LabError,
-    LabName, DEFAULT_STATE_ROOT,
+    cargo_build_binaries, ping_stats, profile_dir, teardown, Binaries, Cluster, ClusterSpec, Lab,
+    LabError, LabName, DEFAULT_STATE_ROOT,
 };
 
 use crate::output::{table, Format};
@@ -76,6 +80,18 @@ pub enum LabCommand {
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
+    /// Ping (ICMP echo, from inside the lab; no ping binary needed) from a
+    /// pod or node to a pod, a node's overlay address, or any address.
+    /// Exits 1 if no reply came back.
+    Ping {
+        /// n1-p1, n1, cp.
+        from: String,
+        /// n2-p1, n2, or an address.
+        to: String,
+        /// How many echo requests.
+        #[arg(short = 'c', long, default_value_t = 3)]
+        count: u32,
+    },
     /// Print a lab process's log: cp (the control plane) or a node (n1).
     Logs {
         /// cp, n1, n2, ...
@@ -98,6 +114,7 @@ pub fn run(args: LabArgs) -> i32 {
         } => up(&args.select, nodes, pods_per_node),
         LabCommand::Status { output } => status(&args.select, output).map(|()| 0),
         LabCommand::Exec { target, command } => exec(&args.select, &target, &command),
+        LabCommand::Ping { from, to, count } => ping(&args.select, &from, &to, count),
         LabCommand::Logs { process, lines } => logs(&args.select, &process, lines).map(|()| 0),
         LabCommand::Down => down(&args.select).map(|()| 0),
     };
@@ -160,7 +177,23 @@ fn up(select: &LabSelect, nodes: usize, pods_per_node: usize) -> Result<i32> {
     spec.binaries = Some(binaries()?);
 
     let progress = Progress::new();
-    let cluster = match Cluster::up_with_progress(spec, &mut |step| progress.step(step)) {
+    let ours = Arc::new(AtomicBool::new(false));
+    remove_on_interrupt(
+        spec.lab.name.clone(),
+        spec.lab.state_root.clone(),
+        ours.clone(),
+    );
+    let mut steps = 0;
+    let mut on_step = |step: &str| {
+        // The second step comes after the topology was made: from then on
+        // the lab is this invocation's to remove.
+        steps += 1;
+        if steps == 2 {
+            ours.store(true, Ordering::SeqCst);
+        }
+        progress.step(step);
+    };
+    let cluster = match Cluster::up_with_progress(spec, &mut on_step) {
         Ok(c) => c,
         Err(e) => {
             progress.finish(false);
@@ -211,11 +244,8 @@ fn up(select: &LabSelect, nodes: usize, pods_per_node: usize) -> Result<i32> {
             "a pod's interface and address",
         ));
         steps.push((
-            format!(
-                "sudo {me} lab exec{flag} {} -- ip route get {}",
-                pod.name, other.ip
-            ),
-            "how it reaches another pod",
+            format!("sudo {me} lab ping{flag} {} {}", pod.name, other.name),
+            "ICMP from one pod to another",
         ));
     }
     steps.push((
@@ -245,6 +275,34 @@ fn up(select: &LabSelect, nodes: usize, pods_per_node: usize) -> Result<i32> {
     }
     print_out(&out);
     Ok(if ok { 0 } else { 1 })
+}
+
+/// On Ctrl-C (SIGINT) while `lab up` works: removes the lab if `ours` says
+/// this invocation made it, and exits 130. Lab processes run in their own
+/// process groups, so the terminal's SIGINT reaches only weftctl.
+fn remove_on_interrupt(name: LabName, state_root: PathBuf, ours: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        if runtime.block_on(tokio::signal::ctrl_c()).is_err() {
+            return;
+        }
+        if ours.load(Ordering::SeqCst) {
+            eprintln!("\nweftctl: interrupted; removing lab '{name}'");
+            if let Err(e) = teardown(&name, &state_root) {
+                eprintln!("weftctl: {e}");
+            }
+        } else {
+            eprintln!(
+                "\nweftctl: interrupted; if anything is left, `weftctl lab down --name {name}` removes it"
+            );
+        }
+        std::process::exit(130);
+    });
 }
 
 /// How the user ran weftctl: the path they typed if it has a `/`
@@ -457,6 +515,43 @@ fn exec(select: &LabSelect, target: &str, command: &[String]) -> Result<i32> {
             128 + status.signal().unwrap_or(0)
         }
     })
+}
+
+fn ping(select: &LabSelect, from: &str, to: &str, count: u32) -> Result<i32> {
+    require_root("ping")?;
+    let cluster = open(select)?;
+    let (ns, _) = resolve(&cluster, from)?;
+    let ip: IpAddr = if let Some(pod) = cluster.pod(to) {
+        pod.ip
+    } else if let Some(node) = cluster.node(to) {
+        node.overlay
+            .ok_or_else(|| anyhow!("node {to} has no overlay address recorded"))?
+    } else {
+        to.parse().map_err(|_| {
+            anyhow!(
+                "{to:?} is neither a pod, a node nor an IP address of lab '{}'",
+                cluster.name()
+            )
+        })?
+    };
+    let timeout = Duration::from_millis(200) * count.clamp(1, 1000) + Duration::from_secs(2);
+    let stats = ping_stats(&ns, ip, count, timeout)?;
+    let mut line = format!(
+        "{from} -> {to} ({ip}): {} sent, {} received",
+        stats.sent, stats.received
+    );
+    if let (Some(min), Some(avg), Some(max)) =
+        (stats.min(), stats.average(), stats.rtts.iter().max())
+    {
+        line.push_str(&format!(
+            ", round trip min/avg/max {}/{}/{}",
+            render::rtt_text(min),
+            render::rtt_text(avg),
+            render::rtt_text(*max)
+        ));
+    }
+    print_out(&format!("{line}\n"));
+    Ok(if stats.received > 0 { 0 } else { 1 })
 }
 
 fn logs(select: &LabSelect, process: &str, lines: Option<usize>) -> Result<()> {

@@ -102,8 +102,11 @@ pub fn ping_stats(
         let now = Instant::now();
         if stats.sent < count && now >= next_send {
             let seq = stats.sent as u16;
+            // Stamped before sending: a thread descheduled right after the
+            // send must not see its reply as arriving in no time.
+            let stamp = Instant::now();
             send_echo(&socket, addr, ident, seq, from_ns)?;
-            sent_at[usize::from(seq)] = Some(Instant::now());
+            sent_at[usize::from(seq)] = Some(stamp);
             stats.sent += 1;
             next_send += interval;
         }

@@ -44,21 +44,51 @@ pub fn peers(status: Option<&Result<StatusResult, String>>) -> String {
                 s.dataplane_error.as_deref().unwrap_or("no answer")
             ),
             Some(dp) if dp.peers.is_empty() => "(none)".into(),
-            Some(dp) => dp
-                .peers
-                .iter()
-                .map(|p| match p.last_handshake_ms {
-                    Some(ms) => format!(
-                        "{} (handshake {} ago)",
-                        p.name,
-                        age(Duration::from_millis(ms))
-                    ),
-                    None => format!("{} (no handshake)", p.name),
-                })
-                .collect::<Vec<_>>()
-                .join(", "),
+            Some(dp) => {
+                let mut peers: Vec<_> = dp.peers.iter().collect();
+                peers.sort_by_key(|p| natural(&p.name));
+                if peers.len() <= 3 {
+                    return peers
+                        .iter()
+                        .map(|p| match p.last_handshake_ms {
+                            Some(ms) => format!(
+                                "{} (handshake {} ago)",
+                                p.name,
+                                age(Duration::from_millis(ms))
+                            ),
+                            None => format!("{} (no handshake)", p.name),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                }
+                let never: Vec<&str> = peers
+                    .iter()
+                    .filter(|p| p.last_handshake_ms.is_none())
+                    .map(|p| p.name.as_str())
+                    .collect();
+                let latest = peers.iter().filter_map(|p| p.last_handshake_ms).min();
+                let mut text = format!(
+                    "{} peers, {} with a handshake",
+                    peers.len(),
+                    peers.len() - never.len()
+                );
+                if let Some(ms) = latest {
+                    text.push_str(&format!(" (latest {} ago)", age(Duration::from_millis(ms))));
+                }
+                if !never.is_empty() {
+                    text.push_str(&format!("; none yet with {}", never.join(", ")));
+                }
+                text
+            }
         },
     }
+}
+
+/// Sorts `n2` before `n10`: the name's non-digit prefix, then its number.
+fn natural(name: &str) -> (String, u64) {
+    let digits = name.len() - name.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    let (prefix, number) = name.split_at(name.len() - digits);
+    (prefix.to_string(), number.parse().unwrap_or(0))
 }
 
 /// POD, NODE, IP.
@@ -71,9 +101,13 @@ pub fn pods(cluster: &Cluster) -> String {
     table(&["POD", "NODE", "IP"], &rows)
 }
 
+/// Above this many pods and nodes, the matrix shows marks without RTTs.
+const WIDE: usize = 12;
+
 /// The matrix: one row per source (pods, then nodes), one column per
-/// destination (pods, then nodes' overlay addresses); `✓ RTT` or `✗`,
-/// `-` for a pod to itself, `·` for what is not checked (node to node).
+/// destination (pods, then nodes' overlay addresses); `✓ RTT` (`✓` alone in
+/// a big lab) or `✗`, `-` for a pod to itself, `·` for what is not checked
+/// (node to node).
 pub fn matrix(cluster: &Cluster, c: &Connectivity) -> String {
     let names: Vec<String> = cluster
         .pods()
@@ -89,8 +123,8 @@ pub fn matrix(cluster: &Cluster, c: &Connectivity) -> String {
             let mut row = vec![from.clone()];
             row.extend(names.iter().map(|to| match c.get(from, to) {
                 Some(check) if check.ok() => match check.stats.average() {
-                    Some(rtt) => format!("✓ {}", rtt_text(rtt)),
-                    None => "✓".into(),
+                    Some(rtt) if names.len() <= WIDE => format!("✓ {}", rtt_text(rtt)),
+                    _ => "✓".into(),
                 },
                 Some(_) => "✗".into(),
                 None if from == to => "-".into(),
@@ -116,9 +150,28 @@ pub fn summary(c: &Connectivity) -> String {
             format!("{} -> {} ({}, {kind})", f.from, f.to, f.to_ip)
         })
         .collect();
+    let mut rtts: Vec<Duration> = c
+        .checks
+        .iter()
+        .flat_map(|x| x.stats.rtts.iter().copied())
+        .collect();
+    rtts.sort();
+    let spread = match (rtts.first(), rtts.last()) {
+        (Some(min), Some(max)) => {
+            let n = u32::try_from(rtts.len()).unwrap_or(u32::MAX).max(1);
+            let mean = rtts.iter().sum::<Duration>() / n;
+            format!(
+                " Round trips: min {}, mean {}, max {}.",
+                rtt_text(*min),
+                rtt_text(mean),
+                rtt_text(*max)
+            )
+        }
+        _ => String::new(),
+    };
     if failed.is_empty() {
         format!(
-            "All {total} checks passed (pod to pod, pod to node, node to pod) in {:.1}s.",
+            "All {total} checks passed (pod to pod, pod to node, node to pod) in {:.1}s.{spread}",
             c.elapsed.as_secs_f64()
         )
     } else {
@@ -133,7 +186,9 @@ pub fn summary(c: &Connectivity) -> String {
 /// "0.31ms", "4.2ms", "15ms".
 pub fn rtt_text(d: Duration) -> String {
     let ms = d.as_secs_f64() * 1000.0;
-    if ms < 1.0 {
+    if ms < 0.1 {
+        format!("{}µs", d.as_micros())
+    } else if ms < 1.0 {
         format!("{ms:.2}ms")
     } else if ms < 10.0 {
         format!("{ms:.1}ms")
@@ -161,8 +216,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn natural_order() {
+        let mut names = vec!["n10", "n2", "n1", "cp"];
+        names.sort_by_key(|n| natural(n));
+        assert_eq!(names, ["cp", "n1", "n2", "n10"]);
+    }
+
+    #[test]
     fn rtts_and_ages() {
         assert_eq!(rtt_text(Duration::from_micros(312)), "0.31ms");
+        assert_eq!(rtt_text(Duration::from_micros(42)), "42µs");
         assert_eq!(rtt_text(Duration::from_micros(4_210)), "4.2ms");
         assert_eq!(rtt_text(Duration::from_millis(15)), "15ms");
         assert_eq!(age(Duration::from_millis(420)), "0.4s");

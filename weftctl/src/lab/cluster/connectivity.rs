@@ -16,7 +16,7 @@ const COUNT: u32 = 3;
 /// The bound of one check.
 const TIMEOUT: Duration = Duration::from_secs(3);
 /// Checks running at once.
-const PARALLEL: usize = 16;
+const PARALLEL: usize = 64;
 
 /// What a check goes from and to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

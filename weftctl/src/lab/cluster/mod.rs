@@ -362,7 +362,7 @@ impl Cluster {
         let cp = self.record.control_plane.clone();
         let address = cp.address.to_string();
         let state_dir = cp.state_dir.display().to_string();
-        let args = [
+        let mut args = vec![
             "--listen",
             &address,
             "--advertise-address",
@@ -370,6 +370,7 @@ impl Cluster {
             "--state-dir",
             &state_dir,
         ];
+        args.extend(cp.extra_args.iter().map(String::as_str));
         let program = self.record.binaries.control_plane.display().to_string();
         let env = [("WEFT_LOG", self.log_filter.as_str()), ("NO_COLOR", "1")];
         let mut process = self

@@ -44,6 +44,10 @@ pub struct ControlPlaneRecord {
     /// The cluster CA's hash (`sha256:...`), once known.
     #[serde(default)]
     pub ca_hash: Option<String>,
+    /// Extra flags it runs with, after the lab's own
+    /// ([`ClusterSpec::control_plane_args`](super::ClusterSpec::control_plane_args)).
+    #[serde(default)]
+    pub extra_args: Vec<String>,
 }
 
 /// A node of a lab cluster: a node namespace running `weft-agent`.

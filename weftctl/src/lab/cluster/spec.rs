@@ -37,6 +37,10 @@ pub struct ClusterSpec {
     /// `WEFT_LOG` for the control plane and the agents (e.g. `info`,
     /// `debug`, `weft_node_agent=debug`).
     pub log_filter: String,
+    /// Extra flags for `weft-control-plane`, after the lab's own (e.g.
+    /// `["--lease-ttl", "3", "--removal-grace", "3"]` for a cluster whose
+    /// dead nodes expire quickly). Recorded, so restarts keep them.
+    pub control_plane_args: Vec<String>,
 }
 
 impl ClusterSpec {
@@ -49,6 +53,7 @@ impl ClusterSpec {
             binaries: None,
             wait: DEFAULT_WAIT,
             log_filter: "info".to_string(),
+            control_plane_args: Vec::new(),
         };
         spec.validate()?;
         Ok(spec)

@@ -64,6 +64,7 @@ fn plan(lab: &Lab, spec: &ClusterSpec, binaries: Binaries) -> ClusterRecord {
             state_dir: cp_state,
             log: dir.join("logs").join(format!("{CONTROL_PLANE_LABEL}.log")),
             ca_hash: None,
+            extra_args: spec.control_plane_args.clone(),
         },
         nodes: lab
             .nodes()

@@ -133,7 +133,8 @@ def run_system(system, args, tools, workdir):
         measure.wait_reachable(sb, ep.client_ns, ep.server_addr, 30)
         time.sleep(1.0)  # idle before the ping test
         tests = [
-            ("ping", lambda: measure.ping(sb, ep.client_ns, ep.server_addr, args.pings)),
+            ("ping", lambda: measure.ping(sb, ep.client_ns, ep.server_addr, args.pings,
+                                           ep.tunnel_pids, server.pid)),
             ("tcp1", lambda: measure.tcp(sb, ep.client_ns, ep.server_addr, 1, args.duration,
                                          ep.tunnel_pids, server.pid)),
             ("tcp4", lambda: measure.tcp(sb, ep.client_ns, ep.server_addr, 4, args.duration,

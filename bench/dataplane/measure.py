@@ -43,17 +43,17 @@ def machine_seconds():
 
 
 def children_cpu_seconds():
-    """CPU seconds of the benchmark's reaped children (the iperf3 client)."""
+    """CPU seconds of the benchmark's reaped children (iperf3 client, ping)."""
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
 
 
 class CpuMeter:
-    """CPU seconds over one test: of the tunnel processes, of iperf3 (the
-    server by PID, the client as the benchmark's reaped child), and of the
-    whole machine. "other" is what is left of the machine's busy time after
-    these and the kernel's interrupt work: other work on the box, which
-    distorts the figures (a compile, another benchmark)."""
+    """CPU seconds over one test: of the tunnel processes; of the tools (the
+    iperf3 server by PID, the iperf3 client or ping as the benchmark's
+    reaped child); and of the whole machine. "other" is what is left of the
+    machine's busy time after these and the kernel's interrupt work: other
+    work on the box, which distorts the figures (a compile, a test run)."""
 
     def __init__(self, tunnel_pids, iperf_server_pid):
         self.pids = dict(tunnel_pids)
@@ -74,7 +74,7 @@ class CpuMeter:
         machine, irq = machine_seconds()
         self.machine = machine - self.machine0
         self.irq = irq - self.irq0
-        self.iperf = (children_cpu_seconds() - self.children0
+        self.tools = (children_cpu_seconds() - self.children0
                       + cpu_seconds(self.server_pid) - self.server0)
         self.per_process = {
             name: round(cpu_seconds(pid) - self.cpu0[name], 3)
@@ -84,11 +84,11 @@ class CpuMeter:
 
     def result(self):
         tunnel = sum(self.per_process.values()) if self.pids else None
-        other = self.machine - self.irq - self.iperf - (tunnel or 0.0)
+        other = self.machine - self.irq - self.tools - (tunnel or 0.0)
         return {
             "tunnel_cpu_s": None if tunnel is None else round(tunnel, 3),
             "tunnel_cpu_by_process": self.per_process,
-            "iperf3_cpu_s": round(self.iperf, 3),
+            "tools_cpu_s": round(self.tools, 3),
             "wall_s": round(self.wall, 3),
             "machine_busy_cores": round(self.machine / self.wall, 2),
             "irq_softirq_cores": round(self.irq / self.wall, 2),
@@ -170,14 +170,15 @@ def percentile(values, p):
     return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
 
-def ping(sb, client_ns, server, count):
+def ping(sb, client_ns, server, count, pids, server_pid):
     """`count` pings 10 ms apart over an idle path; per-packet RTTs."""
     argv = ["ping", "-n", "-i", "0.01", "-W", "1", "-c", str(count), server]
-    done = sb.run(argv, ns=client_ns, timeout=count * 0.01 + 30, check=False)
+    with CpuMeter(pids, server_pid) as cpu:
+        done = sb.run(argv, ns=client_ns, timeout=count * 0.01 + 30, check=False)
     rtts = [float(m.group(2)) for m in _TIME_RE.finditer(done.stdout)]
     if not rtts:
         raise StepError(f"ping {server}: no replies: {done.stdout.strip()[-500:]}")
-    return {
+    out = {
         "sent": count,
         "received": len(rtts),
         "p50_ms": round(percentile(rtts, 50), 4),
@@ -186,6 +187,8 @@ def ping(sb, client_ns, server, count):
         "max_ms": max(rtts),
         "mean_ms": round(sum(rtts) / len(rtts), 4),
     }
+    out.update(cpu.result())
+    return out
 
 
 def wait_reachable(sb, client_ns, server, timeout):

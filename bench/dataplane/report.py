@@ -41,8 +41,9 @@ def _get(results, system, path):
 
 def summarize(result):
     """Adds both TCP tests together (Gbit moved per tunnel CPU-second) and
-    the mean other load over the iperf3 tests."""
-    others = [result[t]["other_cores"] for t in ("tcp1", "tcp4", "udp64") if t in result]
+    the mean other load over the tests."""
+    others = [result[t]["other_cores"] for t in ("ping", "tcp1", "tcp4", "udp64")
+              if t in result]
     if others:
         result["load"] = {"other_cores_mean": round(sum(others) / len(others), 2)}
     t1, t4 = result.get("tcp1"), result.get("tcp4")

@@ -1,0 +1,120 @@
+//! Bringing lab clusters up for a test, and waiting on them.
+//!
+//! # The binaries
+//!
+//! The lab runs `weft-control-plane` and `weft-agent`, binaries of other
+//! packages that `cargo test -p weft-e2e` does not build. So [`binaries`]
+//! runs, once per test process, `cargo build --bins -p weft-control-plane
+//! -p weft-node-agent` into the profile directory that holds the running
+//! test (`target/<profile>/deps/..`), with the `cargo` that runs the tests
+//! (`$CARGO`): a no-op when they are fresh, a build when they are missing
+//! or stale, so a test never runs an old agent.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use weft_client::agent_api::StatusResult;
+use weftctl::lab::{cargo_build_binaries, profile_dir, Binaries, ClusterGuard, ClusterSpec};
+
+use crate::{E2eError, Result};
+
+/// How often the waits here poll.
+pub const POLL: Duration = Duration::from_millis(50);
+
+/// Fails unless this process runs as root: the tests need network
+/// namespaces, veths, TUN devices and raw sockets. A failure, never a skip.
+pub fn require_root() -> Result<()> {
+    if nix::unistd::geteuid().is_root() {
+        Ok(())
+    } else {
+        Err(E2eError::failed(
+            "the e2e tests need root (network namespaces, TUN devices, raw sockets); \
+             run them as root, e.g. sudo ./scripts/test-all",
+        ))
+    }
+}
+
+/// `weft-control-plane` and `weft-agent`, built once per test process next
+/// to the running test (see the module docs).
+pub fn binaries() -> Result<Binaries> {
+    static BUILT: OnceLock<std::result::Result<Binaries, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = profile_dir().map_err(|e| e.to_string())?;
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+            cargo_build_binaries(Path::new(&cargo), &manifest, &dir)
+                .map_err(|e| format!("building the lab's binaries: {e}"))?;
+            let binaries = Binaries::in_dir(&dir);
+            binaries.check().map_err(|e| e.to_string())?;
+            Ok(binaries)
+        })
+        .clone()
+        .map_err(E2eError::Failed)
+}
+
+/// A lab name unique to this test process: `<tag><pid>` (tags are short, so
+/// the name stays within the lab's 20 bytes).
+pub fn unique(tag: &str) -> String {
+    format!("{tag}{}", std::process::id())
+}
+
+/// The spec of a cluster of `nodes` nodes with `pods_per_node` pods each,
+/// named [`unique`]`(tag)`, running the [`binaries`].
+pub fn spec(tag: &str, nodes: usize, pods_per_node: usize) -> Result<ClusterSpec> {
+    let mut spec = ClusterSpec::new(&unique(tag), nodes, pods_per_node)?;
+    spec.binaries = Some(binaries()?);
+    Ok(spec)
+}
+
+/// Brings `spec` up under a guard that tears the lab down when dropped,
+/// also when the test panics.
+pub fn up(spec: ClusterSpec) -> Result<ClusterGuard> {
+    require_root()?;
+    Ok(ClusterGuard::up(spec)?)
+}
+
+/// Calls `probe` every [`POLL`] until it returns `Ok`, for at most
+/// `timeout`; then fails with `what` and the last `Err` it returned.
+pub fn wait_until<T>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl FnMut() -> std::result::Result<T, String>,
+) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match probe() {
+            Ok(value) => return Ok(value),
+            Err(last) if Instant::now() >= deadline => {
+                return Err(E2eError::Timeout {
+                    what: what.to_string(),
+                    timeout,
+                    last,
+                })
+            }
+            Err(_) => std::thread::sleep(POLL),
+        }
+    }
+}
+
+/// The drop counter `reason` (`spoofed_pod_source`, ...) of an agent's
+/// status; 0 when it has not counted any, or has no data plane.
+pub fn drop_count(status: &StatusResult, reason: &str) -> u64 {
+    status
+        .dataplane
+        .as_ref()
+        .and_then(|dp| dp.drops.iter().find(|d| d.reason == reason))
+        .map_or(0, |d| d.count)
+}
+
+/// The names of an agent's peers, from its status (empty without a data
+/// plane).
+pub fn peer_names(status: &StatusResult) -> BTreeSet<String> {
+    status
+        .dataplane
+        .as_ref()
+        .map(|dp| dp.peers.iter().map(|p| p.name.clone()).collect())
+        .unwrap_or_default()
+}

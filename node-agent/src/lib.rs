@@ -2,13 +2,13 @@
 //! switch between pod TUN devices, the host TUN `weft0`, and WireGuard
 //! (boringtun) peers over one UDP socket.
 
-pub mod netlink;
-pub mod netns;
-pub mod switch;
-pub mod tun;
-pub mod wg;
 pub mod agent;
 pub mod api;
 pub mod cni;
 pub mod dataplane;
+pub mod netlink;
+pub mod netns;
 pub mod pods;
+pub mod switch;
+pub mod tun;
+pub mod wg;

@@ -182,7 +182,17 @@ pub fn cargo_build_binaries(
     args.push("--target-dir".into());
     args.push(target_dir.display().to_string());
     let command = format!("{} {}", cargo.display(), args.join(" "));
-    let mut child = Command::new(cargo)
+    let mut cmd = Command::new(cargo);
+    // `cargo run` and `cargo test` give the programs they run the variables
+    // of the running crate (CARGO_PKG_NAME, CARGO_MANIFEST_DIR, ...); build
+    // scripts track some of them (ring's does), so passing them on would make
+    // this build, and the next normal one, rebuild those crates.
+    for (key, _) in std::env::vars_os() {
+        if key.to_str().is_some_and(is_crate_variable) {
+            cmd.env_remove(&key);
+        }
+    }
+    let mut child = cmd
         .args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -217,6 +227,26 @@ pub fn cargo_build_binaries(
     }
 }
 
+/// Whether `key` is one of the variables cargo sets for a crate it builds
+/// or runs (not one of its configuration variables like `CARGO_HOME`).
+fn is_crate_variable(key: &str) -> bool {
+    const PREFIXES: [&str; 4] = [
+        "CARGO_PKG_",
+        "CARGO_MANIFEST_",
+        "CARGO_CFG_",
+        "CARGO_BIN_EXE_",
+    ];
+    const NAMES: [&str; 6] = [
+        "CARGO_CRATE_NAME",
+        "CARGO_BIN_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "CARGO_RUSTC_CURRENT_DIR",
+        "OUT_DIR",
+    ];
+    PREFIXES.iter().any(|p| key.starts_with(p)) || NAMES.contains(&key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,6 +265,17 @@ mod tests {
             profile_args(Path::new("/w/target/bench")),
             ["--profile", "bench"]
         );
+    }
+
+    #[test]
+    fn crate_variables_are_not_passed_to_the_inner_build() {
+        assert!(is_crate_variable("CARGO_PKG_NAME"));
+        assert!(is_crate_variable("CARGO_MANIFEST_DIR"));
+        assert!(is_crate_variable("CARGO_BIN_EXE_weftctl"));
+        assert!(is_crate_variable("OUT_DIR"));
+        assert!(!is_crate_variable("CARGO_HOME"));
+        assert!(!is_crate_variable("CARGO_TARGET_DIR"));
+        assert!(!is_crate_variable("CARGO"));
     }
 
     #[test]

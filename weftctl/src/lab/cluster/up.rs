@@ -21,8 +21,9 @@ pub(super) fn up(spec: ClusterSpec, progress: &mut dyn FnMut(&str)) -> Result<Cl
         }
         None => Binaries::locate()?,
     };
+    let plural = if spec.lab.nodes == 1 { "" } else { "s" };
     progress(&format!(
-        "building the topology ({} node namespaces, underlay {})",
+        "building the topology ({} node namespace{plural}, underlay {})",
         spec.lab.nodes, spec.lab.underlay
     ));
     // An `AlreadyUp` lab is someone else's: it comes back untouched.
@@ -123,7 +124,8 @@ fn bring_up(
         Ok(())
     })?;
 
-    progress(&format!("starting {} agents", nodes.len()));
+    let plural = if nodes.len() == 1 { "" } else { "s" };
+    progress(&format!("starting {} agent{plural}", nodes.len()));
     let mut started = Vec::new();
     for node in &nodes {
         let process = cluster
@@ -131,7 +133,7 @@ fn bring_up(
             .map_err(|e| e.in_step(format!("starting agent {}", node.name)))?;
         started.push((node, process));
     }
-    progress(&format!("waiting for {} agents to join", nodes.len()));
+    progress(&format!("waiting for {} agent{plural} to join", nodes.len()));
     for (node, mut process) in started {
         let joined = agent::wait_joined(&mut process, node, spec.wait);
         cluster.children.insert(node.name.clone(), process);

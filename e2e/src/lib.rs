@@ -34,12 +34,12 @@ pub use capture::{
 };
 pub use error::{E2eError, Result};
 pub use net::{
-    in_ns, interface_addresses, raw_ipv4_socket, send_raw, tcp_connect, tcp_listen, udp_bind,
-    UdpInbox,
+    in_ns, interface_addresses, ping_until, raw_ipv4_socket, send_raw, tcp_connect, tcp_listen,
+    udp_bind, InterfaceAddress, UdpInbox,
 };
 pub use packet::{ipv4_udp, Ipv4Udp};
 pub use rogue::{RogueJoin, RoguePeer};
 pub use setup::{
-    binaries, drop_count, peer_names, require_root, spec, unique, up, wait_until, POLL,
+    binaries, drop_count, peer_names, require_root, spec, unique, up, wait_until, Stopwatch, POLL,
 };
 pub use stream::{transfer, Pattern, PatternReader, PatternWriter, TransferReport};

@@ -16,7 +16,7 @@ use nix::sys::socket::{
     sendto, socket, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn,
 };
 use weft_node_agent::netns::{run_in, NetNs};
-use weftctl::lab::{exec_in, DEFAULT_COMMAND_TIMEOUT};
+use weftctl::lab::{exec_in, ping, DEFAULT_COMMAND_TIMEOUT};
 
 use crate::{E2eError, Result};
 
@@ -162,9 +162,22 @@ impl UdpInbox {
     }
 }
 
+/// An address of an interface, as `ip -j addr` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct InterfaceAddress {
+    /// The interface's index (a re-created interface gets a new one).
+    pub ifindex: u64,
+    /// The interface's name.
+    pub ifname: String,
+    /// The address.
+    pub address: IpAddr,
+    /// Its prefix length.
+    pub prefix: u8,
+}
+
 /// The addresses of every interface in the named namespace `ns`, from
-/// `ip -j addr`: `(interface, address, prefix length)`, sorted.
-pub fn interface_addresses(ns: &str) -> Result<Vec<(String, IpAddr, u8)>> {
+/// `ip -j addr`, sorted.
+pub fn interface_addresses(ns: &str) -> Result<Vec<InterfaceAddress>> {
     let out = exec_in(ns, "ip", &["-j", "addr"], DEFAULT_COMMAND_TIMEOUT)?;
     if !out.status.success() {
         return Err(E2eError::failed(format!(
@@ -177,14 +190,36 @@ pub fn interface_addresses(ns: &str) -> Result<Vec<(String, IpAddr, u8)>> {
     let mut found = Vec::new();
     for link in doc.as_array().into_iter().flatten() {
         let ifname = link["ifname"].as_str().unwrap_or_default().to_string();
+        let ifindex = link["ifindex"].as_u64().unwrap_or_default();
         for a in link["addr_info"].as_array().into_iter().flatten() {
-            let ip = a["local"].as_str().and_then(|s| s.parse::<IpAddr>().ok());
+            let address = a["local"].as_str().and_then(|s| s.parse::<IpAddr>().ok());
             let prefix = a["prefixlen"].as_u64().and_then(|p| u8::try_from(p).ok());
-            if let (Some(ip), Some(prefix)) = (ip, prefix) {
-                found.push((ifname.clone(), ip, prefix));
+            if let (Some(address), Some(prefix)) = (address, prefix) {
+                found.push(InterfaceAddress {
+                    ifindex,
+                    ifname: ifname.clone(),
+                    address,
+                    prefix,
+                });
             }
         }
     }
     found.sort();
     Ok(found)
+}
+
+/// Pings `ip` from the named namespace `ns` (one echo request at a time,
+/// each waiting up to 500 ms) until a reply comes back or `deadline`
+/// passes. Returns when the reply arrived, or `None`.
+pub fn ping_until(ns: &str, ip: IpAddr, deadline: Instant) -> Result<Option<Instant>> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        let wait = left.min(Duration::from_millis(500));
+        if ping(ns, ip, 1, wait.max(Duration::from_millis(1)))?.is_some() {
+            return Ok(Some(Instant::now()));
+        }
+    }
 }

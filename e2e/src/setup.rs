@@ -118,3 +118,36 @@ pub fn peer_names(status: &StatusResult) -> BTreeSet<String> {
         .map(|dp| dp.peers.iter().map(|p| p.name.clone()).collect())
         .unwrap_or_default()
 }
+
+/// Prints how long each phase of a test took, to stderr (shown with
+/// `--nocapture`, and with a failing test's output).
+#[derive(Debug)]
+pub struct Stopwatch {
+    test: &'static str,
+    start: Instant,
+    lap: Instant,
+}
+
+impl Stopwatch {
+    /// Starts timing `test`.
+    pub fn start(test: &'static str) -> Self {
+        let now = Instant::now();
+        Self {
+            test,
+            start: now,
+            lap: now,
+        }
+    }
+
+    /// Prints the time since the last lap (and since the start) for `phase`.
+    pub fn lap(&mut self, phase: &str) {
+        let now = Instant::now();
+        eprintln!(
+            "[{}] {phase}: {:.1?} (total {:.1?})",
+            self.test,
+            now - self.lap,
+            now - self.start
+        );
+        self.lap = now;
+    }
+}

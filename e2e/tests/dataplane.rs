@@ -9,8 +9,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use weft_e2e::{
-    contains, read_pcap, require_root, spec, tcp_connect, tcp_listen, transfer, up, Capture,
-    E2eError, Pattern, Result, UnderlayReport,
+    binaries, contains, read_pcap, require_root, spec, tcp_connect, tcp_listen, transfer, up,
+    Capture, E2eError, Pattern, Result, Stopwatch, UnderlayReport,
 };
 use weftctl::lab::{CheckKind, CONTROL_PLANE_PORT, WIREGUARD_PORT};
 
@@ -33,7 +33,11 @@ fn ipv4(ip: IpAddr) -> Result<Ipv4Addr> {
 #[test]
 fn pods_and_nodes_reach_each_other_and_bulk_tcp_arrives_intact() -> Result<()> {
     require_root()?;
+    let mut t = Stopwatch::start("dataplane");
+    binaries()?;
+    t.lap("binaries built");
     let cluster = up(spec("e2edp", 3, 2)?)?;
+    t.lap("cluster up (3 nodes x 2 pods)");
 
     let c = cluster.check_connectivity()?;
     let failed: Vec<String> = c
@@ -80,8 +84,10 @@ fn pods_and_nodes_reach_each_other_and_bulk_tcp_arrives_intact() -> Result<()> {
     );
     assert!(report.intact(), "the stream arrived damaged: {report:?}");
     assert_eq!(report.received, BULK_BYTES);
+    t.lap("50 MiB TCP");
 
     cluster.down()?;
+    t.lap("down");
     Ok(())
 }
 
@@ -95,7 +101,11 @@ fn pods_and_nodes_reach_each_other_and_bulk_tcp_arrives_intact() -> Result<()> {
 #[test]
 fn underlay_carries_only_wireguard() -> Result<()> {
     require_root()?;
+    let mut t = Stopwatch::start("underlay");
+    binaries()?;
+    t.lap("binaries built");
     let cluster = up(spec("e2eul", 3, 1)?)?;
+    t.lap("cluster up (3 nodes x 1 pod)");
     let file = cluster.lab().state_dir().join("underlay.pcap");
     let capture = Capture::start(&cluster.lab().state().underlay_ns, &file)?;
 
@@ -123,6 +133,7 @@ fn underlay_carries_only_wireguard() -> Result<()> {
     // Let the last ACKs cross before stopping.
     std::thread::sleep(Duration::from_millis(200));
     let summary = capture.stop()?;
+    t.lap("capture of 2 MiB of marker");
     eprintln!("tcpdump: {}", summary.stderr.replace('\n', " | "));
     assert_eq!(
         summary.dropped_by_kernel,
@@ -163,7 +174,9 @@ fn underlay_carries_only_wireguard() -> Result<()> {
         "only {} WireGuard bytes captured for {moved} bytes moved",
         report.wireguard_bytes
     );
+    t.lap("analysis");
 
     cluster.down()?;
+    t.lap("down");
     Ok(())
 }

@@ -193,6 +193,13 @@ fn agents_and_control_plane_restart_and_a_node_joins_later() {
     assert!(is_gone(old_pid));
     assert!(cluster.agent_status("n2").is_err());
     cluster.stop_agent("n2", Signal::SIGTERM).unwrap(); // not running: fine
+                                                        // The check notices: everything to and from n2's pod fails, the rest works.
+    let c = cluster.check_connectivity().unwrap();
+    assert!(!c.all_ok());
+    for check in &c.checks {
+        let involves_n2 = [&check.from, &check.to].iter().any(|x| x.starts_with("n2"));
+        assert_eq!(check.ok(), !involves_n2, "{} -> {}", check.from, check.to);
+    }
     cluster.start_agent("n2").unwrap();
     let status = cluster.agent_status("n2").unwrap();
     assert_eq!(status.node.pod_cidr, cidr.unwrap().to_string());
@@ -276,6 +283,29 @@ fn missing_binaries_and_a_lab_that_is_up_are_refused() {
     assert!(first.running_pid("n1").is_some());
     assert!(first.agent_status("n1").is_ok());
     first.down().unwrap();
+}
+
+#[test]
+fn a_failing_agent_fails_up_with_its_log_and_leaves_nothing() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let agent = dir.path().join("weft-agent");
+    std::fs::write(
+        &agent,
+        "#!/bin/sh\necho \"agent says: no TUN for you\" >&2\nexit 3\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&agent, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut s = spec("fa", 2, 1);
+    s.binaries = Some(Binaries {
+        control_plane: binaries().control_plane,
+        agent,
+    });
+    let err = ClusterGuard::up(s).unwrap_err().to_string();
+    assert!(err.contains("waiting for agent n1 to join"), "{err}");
+    assert!(err.contains("exit status: 3"), "{err}");
+    assert!(err.contains("agent says: no TUN for you"), "{err}");
+    assert_nothing_left(&unique("fa"), &[]);
 }
 
 /// Tears a lab that the CLI brought up down when dropped.

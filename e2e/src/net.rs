@@ -223,3 +223,22 @@ pub fn ping_until(ns: &str, ip: IpAddr, deadline: Instant) -> Result<Option<Inst
         }
     }
 }
+
+/// The TCP segments the named namespace `ns` has retransmitted so far
+/// (`RetransSegs` of `/proc/net/snmp`, which is per network namespace).
+pub fn tcp_retransmits(ns: &str) -> Result<u64> {
+    let out = exec_in(ns, "cat", &["/proc/net/snmp"], DEFAULT_COMMAND_TIMEOUT)?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));
+    let (names, values) = (tcp.next(), tcp.next());
+    let found = names.zip(values).and_then(|(names, values)| {
+        let at = names.split_whitespace().position(|n| n == "RetransSegs")?;
+        values.split_whitespace().nth(at)?.parse().ok()
+    });
+    found.ok_or_else(|| {
+        E2eError::failed(format!(
+            "no Tcp RetransSegs in /proc/net/snmp of {ns}: {}",
+            text.trim()
+        ))
+    })
+}

@@ -536,8 +536,13 @@ fn ping(select: &LabSelect, from: &str, to: &str, count: u32) -> Result<i32> {
     };
     let timeout = Duration::from_millis(200) * count.clamp(1, 1000) + Duration::from_secs(2);
     let stats = ping_stats(&ns, ip, count, timeout)?;
+    let shown = if to == ip.to_string() {
+        to.to_string()
+    } else {
+        format!("{to} ({ip})")
+    };
     let mut line = format!(
-        "{from} -> {to} ({ip}): {} sent, {} received",
+        "{from} -> {shown}: {} sent, {} received",
         stats.sent, stats.received
     );
     if let (Some(min), Some(avg), Some(max)) =

@@ -166,6 +166,7 @@ fn three_nodes_two_pods_each_reach_everything() {
     assert_eq!(count(CheckKind::PodToPod), 6 * 5);
     assert_eq!(count(CheckKind::PodToNode), 6 * 3);
     assert_eq!(count(CheckKind::NodeToPod), 3 * 6);
+    assert_eq!(count(CheckKind::NodeToNode), 3 * 2);
     assert!(c.checks.iter().all(|x| x.stats.average().is_some()));
 
     cluster.down().unwrap();
@@ -366,7 +367,7 @@ fn weftctl_lab_up_status_exec_logs_down() {
         "PODS",
         "CONNECTIVITY",
         "FROM \\ TO",
-        "All 66 checks passed",
+        "All 72 checks passed",
         "Total time:",
         "lab exec",
         "lab down",

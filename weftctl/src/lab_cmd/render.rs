@@ -106,8 +106,7 @@ const WIDE: usize = 12;
 
 /// The matrix: one row per source (pods, then nodes), one column per
 /// destination (pods, then nodes' overlay addresses); `✓ RTT` (`✓` alone in
-/// a big lab) or `✗`, `-` for a pod to itself, `·` for what is not checked
-/// (node to node).
+/// a big lab) or `✗`, `-` for a pod or node to itself.
 pub fn matrix(cluster: &Cluster, c: &Connectivity) -> String {
     let names: Vec<String> = cluster
         .pods()
@@ -146,6 +145,7 @@ pub fn summary(c: &Connectivity) -> String {
                 CheckKind::PodToPod => "pod to pod",
                 CheckKind::PodToNode => "pod to node",
                 CheckKind::NodeToPod => "node to pod",
+                CheckKind::NodeToNode => "node to node",
             };
             format!("{} -> {} ({}, {kind})", f.from, f.to, f.to_ip)
         })
@@ -169,9 +169,11 @@ pub fn summary(c: &Connectivity) -> String {
         }
         _ => String::new(),
     };
-    if failed.is_empty() {
+    if total == 0 {
+        "No pods, so nothing to check.".to_string()
+    } else if failed.is_empty() {
         format!(
-            "All {total} checks passed (pod to pod, pod to node, node to pod) in {:.1}s.{spread}",
+            "All {total} checks passed (pod to pod, pod to node, node to pod, node to node) in {:.1}s.{spread}",
             c.elapsed.as_secs_f64()
         )
     } else {

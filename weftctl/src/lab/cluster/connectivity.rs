@@ -1,6 +1,7 @@
 //! The connectivity check of a lab cluster: ICMP echo from every pod to every
 //! other pod and to every node's overlay address, and from every node to
-//! every pod, all in parallel, with round-trip times.
+//! every pod and every other node's overlay address, all in parallel, with
+//! round-trip times.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,6 +28,8 @@ pub enum CheckKind {
     PodToNode,
     /// From a node (its namespace, through `weft0`) to a pod.
     NodeToPod,
+    /// From a node to another node's overlay address.
+    NodeToNode,
 }
 
 /// One check: echo requests from `from` to `to`.
@@ -79,15 +82,11 @@ impl Connectivity {
     }
 }
 
-/// Runs every check of the cluster `record` of lab `name`.
+/// Runs every check of the cluster `record` of lab `name` (none without pods).
 pub(super) fn check(record: &ClusterRecord, name: &LabName) -> Result<Connectivity, LabError> {
     let start = Instant::now();
     let plan = plan(record)?;
-    if plan.is_empty() {
-        return Err(LabError::InvalidArgument(format!(
-            "lab '{name}' has no pods to check"
-        )));
-    }
+    tracing::debug!(lab = %name, checks = plan.len(), "checking connectivity");
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Result<PingStats, LabError>>>> =
         Mutex::new((0..plan.len()).map(|_| None).collect());
@@ -174,6 +173,15 @@ fn plan(record: &ClusterRecord) -> Result<Vec<Check>, LabError> {
                 &to.name,
                 to.ip,
                 CheckKind::NodeToPod,
+            ));
+        }
+        for (to, ip) in nodes.iter().filter(|(n, _)| n.name != node.name) {
+            plan.push(check(
+                &node.name,
+                &node.ns,
+                &to.name,
+                *ip,
+                CheckKind::NodeToNode,
             ));
         }
     }

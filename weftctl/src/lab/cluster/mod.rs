@@ -5,8 +5,8 @@
 //! over the Admin API, starts one `weft-agent` per node namespace, adds
 //! `pods_per_node` pods to each node through its agent's local API, and
 //! waits until every agent has every other node as a peer.
-//! [`Cluster::check_connectivity`] then pings pod to pod, pod to node and
-//! node to pod.
+//! [`Cluster::check_connectivity`] then pings pod to pod, pod to node, node
+//! to pod and node to node.
 //!
 //! # Layout (lab `x`, state root `/run/weft-lab`)
 //!
@@ -279,7 +279,8 @@ impl Cluster {
         Ok(pod)
     }
 
-    /// Pings pod to pod, pod to node and node to pod (see [`Connectivity`]).
+    /// Pings pod to pod, pod to node, node to pod and node to node (see
+    /// [`Connectivity`]).
     pub fn check_connectivity(&self) -> Result<Connectivity, LabError> {
         connectivity::check(&self.record, self.lab.name())
     }

@@ -133,7 +133,10 @@ fn bring_up(
             .map_err(|e| e.in_step(format!("starting agent {}", node.name)))?;
         started.push((node, process));
     }
-    progress(&format!("waiting for {} agent{plural} to join", nodes.len()));
+    progress(&format!(
+        "waiting for {} agent{plural} to join",
+        nodes.len()
+    ));
     for (node, mut process) in started {
         let joined = agent::wait_joined(&mut process, node, spec.wait);
         cluster.children.insert(node.name.clone(), process);

@@ -154,7 +154,7 @@ pub enum LabError {
     WaitTimeout {
         /// The bound it exceeded.
         timeout: Duration,
-        /// What was seen last (e.g. "n1 sees peers [n2], not n3").
+        /// What was seen last (e.g. "n1 has peers \[n2\] but not \[n3\]").
         last: String,
         /// The log of the process concerned.
         log: PathBuf,

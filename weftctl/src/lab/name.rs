@@ -16,7 +16,7 @@ use super::LabError;
 /// namespace names, paths and logs readable.
 pub const MAX_NAME_LEN: usize = 20;
 
-/// A validated lab name: 1 to [`MAX_NAME_LEN`] bytes of `[a-z0-9-]`, starting
+/// A validated lab name: 1 to `MAX_NAME_LEN` (20) bytes of `[a-z0-9-]`, starting
 /// and ending with a letter or digit, without `--`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct LabName(String);

@@ -20,7 +20,7 @@ pub const STATE_VERSION: u32 = 1;
 /// Everything a lab is made of.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LabState {
-    /// The format version ([`STATE_VERSION`]).
+    /// The format version (`STATE_VERSION`, 1).
     pub version: u32,
     /// The lab name.
     pub name: String,

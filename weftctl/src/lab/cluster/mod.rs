@@ -68,6 +68,11 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A lab cluster that is up. Dropping it leaves the cluster running (other
 /// invocations use it); [`Cluster::down`] or [`ClusterGuard`] remove it.
+///
+/// Lab `x` has the control plane in namespace `weft-x-cp` on
+/// `192.0.2.1:7443`, node `nK` in `weft-x-nK` on `192.0.2.(K+1)` with its
+/// agent's state and API socket under `/run/weft-lab/x/nK/`, and pod `nK-pJ`
+/// in `weft-x-nK-pJ`; everything is recorded in `lab.json` (docs/lab.md).
 #[derive(Debug)]
 pub struct Cluster {
     lab: Lab,
@@ -79,7 +84,10 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Brings up the cluster `spec` describes (see the [module docs](self)).
+    /// Brings up the cluster `spec` describes: the topology, the control
+    /// plane, a join token, the agents, the pods; waits until every node has
+    /// every other one as a peer. Refuses a lab that is up; removes what it
+    /// made if a step fails.
     pub fn up(spec: ClusterSpec) -> Result<Cluster, LabError> {
         up::up(spec, &mut |_| {})
     }

@@ -50,11 +50,13 @@ pub struct LabArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
-    /// Bring up a weft cluster on this machine: a control plane and NODES
-    /// agents, each in its own network namespace on a shared underlay, with
-    /// PODS_PER_NODE pods each; then check that every pod reaches every pod
-    /// and node. Exits non-zero if any check fails (the lab stays up to look
-    /// at). Root only.
+    /// Bring up a weft cluster on this machine and check it (root).
+    ///
+    /// A control plane and NODES agents, each in its own network namespace
+    /// on a shared underlay, with PODS_PER_NODE pods each; then every pod
+    /// and node pings every other. Exits non-zero if any check fails (the
+    /// lab stays up to look at). The control plane and the agents log at
+    /// the level WEFT_LOG gives (default info).
     Up {
         /// How many nodes.
         #[arg(long, default_value_t = 3)]
@@ -63,16 +65,17 @@ pub enum LabCommand {
         #[arg(long, default_value_t = 2)]
         pods_per_node: usize,
     },
-    /// Show the lab's nodes, pods (addresses, namespaces) and whether its
-    /// processes run.
+    /// Show the lab's nodes, pods (addresses, namespaces) and processes.
     Status {
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
-    /// Run a command inside a lab namespace: a pod (n1-p1), a node (n1) or
-    /// the control plane (cp). Its exit code is passed through. WEFT_CONFIG
-    /// and WEFT_AGENT_SOCKET point at the lab's admin.conf and the node's
-    /// agent, so `weftctl nodes` and `weftctl status` work inside.
+    /// Run a command inside a pod, a node or the control plane (root).
+    ///
+    /// TARGET is a pod (n1-p1), a node (n1) or the control plane (cp). The
+    /// command's exit code is passed through. WEFT_CONFIG and
+    /// WEFT_AGENT_SOCKET point at the lab's admin.conf and the node's agent,
+    /// so `weftctl nodes` and `weftctl status` work inside.
     Exec {
         /// n1-p1, n1, cp.
         target: String,
@@ -80,9 +83,11 @@ pub enum LabCommand {
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
-    /// Ping (ICMP echo, from inside the lab; no ping binary needed) from a
-    /// pod or node to a pod, a node's overlay address, or any address.
-    /// Exits 1 if no reply came back.
+    /// Ping from a pod or node to a pod, node or address (root).
+    ///
+    /// ICMP echo sent from inside the lab (no ping binary needed) to a pod,
+    /// a node's overlay address, or any address. Exits 1 if no reply came
+    /// back.
     Ping {
         /// n1-p1, n1, cp.
         from: String,
@@ -92,7 +97,7 @@ pub enum LabCommand {
         #[arg(short = 'c', long, default_value_t = 3)]
         count: u32,
     },
-    /// Print a lab process's log: cp (the control plane) or a node (n1).
+    /// Print the log of the control plane (cp) or a node's agent (n1).
     Logs {
         /// cp, n1, n2, ...
         process: String,
@@ -100,7 +105,8 @@ pub enum LabCommand {
         #[arg(short = 'n', long)]
         lines: Option<usize>,
     },
-    /// Remove the lab: stop its processes, delete its namespaces and state.
+    /// Remove the lab: processes, namespaces, state (root).
+    ///
     /// Succeeds when nothing is up.
     Down,
 }
@@ -175,6 +181,12 @@ fn up(select: &LabSelect, nodes: usize, pods_per_node: usize) -> Result<i32> {
     let mut spec = ClusterSpec::new(&select.name, nodes, pods_per_node)?;
     spec.lab.state_root = select.state_root.clone();
     spec.binaries = Some(binaries()?);
+    // The lab's processes log at WEFT_LOG's level, like they do anywhere.
+    if let Ok(filter) = std::env::var("WEFT_LOG") {
+        if !filter.trim().is_empty() {
+            spec.log_filter = filter;
+        }
+    }
 
     let progress = Progress::new();
     let ours = Arc::new(AtomicBool::new(false));

@@ -1,9 +1,11 @@
 //! Capturing a lab's underlay with `tcpdump`, and reading what it saw.
 //!
 //! [`Capture::start`] runs `tcpdump -i any` inside a lab namespace (the
-//! underlay's, where every frame between hosts crosses a bridge port; `br0`
-//! itself only sees frames for the bridge and floods) writing a pcap file,
-//! and returns once tcpdump says it is listening. [`Capture::stop`] stops it
+//! underlay's, where every frame between hosts crosses the bridge: `any`
+//! captures on every bridge port, so each such frame shows where it enters
+//! the bridge and where it leaves it, whether or not `br0` itself is
+//! promiscuous) writing a pcap file, and returns once tcpdump says it is
+//! listening. [`Capture::stop`] stops it
 //! and returns its counters (a kernel drop means the capture is not the
 //! whole truth). [`read_pcap`] reads the file back as [`Frame`]s (Ethernet,
 //! Linux cooked v1 and v2 link types) and [`UnderlayReport::analyze`]

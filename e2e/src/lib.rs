@@ -35,7 +35,7 @@ pub use capture::{
 pub use error::{E2eError, Result};
 pub use net::{
     in_ns, interface_addresses, ping_until, raw_ipv4_socket, send_raw, tcp_connect, tcp_listen,
-    tcp_retransmits, udp_bind, InterfaceAddress, UdpInbox,
+    tcp_pair, tcp_retransmits, udp_bind, InterfaceAddress, UdpInbox,
 };
 pub use packet::{ipv4_udp, Ipv4Udp};
 pub use rogue::{RogueJoin, RoguePeer};

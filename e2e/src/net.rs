@@ -242,3 +242,34 @@ pub fn tcp_retransmits(ns: &str) -> Result<u64> {
         ))
     })
 }
+
+/// Both ends of one TCP connection from `from` (a namespace path) to `addr`
+/// inside `to`: listens there, connects, accepts; all within `timeout`.
+/// Returns `(client, server)`.
+pub fn tcp_pair(
+    from: &Path,
+    to: &Path,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<(TcpStream, TcpStream)> {
+    let deadline = Instant::now() + timeout;
+    let listener = tcp_listen(to, addr)?;
+    let client = tcp_connect(from, addr, timeout)?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| E2eError::io("making a listener non-blocking", e))?;
+    loop {
+        match listener.accept() {
+            Ok((server, _)) => {
+                server
+                    .set_nonblocking(false)
+                    .map_err(|e| E2eError::io("making a socket blocking", e))?;
+                return Ok((client, server));
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(E2eError::io(format!("accepting on {addr}"), e)),
+        }
+    }
+}

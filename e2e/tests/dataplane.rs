@@ -9,8 +9,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use weft_e2e::{
-    binaries, contains, read_pcap, require_root, spec, tcp_connect, tcp_listen, transfer, up,
-    Capture, E2eError, Pattern, Result, Stopwatch, UnderlayReport,
+    binaries, contains, read_pcap, require_root, spec, tcp_pair, transfer, up, Capture, E2eError,
+    Pattern, Result, Stopwatch, UnderlayReport,
 };
 use weftctl::lab::{CheckKind, CONTROL_PLANE_PORT, WIREGUARD_PORT};
 
@@ -27,7 +27,8 @@ fn ipv4(ip: IpAddr) -> Result<Ipv4Addr> {
 }
 
 /// 3 nodes x 2 pods: the full ping matrix (pod to pod on the same node and
-/// across nodes, pod to every node's overlay address, node to every pod),
+/// across nodes, pod to every node's overlay address, node to every pod and
+/// to every other node),
 /// then 50 MiB over TCP from a pod on n1 to a pod on n3, compared byte for
 /// byte and by SHA-256.
 #[test]
@@ -49,6 +50,7 @@ fn pods_and_nodes_reach_each_other_and_bulk_tcp_arrives_intact() -> Result<()> {
     assert_eq!(count(CheckKind::PodToPod), 6 * 5);
     assert_eq!(count(CheckKind::PodToNode), 6 * 3);
     assert_eq!(count(CheckKind::NodeToPod), 3 * 6);
+    assert_eq!(count(CheckKind::NodeToNode), 3 * 2);
     // Same node and across nodes are both in the matrix.
     for (from, to) in [("n1-p1", "n1-p2"), ("n1-p1", "n3-p2"), ("n2-p2", "n2-p1")] {
         assert!(c.get(from, to).is_some_and(|x| x.ok()), "{from} -> {to}");
@@ -56,15 +58,11 @@ fn pods_and_nodes_reach_each_other_and_bulk_tcp_arrives_intact() -> Result<()> {
     for (from, to) in [("n2", "n1-p1"), ("n1-p1", "n2"), ("n3-p2", "n3")] {
         assert!(c.get(from, to).is_some_and(|x| x.ok()), "{from} -> {to}");
     }
-    eprintln!("ping matrix: {} checks in {:?}", c.checks.len(), c.elapsed);
+    t.lap(&format!("ping matrix ({} checks)", c.checks.len()));
 
     let (a, b) = (cluster.pod("n1-p1").unwrap(), cluster.pod("n3-p2").unwrap());
     let addr = SocketAddr::new(b.ip, 5001);
-    let listener = tcp_listen(&b.netns, addr)?;
-    let client = tcp_connect(&a.netns, addr, Duration::from_secs(10))?;
-    let (server, _) = listener
-        .accept()
-        .map_err(|e| E2eError::io("accepting", e))?;
+    let (client, server) = tcp_pair(&a.netns, &b.netns, addr, Duration::from_secs(10))?;
     let pattern = Pattern::random(0x5eed, 1024 * 1024 + 61);
     let report = transfer(
         &client,
@@ -115,11 +113,7 @@ fn underlay_carries_only_wireguard() -> Result<()> {
     for (from, to, port) in pairs {
         let (a, b) = (cluster.pod(from).unwrap(), cluster.pod(to).unwrap());
         let addr = SocketAddr::new(b.ip, port);
-        let listener = tcp_listen(&b.netns, addr)?;
-        let client = tcp_connect(&a.netns, addr, Duration::from_secs(10))?;
-        let (server, _) = listener
-            .accept()
-            .map_err(|e| E2eError::io("accepting", e))?;
+        let (client, server) = tcp_pair(&a.netns, &b.netns, addr, Duration::from_secs(10))?;
         let report = transfer(
             &client,
             &server,

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use weft_client::agent_api::NodeInfo;
 use weft_e2e::{
-    binaries, interface_addresses, peer_names, ping_until, require_root, spec, tcp_connect,
-    tcp_listen, tcp_retransmits, up, wait_until, E2eError, Pattern, PatternReader, PatternWriter,
-    Result, Stopwatch,
+    binaries, interface_addresses, peer_names, ping_until, require_root, spec, tcp_pair,
+    tcp_retransmits, up, wait_until, E2eError, Pattern, PatternReader, PatternWriter, Result,
+    Stopwatch,
 };
 use weft_proto::v1::ListNodesRequest;
 use weftctl::lab::{ping, ClusterGuard, Signal};
@@ -264,11 +264,7 @@ fn agent_sigkill_keeps_pods_and_a_tcp_connection() -> Result<()> {
     );
 
     let addr = SocketAddr::new(b.ip, 5005);
-    let listener = tcp_listen(&b.netns, addr)?;
-    let a_sock = tcp_connect(&a.netns, addr, Duration::from_secs(10))?;
-    let (b_sock, _) = listener
-        .accept()
-        .map_err(|e| E2eError::io("accepting", e))?;
+    let (a_sock, b_sock) = tcp_pair(&a.netns, &b.netns, addr, Duration::from_secs(10))?;
     for s in [&a_sock, &b_sock] {
         s.set_read_timeout(Some(SOCKET_TIMEOUT))
             .and_then(|()| s.set_write_timeout(Some(SOCKET_TIMEOUT)))

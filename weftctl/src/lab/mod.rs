@@ -1,10 +1,16 @@
-//! The topology layer of the local lab and of the multi-node e2e tests.
+//! The local lab and the multi-node e2e tests: a whole weft cluster on one
+//! machine.
 //!
-//! A lab is a whole weft cluster on one machine: an underlay network, a
-//! control-plane host and N node hosts, each a named network namespace, plus
-//! the processes that run inside them. This module builds and removes that
-//! topology and supervises those processes; it knows nothing about what the
-//! processes are.
+//! Two layers:
+//!
+//! - The topology ([`Lab`]): an underlay network, a control-plane host and N
+//!   node hosts, each a named network namespace, plus the processes that run
+//!   inside them. It builds and removes that topology and supervises those
+//!   processes, knowing nothing about what the processes are.
+//! - The cluster ([`Cluster`]), on top: `weft-control-plane` and one
+//!   `weft-agent` per node started in those namespaces, joined, with pods,
+//!   and a connectivity check; `weftctl lab` is a thin CLI over it. See
+//!   [`Cluster`] and `docs/lab.md`.
 //!
 //! # Layout
 //!

@@ -33,13 +33,12 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def machine_seconds():
-    """(busy, softirq + irq) CPU seconds of the whole machine, /proc/stat."""
+def machine_busy_seconds():
+    """CPU seconds the whole machine was not idle (all cores), /proc/stat."""
     with open("/proc/stat") as f:
         ticks = [int(x) for x in f.readline().split()[1:9]]
     # user nice system idle iowait irq softirq steal
-    busy = sum(ticks) - ticks[3] - ticks[4]
-    return busy / CLK_TCK, (ticks[5] + ticks[6]) / CLK_TCK
+    return (sum(ticks) - ticks[3] - ticks[4]) / CLK_TCK
 
 
 def children_cpu_seconds():
@@ -48,20 +47,47 @@ def children_cpu_seconds():
     return r.ru_utime + r.ru_stime
 
 
+_PF_KTHREAD = 0x00200000
+
+
+def others_cpu_seconds():
+    """{pid: CPU seconds} of every user-space process on the machine that is
+    neither the benchmark nor one of its children (everything it starts is
+    a direct child: `ip netns exec` execs)."""
+    me = os.getpid()
+    out = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue  # gone meanwhile
+        fields = stat[stat.rindex(")") + 2 :].split()
+        pid, ppid, flags = int(entry), int(fields[1]), int(fields[6])
+        if pid == me or ppid == me or flags & _PF_KTHREAD:
+            continue
+        out[pid] = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return out
+
+
 class CpuMeter:
     """CPU seconds over one test: of the tunnel processes; of the tools (the
     iperf3 server by PID, the iperf3 client or ping as the benchmark's
-    reaped child); and of the whole machine. "other" is what is left of the
-    machine's busy time after these and the kernel's interrupt work: other
-    work on the box, which distorts the figures (a compile, a test run)."""
+    reaped child); of the whole machine; and of every other user-space
+    process ("other": a compile, a test run, which distort the figures).
+    "other" misses processes that end during the test; kernel threads
+    (softirq work included) are not in it."""
 
     def __init__(self, tunnel_pids, iperf_server_pid):
         self.pids = dict(tunnel_pids)
         self.server_pid = iperf_server_pid
 
     def __enter__(self):
+        self.others0 = others_cpu_seconds()
         self.t0 = time.monotonic()
-        self.machine0, self.irq0 = machine_seconds()
+        self.machine0 = machine_busy_seconds()
         self.children0 = children_cpu_seconds()
         self.server0 = cpu_seconds(self.server_pid)
         self.cpu0 = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
@@ -71,28 +97,26 @@ class CpuMeter:
         if exc[0] is not None:
             return False
         self.wall = time.monotonic() - self.t0
-        machine, irq = machine_seconds()
-        self.machine = machine - self.machine0
-        self.irq = irq - self.irq0
+        self.machine = machine_busy_seconds() - self.machine0
         self.tools = (children_cpu_seconds() - self.children0
                       + cpu_seconds(self.server_pid) - self.server0)
         self.per_process = {
             name: round(cpu_seconds(pid) - self.cpu0[name], 3)
             for name, pid in self.pids.items()
         }
+        self.others = sum(cpu - self.others0.get(pid, 0.0)
+                          for pid, cpu in others_cpu_seconds().items())
         return False
 
     def result(self):
         tunnel = sum(self.per_process.values()) if self.pids else None
-        other = self.machine - self.irq - self.tools - (tunnel or 0.0)
         return {
             "tunnel_cpu_s": None if tunnel is None else round(tunnel, 3),
             "tunnel_cpu_by_process": self.per_process,
             "tools_cpu_s": round(self.tools, 3),
             "wall_s": round(self.wall, 3),
             "machine_busy_cores": round(self.machine / self.wall, 2),
-            "irq_softirq_cores": round(self.irq / self.wall, 2),
-            "other_cores": round(max(other, 0.0) / self.wall, 2),
+            "other_cores": round(max(self.others, 0.0) / self.wall, 2),
         }
 
 

@@ -53,7 +53,10 @@ fn real_main(invocation: Invocation) -> anyhow::Result<()> {
 
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // netlink-packet-route warns about every kernel attribute it does not
+        // know (e.g. IFLA_INET6_CONF sizes on newer kernels): noise for an
+        // operator, so only its errors show unless WEFT_LOG asks for more.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,netlink_packet_route=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import tomllib
+import traceback
 from datetime import datetime, timezone
 
 import measure
@@ -154,6 +155,10 @@ def run_system(system, args, tools, workdir):
         say(f"[{system}] FAILED at {step}: {e}")
         for name, tail in result["log_tails"].items():
             say(f"--- {name} log (last lines) ---\n{tail}")
+    except (KeyError, ValueError, TypeError, OSError) as e:
+        # A tool's output this benchmark did not expect: still a result.
+        result["error"] = f"{step}: {type(e).__name__}: {e}"
+        say(f"[{system}] FAILED at {step}:\n{traceback.format_exc()}")
     finally:
         report.summarize(result)
         # A second Ctrl-C must not cut the clean-up short: hold signals

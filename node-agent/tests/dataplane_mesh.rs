@@ -27,7 +27,7 @@ use nix::sys::socket::{
 };
 use nix::sys::time::{TimeVal, TimeValLike};
 use weft_node_agent::dataplane::{
-    Dataplane, DataplaneConfig, DataplaneError, DataplaneStatus, PeerSpec, PodPort,
+    Dataplane, DataplaneConfig, DataplaneError, DataplaneStatus, OffloadStatus, PeerSpec, PodPort,
 };
 use weft_node_agent::netlink::Route;
 use weft_node_agent::netns::{self, NetNs};
@@ -182,13 +182,20 @@ fn underlay_pair(test: &str) -> (TestNs, TestNs) {
 
 /// Builds node `n` in the node namespace `host`: weft0, a pod namespace
 /// with its TUN, the UDP socket, the engine, and the pod attached.
-async fn node(test: &str, n: u8, host: TestNs) -> Node {
-    node_with(test, n, host, underlay(n), false).await
+async fn node(test: &str, n: u8, host: TestNs, offload: bool) -> Node {
+    node_with(test, n, host, underlay(n), false, offload).await
 }
 
 /// [`node`] with the UDP socket bound to `bind`, and optionally a
 /// dual-stack overlay (`fd00:244:N::/64` next to `10.244.N.0/24`).
-async fn node_with(test: &str, n: u8, host: TestNs, bind: SocketAddr, dual: bool) -> Node {
+async fn node_with(
+    test: &str,
+    n: u8,
+    host: TestNs,
+    bind: SocketAddr,
+    dual: bool,
+    offload: bool,
+) -> Node {
     let pod = TestNs::new(test, &format!("p{n}"));
     let host_v4 = IpAddr::V4(Ipv4Addr::new(10, 244, n, 1));
     let host_v6 = IpAddr::V6(Ipv6Addr::new(0xfd00, 0x244, u16::from(n), 0, 0, 0, 0, 1));
@@ -227,6 +234,7 @@ async fn node_with(test: &str, n: u8, host: TestNs, bind: SocketAddr, dual: bool
             node_cidrs: cidrs(n, dual),
             host_addresses: host_addrs,
             persistent_keepalive: None,
+            offload,
         },
         host_tun,
         udp,
@@ -252,10 +260,10 @@ async fn node_with(test: &str, n: u8, host: TestNs, bind: SocketAddr, dual: bool
 }
 
 /// Two nodes that know each other as peers.
-async fn mesh(test: &str) -> (Node, Node) {
+async fn mesh(test: &str, offload: bool) -> (Node, Node) {
     let (ha, hb) = underlay_pair(test);
-    let a = node(test, 1, ha).await;
-    let b = node(test, 2, hb).await;
+    let a = node(test, 1, ha, offload).await;
+    let b = node(test, 2, hb, offload).await;
     a.dp.set_peer(b.as_peer()).await.expect("A knows B");
     b.dp.set_peer(a.as_peer()).await.expect("B knows A");
     (a, b)
@@ -444,9 +452,8 @@ const NO_PING: Duration = Duration::from_millis(1500);
 
 // ------------------------------------------------------------------ tests
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pods_ping_each_other_and_status_shows_the_session() {
-    let (a, b) = mesh("ping").await;
+async fn pods_ping_each_other_and_status_shows_the_session(offload: bool) {
+    let (a, b) = mesh("ping", offload).await;
 
     ping(&a.pod.ns, b.pod_addr(), PING)
         .await
@@ -489,20 +496,17 @@ async fn pods_ping_each_other_and_status_shows_the_session() {
     assert!(a.status().await.forwarded_to_host >= 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tcp_transfer_arrives_intact() {
-    // WEFT_DP_TCP_MIB=256 makes this a rough throughput probe.
-    let mib: usize = std::env::var("WEFT_DP_TCP_MIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(4);
-    let bytes = mib << 20;
-    let (a, b) = mesh("tcp").await;
-    ping(&a.pod.ns, b.pod_addr(), PING).await.expect("warm up");
-
-    let server_addr = SocketAddr::new(IpAddr::V4(b.pod_addr()), 5001);
+/// Moves `bytes` from a client in `client_ns` to a server on `server_addr`
+/// in `server_ns`, checks they arrived intact (the server acks the count),
+/// and returns how long it took.
+async fn tcp_transfer(
+    client_ns: &NetNs,
+    server_ns: &NetNs,
+    server_addr: SocketAddr,
+    bytes: usize,
+) -> Duration {
     let (bound_tx, bound_rx) = std::sync::mpsc::channel();
-    let server_ns = b.pod.ns.clone();
+    let server_ns = server_ns.clone();
     let server = std::thread::spawn(move || {
         netns::run_in(&server_ns, move || -> Result<Vec<u8>, String> {
             let listener = TcpListener::bind(server_addr).map_err(|e| format!("bind: {e}"))?;
@@ -543,7 +547,7 @@ async fn tcp_transfer_arrives_intact() {
         .map(|i| (i % 251) as u8 ^ (i >> 16) as u8)
         .collect();
     let sent = data.clone();
-    let client_ns = a.pod.ns.clone();
+    let client_ns = client_ns.clone();
     let started = Instant::now();
     let client = tokio::task::spawn_blocking(move || {
         netns::run_in(&client_ns, move || -> Result<u64, String> {
@@ -570,20 +574,35 @@ async fn tcp_transfer_arrives_intact() {
         .await
         .expect("client within 60s")
         .expect("client thread")
-        .expect("enter pod A")
+        .expect("enter the client's namespace")
         .expect("client");
     let elapsed = started.elapsed();
     let received = tokio::task::spawn_blocking(move || server.join())
         .await
         .expect("join")
         .expect("server thread")
-        .expect("enter pod B")
+        .expect("enter the server's namespace")
         .expect("server");
     assert_eq!(acked, bytes as u64);
     assert_eq!(received.len(), bytes);
     assert!(received == data, "the stream arrived corrupted");
+    elapsed
+}
+
+async fn tcp_transfer_arrives_intact(offload: bool) {
+    // WEFT_DP_TCP_MIB=256 makes this a rough throughput probe.
+    let mib: usize = std::env::var("WEFT_DP_TCP_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    let bytes = mib << 20;
+    let (a, b) = mesh("tcp", offload).await;
+    ping(&a.pod.ns, b.pod_addr(), PING).await.expect("warm up");
+
+    let server_addr = SocketAddr::new(IpAddr::V4(b.pod_addr()), 5001);
+    let elapsed = tcp_transfer(&a.pod.ns, &b.pod.ns, server_addr, bytes).await;
     eprintln!(
-        "tcp: {} MiB in {:.2?} = {:.1} Mbit/s ({} build)",
+        "tcp: {} MiB in {:.2?} = {:.1} Mbit/s ({} build, offload {offload})",
         bytes >> 20,
         elapsed,
         bytes as f64 * 8.0 / elapsed.as_secs_f64() / 1e6,
@@ -598,11 +617,41 @@ async fn tcp_transfer_arrives_intact() {
     let sb = b.status().await;
     assert!(sa.peers[0].tx_bytes > bytes as u64, "{sa:#?}");
     assert!(sb.peers[0].rx_bytes > bytes as u64, "{sb:#?}");
+    check_offloads(offload, &sa, &sb);
+    // Node to remote pod, through the host TUNs.
+    let server_addr = SocketAddr::new(IpAddr::V4(b.pod_addr()), 5002);
+    tcp_transfer(&a.host.ns, &b.pod.ns, server_addr, 1 << 20).await;
+    // Back the other way: pod B to node A's host TUN.
+    let server_addr = SocketAddr::new(IpAddr::V4(a.host_addr()), 5003);
+    tcp_transfer(&b.pod.ns, &a.host.ns, server_addr, 1 << 20).await;
+    for (s, what) in [(a.status().await, "A"), (b.status().await, "B")] {
+        let sum: u64 = s.drops.iter().map(|(_, n)| n).sum();
+        assert_eq!(
+            sum,
+            drops(&s, "martian"),
+            "node {what} dropped only martians: {s:#?}"
+        );
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn remove_peer_stops_traffic_and_adding_it_back_restores_it() {
-    let (a, b) = mesh("remove").await;
+/// That a TCP stream from A to B went through the offloads, or not at all.
+fn check_offloads(offload: bool, sa: &DataplaneStatus, sb: &DataplaneStatus) {
+    let (oa, ob) = (&sa.offload, &sb.offload);
+    if offload {
+        assert!(oa.tun && oa.udp_gso && ob.udp_gro, "{sa:#?} {sb:#?}");
+        assert!(oa.tun_super_packets_read > 0, "TSO from the pod: {sa:#?}");
+        assert!(oa.udp_gso_messages > 0, "UDP GSO: {sa:#?}");
+        assert!(ob.udp_gro_messages > 0, "UDP GRO: {sb:#?}");
+        assert!(ob.segments_coalesced > 0, "coalescing: {sb:#?}");
+        assert!(ob.tun_super_packets_written > 0, "GRO to the pod: {sb:#?}");
+    } else {
+        assert_eq!(oa, &OffloadStatus::default(), "{sa:#?}");
+        assert_eq!(ob, &OffloadStatus::default(), "{sb:#?}");
+    }
+}
+
+async fn remove_peer_stops_traffic_and_adding_it_back_restores_it(offload: bool) {
+    let (a, b) = mesh("remove", offload).await;
     ping(&a.pod.ns, b.pod_addr(), PING).await.expect("before");
 
     assert!(a.dp.remove_peer(&b.name()).await.unwrap());
@@ -635,11 +684,10 @@ async fn remove_peer_stops_traffic_and_adding_it_back_restores_it() {
         .expect("after set_peers");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_changed_endpoint_is_used_and_an_unknown_one_is_learned() {
+async fn a_changed_endpoint_is_used_and_an_unknown_one_is_learned(offload: bool) {
     let (ha, hb) = underlay_pair("endpoint");
-    let a = node("endpoint", 1, ha).await;
-    let b = node("endpoint", 2, hb).await;
+    let a = node("endpoint", 1, ha, offload).await;
+    let b = node("endpoint", 2, hb, offload).await;
     // A has a wrong endpoint for B; B has none for A and must learn it.
     let wrong = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 168, 77, 2)), 9);
     a.dp.set_peer(PeerSpec {
@@ -691,11 +739,10 @@ async fn a_changed_endpoint_is_used_and_an_unknown_one_is_learned() {
     assert_eq!(b.status().await.peers[0].endpoint, Some(a.underlay()));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_peer_sending_from_outside_its_allowed_prefixes_is_dropped() {
+async fn a_peer_sending_from_outside_its_allowed_prefixes_is_dropped(offload: bool) {
     let (ha, hb) = underlay_pair("spoof");
-    let a = node("spoof", 1, ha).await;
-    let b = node("spoof", 2, hb).await;
+    let a = node("spoof", 1, ha, offload).await;
+    let b = node("spoof", 2, hb, offload).await;
     // A believes B owns 10.244.3.0/24, not B's real 10.244.2.0/24.
     a.dp.set_peer(PeerSpec {
         allowed: vec![net("10.244.3.0/24")],
@@ -718,9 +765,8 @@ async fn a_peer_sending_from_outside_its_allowed_prefixes_is_dropped() {
     assert_eq!(status.forwarded_to_ports, 0, "{status:#?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn garbage_datagrams_are_counted_and_the_engine_keeps_working() {
-    let (a, b) = mesh("garbage").await;
+async fn garbage_datagrams_are_counted_and_the_engine_keeps_working(offload: bool) {
+    let (a, b) = mesh("garbage", offload).await;
     let target = a.underlay();
     let sent = netns::run_in_async(&b.host.ns, move || -> std::io::Result<usize> {
         let sock = UdpSocket::bind("192.168.77.2:0")?;
@@ -775,9 +821,8 @@ async fn garbage_datagrams_are_counted_and_the_engine_keeps_working() {
         .expect("B -> A after garbage");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn detach_hands_the_tun_back_and_shutdown_joins_the_thread() {
-    let (a, b) = mesh("shutdown").await;
+async fn detach_hands_the_tun_back_and_shutdown_joins_the_thread(offload: bool) {
+    let (a, b) = mesh("shutdown", offload).await;
     ping(&a.pod.ns, b.pod_addr(), PING).await.expect("before");
 
     let tun = b.dp.detach_pod("pod-2").await.unwrap().expect("attached");
@@ -828,9 +873,8 @@ async fn detach_hands_the_tun_back_and_shutdown_joins_the_thread() {
     dp.stop().expect("stopping twice is fine");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_configuration_is_rejected_with_reasons() {
-    let (a, b) = mesh("reject").await;
+async fn bad_configuration_is_rejected_with_reasons(offload: bool) {
+    let (a, b) = mesh("reject", offload).await;
     // B's prefixes overlap A's own pod CIDR.
     let err =
         a.dp.set_peer(PeerSpec {
@@ -897,14 +941,13 @@ async fn bad_configuration_is_rejected_with_reasons() {
         .expect("still works");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dual_stack_pods_through_a_dual_stack_socket() {
+async fn dual_stack_pods_through_a_dual_stack_socket(offload: bool) {
     let (ha, hb) = underlay_pair("dual");
     // A's socket is IPv6 on [::] (dual-stack: its IPv4 peers appear as
     // mapped addresses); B's is plain IPv4.
     let any6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), WG_PORT);
-    let a = node_with("dual", 1, ha, any6, true).await;
-    let b = node_with("dual", 2, hb, underlay(2), true).await;
+    let a = node_with("dual", 1, ha, any6, true, offload).await;
+    let b = node_with("dual", 2, hb, underlay(2), true, offload).await;
     a.dp.set_peer(b.as_peer()).await.unwrap();
     b.dp.set_peer(a.as_peer()).await.unwrap();
 
@@ -921,6 +964,13 @@ async fn dual_stack_pods_through_a_dual_stack_socket() {
         .await
         .expect("pod B -> pod A over IPv4");
 
+    // TCP over IPv6 (TSO6 and coalescing for IPv6 with offloads), both ways.
+    let server = SocketAddr::new(IpAddr::V6(b.pod6_addr()), 5004);
+    tcp_transfer(&a.pod.ns, &b.pod.ns, server, 2 << 20).await;
+    let server = SocketAddr::new(IpAddr::V6(a.pod6_addr()), 5005);
+    tcp_transfer(&b.pod.ns, &a.pod.ns, server, 2 << 20).await;
+    check_offloads(offload, &a.status().await, &b.status().await);
+
     // Endpoints are reported as plain IPv4, whichever socket saw them.
     let sa = a.status().await;
     assert_eq!(sa.peers[0].endpoint, Some(b.underlay()), "{sa:#?}");
@@ -935,3 +985,40 @@ async fn dual_stack_pods_through_a_dual_stack_socket() {
         )]
     );
 }
+
+// ------------------------------------------------------ both data paths
+
+/// Runs each test twice: with offloads (TSO/GRO super-packets on the TUNs,
+/// UDP GSO/GRO) and without (one plain packet per read and datagram).
+macro_rules! in_both_modes {
+    ($($name:ident),* $(,)?) => {
+        mod offload {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(true).await
+                }
+            )*
+        }
+        mod plain {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(false).await
+                }
+            )*
+        }
+    };
+}
+
+in_both_modes!(
+    pods_ping_each_other_and_status_shows_the_session,
+    tcp_transfer_arrives_intact,
+    remove_peer_stops_traffic_and_adding_it_back_restores_it,
+    a_changed_endpoint_is_used_and_an_unknown_one_is_learned,
+    a_peer_sending_from_outside_its_allowed_prefixes_is_dropped,
+    garbage_datagrams_are_counted_and_the_engine_keeps_working,
+    detach_hands_the_tun_back_and_shutdown_joins_the_thread,
+    bad_configuration_is_rejected_with_reasons,
+    dual_stack_pods_through_a_dual_stack_socket,
+);

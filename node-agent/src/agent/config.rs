@@ -113,6 +113,13 @@ pub struct RunArgs {
     /// Log JSON lines instead of human-readable text.
     #[arg(long, env = "WEFT_LOG_JSON")]
     pub log_json: bool,
+
+    /// Move one plain packet per TUN read and per datagram: no TSO/GRO
+    /// super-packets on the TUNs, no UDP GSO/GRO (for debugging, or a
+    /// kernel that misbehaves with them; unsupported offloads are skipped
+    /// anyway).
+    #[arg(long, env = "WEFT_NO_OFFLOAD")]
+    pub no_offload: bool,
 }
 
 /// Flags of `weft-agent leave`.
@@ -190,6 +197,9 @@ pub struct AgentConfig {
     pub api_socket: PathBuf,
     /// JSON logs.
     pub log_json: bool,
+    /// Data-plane offloads (TSO/GRO on TUNs, UDP GSO/GRO); off with
+    /// `--no-offload`.
+    pub offload: bool,
 }
 
 /// `weft-agent leave`'s checked configuration.
@@ -317,6 +327,7 @@ impl RunArgs {
             mtu: self.mtu,
             api_socket: self.api_socket.clone(),
             log_json: self.log_json,
+            offload: !self.no_offload,
         })
     }
 }
@@ -440,6 +451,7 @@ mod tests {
         assert!(
             c.token.is_none() && c.ca_hash.is_none() && c.endpoint.is_none() && c.mtu.is_none()
         );
+        assert!(c.offload);
     }
 
     #[test]
@@ -459,8 +471,10 @@ mod tests {
             "51821",
             "--mtu",
             "1400",
+            "--no-offload",
         ])
         .unwrap();
+        assert!(!c.offload);
         assert_eq!(c.token.unwrap().id(), "abc123");
         assert_eq!(c.endpoint, Some("192.0.2.5:51821".parse().unwrap()));
         assert_eq!(c.mtu, Some(1400));

@@ -167,6 +167,7 @@ pub async fn run(
             node_cidrs: vec![node.pod_cidr],
             host_addresses: vec![host_address],
             persistent_keepalive: Some(PERSISTENT_KEEPALIVE),
+            offload: cfg.offload,
         },
         host_tun,
         udp,

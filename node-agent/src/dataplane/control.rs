@@ -15,7 +15,7 @@ use tracing::{info, info_span};
 use super::counters::EngineCounters;
 use super::forward::Core;
 use super::peers::{Peer, PeerTraffic};
-use super::{DataplaneError, DataplaneStatus, PeerSpec, PeerStatus};
+use super::{DataplaneError, DataplaneStatus, OffloadStatus, PeerSpec, PeerStatus};
 use crate::switch::PeerId;
 use crate::tun::Tun;
 use crate::wg::Tunnel;
@@ -231,6 +231,16 @@ impl Core {
             forwarded_to_ports: counters.to_ports,
             forwarded_to_host: counters.to_host,
             forwarded_to_peers: counters.to_peers,
+            offload: OffloadStatus {
+                tun: self.host.offload(),
+                udp_gso: self.tx.gso(),
+                udp_gro: self.udp_gro,
+                tun_super_packets_read: counters.super_read,
+                tun_super_packets_written: counters.super_written,
+                segments_coalesced: self.gro.stats.merged,
+                udp_gso_messages: self.tx.stats.gso_messages,
+                udp_gro_messages: counters.gro_messages,
+            },
         }
     }
 }

@@ -31,11 +31,14 @@ pub(crate) enum EngineDrop {
     TunQueueFull,
     /// Writing to a TUN failed (the device is down or gone).
     TunWriteError,
+    /// A TUN handed over a super-packet whose virtio-net header does not
+    /// match it (or a kind the engine does not split).
+    TunBadOffload,
 }
 
 impl EngineDrop {
     /// Every reason, in counter order.
-    pub(crate) const ALL: [EngineDrop; 9] = [
+    pub(crate) const ALL: [EngineDrop; 10] = [
         Self::PeerNoEndpoint,
         Self::UnknownPeerKey,
         Self::UnknownIndex,
@@ -45,6 +48,7 @@ impl EngineDrop {
         Self::UdpSendError,
         Self::TunQueueFull,
         Self::TunWriteError,
+        Self::TunBadOffload,
     ];
 
     /// The stable metric label.
@@ -59,6 +63,7 @@ impl EngineDrop {
             Self::UdpSendError => "udp_send_error",
             Self::TunQueueFull => "tun_queue_full",
             Self::TunWriteError => "tun_write_error",
+            Self::TunBadOffload => "tun_bad_offload",
         }
     }
 }
@@ -76,6 +81,12 @@ pub(crate) struct EngineCounters {
     pub(crate) to_peers: u64,
     /// Cookie replies sent while under load.
     pub(crate) cookies_sent: u64,
+    /// TSO/USO super-packets read from TUNs.
+    pub(crate) super_read: u64,
+    /// Super-packets written to TUNs.
+    pub(crate) super_written: u64,
+    /// UDP GRO messages of more than one datagram.
+    pub(crate) gro_messages: u64,
 }
 
 impl EngineCounters {

@@ -28,7 +28,9 @@ use tracing::{debug, error, info, info_span, warn};
 
 use super::control::Command;
 use super::counters::EngineCounters;
-use super::forward::Core;
+use super::forward::{Core, GRO_SLOTS};
+use super::link::Link;
+use super::offload::{Coalescer, VNET_HDR_LEN};
 use super::peers::PeerTable;
 use super::ports::{Port, PortTable};
 use super::udp::{self, RxBatch, TxBatch, BATCH, MAX_DATAGRAM};
@@ -79,8 +81,9 @@ pub(super) fn start(
     switch
         .set_host_addresses(&cfg.host_addresses)
         .map_err(|e| DataplaneError::Rejected(format!("host addresses: {e}")))?;
-    let buffers =
-        udp::tune(&socket, udp::SOCKET_BUFFER_BYTES).map_err(io_error("tuning the UDP socket"))?;
+    let (buffers, udp_offloads) = udp::tune(&socket, udp::SOCKET_BUFFER_BYTES, cfg.offload)
+        .map_err(io_error("tuning the UDP socket"))?;
+    let host = Link::new(host, cfg.offload);
     let local_addr = socket.local_addr().ok();
     let poll = Poll::new().map_err(io_error("creating the poller"))?;
     let waker =
@@ -89,19 +92,28 @@ pub(super) fn start(
         .register(&mut SourceFd(&socket.as_raw_fd()), UDP, Interest::READABLE)
         .map_err(io_error("registering the UDP socket"))?;
     poll.registry()
-        .register(&mut SourceFd(&host.as_raw_fd()), HOST, Interest::READABLE)
+        .register(
+            &mut SourceFd(&host.tun().as_raw_fd()),
+            HOST,
+            Interest::READABLE,
+        )
         .map_err(io_error("registering the host TUN"))?;
     let identity = Identity::from_private(cfg.private_key);
     let public_key = identity.public_key();
     info!(
         listen = ?local_addr,
-        host = host.name(),
+        host = host.tun().name(),
         node_cidrs = ?cfg.node_cidrs,
         rcvbuf = buffers.receive,
         sndbuf = buffers.send,
+        offload = cfg.offload,
+        tun_offload = host.offload(),
+        udp_gso = udp_offloads.gso,
+        udp_gro = udp_offloads.gro,
         "data plane starting"
     );
     let keepalive = cfg.persistent_keepalive;
+    let offload = cfg.offload;
     let thread = thread::Builder::new()
         .name("weft-dataplane".into())
         .spawn(move || {
@@ -121,11 +133,15 @@ pub(super) fn start(
                     host,
                     ports: PortTable::default(),
                     peers: PeerTable::default(),
-                    tx: TxBatch::new(socket),
-                    pkt: vec![0; MAX_DATAGRAM + 64].into_boxed_slice(),
+                    tx: TxBatch::new(socket, udp_offloads.gso),
+                    pkt: vec![0; VNET_HDR_LEN + MAX_DATAGRAM + 64].into_boxed_slice(),
+                    dec: vec![0; VNET_HDR_LEN + MAX_DATAGRAM + 64].into_boxed_slice(),
                     scratch: vec![0; 4096].into_boxed_slice(),
                     counters: EngineCounters::default(),
                     host_read_error_logged: false,
+                    offload,
+                    udp_gro: udp_offloads.gro,
+                    gro: Coalescer::new(if offload { GRO_SLOTS } else { 1 }),
                 },
                 ready: Readiness::default(),
             };
@@ -264,8 +280,10 @@ impl Engine {
             match self.rx.recv() {
                 Ok(n) => {
                     for i in 0..n {
-                        self.core.on_datagram(self.rx.get(i), now);
+                        self.core.on_message(&self.rx.get(i), now);
                     }
+                    // Coalesced segments go out with each batch.
+                    self.core.flush_gro();
                     // A short batch emptied the queue; a new datagram is a
                     // new edge.
                     if n < BATCH {
@@ -342,8 +360,9 @@ impl Engine {
             .switch
             .set_pod_port(id, &pod.addresses)
             .map_err(|e| DataplaneError::Rejected(format!("pod port {}: {e}", pod.id)))?;
+        let link = Link::new(pod.tun, self.core.offload);
         if let Err(e) = self.registry().register(
-            &mut SourceFd(&pod.tun.as_raw_fd()),
+            &mut SourceFd(&link.tun().as_raw_fd()),
             port_token(id),
             Interest::READABLE,
         ) {
@@ -353,12 +372,12 @@ impl Engine {
                 source: e,
             });
         }
-        info!(port = %pod.id, ifname = pod.tun.name(), addresses = ?pod.addresses, "pod port attached");
+        info!(port = %pod.id, ifname = link.tun().name(), addresses = ?pod.addresses, offload = link.offload(), "pod port attached");
         self.core.ports.insert(
             id,
             Port {
                 id: pod.id,
-                tun: pod.tun,
+                link,
                 addresses: pod.addresses,
                 read_error_logged: false,
             },
@@ -374,11 +393,11 @@ impl Engine {
         self.core.switch.remove_pod_port(id);
         if let Err(e) = self
             .registry()
-            .deregister(&mut SourceFd(&port.tun.as_raw_fd()))
+            .deregister(&mut SourceFd(&port.link.tun().as_raw_fd()))
         {
             warn!(port = %port.id, error = %e, "deregistering a pod TUN failed");
         }
         info!(port = %port.id, "pod port detached");
-        Some(port.tun)
+        Some(port.link.into_tun())
     }
 }

@@ -1,41 +1,47 @@
-//! The packet paths: what the engine does with one packet read from a TUN
-//! or one datagram read from the UDP socket, and the 250 ms timer tick.
+//! The packet paths out of the TUNs: what the engine does with a packet
+//! read from the host or a pod TUN (this file), and the state every path
+//! shares ([`Core`]). Datagrams from peers are `inbound`'s.
 //!
 //! Contract:
-//! - TUN packet -> [`Switch`] decision -> pod TUN, host TUN, or encrypted
-//!   to a peer into the [`TxBatch`]; an ICMP error from the switch goes back
-//!   out the port it came in on (re-encrypted for a peer).
-//! - Datagram -> [`Gate::classify`] -> the peer (by static key for a
-//!   handshake initiation, by receiver index otherwise) -> its
-//!   [`Tunnel`](crate::wg::Tunnel) -> replies to the source, packets queued
-//!   during a handshake to the peer, decrypted packets through
-//!   [`Switch::from_peer`] (which checks the inner source against the
-//!   peer's allowed prefixes) and on.
-//! - Roaming: a datagram that [`roams`] moves the peer's endpoint to its
-//!   source address.
+//! - TUN read -> one [`Switch`] decision per read, even for a 64 KiB
+//!   super-packet (its segments share every header the switch looks at:
+//!   addresses, ports, TTL) -> a peer: segmented ([`segment`]) and each
+//!   segment encrypted into the [`TxBatch`], which sends runs of equal
+//!   datagrams to one peer as one UDP GSO message; or a TUN: written whole
+//!   with its virtio-net header if that TUN takes super-packets, else
+//!   segmented and written packet by packet. A partial checksum
+//!   (`NEEDS_CSUM`) is completed before a packet leaves for a peer or a
+//!   TUN without offloads.
+//! - An ICMP error from the switch goes back out the port it came in on
+//!   (re-encrypted for a peer).
 //! - Every packet ends in exactly one place: written, queued for sending,
-//!   or counted as a drop (by the switch, or here). No allocation, lock or
-//!   hash per packet: ports and peers are found by index; only handshake
-//!   initiations look a key up in a map.
+//!   or counted as a drop (by the switch, or here; a super-packet counts as
+//!   its segments). No allocation, lock or hash per packet: ports and
+//!   peers are found by index; only handshake initiations look a key up in
+//!   a map.
 
 use std::io;
-use std::net::SocketAddr;
 use std::time::Instant;
 
-use tracing::{debug, info, warn};
+use tracing::warn;
 
 use super::counters::{EngineCounters, EngineDrop};
+use super::link::Link;
+use super::offload::layout::Layout;
+use super::offload::{segment, Coalescer, VnetHdr, VNET_HDR_LEN};
 use super::peers::{Peer, PeerTable};
 use super::ports::PortTable;
-use super::udp::{Datagram, TxBatch};
+use super::udp::TxBatch;
 use crate::switch::{Action, PeerId, PortId, Switch};
-use crate::tun::Tun;
-use crate::wg::{roams, Decap, Encap, Gate, Identity, Inbound, MessageKind, PeerRef, Timer};
+use crate::wg::{Encap, Gate, Identity};
 
-/// Packets read from one TUN per round, before other fds get their turn.
+/// Reads from one TUN per round, before other fds get their turn.
 pub(super) const TUN_BUDGET: usize = 64;
 
-/// Where a packet came in.
+/// Coalescing slots (64 KiB each) for packets from peers.
+pub(super) const GRO_SLOTS: usize = 16;
+
+/// Where a packet came in, or goes out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Source {
     Host,
@@ -49,35 +55,78 @@ pub(super) struct Core {
     pub(super) gate: Gate,
     pub(super) keepalive: Option<u16>,
     pub(super) switch: Switch,
-    pub(super) host: Tun,
+    pub(super) host: Link,
     pub(super) ports: PortTable,
     pub(super) peers: PeerTable,
     pub(super) tx: TxBatch,
-    /// A TUN read, or a decrypted datagram.
+    /// A TUN read: [`VNET_HDR_LEN`] bytes of room, then the packet.
     pub(super) pkt: Box<[u8]>,
+    /// A decrypted datagram (or a handshake reply), laid out as `pkt`.
+    pub(super) dec: Box<[u8]>,
     /// The switch's ICMP errors.
     pub(super) scratch: Box<[u8]>,
     pub(super) counters: EngineCounters,
     pub(super) host_read_error_logged: bool,
+    /// Whether offloads were asked for (new ports negotiate them).
+    pub(super) offload: bool,
+    /// Whether the socket has UDP GRO on.
+    pub(super) udp_gro: bool,
+    /// Decrypted TCP segments on their way to a TUN, to be coalesced.
+    pub(super) gro: Coalescer<Source>,
 }
 
-/// Writes `packet` to `tun`; counts a failure.
-fn write_tun(tun: &Tun, packet: &[u8], counters: &mut EngineCounters) -> bool {
-    match tun.try_send(packet) {
-        Ok(_) => true,
+/// The TUN of `dst`.
+pub(super) fn link_of<'a>(host: &'a Link, ports: &'a PortTable, dst: Source) -> Option<&'a Link> {
+    match dst {
+        Source::Host => Some(host),
+        Source::Port(p) => ports.get(p).map(|port| &port.link),
+        Source::Peer(_) => None,
+    }
+}
+
+/// Writes a coalescer item (`n` segments) to the TUN of `dst`.
+pub(super) fn write_item(
+    (host, ports): (&Link, &PortTable),
+    dst: Source,
+    bytes: &[u8],
+    n: usize,
+    counters: &mut EngineCounters,
+) {
+    if let Some(link) = link_of(host, ports, dst) {
+        if n > 1 {
+            counters.super_written = counters.super_written.wrapping_add(1);
+        }
+        count_write(link.write_gso(bytes), dst, n as u64, counters);
+    }
+}
+
+/// Counts the outcome of writing `n` packets to the TUN of `dst`.
+pub(super) fn count_write(
+    result: io::Result<()>,
+    dst: Source,
+    n: u64,
+    counters: &mut EngineCounters,
+) {
+    match result {
+        Ok(()) => match dst {
+            Source::Host => counters.to_host = counters.to_host.wrapping_add(n),
+            Source::Port(_) => counters.to_ports = counters.to_ports.wrapping_add(n),
+            Source::Peer(_) => {}
+        },
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-            counters.drop(EngineDrop::TunQueueFull);
-            false
+            counters.drop_n(EngineDrop::TunQueueFull, n)
         }
-        Err(_) => {
-            counters.drop(EngineDrop::TunWriteError);
-            false
-        }
+        Err(_) => counters.drop_n(EngineDrop::TunWriteError, n),
     }
 }
 
 /// Encrypts `packet` for `peer` into the send batch.
-fn encrypt_to(peer: &mut Peer, packet: &[u8], tx: &mut TxBatch, counters: &mut EngineCounters) {
+pub(super) fn encrypt_to(
+    peer: &mut Peer,
+    packet: &[u8],
+    tx: &mut TxBatch,
+    counters: &mut EngineCounters,
+) {
     let Some(dst) = peer.endpoint else {
         counters.drop(EngineDrop::PeerNoEndpoint);
         return;
@@ -94,9 +143,41 @@ fn encrypt_to(peer: &mut Peer, packet: &[u8], tx: &mut TxBatch, counters: &mut E
     }
 }
 
+/// Sends the switch's ICMP error `reply` back to where its packet came from.
+pub(super) fn send_back(
+    source: Source,
+    reply: &[u8],
+    (host, ports, peers): (&Link, &PortTable, &mut PeerTable),
+    tx: &mut TxBatch,
+    counters: &mut EngineCounters,
+) {
+    match source {
+        Source::Peer(p) => {
+            if let Some(peer) = peers.get_mut(p) {
+                encrypt_to(peer, reply, tx, counters);
+            }
+        }
+        dst => {
+            if let Some(link) = link_of(host, ports, dst) {
+                count_write(link.write_copy(reply), dst, 1, counters);
+            }
+        }
+    }
+}
+
+/// How many packets a super-packet stands for.
+fn segments_of(hdr: &VnetHdr, packet: &[u8]) -> u64 {
+    let gso = usize::from(hdr.gso_size);
+    match Layout::parse(packet) {
+        Some(l) if hdr.is_gso() && gso > 0 => (l.len - l.hlen).div_ceil(gso).max(1) as u64,
+        _ => 1,
+    }
+}
+
 impl Core {
-    /// Runs `pkt[..len]`, from `source`, through the switch and out.
-    pub(super) fn forward(&mut self, source: Source, len: usize, now: Instant) {
+    /// Runs `pkt[VNET_HDR_LEN..][..len]`, read from the TUN of `source`
+    /// with header `hdr`, through the switch and out.
+    pub(super) fn forward(&mut self, source: Source, hdr: VnetHdr, len: usize, now: Instant) {
         let Core {
             switch,
             host,
@@ -108,7 +189,7 @@ impl Core {
             counters,
             ..
         } = self;
-        let Some(packet) = pkt.get_mut(..len) else {
+        let Some(packet) = pkt.get_mut(VNET_HDR_LEN..VNET_HDR_LEN + len) else {
             return;
         };
         let action = match source {
@@ -116,34 +197,52 @@ impl Core {
             Source::Port(p) => switch.from_pod(p, packet, scratch, now),
             Source::Peer(p) => switch.from_peer(p, packet, scratch, now),
         };
-        let (out, dst): (&[u8], Source) = match action {
+        let offloaded = hdr.is_gso() || hdr.needs_csum();
+        if hdr.is_gso() {
+            counters.super_read = counters.super_read.wrapping_add(1);
+        }
+        let dst = match action {
             Action::Drop(_) => return,
-            Action::ToPort(p) => (packet, Source::Port(p)),
-            Action::ToHost => (packet, Source::Host),
-            Action::ToPeer(p) => (packet, Source::Peer(p)),
-            Action::Reply(n) => match scratch.get(..n) {
-                Some(reply) => (reply, source),
-                None => return,
-            },
+            Action::Reply(n) => {
+                if let Some(reply) = scratch.get(..n) {
+                    send_back(source, reply, (host, ports, peers), tx, counters);
+                }
+                return;
+            }
+            Action::ToPort(p) => Source::Port(p),
+            Action::ToHost => Source::Host,
+            Action::ToPeer(p) => {
+                let Some(peer) = peers.get_mut(p) else {
+                    return;
+                };
+                if !offloaded {
+                    encrypt_to(peer, packet, tx, counters);
+                } else if segment(packet, &hdr, |seg| encrypt_to(peer, seg, tx, counters)).is_err()
+                {
+                    counters.drop(EngineDrop::TunBadOffload);
+                }
+                return;
+            }
         };
-        match dst {
-            Source::Host => {
-                if write_tun(host, out, counters) {
-                    counters.to_host = counters.to_host.wrapping_add(1);
-                }
+        let Some(link) = link_of(host, ports, dst) else {
+            return;
+        };
+        if !offloaded {
+            count_write(link.write(pkt, len), dst, 1, counters);
+        } else if link.offload() {
+            // Local traffic stays a super-packet: the kernel takes it whole.
+            let n = segments_of(&hdr, packet);
+            if hdr.is_gso() {
+                counters.super_written = counters.super_written.wrapping_add(1);
             }
-            Source::Port(p) => {
-                if let Some(port) = ports.get(p) {
-                    if write_tun(&port.tun, out, counters) {
-                        counters.to_ports = counters.to_ports.wrapping_add(1);
-                    }
-                }
-            }
-            Source::Peer(p) => {
-                if let Some(peer) = peers.get_mut(p) {
-                    encrypt_to(peer, out, tx, counters);
-                }
-            }
+            hdr.encode(pkt);
+            count_write(link.write_gso(&pkt[..VNET_HDR_LEN + len]), dst, n, counters);
+        } else if segment(packet, &hdr, |seg| {
+            count_write(link.write_copy(seg), dst, 1, counters)
+        })
+        .is_err()
+        {
+            counters.drop(EngineDrop::TunBadOffload);
         }
     }
 
@@ -151,14 +250,14 @@ impl Core {
     /// it may have more (the budget ran out).
     pub(super) fn drain_host(&mut self, now: Instant) -> bool {
         for _ in 0..TUN_BUDGET {
-            match self.host.try_recv(&mut self.pkt) {
-                Ok(n) => self.forward(Source::Host, n, now),
+            match self.host.read(&mut self.pkt) {
+                Ok((hdr, n)) => self.forward(Source::Host, hdr, n, now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     if !self.host_read_error_logged {
                         self.host_read_error_logged = true;
-                        warn!(ifname = self.host.name(), error = %e, "reading the host TUN failed");
+                        warn!(ifname = self.host.tun().name(), error = %e, "reading the host TUN failed");
                     }
                     return false;
                 }
@@ -174,14 +273,14 @@ impl Core {
             let Some(port) = self.ports.get_mut(id) else {
                 return false;
             };
-            match port.tun.try_recv(&mut self.pkt) {
-                Ok(n) => self.forward(Source::Port(id), n, now),
+            match port.link.read(&mut self.pkt) {
+                Ok((hdr, n)) => self.forward(Source::Port(id), hdr, n, now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     if !port.read_error_logged {
                         port.read_error_logged = true;
-                        warn!(port = %port.id, ifname = port.tun.name(), error = %e, "reading a pod TUN failed");
+                        warn!(port = %port.id, ifname = port.link.tun().name(), error = %e, "reading a pod TUN failed");
                     }
                     return false;
                 }
@@ -190,123 +289,10 @@ impl Core {
         true
     }
 
-    /// Handles one datagram from the UDP socket.
-    pub(super) fn on_datagram(&mut self, datagram: Datagram<'_>, now: Instant) {
-        let Some(src) = datagram.src else {
-            self.counters.drop(EngineDrop::UdpNoSource);
-            return;
-        };
-        if datagram.truncated {
-            self.counters.drop(EngineDrop::UdpTruncated);
-            return;
-        }
-        let bytes = datagram.bytes;
-        let (id, kind) = match self.gate.classify(src.ip(), bytes, &mut self.pkt) {
-            Inbound::Drop(reason) => {
-                self.counters.wg_drop(reason);
-                return;
-            }
-            Inbound::CookieReply(n) => {
-                self.counters.wg_drop(crate::wg::WgDrop::UnderLoad);
-                self.counters.cookies_sent = self.counters.cookies_sent.wrapping_add(1);
-                if let Some(cookie) = self.pkt.get(..n) {
-                    self.tx.push(cookie, src);
-                }
-                return;
-            }
-            Inbound::Peer {
-                peer: PeerRef::Key(key),
-                kind,
-            } => match self.peers.id_by_key(&key) {
-                Some(id) => (id, kind),
-                None => {
-                    self.counters.drop(EngineDrop::UnknownPeerKey);
-                    return;
-                }
-            },
-            Inbound::Peer {
-                peer: PeerRef::Index(index),
-                kind,
-            } => match self.peers.by_index(index) {
-                Some((id, _)) => (id, kind),
-                None => {
-                    self.counters.drop(EngineDrop::UnknownIndex);
-                    return;
-                }
-            },
-        };
-        let Some(peer) = self.peers.get_mut(id) else {
-            return;
-        };
-        let result = peer.tunnel.decapsulate(src.ip(), bytes, &mut self.pkt);
-        if result.is_authenticated() {
-            peer.count_rx(bytes.len());
-        }
-        if roams(kind, &result) && peer.endpoint != Some(src) {
-            info!(parent: &peer.span, from = ?peer.endpoint, to = %src, "peer endpoint changed (roaming)");
-            peer.endpoint = Some(src);
-        }
-        match result {
-            Decap::Done => {}
-            Decap::Drop(reason) => self.counters.wg_drop(reason),
-            Decap::Cookie(n) => {
-                self.counters.wg_drop(crate::wg::WgDrop::UnderLoad);
-                self.counters.cookies_sent = self.counters.cookies_sent.wrapping_add(1);
-                send_reply(peer, &mut self.tx, &self.pkt, n, src);
-            }
-            Decap::Reply(n) => {
-                if matches!(
-                    kind,
-                    MessageKind::HandshakeInit | MessageKind::HandshakeResponse
-                ) {
-                    peer.expired = false;
-                    debug!(parent: &peer.span, endpoint = %src, message = ?kind, "handshake");
-                }
-                send_reply(peer, &mut self.tx, &self.pkt, n, src);
-                // Packets queued while the handshake was in progress.
-                loop {
-                    let slot = self.tx.slot();
-                    match peer.tunnel.next_queued(slot) {
-                        Some(m) => {
-                            self.tx.commit(m, src);
-                            peer.count_tx(m);
-                        }
-                        None => break,
-                    }
-                }
-            }
-            Decap::Packet(n) => self.forward(Source::Peer(id), n, now),
-        }
-    }
-
-    /// Runs every peer's timers (every [`TICK`](super::engine::TICK)).
-    pub(super) fn tick(&mut self) {
-        self.gate.tick();
-        let Core { peers, tx, .. } = self;
-        for (_, peer) in peers.iter_mut() {
-            match peer.tunnel.update_timers(tx.slot()) {
-                Timer::Idle => {}
-                Timer::Send(n) => {
-                    if let Some(dst) = peer.endpoint {
-                        tx.commit(n, dst);
-                        peer.count_tx(n);
-                    }
-                }
-                Timer::Expired => {
-                    if !peer.expired {
-                        peer.expired = true;
-                        debug!(parent: &peer.span, "session expired");
-                    }
-                }
-                Timer::Error(reason) => {
-                    debug!(parent: &peer.span, error = reason.as_str(), "timer error");
-                }
-            }
-        }
-    }
-
-    /// Sends what is queued in the send batch.
+    /// Writes out what the coalescer holds, then sends what is queued in
+    /// the send batch.
     pub(super) fn flush(&mut self) {
+        self.flush_gro();
         self.tx.flush();
     }
 
@@ -316,13 +302,5 @@ impl Core {
         counters.drop_n(EngineDrop::UdpSendFull, self.tx.stats.full);
         counters.drop_n(EngineDrop::UdpSendError, self.tx.stats.errors);
         counters
-    }
-}
-
-/// Sends `pkt[..n]`, produced by `peer`'s tunnel, back to `src`.
-fn send_reply(peer: &mut Peer, tx: &mut TxBatch, pkt: &[u8], n: usize, src: SocketAddr) {
-    if let Some(reply) = pkt.get(..n) {
-        tx.push(reply, src);
-        peer.count_tx(n);
     }
 }

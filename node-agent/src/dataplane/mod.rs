@@ -8,11 +8,25 @@
 //! over a channel and wake the engine; each returns when the engine has
 //! applied it.
 //!
+//! Fast path ([`DataplaneConfig::offload`], on by default in the agent):
+//! TUNs with a virtio-net header and TSO/USO hand over 64 KiB super-packets;
+//! the switch decides once per super-packet, which is then split
+//! ([`offload::segment`]), each segment encrypted, and runs of equal
+//! datagrams to a peer leave as one UDP GSO message. The socket's UDP GRO
+//! hands over runs of datagrams; each is decrypted and checked by the
+//! switch, and in-order TCP segments of a flow are merged again
+//! ([`offload::Coalescer`]) and written to the TUN as one super-packet.
+//! Whatever the kernel refuses (a TUN without the header, `TUNSETOFFLOAD`,
+//! `UDP_SEGMENT`, `UDP_GRO`) falls back to one packet per read, write and
+//! datagram, still with batched `recvmmsg`/`sendmmsg`.
+//!
 //! Design (files): `engine` (the thread and its epoll loop), `forward`
-//! (the packet paths and timers), `control` (commands, status), `peers` and
-//! `ports` (tables indexed by the switch's ids), `udp` (socket tuning,
-//! `recvmmsg`/`sendmmsg` batches) and `counters`. WireGuard itself is
-//! [`crate::wg`].
+//! (packets from TUNs, and the state they share), `inbound` (datagrams
+//! from peers, timers), `control` (commands, status), `peers` and `ports`
+//! (tables indexed by the switch's ids), `link` (a TUN and its offloads),
+//! `udp` (socket tuning, `recvmmsg`/`sendmmsg` batches with GSO/GRO),
+//! `offload` (sans-IO segmenting and coalescing) and `counters`. WireGuard
+//! itself is [`crate::wg`].
 //!
 //! Counting: a peer's `rx_*` count authenticated datagrams from it (data,
 //! keepalives, handshake messages) and `tx_*` the datagrams queued to it,
@@ -24,6 +38,9 @@ mod control;
 mod counters;
 mod engine;
 mod forward;
+mod inbound;
+mod link;
+pub mod offload;
 mod peers;
 mod ports;
 mod udp;
@@ -51,6 +68,11 @@ pub struct DataplaneConfig {
     pub host_addresses: Vec<IpAddr>,
     /// WireGuard persistent keepalive sent to every peer, in seconds.
     pub persistent_keepalive: Option<u16>,
+    /// Use offloads where the kernel has them: TSO/USO super-packets from
+    /// TUNs with a virtio-net header, coalesced (GRO) writes back to them,
+    /// UDP GSO and GRO on the socket. `false` moves one plain packet per
+    /// read, write and datagram (batched syscalls still).
+    pub offload: bool,
 }
 
 /// A peer: another node of the cluster.
@@ -105,6 +127,30 @@ pub struct DataplaneStatus {
     pub forwarded_to_ports: u64,
     pub forwarded_to_host: u64,
     pub forwarded_to_peers: u64,
+    /// What the offloads did.
+    pub offload: OffloadStatus,
+}
+
+/// What the offloads are doing (all off and zero without
+/// [`DataplaneConfig::offload`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OffloadStatus {
+    /// Whether TSO/USO is on for the host TUN (pods negotiate their own).
+    pub tun: bool,
+    /// Whether runs of datagrams to a peer leave as UDP GSO messages.
+    pub udp_gso: bool,
+    /// Whether the socket hands over UDP GRO runs.
+    pub udp_gro: bool,
+    /// TSO/USO super-packets read from TUNs.
+    pub tun_super_packets_read: u64,
+    /// Super-packets written to TUNs (coalesced, or passed on whole).
+    pub tun_super_packets_written: u64,
+    /// Decrypted TCP segments merged into a super-packet.
+    pub segments_coalesced: u64,
+    /// UDP GSO messages sent (several datagrams each).
+    pub udp_gso_messages: u64,
+    /// UDP GRO messages received (several datagrams each).
+    pub udp_gro_messages: u64,
 }
 
 /// Errors of the data plane handle.

@@ -8,15 +8,15 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use super::link::Link;
 use crate::switch::{PortId, MAX_ID};
-use crate::tun::Tun;
 
 /// One attached pod port.
 #[derive(Debug)]
 pub(super) struct Port {
     /// The attachment id (pod name, or `<container-id>/<ifname>`).
     pub(super) id: String,
-    pub(super) tun: Tun,
+    pub(super) link: Link,
     pub(super) addresses: Vec<IpAddr>,
     /// Whether a read error was already logged (once per port).
     pub(super) read_error_logged: bool,

@@ -1,7 +1,7 @@
 //! One open TUN fd ([`Tun`]) and its tokio wrapper ([`AsyncTun`]).
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::task::{ready, Context, Poll};
@@ -11,7 +11,7 @@ use nix::errno::Errno;
 use tokio::io::unix::AsyncFd;
 use tracing::debug;
 
-use super::{sys, validate_ifname, TunError, TunOptions};
+use super::{sys, validate_ifname, TunError, TunOptions, VNET_HDR_LEN};
 
 const TUN_DEVICE: &str = "/dev/net/tun";
 
@@ -25,10 +25,17 @@ const BUSY_BACKOFF: Duration = Duration::from_millis(5);
 
 /// An open, non-blocking fd attached to a TUN device. Dropping it detaches;
 /// a non-persistent device then disappears.
+///
+/// With `IFF_VNET_HDR` ([`Tun::has_vnet_hdr`]), [`Tun::try_recv`] and
+/// [`Tun::try_send`] still move plain IP packets (they drop and add an
+/// all-zero virtio-net header); [`Tun::try_recv_raw`] and
+/// [`Tun::try_send_raw`] move the header too, which is how a reader that
+/// enabled offloads ([`Tun::set_offload`]) sees and sends super-packets.
 #[derive(Debug)]
 pub struct Tun {
     file: File,
     name: String,
+    vnet_hdr: bool,
 }
 
 impl Tun {
@@ -119,10 +126,16 @@ impl Tun {
                 },
             }
         })?;
-        let tun = Self {
+        let mut tun = Self {
             file,
             name: name.to_owned(),
+            vnet_hdr: options.vnet_hdr,
         };
+        // What the device really does (a second queue of a multi-queue
+        // device keeps the device's flags); the options as a fallback.
+        if let Ok(flags) = sys::get_flags(tun.as_fd()) {
+            tun.vnet_hdr = i32::from(flags) & libc::IFF_VNET_HDR != 0;
+        }
         if let Some(uid) = options.owner {
             sys::set_owner(tun.as_fd(), uid).map_err(|e| tun.ioctl_error("TUNSETOWNER", e))?;
         }
@@ -159,16 +172,49 @@ impl Tun {
         sys::set_offload(self.as_fd(), flags).map_err(|e| self.ioctl_error("TUNSETOFFLOAD", e))
     }
 
+    /// Whether each read and write carries a virtio-net header
+    /// ([`VNET_HDR_LEN`] bytes) before the packet (`IFF_VNET_HDR`).
+    pub fn has_vnet_hdr(&self) -> bool {
+        self.vnet_hdr
+    }
+
     /// Reads one packet without blocking; `WouldBlock` when none is queued.
-    /// A packet longer than `buf` is truncated.
+    /// A packet longer than `buf` is truncated. With `IFF_VNET_HDR` the
+    /// header is read and dropped (without offloads it carries nothing).
     pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        (&self.file).read(buf)
+        if !self.vnet_hdr {
+            return (&self.file).read(buf);
+        }
+        let mut hdr = [0u8; VNET_HDR_LEN];
+        let n =
+            (&self.file).read_vectored(&mut [IoSliceMut::new(&mut hdr), IoSliceMut::new(buf)])?;
+        Ok(n.saturating_sub(VNET_HDR_LEN))
     }
 
     /// Writes one packet without blocking; `WouldBlock` when the device's
     /// queue is full. The kernel refuses a packet that is not IPv4 or IPv6.
+    /// With `IFF_VNET_HDR` an all-zero header goes first (no offload: the
+    /// kernel checks the packet's checksums itself).
     pub fn try_send(&self, packet: &[u8]) -> io::Result<usize> {
-        (&self.file).write(packet)
+        if !self.vnet_hdr {
+            return (&self.file).write(packet);
+        }
+        let hdr = [0u8; VNET_HDR_LEN];
+        let n = (&self.file).write_vectored(&[IoSlice::new(&hdr), IoSlice::new(packet)])?;
+        Ok(n.saturating_sub(VNET_HDR_LEN))
+    }
+
+    /// Reads what the fd hands out, without blocking: with `IFF_VNET_HDR`
+    /// the virtio-net header and then the packet, else just the packet.
+    pub fn try_recv_raw(&self, buf: &mut [u8]) -> io::Result<usize> {
+        (&self.file).read(buf)
+    }
+
+    /// Writes `bytes` as the fd takes them, without blocking: with
+    /// `IFF_VNET_HDR` a virtio-net header and then the packet (a
+    /// super-packet if the header says GSO), else just the packet.
+    pub fn try_send_raw(&self, bytes: &[u8]) -> io::Result<usize> {
+        (&self.file).write(bytes)
     }
 
     /// Registers the fd with the current tokio runtime. Must be called from

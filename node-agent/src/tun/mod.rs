@@ -3,8 +3,12 @@
 //! Contract:
 //! - A [`Tun`] is an open, non-blocking fd attached to one L3 TUN device
 //!   (`IFF_TUN | IFF_NO_PI`): each read returns one IP packet, each write
-//!   injects one. No packet-information header; with
-//!   [`TunOptions::vnet_hdr`] a virtio-net header precedes each packet.
+//!   injects one. No packet-information header. With
+//!   [`TunOptions::vnet_hdr`] (the ports' default) a virtio-net header
+//!   precedes each packet on the fd: [`Tun::try_recv`] / [`Tun::try_send`]
+//!   hide it, [`Tun::try_recv_raw`] / [`Tun::try_send_raw`] expose it for
+//!   the data plane's offloads (TSO/GRO super-packets, see
+//!   [`Tun::set_offload`]).
 //! - A device is created in the network namespace of the calling *thread*.
 //!   To own a TUN inside a pod's namespace, create it inside
 //!   [`crate::netns::run_in`]; the fd then works from any thread.
@@ -28,6 +32,11 @@ pub use port::{
     attach_existing_pod_tun, create_pod_tun, delete_pod_tun, ensure_host_tun, port_state,
     KernelError, PortSpec, PortState,
 };
+
+/// The size of the virtio-net header (`struct virtio_net_hdr`, the
+/// kernel's default `TUNSETVNETHDRSZ`) before each packet on a TUN with
+/// [`TunOptions::vnet_hdr`].
+pub const VNET_HDR_LEN: usize = 10;
 
 /// The longest interface name Linux accepts, in bytes (`IFNAMSIZ - 1`).
 pub const MAX_IFNAME_LEN: usize = libc::IFNAMSIZ - 1;
@@ -95,10 +104,13 @@ pub struct TunOptions {
 }
 
 impl TunOptions {
-    /// Default options, but persistent: the pod and host ports.
+    /// The pod and host ports: persistent, with a virtio-net header (so
+    /// the data plane can turn offloads on; plain reads and writes hide the
+    /// header).
     pub fn persistent() -> Self {
         Self {
             persist: true,
+            vnet_hdr: true,
             ..Self::default()
         }
     }

@@ -34,6 +34,26 @@ pub(super) fn set_iff(fd: BorrowedFd<'_>, name: &str, flags: c_short) -> io::Res
     check(rc)
 }
 
+/// `TUNGETIFF`: the device's `IFF_*` flags as this fd sees them
+/// (`IFF_VNET_HDR`, `IFF_MULTI_QUEUE`, ...).
+pub(super) fn get_flags(fd: BorrowedFd<'_>) -> io::Result<c_short> {
+    let mut req = ifreq("", 0);
+    // SAFETY: `fd` is live; `req` is a fully initialised `ifreq` on our
+    // stack that outlives the call, and TUNGETIFF writes exactly one
+    // `struct ifreq` through the pointer.
+    let rc = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TUNGETIFF,
+            &mut req as *mut libc::ifreq,
+        )
+    };
+    check(rc)?;
+    // SAFETY: TUNGETIFF filled `ifru_flags`, and every bit pattern is a
+    // valid `c_short`.
+    Ok(unsafe { req.ifr_ifru.ifru_flags })
+}
+
 /// `TUNSETPERSIST`: whether the device outlives its last fd.
 pub(super) fn set_persist(fd: BorrowedFd<'_>, persist: bool) -> io::Result<()> {
     set_value(fd, libc::TUNSETPERSIST, c_ulong::from(persist))

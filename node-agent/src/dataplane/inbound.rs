@@ -1,0 +1,238 @@
+//! The packet paths from peers: what the engine does with a message read
+//! from the UDP socket (a datagram, or a GRO run of datagrams from one
+//! source), and WireGuard's timer tick.
+//!
+//! Contract:
+//! - Each datagram -> [`Gate::classify`] -> the peer (by static key for a
+//!   handshake initiation, by receiver index otherwise) -> its
+//!   [`Tunnel`](crate::wg::Tunnel) -> replies to the source, packets queued
+//!   during a handshake to the peer, and decrypted packets through
+//!   [`Switch::from_peer`](crate::switch::Switch::from_peer), one decision
+//!   per packet (it checks the inner source against the peer's allowed
+//!   prefixes), and on.
+//! - A decrypted packet for a TUN that takes super-packets is offered to
+//!   the [`Coalescer`](super::offload::Coalescer), which merges in-order
+//!   TCP segments of a flow and writes them at the end of the receive
+//!   batch ([`Core::flush_gro`]); anything it does not keep is written at
+//!   once.
+//! - Roaming: a datagram that [`roams`] moves the peer's endpoint to its
+//!   source address.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use tracing::{debug, info};
+
+use super::counters::EngineDrop;
+use super::forward::{count_write, encrypt_to, link_of, send_back, write_item, Core, Source};
+use super::offload::VNET_HDR_LEN;
+use super::peers::Peer;
+use super::udp::{Message, TxBatch};
+use crate::switch::{Action, PeerId};
+use crate::wg::{roams, Decap, Inbound, MessageKind, PeerRef, Timer, WgDrop};
+
+impl Core {
+    /// Handles one received message: each datagram in it, in order.
+    pub(super) fn on_message(&mut self, msg: &Message<'_>, now: Instant) {
+        let Some(src) = msg.src else {
+            self.counters
+                .drop_n(EngineDrop::UdpNoSource, msg.datagrams().len() as u64);
+            return;
+        };
+        if msg.truncated {
+            self.counters.drop(EngineDrop::UdpTruncated);
+            return;
+        }
+        if msg.bytes.is_empty() {
+            // An empty datagram is still one (and invalid).
+            self.on_datagram(src, &[], now);
+            return;
+        }
+        if msg.segment < msg.bytes.len() {
+            self.counters.gro_messages = self.counters.gro_messages.wrapping_add(1);
+        }
+        for datagram in msg.datagrams() {
+            self.on_datagram(src, datagram, now);
+        }
+    }
+
+    /// Handles one datagram from `src`.
+    fn on_datagram(&mut self, src: SocketAddr, bytes: &[u8], now: Instant) {
+        let out = &mut self.dec[VNET_HDR_LEN..];
+        let (id, kind) = match self.gate.classify(src.ip(), bytes, out) {
+            Inbound::Drop(reason) => {
+                self.counters.wg_drop(reason);
+                return;
+            }
+            Inbound::CookieReply(n) => {
+                self.counters.wg_drop(WgDrop::UnderLoad);
+                self.counters.cookies_sent = self.counters.cookies_sent.wrapping_add(1);
+                if let Some(cookie) = out.get(..n) {
+                    self.tx.push(cookie, src);
+                }
+                return;
+            }
+            Inbound::Peer {
+                peer: PeerRef::Key(key),
+                kind,
+            } => match self.peers.id_by_key(&key) {
+                Some(id) => (id, kind),
+                None => {
+                    self.counters.drop(EngineDrop::UnknownPeerKey);
+                    return;
+                }
+            },
+            Inbound::Peer {
+                peer: PeerRef::Index(index),
+                kind,
+            } => match self.peers.by_index(index) {
+                Some((id, _)) => (id, kind),
+                None => {
+                    self.counters.drop(EngineDrop::UnknownIndex);
+                    return;
+                }
+            },
+        };
+        let Some(peer) = self.peers.get_mut(id) else {
+            return;
+        };
+        let result = peer.tunnel.decapsulate(src.ip(), bytes, out);
+        if result.is_authenticated() {
+            peer.count_rx(bytes.len());
+        }
+        if roams(kind, &result) && peer.endpoint != Some(src) {
+            info!(parent: &peer.span, from = ?peer.endpoint, to = %src, "peer endpoint changed (roaming)");
+            peer.endpoint = Some(src);
+        }
+        match result {
+            Decap::Done => {}
+            Decap::Drop(reason) => self.counters.wg_drop(reason),
+            Decap::Cookie(n) => {
+                self.counters.wg_drop(WgDrop::UnderLoad);
+                self.counters.cookies_sent = self.counters.cookies_sent.wrapping_add(1);
+                send_reply(peer, &mut self.tx, out, n, src);
+            }
+            Decap::Reply(n) => {
+                if matches!(
+                    kind,
+                    MessageKind::HandshakeInit | MessageKind::HandshakeResponse
+                ) {
+                    peer.expired = false;
+                    debug!(parent: &peer.span, endpoint = %src, message = ?kind, "handshake");
+                }
+                send_reply(peer, &mut self.tx, out, n, src);
+                // Packets queued while the handshake was in progress.
+                loop {
+                    let slot = self.tx.slot();
+                    match peer.tunnel.next_queued(slot) {
+                        Some(m) => {
+                            self.tx.commit(m, src);
+                            peer.count_tx(m);
+                        }
+                        None => break,
+                    }
+                }
+            }
+            Decap::Packet(n) => self.deliver(id, n, now),
+        }
+    }
+
+    /// Runs the packet decrypted from peer `id`, `dec[VNET_HDR_LEN..][..n]`,
+    /// through the switch and to its TUN (by way of the coalescer).
+    fn deliver(&mut self, id: PeerId, n: usize, now: Instant) {
+        let Core {
+            switch,
+            host,
+            ports,
+            peers,
+            tx,
+            dec,
+            scratch,
+            counters,
+            gro,
+            ..
+        } = self;
+        let Some(packet) = dec.get_mut(VNET_HDR_LEN..VNET_HDR_LEN + n) else {
+            return;
+        };
+        let dst = match switch.from_peer(id, packet, scratch, now) {
+            Action::Drop(_) => return,
+            Action::Reply(m) => {
+                if let Some(reply) = scratch.get(..m) {
+                    send_back(Source::Peer(id), reply, (host, ports, peers), tx, counters);
+                }
+                return;
+            }
+            // The switch never routes peer to peer; be total anyway.
+            Action::ToPeer(p) => {
+                if let Some(peer) = peers.get_mut(p) {
+                    encrypt_to(peer, packet, tx, counters);
+                }
+                return;
+            }
+            Action::ToPort(p) => Source::Port(p),
+            Action::ToHost => Source::Host,
+        };
+        let Some(link) = link_of(host, ports, dst) else {
+            return;
+        };
+        if link.offload() {
+            let mut out = |d: Source, bytes: &[u8], segments: usize| {
+                write_item((host, ports), d, bytes, segments, counters);
+            };
+            if gro.push(dst, packet, &mut out) {
+                return;
+            }
+        }
+        count_write(link.write(dec, n), dst, 1, counters);
+    }
+
+    /// Writes out everything the coalescer holds (the end of a receive
+    /// batch).
+    pub(super) fn flush_gro(&mut self) {
+        let Core {
+            host,
+            ports,
+            counters,
+            gro,
+            ..
+        } = self;
+        gro.flush(&mut |d: Source, bytes: &[u8], segments: usize| {
+            write_item((host, ports), d, bytes, segments, counters);
+        });
+    }
+
+    /// Runs every peer's timers (every [`TICK`](super::engine::TICK)).
+    pub(super) fn tick(&mut self) {
+        self.gate.tick();
+        let Core { peers, tx, .. } = self;
+        for (_, peer) in peers.iter_mut() {
+            match peer.tunnel.update_timers(tx.slot()) {
+                Timer::Idle => {}
+                Timer::Send(n) => {
+                    if let Some(dst) = peer.endpoint {
+                        tx.commit(n, dst);
+                        peer.count_tx(n);
+                    }
+                }
+                Timer::Expired => {
+                    if !peer.expired {
+                        peer.expired = true;
+                        debug!(parent: &peer.span, "session expired");
+                    }
+                }
+                Timer::Error(reason) => {
+                    debug!(parent: &peer.span, error = reason.as_str(), "timer error");
+                }
+            }
+        }
+    }
+}
+
+/// Sends `buf[..n]`, produced by `peer`'s tunnel, back to `src`.
+fn send_reply(peer: &mut Peer, tx: &mut TxBatch, buf: &[u8], n: usize, src: SocketAddr) {
+    if let Some(reply) = buf.get(..n) {
+        tx.push(reply, src);
+        peer.count_tx(n);
+    }
+}

@@ -25,19 +25,19 @@ mod capture;
 mod error;
 mod net;
 mod packet;
+mod pcap;
 mod rogue;
 mod setup;
 mod stream;
 
-pub use capture::{
-    contains, read_pcap, Capture, CaptureSummary, Frame, LinkProtocol, UnderlayReport,
-};
+pub use capture::{Capture, CaptureSummary};
 pub use error::{E2eError, Result};
 pub use net::{
     in_ns, interface_addresses, ping_until, raw_ipv4_socket, send_raw, tcp_connect, tcp_listen,
     tcp_pair, tcp_retransmits, udp_bind, InterfaceAddress, UdpInbox,
 };
 pub use packet::{ipv4_udp, Ipv4Udp};
+pub use pcap::{contains, read_pcap, Frame, LinkProtocol, UnderlayReport};
 pub use rogue::{RogueJoin, RoguePeer};
 pub use setup::{
     binaries, drop_count, peer_names, require_root, spec, unique, up, wait_until, Stopwatch, POLL,

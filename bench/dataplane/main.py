@@ -79,8 +79,9 @@ def environment(args):
     with open(os.path.join(REPO, "Cargo.toml"), "rb") as f:
         release = tomllib.load(f).get("profile", {}).get("release", {})
     git = lambda *a: _first_line(["git", "-C", REPO] + list(a))  # noqa: E731
-    dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--", "node-agent",
-                            "client", "control-plane", "weftctl"],
+    crates = ["node-agent", "client", "control-plane", "weftctl", "proto", "Cargo.toml",
+              "Cargo.lock"]
+    dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--"] + crates,
                            capture_output=True, text=True, timeout=10).stdout.split("\n")
     agent = os.path.join(args.bin_dir, "weft-agent")
     return {
@@ -88,6 +89,10 @@ def environment(args):
                  "load_avg_start": os.getloadavg()},
         "weft": {
             "commit": git("rev-parse", "HEAD"),
+            # The newest commit that touched weft's own crates, and what in
+            # them was uncommitted when the run started (the binary holds
+            # it if the script built it just before).
+            "last_weft_commit": git("log", "-1", "--format=%h %cI %s", "--", *crates),
             "uncommitted_files": [l[3:] for l in dirty if l.strip()],
             "agent_binary_mtime_utc": (datetime.fromtimestamp(
                 os.path.getmtime(agent), timezone.utc).isoformat()

@@ -634,6 +634,78 @@ async fn tcp_transfer_arrives_intact(offload: bool) {
     }
 }
 
+async fn udp_datagrams_arrive_intact(offload: bool) {
+    const COUNT: usize = 600;
+    const SIZE: usize = 1000;
+    let (a, b) = mesh("udp", offload).await;
+    ping(&a.pod.ns, b.pod_addr(), PING).await.expect("warm up");
+    let server_addr = SocketAddr::new(IpAddr::V4(b.pod_addr()), 6000);
+    let datagram = |i: usize| -> Vec<u8> {
+        let mut d: Vec<u8> = (0..SIZE).map(|j| (i * 7 + j) as u8).collect();
+        d[..4].copy_from_slice(&(i as u32).to_be_bytes());
+        d
+    };
+    let server = netns::run_in_async(&b.pod.ns, move || UdpSocket::bind(server_addr))
+        .await
+        .expect("enter pod B")
+        .expect("bind the server");
+    server
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let client_ns = a.pod.ns.clone();
+    let sent = tokio::task::spawn_blocking(move || {
+        netns::run_in(&client_ns, move || -> std::io::Result<()> {
+            let sock = UdpSocket::bind("0.0.0.0:0")?;
+            // Bursts, so that runs of datagrams meet in the batches.
+            for burst in 0..COUNT / 60 {
+                for i in burst * 60..(burst + 1) * 60 {
+                    sock.send_to(&datagram(i), server_addr)?;
+                }
+                std::thread::sleep(Duration::from_millis(3));
+            }
+            Ok(())
+        })
+    });
+    let received = tokio::task::spawn_blocking(move || {
+        let mut seen = vec![false; COUNT];
+        let mut buf = [0u8; 2048];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && !seen.iter().all(|s| *s) {
+            let Ok(n) = server.recv(&mut buf) else {
+                continue;
+            };
+            assert_eq!(n, SIZE, "a datagram arrived resized");
+            let i = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+            assert!(i < COUNT, "datagram number {i}");
+            assert_eq!(
+                &buf[..n],
+                &datagram(i)[..],
+                "datagram {i} arrived corrupted"
+            );
+            seen[i] = true;
+        }
+        seen.iter().filter(|s| **s).count()
+    });
+    sent.await
+        .expect("client thread")
+        .expect("enter pod A")
+        .expect("send");
+    let received = received.await.expect("server thread");
+    let sb = b.status().await;
+    eprintln!(
+        "udp: {received}/{COUNT} datagrams (offload {offload}); B: {:?}",
+        sb.offload
+    );
+    assert!(
+        received >= COUNT * 9 / 10,
+        "{received}/{COUNT} arrived: {sb:#?}"
+    );
+    assert_eq!(drops(&sb, "tun_write_error"), 0, "{sb:#?}");
+    // Bursts of 60 meet in B's receive batches: some went out coalesced
+    // (GSO_UDP_L4), and the kernel took them.
+    assert_eq!(sb.offload.segments_coalesced > 0, offload, "{sb:#?}");
+}
+
 /// That a TCP stream from A to B went through the offloads, or not at all.
 fn check_offloads(offload: bool, sa: &DataplaneStatus, sb: &DataplaneStatus) {
     let (oa, ob) = (&sa.offload, &sb.offload);
@@ -1014,6 +1086,7 @@ macro_rules! in_both_modes {
 in_both_modes!(
     pods_ping_each_other_and_status_shows_the_session,
     tcp_transfer_arrives_intact,
+    udp_datagrams_arrive_intact,
     remove_peer_stops_traffic_and_adding_it_back_restores_it,
     a_changed_endpoint_is_used_and_an_unknown_one_is_learned,
     a_peer_sending_from_outside_its_allowed_prefixes_is_dropped,

@@ -180,7 +180,7 @@ impl Core {
             let mut out = |d: Source, bytes: &[u8], segments: usize| {
                 write_item((host, ports), d, bytes, segments, counters);
             };
-            if gro.push(dst, packet, &mut out) {
+            if gro.push(dst, packet, link.uso(), &mut out) {
                 return;
             }
         }

@@ -33,6 +33,8 @@ pub(super) struct Link {
     vnet: bool,
     /// The kernel hands out (and this engine writes) super-packets.
     offload: bool,
+    /// ... UDP ones (USO) included.
+    uso: bool,
 }
 
 impl Link {
@@ -41,11 +43,13 @@ impl Link {
     pub(super) fn new(tun: Tun, offload: bool) -> Self {
         let vnet = tun.has_vnet_hdr();
         let mut on = false;
+        let mut uso = false;
         if vnet && offload {
             for flags in [TSO | USO, TSO] {
                 match tun.set_offload(flags) {
                     Ok(()) => {
                         on = true;
+                        uso = flags & USO != 0;
                         debug!(ifname = tun.name(), flags, "TUN offloads on");
                         break;
                     }
@@ -63,6 +67,7 @@ impl Link {
             tun,
             vnet,
             offload: on,
+            uso,
         }
     }
 
@@ -73,6 +78,11 @@ impl Link {
     /// Whether super-packets come out of and may go into this TUN.
     pub(super) fn offload(&self) -> bool {
         self.offload
+    }
+
+    /// Whether UDP super-packets (GSO_UDP_L4) may go into this TUN.
+    pub(super) fn uso(&self) -> bool {
+        self.uso
     }
 
     /// Reads one packet into `buf` (the IP packet at `buf[VNET_HDR_LEN..]`),

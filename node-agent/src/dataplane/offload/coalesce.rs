@@ -1,13 +1,20 @@
 //! Coalescing (GRO in software): consecutive in-order TCP segments of one
 //! flow, decrypted from a peer, become one super-packet that a TUN with
 //! `IFF_VNET_HDR` takes in one write (GSO_TCPV4/6, `NEEDS_CSUM`), as the
-//! kernel's own GRO would build it.
+//! kernel's own GRO would build it; and, for a TUN that takes USO, so do
+//! consecutive UDP datagrams of one flow and one size (GSO_UDP_L4).
 //!
 //! Contract:
 //! - [`Coalescer::push`] takes one IP packet for a destination `D` (a
-//!   port). It keeps TCP segments, appending each to the open item of its
-//!   flow when it continues it exactly, and returns `false` for anything it
-//!   does not keep, which the caller writes out itself, at once.
+//!   port). It keeps TCP segments (and UDP datagrams if asked to),
+//!   appending each to the open item of its flow when it continues it
+//!   exactly, and returns `false` for anything it does not keep, which the
+//!   caller writes out itself, at once.
+//! - A UDP datagram joins an item if its checksum is right (or absent, on
+//!   IPv4), its IP header equals the item's but for lengths, ID and
+//!   checksum, its payload is at most the item's segment size (a shorter
+//!   one ends the item), and the item stays within 64 KiB and
+//!   [`MAX_UDP_SEGMENTS`].
 //! - A segment joins an item only if its checksum is right (the kernel
 //!   trusts a `NEEDS_CSUM` packet's payload), it carries only ACK (PSH
 //!   allowed: it then ends the item), its sequence number follows, its IP
@@ -26,11 +33,15 @@
 //! - No allocation after [`Coalescer::new`], no panic on any input.
 
 use super::csum;
-use super::layout::{Layout, ACK, PSH, TCP};
-use super::vnet::{VnetHdr, F_NEEDS_CSUM, GSO_TCPV4, GSO_TCPV6, VNET_HDR_LEN};
+use super::layout::{Layout, ACK, PSH, TCP, UDP};
+use super::vnet::{VnetHdr, F_NEEDS_CSUM, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4, VNET_HDR_LEN};
 
 /// The largest IP packet an item grows to.
 pub const MAX_ITEM: usize = 65_535;
+
+/// Datagrams per UDP item (the kernel's `UDP_MAX_SEGMENTS` on older
+/// kernels).
+pub const MAX_UDP_SEGMENTS: usize = 64;
 
 /// What a coalescer has done, for counters and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -109,9 +120,23 @@ fn same_headers(l: &Layout, a: &[u8], b: &[u8]) -> bool {
         && a[t + 18..l.hlen] == b[t + 18..l.hlen]
 }
 
-/// Whether the TCP checksum of `pkt` (laid out as `l`) is right.
+/// Whether the IP headers of `a` and `b` (both laid out as `l`, the same
+/// UDP flow) agree on everything but lengths, IPv4 ID and checksum.
+fn same_ip_headers(l: &Layout, a: &[u8], b: &[u8]) -> bool {
+    if l.v6 {
+        a[..4] == b[..4] && a[6..8] == b[6..8]
+    } else {
+        a[..2] == b[..2] && a[6..10] == b[6..10] && a[20..l.l4] == b[20..l.l4]
+    }
+}
+
+/// Whether the TCP or UDP checksum of `pkt` (laid out as `l`) is right; an
+/// absent UDP checksum (0, IPv4 only) counts as right.
 fn checksum_ok(l: &Layout, pkt: &[u8]) -> bool {
-    let pseudo = csum::pseudo(l.addrs(pkt), TCP, l.len - l.l4);
+    if l.proto == UDP && !l.v6 && pkt[l.l4 + 6..l.l4 + 8] == [0, 0] {
+        return true;
+    }
+    let pseudo = csum::pseudo(l.addrs(pkt), l.proto, l.len - l.l4);
     csum::fold(csum::sum(&pkt[l.l4..l.len], pseudo)) == 0xffff
 }
 
@@ -135,11 +160,18 @@ impl<D: Copy + PartialEq> Coalescer<D> {
 
     /// Offers `pkt`, an IP packet for `dst`. `true`: kept (it goes out
     /// through `out` at a flush, maybe merged); `false`: the caller writes
-    /// it itself, now. `out` gets `(dst, virtio-net header + packet,
+    /// it itself, now. With `udp`, UDP datagrams are kept too (`dst` must
+    /// take GSO_UDP_L4). `out` gets `(dst, virtio-net header + packet,
     /// segments)` for every item written on the way (when the slots run
     /// out).
-    pub fn push(&mut self, dst: D, pkt: &[u8], out: &mut impl FnMut(D, &[u8], usize)) -> bool {
-        let Some(l) = Layout::parse(pkt).filter(|l| l.proto == TCP) else {
+    pub fn push(
+        &mut self,
+        dst: D,
+        pkt: &[u8],
+        udp: bool,
+        out: &mut impl FnMut(D, &[u8], usize),
+    ) -> bool {
+        let Some(l) = Layout::parse(pkt).filter(|l| l.proto == TCP || udp && l.proto == UDP) else {
             return false;
         };
         let pkt = &pkt[..l.len];
@@ -148,15 +180,16 @@ impl<D: Copy + PartialEq> Coalescer<D> {
             // The kernel drops it (and counts it) itself.
             return false;
         }
-        let flags = pkt[l.l4 + 13];
+        let tcp = l.proto == TCP;
+        let flags = if tcp { pkt[l.l4 + 13] } else { 0 };
         let payload = l.len - l.hlen;
-        let joins = payload > 0 && flags & !PSH == ACK;
+        let joins = payload > 0 && (!tcp || flags & !PSH == ACK);
         // Whether the flow has items pending, and its open one.
         let mut pending = false;
         let mut open = None;
         for (i, it) in self.items.iter().enumerate() {
             let head = &self.bufs[i][VNET_HDR_LEN..VNET_HDR_LEN + it.len];
-            if it.dst == dst && same_flow(&it.layout, head, &l, pkt) {
+            if it.dst == dst && it.layout.proto == l.proto && same_flow(&it.layout, head, &l, pkt) {
                 pending = true;
                 if it.open {
                     open = Some(i);
@@ -184,7 +217,11 @@ impl<D: Copy + PartialEq> Coalescer<D> {
             len: l.len,
             seg: payload,
             segments: 1,
-            next_seq: be32(pkt, l.l4 + 4).wrapping_add(payload as u32),
+            next_seq: if tcp {
+                be32(pkt, l.l4 + 4).wrapping_add(payload as u32)
+            } else {
+                0
+            },
             last_id: be16(pkt, 4),
             open: joins && flags & PSH == 0 && l.len + payload <= MAX_ITEM,
         });
@@ -196,13 +233,16 @@ impl<D: Copy + PartialEq> Coalescer<D> {
         let it = &self.items[i];
         let head = &self.bufs[i][VNET_HDR_LEN..VNET_HDR_LEN + it.len];
         let payload = l.len - l.hlen;
-        it.layout.hlen == l.hlen
+        let common = it.layout.hlen == l.hlen
             && it.layout.l4 == l.l4
-            && be32(pkt, l.l4 + 4) == it.next_seq
             && payload <= it.seg
             && it.len + payload <= MAX_ITEM
-            && (l.v6 || pkt[6] & 0x40 != 0 || be16(pkt, 4) == it.last_id.wrapping_add(1))
-            && same_headers(l, head, pkt)
+            && (l.v6 || pkt[6] & 0x40 != 0 || be16(pkt, 4) == it.last_id.wrapping_add(1));
+        if l.proto == TCP {
+            common && be32(pkt, l.l4 + 4) == it.next_seq && same_headers(l, head, pkt)
+        } else {
+            common && it.segments < MAX_UDP_SEGMENTS && same_ip_headers(l, head, pkt)
+        }
     }
 
     /// Appends `pkt`'s payload to item `i`.
@@ -216,11 +256,14 @@ impl<D: Copy + PartialEq> Coalescer<D> {
         it.next_seq = it.next_seq.wrapping_add(payload.len() as u32);
         it.segments += 1;
         it.last_id = be16(pkt, 4);
-        if pkt[l.l4 + 13] & PSH != 0 {
+        if l.proto == TCP && pkt[l.l4 + 13] & PSH != 0 {
             buf[VNET_HDR_LEN + l.l4 + 13] |= PSH;
             it.open = false;
         }
         if payload.len() < it.seg || it.len + it.seg > MAX_ITEM {
+            it.open = false;
+        }
+        if l.proto == UDP && it.segments == MAX_UDP_SEGMENTS {
             it.open = false;
         }
         self.stats.merged += 1;
@@ -236,13 +279,18 @@ impl<D: Copy + PartialEq> Coalescer<D> {
                 VnetHdr::default().encode(buf);
             } else {
                 finish_super(&mut buf[VNET_HDR_LEN..end], it);
+                let tcp = it.layout.proto == TCP;
                 VnetHdr {
                     flags: F_NEEDS_CSUM,
-                    gso_type: if it.layout.v6 { GSO_TCPV6 } else { GSO_TCPV4 },
+                    gso_type: match (tcp, it.layout.v6) {
+                        (true, false) => GSO_TCPV4,
+                        (true, true) => GSO_TCPV6,
+                        (false, _) => GSO_UDP_L4,
+                    },
                     hdr_len: it.layout.hlen as u16,
                     gso_size: it.seg as u16,
                     csum_start: it.layout.l4 as u16,
-                    csum_offset: 16,
+                    csum_offset: if tcp { 16 } else { 6 },
                 }
                 .encode(buf);
             }
@@ -254,7 +302,8 @@ impl<D: Copy + PartialEq> Coalescer<D> {
 }
 
 /// Fixes the headers of a merged item `p`: IP lengths (and the IPv4 header
-/// checksum), and the TCP checksum field to the pseudo-header sum.
+/// checksum), the UDP length, and the transport checksum field to the
+/// pseudo-header sum.
 fn finish_super<D>(p: &mut [u8], it: &Item<D>) {
     let l = &it.layout;
     let len = p.len();
@@ -266,8 +315,14 @@ fn finish_super<D>(p: &mut [u8], it: &Item<D>) {
         let c = csum::finish(csum::sum(&p[..l.l4], 0));
         p[10..12].copy_from_slice(&c.to_be_bytes());
     }
-    let partial = csum::fold(csum::pseudo(l.addrs(p), TCP, len - l.l4));
-    p[l.l4 + 16..l.l4 + 18].copy_from_slice(&partial.to_be_bytes());
+    let field = if l.proto == TCP {
+        16
+    } else {
+        p[l.l4 + 4..l.l4 + 6].copy_from_slice(&((len - l.l4) as u16).to_be_bytes());
+        6
+    };
+    let partial = csum::fold(csum::pseudo(l.addrs(p), l.proto, len - l.l4));
+    p[l.l4 + field..l.l4 + field + 2].copy_from_slice(&partial.to_be_bytes());
 }
 
 #[cfg(test)]
@@ -286,7 +341,10 @@ mod tests {
         let mut sink = |d: u8, b: &[u8], _: usize| {
             out.push((d, VnetHdr::decode(b).unwrap(), b[VNET_HDR_LEN..].to_vec()))
         };
-        let kept: Vec<bool> = pkts.iter().map(|(d, p)| c.push(*d, p, &mut sink)).collect();
+        let kept: Vec<bool> = pkts
+            .iter()
+            .map(|(d, p)| c.push(*d, p, false, &mut sink))
+            .collect();
         c.flush(&mut sink);
         (out, kept)
     }
@@ -422,16 +480,16 @@ mod tests {
         ack.flags = ACK;
         let mut sink = |_: u8, _: &[u8], _: usize| panic!("nothing to flush yet");
         // Nothing of the flow pending: a pure ACK, a SYN, UDP, garbage go now.
-        assert!(!c.push(1, &ack.build(), &mut sink));
+        assert!(!c.push(1, &ack.build(), false, &mut sink));
         let mut syn = ack.clone();
         syn.flags = SYN;
-        assert!(!c.push(1, &syn.build(), &mut sink));
-        assert!(!c.push(1, &udp4(10), &mut sink));
-        assert!(!c.push(1, &[0x45, 0, 0], &mut sink));
+        assert!(!c.push(1, &syn.build(), false, &mut sink));
+        assert!(!c.push(1, &udp4(10), false, &mut sink));
+        assert!(!c.push(1, &[0x45, 0, 0], true, &mut sink));
         // A bad checksum never joins.
         let mut bad = Pkt::tcp(false, 0, 100, 12).build();
         bad[60] ^= 1;
-        assert!(!c.push(1, &bad, &mut sink));
+        assert!(!c.push(1, &bad, true, &mut sink));
         assert_eq!(c.stats.bad_checksum, 1);
         // With data pending, a FIN of the flow queues behind it.
         let data = flow(false, 0, 2, 1000);
@@ -498,10 +556,86 @@ mod tests {
         for port in 0..3u16 {
             let mut p = Pkt::tcp(false, 0, 100, 0);
             p.src_port = port;
-            assert!(c.push(1, &p.build(), &mut sink));
+            assert!(c.push(1, &p.build(), false, &mut sink));
         }
         assert_eq!(out.get(), 2);
         c.flush(&mut sink);
         assert_eq!(out.get(), 3);
+    }
+
+    /// `n` datagrams of `size` bytes of one UDP flow.
+    fn udp_flow(v6: bool, n: usize, size: usize) -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|i| {
+                let mut p = Pkt::udp(v6, size);
+                p.id = 500 + i as u16;
+                p.payload = super::super::testutil::payload(size, i);
+                p.build()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn udp_datagrams_of_one_size_become_one_uso_packet() {
+        for v6 in [false, true] {
+            let mut dgrams = udp_flow(v6, 5, 300);
+            let mut last = Pkt::udp(v6, 120);
+            last.id = 505;
+            dgrams.push(last.build());
+            let mut c = Coalescer::new(4);
+            let (out, kept) = run_udp(&mut c, &dgrams);
+            assert!(kept.iter().all(|k| *k));
+            assert_eq!(out.len(), 1, "v6 {v6}");
+            let (_, h, p) = &out[0];
+            assert_eq!(
+                (h.gso(), h.gso_size, h.csum_offset, h.flags),
+                (GSO_UDP_L4, 300, 6, F_NEEDS_CSUM)
+            );
+            let mut whole = p.clone();
+            complete(
+                &mut whole,
+                &VnetHdr {
+                    gso_type: GSO_NONE,
+                    ..*h
+                },
+            )
+            .unwrap();
+            assert!(valid(&whole), "the partial checksum completes (v6 {v6})");
+            assert_eq!(resegment(h, p), dgrams, "v6 {v6}");
+        }
+    }
+
+    fn run_udp(c: &mut Coalescer<u8>, pkts: &[Vec<u8>]) -> (Out, Vec<bool>) {
+        let mut out = Out::new();
+        let mut sink = |d: u8, b: &[u8], _: usize| {
+            out.push((d, VnetHdr::decode(b).unwrap(), b[VNET_HDR_LEN..].to_vec()))
+        };
+        let kept: Vec<bool> = pkts.iter().map(|p| c.push(1, p, true, &mut sink)).collect();
+        c.flush(&mut sink);
+        (out, kept)
+    }
+
+    #[test]
+    fn udp_items_end_at_a_shorter_datagram_and_at_64() {
+        let mut dgrams = udp_flow(false, 3, 300);
+        dgrams.insert(1, udp_flow(false, 1, 100).remove(0));
+        let mut c = Coalescer::new(4);
+        let (out, _) = run_udp(&mut c, &dgrams);
+        // [300 100] [300 300]: a shorter one ends an item; order is kept.
+        let shape: Vec<(u16, usize)> = out.iter().map(|(_, h, p)| (h.gso_size, p.len())).collect();
+        assert_eq!(shape, [(300, 28 + 400), (300, 28 + 600)]);
+        let dgrams = udp_flow(false, 70, 10);
+        let (out, _) = run_udp(&mut c, &dgrams);
+        let lens: Vec<usize> = out.iter().map(|(_, _, p)| p.len()).collect();
+        assert_eq!(lens, [28 + 640, 28 + 60]);
+        // IPv4 without a checksum joins; without `udp` nothing is kept.
+        let mut bare = udp_flow(false, 2, 50);
+        for d in &mut bare {
+            d[26..28].fill(0);
+        }
+        let (out, _) = run_udp(&mut c, &bare);
+        assert_eq!(out.len(), 1);
+        let mut sink = |_: u8, _: &[u8], _: usize| {};
+        assert!(!c.push(1, &bare[0], false, &mut sink));
     }
 }

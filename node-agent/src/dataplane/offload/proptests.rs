@@ -75,7 +75,7 @@ proptest! {
         let mut c = Coalescer::new(3);
         let mut sink = |_: u8, b: &[u8], _: usize| assert!(b.len() >= VNET_HDR_LEN);
         for (d, p) in &pkts {
-            c.push(*d, p, &mut sink);
+            c.push(*d, p, *d == 1, &mut sink);
         }
         c.flush(&mut sink);
     }
@@ -101,12 +101,12 @@ proptest! {
         for s in &segs {
             prop_assert!(valid(s));
         }
-        if tcp {
+        {
             let mut c = Coalescer::new(2);
             let mut out = Vec::new();
             let mut sink = |_: u8, b: &[u8], _: usize| out.push(b.to_vec());
             for s in &segs {
-                prop_assert!(c.push(0, s, &mut sink));
+                prop_assert!(c.push(0, s, true, &mut sink));
             }
             c.flush(&mut sink);
             // Back to one super-packet (or one per 64 KiB), whose payload

@@ -58,6 +58,9 @@ def parse_args(argv):
                    help="stop the whole run after this many seconds (default 1200)")
     p.add_argument("--keep", action="store_true", help="keep the work dir (logs, state)")
     p.add_argument("-v", "--verbose", action="store_true", help="print every command")
+    p.add_argument("--render", metavar="JSON",
+                   help="measure nothing: print the tables of an earlier run's JSON, "
+                   "and a markdown summary")
     args = p.parse_args(argv)
     args.duration = args.duration or (3 if args.quick else 10)
     args.systems = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -151,8 +154,13 @@ def run_system(system, args, tools, workdir):
         for name, test in tests:
             step = name
             say(f"[{system}] {name}")
-            result[name] = test()
+            with measure.DropMeter(sb, list(sb.namespaces)) as drops:
+                result[name] = test()
+            result[name]["drops"] = drops.grown
             say(f"[{system}] {name}: {summary(name, result[name])}")
+            if drops.grown:
+                top = sorted(drops.grown.items(), key=lambda kv: -kv[1])[:4]
+                say(f"[{system}] {name}: drops " + ", ".join(f"{k} +{v}" for k, v in top))
             time.sleep(1.0)
     except StepError as e:
         result["error"] = f"{step}: {e}"
@@ -198,8 +206,21 @@ def _interrupt(signum, frame):
     raise Interrupted(signal.Signals(signum).name)
 
 
+def render_saved(path):
+    with open(path) as f:
+        doc = json.load(f)
+    table = report.figures(doc["results"])
+    verdicts = report.targets(table)
+    say(report.render(table, report.ratios(table), verdicts))
+    say("")
+    say(report.markdown(table, verdicts, doc["started_utc"][:16] + "Z"))
+    return 0
+
+
 def main(argv):
     args = parse_args(argv)
+    if args.render:
+        return render_saved(args.render)
     if os.geteuid() != 0:
         say("bench/dataplane.sh: needs root (network namespaces, TUN devices)")
         return 2

@@ -237,3 +237,54 @@ def wait_listening(sb, ns, port, timeout=10):
             return
         time.sleep(0.05)
     raise StepError(f"nothing listens on TCP port {port} in {ns} after {timeout} s")
+
+
+def drop_counters(sb, namespaces):
+    """Every drop and error counter that can tell where packets are lost:
+    per interface (rx/tx dropped and errors), per qdisc (drops) and the UDP
+    stack's (receive/send buffer errors), in each of `namespaces`.
+
+    Returns {"<ns>/<where>/<counter>": value}, `<ns>` without the prefix."""
+    out = {}
+    for ns in namespaces:
+        short = ns[len(sb.prefix):]
+        links = json.loads(sb.run(["ip", "-s", "-j", "link", "show"], ns=ns, timeout=5).stdout)
+        for link in links:
+            if link.get("ifname") == "lo":
+                continue
+            stats = link.get("stats64", {})
+            for direction in ("rx", "tx"):
+                for counter in ("dropped", "errors"):
+                    out[f"{short}/{link['ifname']}/{direction}_{counter}"] = \
+                        stats.get(direction, {}).get(counter, 0)
+        qdiscs = json.loads(sb.run(["tc", "-s", "-j", "qdisc", "show"], ns=ns,
+                                   timeout=5).stdout or "[]")
+        for q in qdiscs:
+            if q.get("dev") != "lo":
+                out[f"{short}/{q.get('dev')}/qdisc_{q.get('kind')}_drops"] = q.get("drops", 0)
+        snmp = sb.run(["cat", "/proc/net/snmp"], ns=ns, timeout=5).stdout.splitlines()
+        udp = [line.split()[1:] for line in snmp if line.startswith("Udp:")]
+        if len(udp) == 2:
+            udp_counters = dict(zip(udp[0], udp[1]))
+            for counter in ("InErrors", "RcvbufErrors", "SndbufErrors"):
+                out[f"{short}/udp/{counter}"] = int(udp_counters.get(counter, 0))
+    return out
+
+
+class DropMeter:
+    """The counters of `drop_counters` that grew during a test."""
+
+    def __init__(self, sb, namespaces):
+        self.sb = sb
+        self.namespaces = namespaces
+
+    def __enter__(self):
+        self.before = drop_counters(self.sb, self.namespaces)
+        return self
+
+    def __exit__(self, *exc):
+        if exc[0] is None:
+            after = drop_counters(self.sb, self.namespaces)
+            self.grown = {k: v - self.before.get(k, 0) for k, v in after.items()
+                          if v - self.before.get(k, 0) > 0}
+        return False

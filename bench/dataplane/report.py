@@ -141,3 +141,24 @@ def render(table, ratio_table, verdicts):
     out += ["Targets for weft (issue \"Data-plane speed\"):",
             _render(["target", "weft", "verdict"], trows)]
     return "\n".join(out)
+
+
+def markdown(table, verdicts, title):
+    """One compact markdown table: each system's figures, weft's ratios."""
+    keys = ["tcp1_gbps", "tcp1_retr", "tcp4_gbps", "tcp4_retr", "udp_kpps", "udp_loss",
+            "ping_p50", "ping_p99", "tcp1_cpu", "tcp4_cpu", "tcp_eff", "other_load"]
+    labels = {k: label for k, label, _, _, _ in METRICS}
+    fmts = {k: fmt for k, _, _, _, fmt in METRICS}
+    rows = [f"| {title} | veth | weft | wireguard-go | boringtun | weft ÷ veth | weft ÷ best peer |",
+            "|---|---|---|---|---|---|---|"]
+    ratio_table = ratios(table)
+    for k in keys:
+        row, scale = table[k], SCALE.get(k, 1.0)
+        cells = [_fmt(fmts[k], row[s], scale) for s in SYSTEMS]
+        r = ratio_table.get(k, {})
+        cells += [_fmt("{:.2f}", r.get("weft/veth")), _fmt("{:.2f}", r.get("weft/best-peer"))]
+        rows.append(f"| {labels[k]} | " + " | ".join(cells) + " |")
+    rows.append("")
+    rows.append("Targets: " + "; ".join(
+        f"{t['target']}: {_fmt('{:.3f}', t['value'])} {t['verdict']}" for t in verdicts))
+    return "\n".join(rows)

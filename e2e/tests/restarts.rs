@@ -352,18 +352,10 @@ fn agent_sigkill_keeps_pods_and_a_tcp_connection() -> Result<()> {
 }
 
 /// Traffic *toward* a node whose agent restarted must flow again at once,
-/// as traffic from it does.
-///
-/// Ignored: a known data-plane bug, reported and not fixed here. The
-/// restarted agent adds its peers (from `peers.json`) without starting a
-/// handshake (`dataplane/control.rs`, `add_peer`), and drops what the peers
-/// still send on their old sessions as `wg_no_session` without reacting
-/// (`dataplane/forward.rs`); the peers only re-handshake when boringtun's
-/// keepalive + rekey timeouts run out, ~15 s later (a one-way TCP stream
-/// into the restarted node stalls ~26 s with TCP's backoff). Run it with
-/// `cargo test -p weft-e2e --test restarts -- --ignored` once fixed.
+/// as traffic from it does: the restarted agent starts a handshake with
+/// every peer it adds, instead of waiting ~15 s for the peers to notice
+/// their old sessions are dead.
 #[test]
-#[ignore = "known data-plane bug: traffic toward a restarted agent is dropped (wg_no_session) for ~15 s"]
 fn traffic_toward_a_restarted_agent_flows_at_once() -> Result<()> {
     require_root()?;
     let mut cluster = up(spec("e2ehl", 2, 1)?)?;

@@ -626,10 +626,13 @@ async fn tcp_transfer_arrives_intact(offload: bool) {
     tcp_transfer(&b.pod.ns, &a.host.ns, server_addr, 1 << 20).await;
     for (s, what) in [(a.status().await, "A"), (b.status().await, "B")] {
         let sum: u64 = s.drops.iter().map(|(_, n)| n).sum();
+        // Martians (IPv6 router solicitations from the TUNs), and at most
+        // one crossed handshake: both nodes initiate when they add each other.
+        assert!(drops(&s, "wg_stale_handshake") <= 1, "node {what}: {s:#?}");
         assert_eq!(
             sum,
-            drops(&s, "martian"),
-            "node {what} dropped only martians: {s:#?}"
+            drops(&s, "martian") + drops(&s, "wg_stale_handshake"),
+            "node {what} dropped only martians and a crossed handshake: {s:#?}"
         );
     }
 }
@@ -882,7 +885,8 @@ async fn garbage_datagrams_are_counted_and_the_engine_keeps_working(offload: boo
             && drops(s, "wg_unknown_peer") >= 1
     })
     .await;
-    assert!(status.peers[0].last_handshake.is_none());
+    // (A handshake may have completed: peers handshake as soon as they are
+    // added. The garbage itself never counts as the peer's traffic.)
     assert!(a.dp.is_running());
 
     ping(&a.pod.ns, b.pod_addr(), PING)

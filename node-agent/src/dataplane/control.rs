@@ -81,13 +81,14 @@ impl Core {
             .map_err(|e| rejected(format!("peer {}: {e}", spec.name)))?;
         let span = info_span!("peer", peer = %spec.name);
         info!(parent: &span, endpoint = ?spec.endpoint, allowed = ?spec.allowed, "peer added");
+        let endpoint = spec.endpoint;
         self.peers.insert(
             id,
             Peer {
                 name: spec.name,
                 public_key: spec.public_key,
-                endpoint: spec.endpoint,
-                configured_endpoint: spec.endpoint,
+                endpoint,
+                configured_endpoint: endpoint,
                 allowed: spec.allowed,
                 tunnel,
                 traffic: PeerTraffic::default(),
@@ -95,6 +96,17 @@ impl Core {
                 span,
             },
         );
+        // Handshake at once with a peer we can reach. After an agent restart
+        // every peer is new here while the peers still hold sessions with
+        // our previous incarnation: what they send on those is dropped
+        // (wg_no_session) until a new handshake, and they would only start
+        // one when their keepalive and rekey timers run out (~15 s).
+        if let (Some(endpoint), Some(peer)) = (endpoint, self.peers.get_mut(id)) {
+            if let Some(n) = peer.tunnel.initiate(self.tx.slot()) {
+                self.tx.commit(n, endpoint);
+                peer.count_tx(n);
+            }
+        }
         Ok(())
     }
 

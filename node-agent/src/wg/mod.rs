@@ -135,11 +135,15 @@ pub enum WgDrop {
     Expired,
     /// The output buffer was too small for the result.
     BufferTooSmall,
+    /// A well-formed handshake message this side no longer waits for: the
+    /// answer to an initiation superseded by the peer's own (both sides
+    /// started a handshake at once, e.g. both agents just started).
+    StaleHandshake,
 }
 
 impl WgDrop {
     /// Every reason, in a stable order.
-    pub const ALL: [WgDrop; 10] = [
+    pub const ALL: [WgDrop; 11] = [
         Self::Invalid,
         Self::BadMac,
         Self::UndecryptableInit,
@@ -150,6 +154,7 @@ impl WgDrop {
         Self::BadPayload,
         Self::Expired,
         Self::BufferTooSmall,
+        Self::StaleHandshake,
     ];
 
     /// The stable metric label.
@@ -165,6 +170,7 @@ impl WgDrop {
             Self::BadPayload => "wg_bad_payload",
             Self::Expired => "wg_expired",
             Self::BufferTooSmall => "wg_buffer_too_small",
+            Self::StaleHandshake => "wg_stale_handshake",
         }
     }
 
@@ -177,8 +183,8 @@ impl WgDrop {
         match error {
             WireGuardError::InvalidPacket
             | WireGuardError::IncorrectPacketLength
-            | WireGuardError::WrongPacketType
-            | WireGuardError::UnexpectedPacket => Self::Invalid,
+            | WireGuardError::WrongPacketType => Self::Invalid,
+            WireGuardError::UnexpectedPacket => Self::StaleHandshake,
             WireGuardError::InvalidMac => Self::BadMac,
             WireGuardError::UnderLoad => Self::UnderLoad,
             WireGuardError::InvalidCounter | WireGuardError::DuplicateCounter => Self::Replay,

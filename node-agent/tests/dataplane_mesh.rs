@@ -878,7 +878,7 @@ async fn garbage_datagrams_are_counted_and_the_engine_keeps_working(offload: boo
     .expect("send garbage");
     assert_eq!(sent, 6);
 
-    let status = wait_status(&a, Duration::from_secs(5), "garbage counted", |s| {
+    wait_status(&a, Duration::from_secs(5), "garbage counted", |s| {
         drops(s, "wg_invalid") >= 3
             && drops(s, "wg_bad_mac") >= 1
             && drops(s, "wg_unknown_index") >= 1

@@ -97,6 +97,15 @@ pub enum LabCommand {
         #[arg(short = 'c', long, default_value_t = 3)]
         count: u32,
     },
+    /// Check connectivity again: every pod and node pings every other (root).
+    ///
+    /// The check `lab up` ends with, the same one `weftctl check cluster`
+    /// runs across real hosts (and the Vagrant lab). Exits 1 if any check
+    /// fails.
+    Check {
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
     /// Print the log of the control plane (cp) or a node's agent (n1).
     Logs {
         /// cp, n1, n2, ...
@@ -121,6 +130,7 @@ pub fn run(args: LabArgs) -> i32 {
         LabCommand::Status { output } => status(&args.select, output).map(|()| 0),
         LabCommand::Exec { target, command } => exec(&args.select, &target, &command),
         LabCommand::Ping { from, to, count } => ping(&args.select, &from, &to, count),
+        LabCommand::Check { output } => check(&args.select, output),
         LabCommand::Logs { process, lines } => logs(&args.select, &process, lines).map(|()| 0),
         LabCommand::Down => down(&args.select).map(|()| 0),
     };
@@ -244,11 +254,9 @@ fn up(select: &LabSelect, nodes: usize, pods_per_node: usize) -> Result<i32> {
     out.push_str(&render::nodes(&cluster, &statuses));
     out.push_str("\nPODS\n");
     out.push_str(&render::pods(&cluster));
-    out.push_str("\nCONNECTIVITY (ICMP echo, mean round trip)\n");
-    out.push_str(&render::matrix(&cluster, &connectivity));
     out.push('\n');
-    out.push_str(&render::summary(&connectivity));
-    out.push_str(&format!("\nTotal time: {:.1}s\n", total.as_secs_f64()));
+    out.push_str(&render::report(&connectivity));
+    out.push_str(&format!("Total time: {:.1}s\n", total.as_secs_f64()));
     let mut steps: Vec<(String, &str)> = Vec::new();
     if let (Some(pod), Some(other)) = (cluster.pods().first(), cluster.pods().last()) {
         steps.push((
@@ -327,7 +335,7 @@ fn invoked_as() -> String {
 }
 
 /// Writes to stdout, ignoring a closed pipe.
-fn print_out(text: &str) {
+pub(crate) fn print_out(text: &str) {
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();
@@ -569,6 +577,20 @@ fn ping(select: &LabSelect, from: &str, to: &str, count: u32) -> Result<i32> {
     }
     print_out(&format!("{line}\n"));
     Ok(if stats.received > 0 { 0 } else { 1 })
+}
+
+fn check(select: &LabSelect, output: Format) -> Result<i32> {
+    require_root("check")?;
+    let cluster = open(select)?;
+    let connectivity = cluster.check_connectivity()?;
+    match output {
+        Format::Json => print_out(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&connectivity)?
+        )),
+        Format::Table => print_out(&render::report(&connectivity)),
+    }
+    Ok(if connectivity.all_ok() { 0 } else { 1 })
 }
 
 fn logs(select: &LabSelect, process: &str, lines: Option<usize>) -> Result<()> {

@@ -4,5 +4,11 @@
 //! - [`lab`]: the topology layer of the local lab (`weftctl lab up/down/status`)
 //!   and of the multi-node end-to-end tests: network namespaces joined by an
 //!   underlay bridge, and the processes running inside them.
+//! - [`check`]: the connectivity check (inventory, plan, pings, matrix),
+//!   one code path for the local lab and for real hosts (`weftctl check`,
+//!   which the Vagrant lab runs).
+//! - [`text`]: aligned text tables.
 
+pub mod check;
 pub mod lab;
+pub mod text;

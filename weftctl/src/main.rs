@@ -2,6 +2,7 @@
 //! print its result or one line of error.
 
 mod admin;
+mod check_cmd;
 mod duration;
 mod lab_cmd;
 mod output;
@@ -51,6 +52,8 @@ enum Command {
     Pod(pod::PodArgs),
     /// This node as its agent sees it: control-plane link, peers, drops.
     Status(status::StatusArgs),
+    /// Connectivity check across real hosts: inventory, run, cluster (root).
+    Check(check_cmd::CheckArgs),
     /// A whole weft cluster on this machine, in network namespaces: up,
     /// status, exec, logs, down (root).
     Lab(lab_cmd::LabArgs),
@@ -61,6 +64,10 @@ fn main() {
     // The lab is synchronous and runs its own runtimes where it needs them.
     if let Command::Lab(args) = cli.command {
         std::process::exit(lab_cmd::run(args));
+    }
+    // So is the connectivity check (threads, plain sockets).
+    if let Command::Check(args) = cli.command {
+        std::process::exit(check_cmd::run(args));
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -80,7 +87,7 @@ fn main() {
             Command::Cluster(cmd) => admin::cluster(&cli.config, cmd).await,
             Command::Pod(args) => pod::run(args).await,
             Command::Status(args) => status::run(args).await,
-            Command::Lab(_) => Ok(()),
+            Command::Lab(_) | Command::Check(_) => Ok(()),
         }
     });
     if let Err(e) = result {

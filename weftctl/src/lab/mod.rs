@@ -72,7 +72,7 @@ pub use cmd::{exec_in, list_namespaces, namespace_pids, DEFAULT_COMMAND_TIMEOUT}
 pub use error::LabError;
 pub use guard::LabGuard;
 pub use name::{LabName, NamespaceRole};
-pub use ping::{ping, ping_stats, PingStats};
+pub use ping::{ping, ping_stats, ping_stats_in, PingStats};
 pub use process::{process_is_running, LabProcess};
 pub use spec::{LabSpec, DEFAULT_STATE_ROOT, DEFAULT_UNDERLAY};
 pub use state::{HostRecord, LabState, PodRecord, ProcessRecord};

@@ -1,4 +1,6 @@
-//! ICMP echo from inside a lab namespace, for connectivity checks.
+//! ICMP echo from inside a network namespace, for connectivity checks: a
+//! lab namespace by name ([`ping_stats`]), or any namespace file, or the
+//! namespace the caller runs in ([`ping_stats_in`], for real hosts).
 //!
 //! This speaks ICMP itself over a raw socket opened inside the namespace
 //! (a short-lived thread enters it with `setns`, opens the socket and exits;
@@ -78,6 +80,28 @@ pub fn ping_stats(
     timeout: Duration,
 ) -> Result<PingStats, LabError> {
     check_ns_name(from_ns)?;
+    ping_stats_in(
+        Some(&Path::new("/run/netns").join(from_ns)),
+        addr,
+        count,
+        timeout,
+    )
+}
+
+/// Like [`ping_stats`], from the network namespace at `netns` (a file such
+/// as `/run/netns/NAME` or `/proc/PID/ns/net`), or, with `None`, from the
+/// namespace this process runs in.
+pub fn ping_stats_in(
+    netns: Option<&Path>,
+    addr: IpAddr,
+    count: u32,
+    timeout: Duration,
+) -> Result<PingStats, LabError> {
+    let from_ns = match netns {
+        Some(path) => path.display().to_string(),
+        None => "the current namespace".to_string(),
+    };
+    let from_ns = from_ns.as_str();
     if count == 0 || count > MAX_COUNT {
         return Err(LabError::InvalidArgument(format!(
             "ping count {count} is out of range 1..={MAX_COUNT}"
@@ -88,7 +112,7 @@ pub fn ping_stats(
             "ping timeout {timeout:?} is shorter than 1ms"
         )));
     }
-    let socket = raw_socket_in(from_ns, addr)?;
+    let socket = raw_socket_in(netns, addr)?;
     let ident = next_ident();
     let interval = MAX_INTERVAL.min(timeout / (count + 1));
     let start = Instant::now();
@@ -159,16 +183,27 @@ fn ping_io(ns: &str, addr: IpAddr, what: &str, e: Errno) -> LabError {
     LabError::io(format!("ping {addr} from namespace {ns}: {what}"), e.into())
 }
 
-/// Opens a raw ICMP (or ICMPv6) socket inside the named namespace `ns`.
-fn raw_socket_in(ns: &str, addr: IpAddr) -> Result<OwnedFd, LabError> {
-    let path = Path::new("/run/netns").join(ns);
-    let handle = File::open(&path)
-        .map_err(|e| LabError::io(format!("opening network namespace {}", path.display()), e))?;
+/// Opens a raw ICMP (or ICMPv6) socket inside the namespace at `netns`, or
+/// in this process's own with `None`.
+fn raw_socket_in(netns: Option<&Path>, addr: IpAddr) -> Result<OwnedFd, LabError> {
     let (family, protocol) = match addr {
         IpAddr::V4(_) => (AddressFamily::Inet, SockProtocol::Icmp),
         IpAddr::V6(_) => (AddressFamily::Inet6, SockProtocol::IcmpV6),
     };
-    let ns_owned = ns.to_string();
+    let Some(path) = netns else {
+        return socket(family, SockType::Raw, SockFlag::SOCK_CLOEXEC, protocol).map_err(|e| {
+            ping_io(
+                "the current namespace",
+                addr,
+                "opening a raw ICMP socket",
+                e,
+            )
+        });
+    };
+    let handle = File::open(path)
+        .map_err(|e| LabError::io(format!("opening network namespace {}", path.display()), e))?;
+    let ns = path.display().to_string();
+    let ns_owned = ns.clone();
     // The thread's network namespace changes and dies with it; the socket
     // keeps the namespace it was opened in.
     thread::spawn(move || {

@@ -1,10 +1,13 @@
-//! The tables `weftctl lab up` and `weftctl lab status` print.
+//! The tables `weftctl lab up` and `weftctl lab status` print; the
+//! connectivity matrix and summary are the shared ones of
+//! [`weftctl::check::render`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use weft_client::agent_api::StatusResult;
-use weftctl::lab::{CheckKind, Cluster, Connectivity};
+pub use weftctl::check::render::{report, rtt_text};
+use weftctl::lab::Cluster;
 
 use crate::output::table;
 
@@ -101,104 +104,6 @@ pub fn pods(cluster: &Cluster) -> String {
     table(&["POD", "NODE", "IP"], &rows)
 }
 
-/// Above this many pods and nodes, the matrix shows marks without RTTs.
-const WIDE: usize = 12;
-
-/// The matrix: one row per source (pods, then nodes), one column per
-/// destination (pods, then nodes' overlay addresses); `✓ RTT` (`✓` alone in
-/// a big lab) or `✗`, `-` for a pod or node to itself.
-pub fn matrix(cluster: &Cluster, c: &Connectivity) -> String {
-    let names: Vec<String> = cluster
-        .pods()
-        .iter()
-        .map(|p| p.name.clone())
-        .chain(cluster.nodes().iter().map(|n| n.name.clone()))
-        .collect();
-    let mut header = vec!["FROM \\ TO"];
-    header.extend(names.iter().map(String::as_str));
-    let rows: Vec<Vec<String>> = names
-        .iter()
-        .map(|from| {
-            let mut row = vec![from.clone()];
-            row.extend(names.iter().map(|to| match c.get(from, to) {
-                Some(check) if check.ok() => match check.stats.average() {
-                    Some(rtt) if names.len() <= WIDE => format!("✓ {}", rtt_text(rtt)),
-                    _ => "✓".into(),
-                },
-                Some(_) => "✗".into(),
-                None if from == to => "-".into(),
-                None => "·".into(),
-            }));
-            row
-        })
-        .collect();
-    table(&header, &rows)
-}
-
-/// A one-line summary of the check, with the failures named.
-pub fn summary(c: &Connectivity) -> String {
-    let total = c.checks.len();
-    let failed: Vec<String> = c
-        .failures()
-        .map(|f| {
-            let kind = match f.kind {
-                CheckKind::PodToPod => "pod to pod",
-                CheckKind::PodToNode => "pod to node",
-                CheckKind::NodeToPod => "node to pod",
-                CheckKind::NodeToNode => "node to node",
-            };
-            format!("{} -> {} ({}, {kind})", f.from, f.to, f.to_ip)
-        })
-        .collect();
-    let mut rtts: Vec<Duration> = c
-        .checks
-        .iter()
-        .flat_map(|x| x.stats.rtts.iter().copied())
-        .collect();
-    rtts.sort();
-    let spread = match (rtts.first(), rtts.last()) {
-        (Some(min), Some(max)) => {
-            let n = u32::try_from(rtts.len()).unwrap_or(u32::MAX).max(1);
-            let mean = rtts.iter().sum::<Duration>() / n;
-            format!(
-                " Round trips: min {}, mean {}, max {}.",
-                rtt_text(*min),
-                rtt_text(mean),
-                rtt_text(*max)
-            )
-        }
-        _ => String::new(),
-    };
-    if total == 0 {
-        "No pods, so nothing to check.".to_string()
-    } else if failed.is_empty() {
-        format!(
-            "All {total} checks passed (pod to pod, pod to node, node to pod, node to node) in {:.1}s.{spread}",
-            c.elapsed.as_secs_f64()
-        )
-    } else {
-        format!(
-            "{} of {total} checks FAILED: {}",
-            failed.len(),
-            failed.join("; ")
-        )
-    }
-}
-
-/// "0.31ms", "4.2ms", "15ms".
-pub fn rtt_text(d: Duration) -> String {
-    let ms = d.as_secs_f64() * 1000.0;
-    if ms < 0.1 {
-        format!("{}µs", d.as_micros())
-    } else if ms < 1.0 {
-        format!("{ms:.2}ms")
-    } else if ms < 10.0 {
-        format!("{ms:.1}ms")
-    } else {
-        format!("{ms:.0}ms")
-    }
-}
-
 /// "0.4s", "12s", "3m5s".
 pub fn age(d: Duration) -> String {
     let secs = d.as_secs();
@@ -225,11 +130,7 @@ mod tests {
     }
 
     #[test]
-    fn rtts_and_ages() {
-        assert_eq!(rtt_text(Duration::from_micros(312)), "0.31ms");
-        assert_eq!(rtt_text(Duration::from_micros(42)), "42µs");
-        assert_eq!(rtt_text(Duration::from_micros(4_210)), "4.2ms");
-        assert_eq!(rtt_text(Duration::from_millis(15)), "15ms");
+    fn ages() {
         assert_eq!(age(Duration::from_millis(420)), "0.4s");
         assert_eq!(age(Duration::from_secs(75)), "1m15s");
     }

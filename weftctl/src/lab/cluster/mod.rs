@@ -50,7 +50,7 @@ use tonic::transport::Channel;
 use weft_client::agent_api::StatusResult;
 use weft_proto::v1::admin_client::AdminClient;
 
-pub use connectivity::{Check, CheckKind, Connectivity};
+pub use crate::check::{Check, CheckKind, Connectivity};
 pub use record::{
     Binaries, ClusterPod, ClusterRecord, ControlPlaneRecord, NodeRecord, CONTROL_PLANE_LABEL,
 };
@@ -291,6 +291,12 @@ impl Cluster {
     /// [`Connectivity`]).
     pub fn check_connectivity(&self) -> Result<Connectivity, LabError> {
         connectivity::check(&self.record, self.lab.name())
+    }
+
+    /// What [`Cluster::check_connectivity`] checks: the nodes (their
+    /// namespaces and overlay addresses) and the pods.
+    pub fn inventory(&self) -> Result<crate::check::Inventory, LabError> {
+        connectivity::inventory(&self.record)
     }
 
     /// Waits until every node has every other node as a peer.

@@ -37,8 +37,12 @@ class Interrupted(Exception):
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="bench/dataplane.sh", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="bench/dataplane.sh", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="bench/dataplane.sh itself also takes --no-install (fail if a tool is "
+        "missing instead of installing it) and --no-build (use the weft binaries "
+        "already built).")
     p.add_argument("--quick", action="store_true",
                    help="3-second iperf3 tests instead of 10 (a smoke test)")
     p.add_argument("--duration", type=int, help="seconds per iperf3 test (default 10, quick 3)")
@@ -78,6 +82,10 @@ def _first_line(argv):
         return f"unavailable: {e}"
 
 
+def _loadavg():
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def environment(args):
     with open(os.path.join(REPO, "Cargo.toml"), "rb") as f:
         release = tomllib.load(f).get("profile", {}).get("release", {})
@@ -89,7 +97,7 @@ def environment(args):
     agent = os.path.join(args.bin_dir, "weft-agent")
     return {
         "host": {"cores": os.cpu_count(), "kernel": platform.release(),
-                 "load_avg_start": os.getloadavg()},
+                 "load_avg_start": _loadavg()},
         "weft": {
             "commit": git("rev-parse", "HEAD"),
             # The newest commit that touched weft's own crates, and what in
@@ -129,7 +137,7 @@ def run_system(system, args, tools, workdir):
     a failure is recorded in the result, with the logs' tails."""
     sb = Sandbox(f"wbd-{os.getpid()}-{SHORT[system]}-", os.path.join(workdir, system),
                  verbose=args.verbose)
-    result = {"load_avg_before": [round(x, 2) for x in os.getloadavg()]}
+    result = {"load_avg_before": _loadavg()}
     step = "setting up"
     try:
         say(f"[{system}] {step}")
@@ -191,11 +199,12 @@ def run_system(system, args, tools, workdir):
 def summary(name, r):
     if name == "ping":
         return f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms ({r['received']}/{r['sent']})"
+    cpu = "n/a" if r["tunnel_cpu_s"] is None else f"{r['tunnel_cpu_s']} s"
     if name.startswith("tcp"):
         return (f"{r['gbit_per_s']} Gbit/s, {r['retransmits']} retransmits, "
-                f"tunnel CPU {r['tunnel_cpu_s']} s, other load {r['other_cores']} cores")
+                f"tunnel CPU {cpu}, other load {r['other_cores']} cores")
     return (f"{r['delivered_pps']} pps delivered of {r['sent_pps']} sent, loss {r['loss_pct']} %, "
-            f"tunnel CPU {r['tunnel_cpu_s']} s, other load {r['other_cores']} cores")
+            f"tunnel CPU {cpu}, other load {r['other_cores']} cores")
 
 
 def say(msg):
@@ -259,7 +268,7 @@ def main(argv):
     table = report.figures(results)
     ratio_table = report.ratios(table)
     verdicts = report.targets(table)
-    env["host"]["load_avg_end"] = os.getloadavg()
+    env["host"]["load_avg_end"] = _loadavg()
     doc = {"benchmark": "weft dataplane", "started_utc": started.isoformat(),
            "finished_utc": datetime.now(timezone.utc).isoformat(), **env,
            "results": results, "figures": table, "ratios": ratio_table,
@@ -275,7 +284,7 @@ def main(argv):
     say(f"weft {env['weft']['commit'][:10]} (release: lto={env['weft']['profile_release']['lto']}, "
         f"codegen-units={env['weft']['profile_release']['codegen-units']}); "
         f"{env['host']['cores']} cores; load average {env['host']['load_avg_start']} at start, "
-        f"{tuple(round(x, 2) for x in env['host']['load_avg_end'])} at end; "
+        f"{env['host']['load_avg_end']} at end; "
         f"{args.duration} s per iperf3 test")
     say(report.render(table, ratio_table, verdicts))
     say(f"\nJSON: {path}")

@@ -624,6 +624,12 @@ async fn tcp_transfer_arrives_intact(offload: bool) {
     // Back the other way: pod B to node A's host TUN.
     let server_addr = SocketAddr::new(IpAddr::V4(a.host_addr()), 5003);
     tcp_transfer(&b.pod.ns, &a.host.ns, server_addr, 1 << 20).await;
+    // Within node A, host TUN to pod TUN and back: super-packets pass from
+    // one TUN to the other whole.
+    let server_addr = SocketAddr::new(IpAddr::V4(a.pod_addr()), 5006);
+    tcp_transfer(&a.host.ns, &a.pod.ns, server_addr, 2 << 20).await;
+    let server_addr = SocketAddr::new(IpAddr::V4(a.host_addr()), 5007);
+    tcp_transfer(&a.pod.ns, &a.host.ns, server_addr, 2 << 20).await;
     for (s, what) in [(a.status().await, "A"), (b.status().await, "B")] {
         let sum: u64 = s.drops.iter().map(|(_, n)| n).sum();
         // Martians (IPv6 router solicitations from the TUNs), and at most

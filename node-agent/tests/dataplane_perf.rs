@@ -191,6 +191,29 @@ fn dataplane_cpu() -> f64 {
     ticks as f64 / hz
 }
 
+/// (busy, total) jiffies of all CPUs so far, from `/proc/stat`.
+fn cpu_jiffies() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().next() else {
+        return (0, 0);
+    };
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let total: u64 = v.iter().sum();
+    // idle and iowait are fields 4 and 5.
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+/// The share of all CPUs busy between two [`cpu_jiffies`] readings.
+fn busy_share(before: (u64, u64), after: (u64, u64)) -> f64 {
+    let total = after.1.saturating_sub(before.1).max(1);
+    after.0.saturating_sub(before.0) as f64 / total as f64
+}
+
 /// An `iperf3` server in `ns` for one test, killed on drop.
 struct Server(Child);
 
@@ -331,13 +354,22 @@ async fn weft_versus_veth() {
     println!("\n== weft data plane vs veth ({mode} build, {secs} s runs) ==");
     let report = tokio::task::spawn_blocking(move || {
         let mut lines = Vec::new();
-        let run_both = |name: &str, extra: &[&str], metric: &dyn Fn(&serde_json::Value) -> f64| {
+        let mut machine = Vec::new();
+        let mut run_both = |name: &str, extra: &[&str], metric: &dyn Fn(&serde_json::Value) -> f64| {
+            let j0 = cpu_jiffies();
             let veth = metric(&iperf((&va_name, &vb_name), veth_dst, 5201, extra, secs));
+            let j1 = cpu_jiffies();
             let cpu0 = dataplane_cpu();
             let t0 = Instant::now();
             let weft = metric(&iperf((&pa, &pb), weft_dst, 5202, extra, secs));
             let cpu = dataplane_cpu() - cpu0;
             let wall = t0.elapsed().as_secs_f64();
+            let j2 = cpu_jiffies();
+            machine.push(format!(
+                "{name:<14} machine busy: veth run {:.0} %, weft run {:.0} %",
+                100.0 * busy_share(j0, j1),
+                100.0 * busy_share(j1, j2)
+            ));
             (name.to_string(), veth, weft, cpu, wall)
         };
         if wants("tcp1") {
@@ -367,6 +399,7 @@ async fn weft_versus_veth() {
                 100.0 * weft / veth
             ));
         }
+        lines.append(&mut machine);
         if wants("ping") {
             let veth = ping_rtts(&va_name, veth_dst, 300);
             let weft = ping_rtts(&pa, weft_dst, 300);

@@ -1,0 +1,201 @@
+//! WireGuard and the offloads on the packet path:
+//! `cargo bench -p weft-node-agent --bench tunnel`.
+//!
+//! - `encapsulate/N`, `decapsulate/N`: one packet of N bytes through a
+//!   [`Tunnel`] with a session (two tunnels wired in memory).
+//! - `tso_64k`: what the engine does with a 64 KiB TCP super-packet from a
+//!   TUN: split it into 1368-byte segments (headers and checksums fixed)
+//!   and encrypt each into a send arena.
+//! - `gro_64k`: the way back: decrypt those 48 datagrams and coalesce them
+//!   into one super-packet.
+//! - `checksum/N`: the Internet checksum over N bytes.
+
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use weft_node_agent::dataplane::offload::{csum, segment, Coalescer, VnetHdr, VNET_HDR_LEN};
+use weft_node_agent::wg::{Decap, Encap, Identity, Tunnel};
+
+const SRC: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+const MSS: usize = 1368;
+
+/// Two tunnels with a session: A -> B.
+fn pair() -> (Tunnel, Tunnel) {
+    let a = Identity::from_private([1; 32]);
+    let b = Identity::from_private([2; 32]);
+    let mut ta = Tunnel::new(&a, b.public_key(), None, 1).unwrap();
+    let mut tb = Tunnel::new(&b, a.public_key(), None, 2).unwrap();
+    let (mut oa, mut ob) = (vec![0u8; 2048], vec![0u8; 2048]);
+    // Without a session, encapsulating starts the handshake.
+    let Encap::Send(n) = ta.encapsulate(&[], &mut oa) else {
+        panic!("no initiation")
+    };
+    let Decap::Reply(m) = tb.decapsulate(SRC, &oa[..n], &mut ob) else {
+        panic!("no response")
+    };
+    let Decap::Reply(k) = ta.decapsulate(SRC, &ob[..m], &mut oa) else {
+        panic!("no keepalive")
+    };
+    // B's session is confirmed by A's first message.
+    assert!(matches!(
+        tb.decapsulate(SRC, &oa[..k], &mut ob),
+        Decap::Done
+    ));
+    (ta, tb)
+}
+
+/// An IPv4 TCP packet with `payload` bytes, checksums right.
+fn tcp4(seq: u32, payload: usize) -> Vec<u8> {
+    let len = 52 + payload;
+    let mut p = vec![0u8; len];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+    p[6] = 0x40;
+    p[8] = 64;
+    p[9] = 6;
+    p[12..20].copy_from_slice(&[10, 244, 1, 2, 10, 244, 2, 2]);
+    let c = csum::finish(csum::sum(&p[..20], 0));
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p[20..24].copy_from_slice(&[0x9c, 0x40, 0x14, 0x51]);
+    p[24..28].copy_from_slice(&seq.to_be_bytes());
+    p[32] = 0x80;
+    p[33] = 0x10;
+    p[34..36].copy_from_slice(&502u16.to_be_bytes());
+    p[40..52].copy_from_slice(&[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]);
+    for (i, b) in p[52..].iter_mut().enumerate() {
+        *b = (i * 31 + 7) as u8;
+    }
+    let pseudo = csum::pseudo(&p[12..20], 6, len - 20);
+    let c = csum::finish(csum::sum(&p[20..], pseudo));
+    p[36..38].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+/// A 64 KiB super-packet as a TUN with TSO hands it out: the checksum
+/// field holds the pseudo-header sum.
+fn super_packet() -> (VnetHdr, Vec<u8>) {
+    let payload = (65_535 - 52) / MSS * MSS;
+    let mut p = tcp4(1, payload);
+    let partial = csum::fold(csum::pseudo(&p[12..20], 6, p.len() - 20));
+    p[36..38].copy_from_slice(&partial.to_be_bytes());
+    let hdr = VnetHdr {
+        flags: 1,
+        gso_type: 1,
+        hdr_len: 52,
+        gso_size: MSS as u16,
+        csum_start: 20,
+        csum_offset: 16,
+    };
+    (hdr, p)
+}
+
+fn crypto(c: &mut Criterion) {
+    let mut g = c.benchmark_group("wg");
+    for len in [64usize, 512, 1420] {
+        g.throughput(Throughput::Bytes(len as u64));
+        let (mut ta, mut tb) = pair();
+        let pkt = tcp4(1, len.saturating_sub(52));
+        let mut out = vec![0u8; 2048];
+        g.bench_with_input(BenchmarkId::new("encapsulate", len), &len, |b, _| {
+            b.iter(|| ta.encapsulate(black_box(&pkt), &mut out))
+        });
+        // Fresh datagrams in chunks (a replay would be dropped), only the
+        // decryption timed.
+        g.bench_with_input(BenchmarkId::new("decapsulate", len), &len, |b, _| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                let mut chunk: Vec<Vec<u8>> = Vec::with_capacity(1024);
+                let mut left = iters;
+                while left > 0 {
+                    let n = left.min(1024);
+                    chunk.clear();
+                    for _ in 0..n {
+                        if let Encap::Send(m) = ta.encapsulate(&pkt, &mut out) {
+                            chunk.push(out[..m].to_vec());
+                        }
+                    }
+                    let start = Instant::now();
+                    for d in &chunk {
+                        black_box(tb.decapsulate(SRC, d, &mut out));
+                    }
+                    total += start.elapsed();
+                    left -= n;
+                }
+                total
+            })
+        });
+    }
+    g.finish();
+}
+
+fn offloads(c: &mut Criterion) {
+    let mut g = c.benchmark_group("offload");
+    let (hdr, template) = super_packet();
+    g.throughput(Throughput::Bytes(template.len() as u64));
+    let (mut ta, mut tb) = pair();
+    let mut arena = vec![0u8; 48 * 1500];
+    g.bench_function("tso_64k", |b| {
+        b.iter_batched_ref(
+            || template.clone(),
+            |pkt| {
+                let mut at = 0;
+                let n = segment(pkt, &hdr, |seg| {
+                    if let Encap::Send(m) = ta.encapsulate(seg, &mut arena[at..]) {
+                        at += m;
+                    }
+                })
+                .unwrap();
+                debug_assert_eq!(n, 47);
+                at
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    // The same 47 segments, encrypted, back through decryption and the
+    // coalescer (one super-packet out).
+    let mut dec = vec![0u8; 2048];
+    let mut coalescer: Coalescer<u8> = Coalescer::new(4);
+    g.bench_function("gro_64k", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let mut pkt = template.clone();
+                let mut datagrams = Vec::with_capacity(47);
+                segment(&mut pkt, &hdr, |seg| {
+                    if let Encap::Send(m) = ta.encapsulate(seg, &mut arena) {
+                        datagrams.push(arena[..m].to_vec());
+                    }
+                })
+                .unwrap();
+                let start = Instant::now();
+                let mut written = 0;
+                let mut out = |_: u8, b: &[u8], _: usize| written += b.len();
+                for d in &datagrams {
+                    if let Decap::Packet(n) = tb.decapsulate(SRC, d, &mut dec) {
+                        coalescer.push(0, &dec[..n], false, &mut out);
+                    }
+                }
+                coalescer.flush(&mut out);
+                total += start.elapsed();
+                debug_assert_eq!(written, VNET_HDR_LEN + template.len());
+            }
+            total
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("checksum");
+    for len in [64usize, 1420, 65_535] {
+        let data = vec![0xa5u8; len];
+        g.throughput(Throughput::Bytes(len as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(len), &data, |b, d| {
+            b.iter(|| csum::sum(black_box(d), 0))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, crypto, offloads);
+criterion_main!(benches);

@@ -11,10 +11,12 @@ set -euo pipefail
 log() { printf 'weft-lab[%s]: %s\n' "$WEFT_LAB_NAME" "$*"; }
 die() { log "$*" >&2; exit 1; }
 
+changed=()
 for b in weft-control-plane weft-agent weftctl weft-cni; do
-  if [ -f "/weft/bin/$b" ]; then
+  if [ -f "/weft/bin/$b" ] && ! cmp -s "/weft/bin/$b" "/usr/local/bin/$b"; then
     install -m 0755 "/weft/bin/$b" "/usr/local/bin/$b.new"
     mv -f "/usr/local/bin/$b.new" "/usr/local/bin/$b"
+    changed+=("$b")
   fi
 done
 for b in weft-control-plane weft-agent weftctl; do
@@ -22,7 +24,19 @@ for b in weft-control-plane weft-agent weftctl; do
 done
 /usr/local/bin/weftctl --version >/dev/null ||
   die "weftctl does not run here (built for another system? the VMs need x86_64 Linux binaries built against glibc <= Debian 12's)"
-log "installed $(/usr/local/bin/weftctl --version) and the other weft binaries in /usr/local/bin"
+if [ ${#changed[@]} -gt 0 ]; then
+  log "installed ${changed[*]} ($(/usr/local/bin/weftctl --version)) in /usr/local/bin"
+  # A new build replaces what runs (pods keep their interfaces across an
+  # agent restart).
+  for unit in weft-control-plane weft-agent; do
+    if [[ " ${changed[*]} " == *" $unit "* ]] && systemctl is-active --quiet "$unit.service"; then
+      log "restarting $unit (new binary)"
+      systemctl restart "$unit.service"
+    fi
+  done
+else
+  log "the weft binaries in /usr/local/bin are up to date"
+fi
 
 # The lab key: root to root between the lab's machines.
 [ -f /weft/ssh/id_ed25519 ] || die "/weft/ssh/id_ed25519 is missing (the Vagrantfile makes it on vagrant up)"

@@ -55,9 +55,10 @@ until weftctl check inventory >/tmp/weft-inventory 2>&1; do
   sleep 1
 done
 
+pods="$(weftctl pod list -o json)"
 for j in $(seq 1 "${WEFT_LAB_PODS_PER_NODE:-2}"); do
   pod="$name-p$j"
-  if weftctl pod list -o json | grep -q "\"id\": \"$pod\""; then
+  if grep -q "\"id\": \"$pod\"" <<<"$pods"; then
     log "pod $pod exists"
   else
     weftctl pod add "$pod"

@@ -114,8 +114,8 @@ def setup_weft(sb, tools):
         socket = os.path.join(sb.workdir, f"agent-n{i}.sock")
         argv = [agent_bin, "--control-plane", cp_addr, "--name", f"n{i}",
                 "--endpoint", f"{UNDERLAY[i - 1]}:{WG_PORT}", "--listen-port", str(WG_PORT),
-                # Explicit: node 1 reaches the control plane over lo, whose
-                # MTU would otherwise set the overlay's.
+                # What the agent would derive from ul0 anyway; explicit so
+                # that every system certainly runs the same overlay MTU.
                 "--mtu", str(OVERLAY_MTU),
                 "--state-dir", state, "--api-socket", socket,
                 "--ca-hash", token["ca_cert_hash"]]

@@ -165,9 +165,14 @@ async fn node(n: u8, host: TestNs) -> Node {
 /// CPU seconds (user + system) used so far by this process's data plane
 /// threads.
 fn dataplane_cpu() -> f64 {
-    let mut ticks = 0u64;
+    dataplane_threads_cpu().iter().sum()
+}
+
+/// CPU seconds used so far by each data plane thread, in thread id order.
+fn dataplane_threads_cpu() -> Vec<f64> {
+    let mut per_thread: Vec<(u64, u64)> = Vec::new();
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0.0;
+        return Vec::new();
     };
     for task in tasks.flatten() {
         let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
@@ -182,13 +187,15 @@ fn dataplane_cpu() -> f64 {
         };
         let fields: Vec<&str> = rest.split_whitespace().collect();
         let get = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<u64>().ok());
-        ticks += get(14).unwrap_or(0) + get(15).unwrap_or(0);
+        let tid = task.file_name().to_string_lossy().parse().unwrap_or(0);
+        per_thread.push((tid, get(14).unwrap_or(0) + get(15).unwrap_or(0)));
     }
     let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
         .ok()
         .flatten()
         .unwrap_or(100) as f64;
-    ticks as f64 / hz
+    per_thread.sort_unstable();
+    per_thread.into_iter().map(|(_, t)| t as f64 / hz).collect()
 }
 
 /// (busy, total) jiffies of all CPUs so far, from `/proc/stat`.
@@ -360,15 +367,22 @@ async fn weft_versus_veth() {
             let veth = metric(&iperf((&va_name, &vb_name), veth_dst, 5201, extra, secs));
             let j1 = cpu_jiffies();
             let cpu0 = dataplane_cpu();
+            let threads0 = dataplane_threads_cpu();
             let t0 = Instant::now();
             let weft = metric(&iperf((&pa, &pb), weft_dst, 5202, extra, secs));
             let cpu = dataplane_cpu() - cpu0;
             let wall = t0.elapsed().as_secs_f64();
             let j2 = cpu_jiffies();
+            let engines: Vec<String> = dataplane_threads_cpu()
+                .iter()
+                .zip(&threads0)
+                .map(|(after, before)| format!("{:.0} %", 100.0 * (after - before) / wall))
+                .collect();
             machine.push(format!(
-                "{name:<14} machine busy: veth run {:.0} %, weft run {:.0} %",
+                "{name:<14} machine busy: veth run {:.0} %, weft run {:.0} % (engines {})",
                 100.0 * busy_share(j0, j1),
-                100.0 * busy_share(j1, j2)
+                100.0 * busy_share(j1, j2),
+                engines.join(", ")
             ));
             (name.to_string(), veth, weft, cpu, wall)
         };
@@ -418,6 +432,30 @@ async fn weft_versus_veth() {
     .expect("probe thread");
     for line in report {
         println!("{line}");
+    }
+    for (ns, what) in [(&a.pod.name, "pod A eth0"), (&b.pod.name, "pod B eth0")] {
+        let out = Command::new("ip")
+            .args(["-n", ns, "-s", "link", "show", "dev", "eth0"])
+            .output()
+            .expect("ip -s link");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let stats: Vec<&str> = text.lines().skip(2).map(str::trim).collect();
+        println!("{what}: {}", stats.join(" | "));
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                "nstat",
+                "-az",
+                "UdpRcvbufErrors",
+                "UdpInErrors",
+            ])
+            .output()
+            .expect("nstat");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let errors: Vec<&str> = text.lines().skip(1).collect();
+        println!("{what} udp: {}", errors.join(" | "));
     }
     for (node, name) in [(&a, "A"), (&b, "B")] {
         let status = node.dp.status().await.expect("status");

@@ -6,11 +6,13 @@
 //! - One dedicated OS thread (`weft-dataplane`), never a tokio worker; it
 //!   owns every fd, table and buffer, so nothing on it locks.
 //! - Each round: wait for readiness (or the next tick), apply queued
-//!   commands, then serve every ready fd up to a budget (`TUN_BUDGET`
-//!   packets per TUN, [`UDP_BUDGET`] `recvmmsg` batches for the socket). An
-//!   fd that used its budget stays marked ready and is served again next
-//!   round without waiting, so one busy pod cannot starve the rest, and no
-//!   edge is lost. The round ends by flushing the send batch.
+//!   commands, then serve every ready fd up to a budget (per TUN,
+//!   `TUN_BUDGET` reads and `TUN_SEGMENT_BUDGET` packets, a super-packet
+//!   counting as its segments; for the socket, [`UDP_BUDGET`] `recvmmsg`
+//!   batches, each followed by writing out what was coalesced). An fd that
+//!   used its budget stays marked ready and is served again next round
+//!   without waiting, so one busy pod cannot starve the rest, and no edge
+//!   is lost. The round ends by flushing the send batch.
 //! - Pod TUNs handed in are registered under the token `PORT_BASE + id`,
 //!   deregistered and handed back on detach; they stay persistent.
 

@@ -38,6 +38,11 @@ use crate::wg::{Encap, Gate, Identity};
 /// Reads from one TUN per round, before other fds get their turn.
 pub(super) const TUN_BUDGET: usize = 64;
 
+/// Packets (a super-packet counts as its segments) from one TUN per round:
+/// a pod that sends super-packets of tiny segments gets no more of the
+/// engine than one that sends that many packets.
+pub(super) const TUN_SEGMENT_BUDGET: u64 = 1024;
+
 /// Coalescing slots (64 KiB each) for packets from peers.
 pub(super) const GRO_SLOTS: usize = 16;
 
@@ -176,8 +181,15 @@ fn segments_of(hdr: &VnetHdr, packet: &[u8]) -> u64 {
 
 impl Core {
     /// Runs `pkt[VNET_HDR_LEN..][..len]`, read from the TUN of `source`
-    /// with header `hdr`, through the switch and out.
-    pub(super) fn forward(&mut self, source: Source, hdr: VnetHdr, len: usize, now: Instant) {
+    /// with header `hdr`, through the switch and out. Returns how many
+    /// packets that was (a super-packet's segments).
+    pub(super) fn forward(
+        &mut self,
+        source: Source,
+        hdr: VnetHdr,
+        len: usize,
+        now: Instant,
+    ) -> u64 {
         let Core {
             switch,
             host,
@@ -190,8 +202,9 @@ impl Core {
             ..
         } = self;
         let Some(packet) = pkt.get_mut(VNET_HDR_LEN..VNET_HDR_LEN + len) else {
-            return;
+            return 1;
         };
+        let segments = segments_of(&hdr, packet);
         let action = match source {
             Source::Host => switch.from_host(packet, scratch, now),
             Source::Port(p) => switch.from_pod(p, packet, scratch, now),
@@ -202,18 +215,18 @@ impl Core {
             counters.super_read = counters.super_read.wrapping_add(1);
         }
         let dst = match action {
-            Action::Drop(_) => return,
+            Action::Drop(_) => return segments,
             Action::Reply(n) => {
                 if let Some(reply) = scratch.get(..n) {
                     send_back(source, reply, (host, ports, peers), tx, counters);
                 }
-                return;
+                return segments;
             }
             Action::ToPort(p) => Source::Port(p),
             Action::ToHost => Source::Host,
             Action::ToPeer(p) => {
                 let Some(peer) = peers.get_mut(p) else {
-                    return;
+                    return segments;
                 };
                 if !offloaded {
                     encrypt_to(peer, packet, tx, counters);
@@ -221,22 +234,26 @@ impl Core {
                 {
                     counters.drop(EngineDrop::TunBadOffload);
                 }
-                return;
+                return segments;
             }
         };
         let Some(link) = link_of(host, ports, dst) else {
-            return;
+            return segments;
         };
         if !offloaded {
             count_write(link.write(pkt, len), dst, 1, counters);
         } else if link.offload() {
             // Local traffic stays a super-packet: the kernel takes it whole.
-            let n = segments_of(&hdr, packet);
             if hdr.is_gso() {
                 counters.super_written = counters.super_written.wrapping_add(1);
             }
             hdr.encode(pkt);
-            count_write(link.write_gso(&pkt[..VNET_HDR_LEN + len]), dst, n, counters);
+            count_write(
+                link.write_gso(&pkt[..VNET_HDR_LEN + len]),
+                dst,
+                segments,
+                counters,
+            );
         } else if segment(packet, &hdr, |seg| {
             count_write(link.write_copy(seg), dst, 1, counters)
         })
@@ -244,14 +261,20 @@ impl Core {
         {
             counters.drop(EngineDrop::TunBadOffload);
         }
+        segments
     }
 
-    /// Reads up to [`TUN_BUDGET`] packets from the host TUN. Returns whether
-    /// it may have more (the budget ran out).
+    /// Reads up to [`TUN_BUDGET`] packets (and [`TUN_SEGMENT_BUDGET`]
+    /// segments) from the host TUN. Returns whether it may have more (the
+    /// budget ran out).
     pub(super) fn drain_host(&mut self, now: Instant) -> bool {
+        let mut spent = 0;
         for _ in 0..TUN_BUDGET {
+            if spent >= TUN_SEGMENT_BUDGET {
+                return true;
+            }
             match self.host.read(&mut self.pkt) {
-                Ok((hdr, n)) => self.forward(Source::Host, hdr, n, now),
+                Ok((hdr, n)) => spent += self.forward(Source::Host, hdr, n, now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -266,15 +289,19 @@ impl Core {
         true
     }
 
-    /// Reads up to [`TUN_BUDGET`] packets from pod port `id`. Returns
-    /// whether it may have more.
+    /// Reads up to [`TUN_BUDGET`] packets (and [`TUN_SEGMENT_BUDGET`]
+    /// segments) from pod port `id`. Returns whether it may have more.
     pub(super) fn drain_port(&mut self, id: PortId, now: Instant) -> bool {
+        let mut spent = 0;
         for _ in 0..TUN_BUDGET {
+            if spent >= TUN_SEGMENT_BUDGET {
+                return true;
+            }
             let Some(port) = self.ports.get_mut(id) else {
                 return false;
             };
             match port.link.read(&mut self.pkt) {
-                Ok((hdr, n)) => self.forward(Source::Port(id), hdr, n, now),
+                Ok((hdr, n)) => spent += self.forward(Source::Port(id), hdr, n, now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {

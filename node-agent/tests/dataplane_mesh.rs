@@ -715,6 +715,72 @@ async fn udp_datagrams_arrive_intact(offload: bool) {
     assert_eq!(sb.offload.segments_coalesced > 0, offload, "{sb:#?}");
 }
 
+async fn a_pod_tun_without_a_virtio_header_still_works(offload: bool) {
+    let (a, b) = mesh("plainport", offload).await;
+    // B's pod gets a TUN without IFF_VNET_HDR (as an older agent made
+    // them): no offloads for it, whatever the engine's setting.
+    let old = b.dp.detach_pod("pod-2").await.unwrap().expect("attached");
+    drop(old);
+    ip(&["-n", &b.pod.name, "link", "del", "eth0"]);
+    let options = TunOptions {
+        persist: true,
+        ..TunOptions::default()
+    };
+    let tun = netns::run_in_async(&b.pod.ns, move || Tun::create("eth0", &options))
+        .await
+        .expect("enter pod B")
+        .expect("a plain TUN");
+    assert!(!tun.has_vnet_hdr());
+    ip(&[
+        "-n",
+        &b.pod.name,
+        "link",
+        "set",
+        "eth0",
+        "mtu",
+        &MTU.to_string(),
+    ]);
+    ip(&[
+        "-n",
+        &b.pod.name,
+        "addr",
+        "add",
+        "10.244.2.2/32",
+        "dev",
+        "eth0",
+    ]);
+    ip(&["-n", &b.pod.name, "link", "set", "eth0", "up"]);
+    ip(&["-n", &b.pod.name, "route", "add", "default", "dev", "eth0"]);
+    b.dp.attach_pod(PodPort {
+        id: "pod-2".into(),
+        tun,
+        addresses: vec![IpAddr::V4(b.pod_addr())],
+    })
+    .await
+    .unwrap();
+    ping(&a.pod.ns, b.pod_addr(), PING).await.expect("A -> B");
+    // Both ways: A's pod sends super-packets (if offloading) that B writes
+    // to its plain TUN packet by packet; B's pod sends plain packets.
+    let server = SocketAddr::new(IpAddr::V4(b.pod_addr()), 5008);
+    tcp_transfer(&a.pod.ns, &b.pod.ns, server, 2 << 20).await;
+    let server = SocketAddr::new(IpAddr::V4(a.pod_addr()), 5009);
+    tcp_transfer(&b.pod.ns, &a.pod.ns, server, 2 << 20).await;
+    let sb = b.status().await;
+    assert_eq!(
+        sb.offload.segments_coalesced, 0,
+        "nothing coalesced for a plain TUN: {sb:#?}"
+    );
+    for (s, what) in [(a.status().await, "A"), (sb, "B")] {
+        let sum: u64 = s.drops.iter().map(|(_, n)| n).sum();
+        assert_eq!(
+            sum,
+            drops(&s, "martian"),
+            "node {what} dropped only martians: {s:#?}"
+        );
+    }
+    ip(&["-n", &b.pod.name, "link", "del", "eth0"]);
+}
+
 /// That a TCP stream from A to B went through the offloads, or not at all.
 fn check_offloads(offload: bool, sa: &DataplaneStatus, sb: &DataplaneStatus) {
     let (oa, ob) = (&sa.offload, &sb.offload);
@@ -1097,6 +1163,7 @@ in_both_modes!(
     pods_ping_each_other_and_status_shows_the_session,
     tcp_transfer_arrives_intact,
     udp_datagrams_arrive_intact,
+    a_pod_tun_without_a_virtio_header_still_works,
     remove_peer_stops_traffic_and_adding_it_back_restores_it,
     a_changed_endpoint_is_used_and_an_unknown_one_is_learned,
     a_peer_sending_from_outside_its_allowed_prefixes_is_dropped,

@@ -4,8 +4,8 @@
 //! sees half a file; read-modify-write cycles hold an exclusive `flock` on
 //! `lab.lock`, so two invocations adding processes do not lose either.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::fs::{self, OpenOptions};
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use ipnet::Ipv4Net;
@@ -144,19 +144,13 @@ pub(crate) fn load(dir: &Path) -> Result<Option<LabState>, LabError> {
 /// Writes `dir/lab.json` atomically.
 pub(crate) fn store(dir: &Path, state: &LabState) -> Result<(), LabError> {
     let path = state_file(dir);
-    let tmp = dir.join("lab.json.tmp");
-    let text = serde_json::to_string_pretty(state).map_err(|e| LabError::State {
+    let mut text = serde_json::to_string_pretty(state).map_err(|e| LabError::State {
         path: path.clone(),
         reason: format!("cannot encode: {e}"),
     })?;
-    let write = || -> std::io::Result<()> {
-        let mut file = File::create(&tmp)?;
-        file.write_all(text.as_bytes())?;
-        file.write_all(b"\n")?;
-        file.sync_all()?;
-        fs::rename(&tmp, &path)
-    };
-    write().map_err(|e| LabError::io(format!("writing {}", path.display()), e))
+    text.push('\n');
+    weft_client::fsutil::write_atomic(&path, text.as_bytes(), 0o644)
+        .map_err(|e| LabError::io(format!("writing {}", path.display()), e))
 }
 
 /// Holds `dir/lab.lock` exclusively while `f` changes the state read from

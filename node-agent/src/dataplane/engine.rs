@@ -143,7 +143,8 @@ pub(super) fn start(
                     host_read_error_logged: false,
                     offload,
                     udp_gro: udp_offloads.gro,
-                    gro: Coalescer::new(if offload { GRO_SLOTS } else { 1 }),
+                    // Decrypted packets passed WireGuard's AEAD.
+                    gro: Coalescer::new(if offload { GRO_SLOTS } else { 1 }).trust_checksums(),
                 },
                 ready: Readiness::default(),
             };

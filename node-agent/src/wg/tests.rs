@@ -319,6 +319,23 @@ fn garbage_is_classified_not_panicked_on() {
             Inbound::Drop(WgDrop::BadMac),
         ),
         (vec![4, 0, 0, 0, 1, 2], Inbound::Drop(WgDrop::Invalid)),
+        // One byte short of a data header and tag; a reserved byte set.
+        (
+            {
+                let mut v = vec![0x11; 31];
+                v[..4].copy_from_slice(&[4, 0, 0, 0]);
+                v
+            },
+            Inbound::Drop(WgDrop::Invalid),
+        ),
+        (
+            {
+                let mut v = vec![0x11; 64];
+                v[..4].copy_from_slice(&[4, 0, 1, 0]);
+                v
+            },
+            Inbound::Drop(WgDrop::Invalid),
+        ),
     ];
     for (datagram, want) in cases {
         assert_eq!(

@@ -10,13 +10,19 @@
 //!   appending each to the open item of its flow when it continues it
 //!   exactly, and returns `false` for anything it does not keep, which the
 //!   caller writes out itself, at once.
-//! - A UDP datagram joins an item if its checksum is right (or absent, on
-//!   IPv4), its IP header equals the item's but for lengths, ID and
+//! - A UDP datagram joins an item if its checksum passes (see below; an
+//!   absent one, on IPv4, passes), its IP header equals the item's but for lengths, ID and
 //!   checksum, its payload is at most the item's segment size (a shorter
 //!   one ends the item), and the item stays within 64 KiB and
 //!   [`MAX_UDP_SEGMENTS`].
-//! - A segment joins an item only if its checksum is right (the kernel
-//!   trusts a `NEEDS_CSUM` packet's payload), it carries only ACK (PSH
+//! - Checksums: the kernel trusts a merged (`NEEDS_CSUM`) item's payload,
+//!   so by default a packet joins only if its TCP or UDP checksum is
+//!   right. [`Coalescer::trust_checksums`] turns that check off for input
+//!   that an AEAD already authenticated (decrypted WireGuard packets: the
+//!   kernel's own WireGuard marks them `CHECKSUM_UNNECESSARY` for the same
+//!   reason).
+//! - A segment joins an item only if its checksum passes as above, it
+//!   carries only ACK (PSH
 //!   allowed: it then ends the item), its sequence number follows, its IP
 //!   and TCP headers equal the item's but for lengths, IPv4 ID and
 //!   checksums (options, ACK number and window included), its payload is
@@ -77,6 +83,8 @@ pub struct Coalescer<D> {
     bufs: Vec<Box<[u8]>>,
     /// The live items, in the order they were started (capacity reserved).
     items: Vec<Item<D>>,
+    /// Whether a packet's checksum is checked before it joins an item.
+    verify: bool,
     pub stats: CoalesceStats,
 }
 
@@ -149,8 +157,16 @@ impl<D: Copy + PartialEq> Coalescer<D> {
                 .map(|_| vec![0; VNET_HDR_LEN + MAX_ITEM].into_boxed_slice())
                 .collect(),
             items: Vec::with_capacity(slots),
+            verify: true,
             stats: CoalesceStats::default(),
         }
+    }
+
+    /// Stops checking checksums: for packets whose integrity an AEAD
+    /// already checked (see the module docs).
+    pub fn trust_checksums(mut self) -> Self {
+        self.verify = false;
+        self
     }
 
     /// Whether nothing is pending.
@@ -175,7 +191,7 @@ impl<D: Copy + PartialEq> Coalescer<D> {
             return false;
         };
         let pkt = &pkt[..l.len];
-        if !checksum_ok(&l, pkt) {
+        if self.verify && !checksum_ok(&l, pkt) {
             self.stats.bad_checksum += 1;
             // The kernel drops it (and counts it) itself.
             return false;
@@ -503,6 +519,24 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert_eq!(out[1].2, fin.build());
         assert_eq!(out[1].1, VnetHdr::default());
+    }
+
+    #[test]
+    fn trusting_checksums_merges_what_verifying_keeps_apart() {
+        let mut segs: Vec<Vec<u8>> = flow(false, 0, 3, 1000).iter().map(Pkt::build).collect();
+        // The middle segment's payload no longer matches its checksum.
+        segs[1][60] ^= 1;
+        let pkts: Vec<(u8, Vec<u8>)> = segs.iter().map(|p| (1, p.clone())).collect();
+        let (out, kept) = run(&mut Coalescer::new(4), &pkts);
+        assert_eq!(kept, [true, false, true]);
+        assert_eq!(out.len(), 2, "the bad one is written at once, not merged");
+        let mut trusting = Coalescer::new(4).trust_checksums();
+        let (out, kept) = run(&mut trusting, &pkts);
+        assert_eq!(kept, [true, true, true]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].1.gso_size, 1000);
+        assert_eq!(out[0].2.len(), 20 + 32 + 3000);
+        assert_eq!(trusting.stats.bad_checksum, 0);
     }
 
     #[test]

@@ -24,9 +24,9 @@ mod wire;
 
 pub use client::{AgentApiError, AgentClient, AsyncAgentClient};
 pub use wire::{
-    DataplaneInfo, DropCount, ErrorBody, ErrorCode, PeerInfo, Pod, PodAddRequest, PodDelResult,
-    PodList, PodResult, PongResult, PortInfo, Request, Response, StatusResult, DEFAULT_IFNAME,
-    DEFAULT_SOCKET, MAX_REQUEST_BYTES, OPS,
+    DataplaneInfo, DropCount, ErrorBody, ErrorCode, OffloadInfo, PeerInfo, Pod, PodAddRequest,
+    PodDelResult, PodList, PodResult, PongResult, PortInfo, Request, Response, StatusResult,
+    DEFAULT_IFNAME, DEFAULT_SOCKET, MAX_REQUEST_BYTES, OPS,
 };
 
 use serde::{Deserialize, Serialize};

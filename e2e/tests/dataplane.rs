@@ -84,6 +84,31 @@ fn pods_and_nodes_reach_each_other_and_bulk_tcp_arrives_intact() -> Result<()> {
     assert_eq!(report.received, BULK_BYTES);
     t.lap("50 MiB TCP");
 
+    // The bulk transfer took the offload paths, and `status` shows it: the
+    // sender's agent split TSO super-packets and sent UDP GSO runs; the
+    // receiver's merged decrypted segments back into super-packets.
+    let (sender, receiver) = (cluster.agent_status("n1")?, cluster.agent_status("n3")?);
+    let offload = |s: &weft_client::agent_api::StatusResult| {
+        s.dataplane
+            .as_ref()
+            .map(|d| d.offload.clone())
+            .unwrap_or_default()
+    };
+    let (tx, rx) = (offload(&sender), offload(&receiver));
+    eprintln!("offloads: sender {tx:?}, receiver {rx:?}");
+    assert!(
+        tx.tun && tx.udp_gso && rx.tun && rx.udp_gro,
+        "offloads off: {tx:?} {rx:?}"
+    );
+    assert!(
+        tx.tun_super_packets_read > 0 && tx.udp_gso_messages > 0,
+        "{tx:?}"
+    );
+    assert!(
+        rx.segments_coalesced > 0 && rx.tun_super_packets_written > 0,
+        "{rx:?}"
+    );
+
     cluster.down()?;
     t.lap("down");
     Ok(())

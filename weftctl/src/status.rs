@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use weft_client::agent_api::{DataplaneInfo, StatusResult};
+use weft_client::agent_api::{DataplaneInfo, OffloadInfo, StatusResult};
 
 use crate::duration;
 use crate::output::{table, Format};
@@ -67,12 +67,36 @@ fn render(s: &StatusResult) -> String {
         ("pods", s.pods.to_string()),
         ("data plane", dataplane),
     ];
+    let offloads = s.dataplane.as_ref().map(|d| offloads(&d.offload));
     let mut out = String::new();
-    for (key, value) in summary {
+    for (key, value) in summary.into_iter().chain(offloads.map(|o| ("offloads", o))) {
         out.push_str(&format!("{:<15}{value}\n", format!("{key}:")));
     }
     if let Some(d) = &s.dataplane {
         out.push_str(&peers_and_drops(d));
+    }
+    out
+}
+
+/// Which offloads are on, then what they did: "TUN TSO/USO on, UDP GSO
+/// on, UDP GRO off; 10 super-packets read, ...".
+fn offloads(o: &OffloadInfo) -> String {
+    let on = |b: bool| if b { "on" } else { "off" };
+    let mut out = format!(
+        "TUN TSO/USO {}, UDP GSO {}, UDP GRO {}",
+        on(o.tun),
+        on(o.udp_gso),
+        on(o.udp_gro)
+    );
+    if o.tun || o.udp_gso || o.udp_gro {
+        out.push_str(&format!(
+            "; {} super-packets read, {} written, {} segments coalesced, {} GSO sends, {} GRO receives",
+            o.tun_super_packets_read,
+            o.tun_super_packets_written,
+            o.segments_coalesced,
+            o.udp_gso_messages,
+            o.udp_gro_messages
+        ));
     }
     out
 }
@@ -151,6 +175,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn offloads_off_say_so_without_counters() {
+        assert_eq!(
+            offloads(&OffloadInfo::default()),
+            "TUN TSO/USO off, UDP GSO off, UDP GRO off"
+        );
+    }
+
+    #[test]
     fn byte_units() {
         assert_eq!(bytes(300), "300 B");
         assert_eq!(bytes(1536), "1.50 KiB");
@@ -198,6 +230,16 @@ mod tests {
                         count: 0,
                     },
                 ],
+                offload: OffloadInfo {
+                    tun: true,
+                    udp_gso: true,
+                    udp_gro: false,
+                    tun_super_packets_read: 5,
+                    tun_super_packets_written: 4,
+                    segments_coalesced: 30,
+                    udp_gso_messages: 7,
+                    udp_gro_messages: 0,
+                },
                 ..DataplaneInfo::default()
             }),
             dataplane_error: None,
@@ -210,6 +252,7 @@ node address:  10.244.3.1
 control plane: 192.0.2.1:7443 (DISCONNECTED: connection refused; last revision 9)
 pods:          2
 data plane:    running; forwarded 0 to pods, 0 to host, 0 to peers
+offloads:      TUN TSO/USO on, UDP GSO on, UDP GRO off; 5 super-packets read, 4 written, 30 segments coalesced, 7 GSO sends, 0 GRO receives
 
 NAME  ENDPOINT         ALLOWED        LATEST HANDSHAKE  RX        TX
 n2    192.0.2.2:51820  10.244.2.0/24  12s ago           2.00 KiB  100 B

@@ -159,6 +159,32 @@ pub struct DataplaneInfo {
     pub forwarded_to_host: u64,
     /// Packets forwarded to peers.
     pub forwarded_to_peers: u64,
+    /// Which offloads are on and what they did (all off and zero from an
+    /// agent that predates this field).
+    #[serde(default)]
+    pub offload: OffloadInfo,
+}
+
+/// The data plane's offloads (see docs/agent.md, "Data-plane offloads").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffloadInfo {
+    /// Whether the host TUN takes and hands over TSO/USO super-packets
+    /// (pod TUNs negotiate their own; a pod without them still works).
+    pub tun: bool,
+    /// Whether runs of datagrams to a peer leave as one UDP GSO message.
+    pub udp_gso: bool,
+    /// Whether the UDP socket hands over GRO runs of datagrams.
+    pub udp_gro: bool,
+    /// TSO/USO super-packets read from TUNs (each split into segments).
+    pub tun_super_packets_read: u64,
+    /// Super-packets written to TUNs.
+    pub tun_super_packets_written: u64,
+    /// Decrypted segments merged into a super-packet.
+    pub segments_coalesced: u64,
+    /// UDP GSO messages sent.
+    pub udp_gso_messages: u64,
+    /// UDP GRO messages received.
+    pub udp_gro_messages: u64,
 }
 
 /// A peer as the data plane sees it.

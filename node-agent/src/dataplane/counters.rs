@@ -138,6 +138,26 @@ mod tests {
     }
 
     #[test]
+    fn every_name_is_documented_for_operators() {
+        let docs = include_str!("../../../docs/agent.md");
+        let section = docs
+            .split("## Drop reasons")
+            .nth(1)
+            .expect("docs/agent.md has a \"Drop reasons\" section");
+        let counters = EngineCounters::default();
+        let names = counters
+            .named()
+            .map(|(n, _)| n)
+            .chain(DropReason::ALL.iter().map(|r| r.as_str()));
+        for name in names {
+            assert!(
+                section.contains(&format!("`{name}`")),
+                "drop reason {name} is missing from docs/agent.md, \"Drop reasons\""
+            );
+        }
+    }
+
+    #[test]
     fn counts() {
         let mut c = EngineCounters::default();
         c.drop(EngineDrop::PeerNoEndpoint);

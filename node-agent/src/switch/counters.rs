@@ -15,8 +15,14 @@ pub enum DropReason {
     /// extension headers, truncated transport header).
     Malformed,
     /// Source or destination can never be forwarded (unspecified, loopback,
-    /// link-local, multicast, broadcast, reserved, IPv4-mapped).
+    /// a link-local source, multicast beyond the link, reserved,
+    /// IPv4-mapped).
     Martian,
+    /// For the link only (link-local unicast, link-scope multicast, the
+    /// limited broadcast): every TUN's own kernel sends some (IPv6 router
+    /// and neighbour solicitations, MLD reports); a router never forwards
+    /// them, and they are no sign of trouble.
+    LinkLocal,
     /// From a pod port the switch does not know.
     UnknownPort,
     /// From a peer the switch does not know.
@@ -39,9 +45,10 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 12] = [
         Self::Malformed,
         Self::Martian,
+        Self::LinkLocal,
         Self::UnknownPort,
         Self::UnknownPeer,
         Self::SpoofedPodSource,
@@ -58,6 +65,7 @@ impl DropReason {
         match self {
             Self::Malformed => "malformed",
             Self::Martian => "martian",
+            Self::LinkLocal => "link_local",
             Self::UnknownPort => "unknown_port",
             Self::UnknownPeer => "unknown_peer",
             Self::SpoofedPodSource => "spoofed_pod_source",

@@ -19,7 +19,7 @@ use std::time::Instant;
 use super::config::Config;
 use super::counters::{Counters, DropReason};
 use super::icmp::{self, IcmpError};
-use super::martian::is_martian;
+use super::martian::{is_link_scoped, is_martian};
 use super::packet::IpPacket;
 use super::ports::{Ingress, PeerId, PortId, Route};
 use super::prefix::PrefixTable;
@@ -171,6 +171,9 @@ impl Switch {
             return Verdict::Drop(DropReason::Malformed);
         };
         let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        if is_link_scoped(dst) {
+            return Verdict::Drop(DropReason::LinkLocal);
+        }
         if is_martian(src) || is_martian(dst) {
             return Verdict::Drop(DropReason::Martian);
         }

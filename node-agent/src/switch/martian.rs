@@ -10,6 +10,19 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// unspecified / "this network" (`0.0.0.0/8`, `::`), loopback, link-local,
 /// multicast, reserved and limited broadcast (`240.0.0.0/4`), IPv4-mapped
 /// IPv6 (`::ffff:0:0/96`).
+/// Whether a packet to `dst` is for its link only: link-local unicast,
+/// link-scope multicast (`224.0.0.0/24`, `ff01::/16`, `ff02::/16`), or the
+/// limited broadcast.
+pub(crate) fn is_link_scoped(dst: IpAddr) -> bool {
+    match dst {
+        IpAddr::V4(a) => a.is_link_local() || a.is_broadcast() || a.octets()[..3] == [224, 0, 0],
+        IpAddr::V6(a) => {
+            let s0 = a.segments()[0];
+            s0 & 0xffc0 == 0xfe80 || s0 == 0xff01 || s0 == 0xff02
+        }
+    }
+}
+
 pub(crate) fn is_martian(addr: IpAddr) -> bool {
     match addr {
         IpAddr::V4(a) => is_martian_v4(a),
@@ -34,6 +47,33 @@ fn is_martian_v6(a: Ipv6Addr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn link_scoped_destinations() {
+        for a in [
+            "169.254.169.254",
+            "224.0.0.251",
+            "255.255.255.255",
+            "fe80::1",
+            "febf::1",
+            "ff01::1",
+            "ff02::2",
+            "ff02::1:ff00:1",
+        ] {
+            assert!(is_link_scoped(a.parse().unwrap()), "{a}");
+        }
+        for a in [
+            "10.0.0.1",
+            "224.0.1.1",
+            "239.1.1.1",
+            "ff05::2",
+            "ff0e::1",
+            "fd00::1",
+            "::1",
+        ] {
+            assert!(!is_link_scoped(a.parse().unwrap()), "{a}");
+        }
+    }
 
     #[test]
     fn martians() {

@@ -288,14 +288,12 @@ fn martians_are_dropped() {
     let mut h = Harness::new();
     for (src, dst) in [
         (POD_A4, "127.0.0.1"),
-        (POD_A4, "224.0.0.251"),
-        (POD_A4, "255.255.255.255"),
-        (POD_A4, "169.254.169.254"),
-        ("0.0.0.0", "255.255.255.255"),
-        ("fe80::1", "ff02::2"),
-        (POD_A6, "ff02::1"),
-        (POD_A6, "fe80::1"),
+        (POD_A4, "239.1.2.3"),
+        (POD_A4, "0.0.0.0"),
+        ("169.254.1.1", POD_B4),
         (POD_A6, "::1"),
+        (POD_A6, "ff05::2"),
+        ("fe80::1", POD_B6),
     ] {
         assert_eq!(
             h.pod(A, pkt(src, dst).udp(1, 2).build()),
@@ -303,6 +301,31 @@ fn martians_are_dropped() {
             "{src} -> {dst}"
         );
     }
+}
+
+#[test]
+fn link_scoped_traffic_is_dropped_under_its_own_name() {
+    let mut h = Harness::new();
+    // What a TUN's own kernel sends (router solicitations, MLD, mDNS,
+    // DHCP) and link-local unicast.
+    for (src, dst) in [
+        (POD_A4, "224.0.0.251"),
+        (POD_A4, "255.255.255.255"),
+        (POD_A4, "169.254.169.254"),
+        ("0.0.0.0", "255.255.255.255"),
+        ("fe80::1", "ff02::2"),
+        ("::", "ff02::1:ff00:1"),
+        (POD_A6, "ff02::1"),
+        (POD_A6, "fe80::1"),
+    ] {
+        assert_eq!(
+            h.pod(A, pkt(src, dst).udp(1, 2).build()),
+            Action::Drop(DropReason::LinkLocal),
+            "{src} -> {dst}"
+        );
+    }
+    assert_eq!(h.sw.counters().dropped(DropReason::LinkLocal), 8);
+    assert_eq!(h.sw.counters().dropped(DropReason::Martian), 0);
 }
 
 // ---- anti-spoofing -------------------------------------------------------

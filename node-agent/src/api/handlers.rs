@@ -3,8 +3,8 @@
 
 use base64::Engine;
 use weft_client::agent_api::{
-    DataplaneInfo, DropCount, ErrorBody, ErrorCode, OffloadInfo, PeerInfo, PodDelResult, PodList,
-    PodResult, PongResult, PortInfo, Request, Response, StatusResult,
+    DataplaneInfo, DropCount, ErrorBody, ErrorCode, PeerInfo, PodDelResult, PodList, PodResult,
+    PongResult, PortInfo, Request, Response, StatusResult,
 };
 
 use super::Services;
@@ -100,16 +100,7 @@ fn dataplane_info(s: DataplaneStatus) -> DataplaneInfo {
         forwarded_to_ports: s.forwarded_to_ports,
         forwarded_to_host: s.forwarded_to_host,
         forwarded_to_peers: s.forwarded_to_peers,
-        offload: OffloadInfo {
-            tun: s.offload.tun,
-            udp_gso: s.offload.udp_gso,
-            udp_gro: s.offload.udp_gro,
-            tun_super_packets_read: s.offload.tun_super_packets_read,
-            tun_super_packets_written: s.offload.tun_super_packets_written,
-            segments_coalesced: s.offload.segments_coalesced,
-            udp_gso_messages: s.offload.udp_gso_messages,
-            udp_gro_messages: s.offload.udp_gro_messages,
-        },
+        offload: s.offload,
     }
 }
 

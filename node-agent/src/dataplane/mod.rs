@@ -132,26 +132,9 @@ pub struct DataplaneStatus {
 }
 
 /// What the offloads are doing (all off and zero without
-/// [`DataplaneConfig::offload`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OffloadStatus {
-    /// Whether TSO/USO is on for the host TUN (pods negotiate their own).
-    pub tun: bool,
-    /// Whether runs of datagrams to a peer leave as UDP GSO messages.
-    pub udp_gso: bool,
-    /// Whether the socket hands over UDP GRO runs.
-    pub udp_gro: bool,
-    /// TSO/USO super-packets read from TUNs.
-    pub tun_super_packets_read: u64,
-    /// Super-packets written to TUNs (coalesced, or passed on whole).
-    pub tun_super_packets_written: u64,
-    /// Decrypted TCP segments merged into a super-packet.
-    pub segments_coalesced: u64,
-    /// UDP GSO messages sent (several datagrams each).
-    pub udp_gso_messages: u64,
-    /// UDP GRO messages received (several datagrams each).
-    pub udp_gro_messages: u64,
-}
+/// [`DataplaneConfig::offload`]): the local API's own type, so that
+/// `weftctl status` shows exactly what the engine counts.
+pub use weft_client::agent_api::OffloadInfo as OffloadStatus;
 
 /// Errors of the data plane handle.
 #[derive(Debug, thiserror::Error)]

@@ -21,10 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
-use nix::sys::socket::{
-    recv, sendto, setsockopt, socket, sockopt, AddressFamily, MsgFlags, SockFlag, SockProtocol,
-    SockType, SockaddrIn, SockaddrIn6,
-};
+use nix::sys::socket::{recv, sendto, AddressFamily, MsgFlags, SockaddrIn, SockaddrIn6};
 use nix::sys::time::{TimeVal, TimeValLike};
 use weft_node_agent::dataplane::{
     Dataplane, DataplaneConfig, DataplaneError, DataplaneStatus, OffloadStatus, PeerSpec, PodPort,
@@ -34,52 +31,13 @@ use weft_node_agent::netns::{self, NetNs};
 use weft_node_agent::tun::{create_pod_tun, ensure_host_tun, PortSpec, Tun, TunOptions};
 use weft_node_agent::wg::{self, Identity, Tunnel};
 
+mod support;
+use support::{checksum, icmp_echo, ip, net, raw_icmp_socket, TestNs};
+
 // ---------------------------------------------------------------- harness
 
-fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "data plane tests need root (CAP_NET_ADMIN + CAP_SYS_ADMIN); CI runs them as root"
-    );
-}
-
-/// A named namespace for one test, deleted on drop (also on panic).
-struct TestNs {
-    name: String,
-    ns: NetNs,
-}
-
-impl TestNs {
-    fn new(test: &str, tag: &str) -> Self {
-        require_root();
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let name = format!("weft-dp{}-{n}-{test}-{tag}", std::process::id());
-        let ns = NetNs::create_named(&name).expect("create test namespace");
-        Self { name, ns }
-    }
-}
-
-impl Drop for TestNs {
-    fn drop(&mut self) {
-        if let Err(e) = NetNs::delete_named(&self.name) {
-            eprintln!("cleanup: {e}");
-        }
-    }
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn net(s: &str) -> IpNet {
-    s.parse().unwrap()
-}
+/// Prefix of this binary's namespace names.
+const NS_PREFIX: &str = "weft-dp";
 
 const WG_PORT: u16 = 51820;
 const MTU: u32 = 1420;
@@ -158,8 +116,8 @@ fn private_key(n: u8) -> [u8; 32] {
 
 /// Node namespaces `a` and `b` joined by a veth pair.
 fn underlay_pair(test: &str) -> (TestNs, TestNs) {
-    let a = TestNs::new(test, "n1");
-    let b = TestNs::new(test, "n2");
+    let a = TestNs::new(NS_PREFIX, &format!("{test}-n1"));
+    let b = TestNs::new(NS_PREFIX, &format!("{test}-n2"));
     ip(&[
         "link", "add", "name", "ul1", "netns", &a.name, "type", "veth", "peer", "name", "ul2",
         "netns", &b.name,
@@ -196,7 +154,7 @@ async fn node_with(
     dual: bool,
     offload: bool,
 ) -> Node {
-    let pod = TestNs::new(test, &format!("p{n}"));
+    let pod = TestNs::new(NS_PREFIX, &format!("{test}-p{n}"));
     let host_v4 = IpAddr::V4(Ipv4Addr::new(10, 244, n, 1));
     let host_v6 = IpAddr::V6(Ipv6Addr::new(0xfd00, 0x244, u16::from(n), 0, 0, 0, 0, 1));
     let pod_v4 = IpAddr::V4(Ipv4Addr::new(10, 244, n, 2));
@@ -269,30 +227,7 @@ async fn mesh(test: &str, offload: bool) -> (Node, Node) {
     (a, b)
 }
 
-// ----------------------------------------------------------- ICMP bytes
-
-/// RFC 1071 internet checksum.
-fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum = 0u32;
-    for chunk in bytes.chunks(2) {
-        let word = u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]);
-        sum += u32::from(word);
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-fn icmp_echo(ident: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
-    let mut msg = vec![8, 0, 0, 0];
-    msg.extend_from_slice(&ident.to_be_bytes());
-    msg.extend_from_slice(&seq.to_be_bytes());
-    msg.extend_from_slice(payload);
-    let sum = checksum(&msg);
-    msg[2..4].copy_from_slice(&sum.to_be_bytes());
-    msg
-}
+// ---------------------------------------------------------------- pings
 
 static NEXT_IDENT: AtomicUsize = AtomicUsize::new(1);
 
@@ -300,15 +235,7 @@ static NEXT_IDENT: AtomicUsize = AtomicUsize::new(1);
 /// one echo request a second until a matching reply or `within` runs out.
 fn ping_here(dst: Ipv4Addr, within: Duration) -> Result<Duration, String> {
     let ident = (NEXT_IDENT.fetch_add(1, Ordering::Relaxed) as u16) ^ (std::process::id() as u16);
-    let sock = socket(
-        AddressFamily::Inet,
-        SockType::Raw,
-        SockFlag::SOCK_CLOEXEC,
-        SockProtocol::Icmp,
-    )
-    .map_err(|e| format!("raw socket: {e}"))?;
-    setsockopt(&sock, sockopt::ReceiveTimeout, &TimeVal::milliseconds(200))
-        .map_err(|e| format!("SO_RCVTIMEO: {e}"))?;
+    let sock = raw_icmp_socket(AddressFamily::Inet, TimeVal::milliseconds(200))?;
     let to = SockaddrIn::from(SocketAddrV4::new(dst, 0));
     let payload = b"weft data plane test";
     let start = Instant::now();
@@ -320,7 +247,7 @@ fn ping_here(dst: Ipv4Addr, within: Duration) -> Result<Duration, String> {
         let sent = Instant::now();
         sendto(
             sock.as_raw_fd(),
-            &icmp_echo(ident, seq, payload),
+            &icmp_echo(8, ident, seq, payload),
             &to,
             MsgFlags::empty(),
         )
@@ -352,15 +279,7 @@ fn ping_here(dst: Ipv4Addr, within: Duration) -> Result<Duration, String> {
 /// checksum and strips the IPv6 header).
 fn ping6_here(dst: Ipv6Addr, within: Duration) -> Result<Duration, String> {
     let ident = (NEXT_IDENT.fetch_add(1, Ordering::Relaxed) as u16) ^ (std::process::id() as u16);
-    let sock = socket(
-        AddressFamily::Inet6,
-        SockType::Raw,
-        SockFlag::SOCK_CLOEXEC,
-        SockProtocol::IcmpV6,
-    )
-    .map_err(|e| format!("raw socket: {e}"))?;
-    setsockopt(&sock, sockopt::ReceiveTimeout, &TimeVal::milliseconds(200))
-        .map_err(|e| format!("SO_RCVTIMEO: {e}"))?;
+    let sock = raw_icmp_socket(AddressFamily::Inet6, TimeVal::milliseconds(200))?;
     let to = SockaddrIn6::from(SocketAddrV6::new(dst, 0, 0, 0));
     let payload = b"weft data plane test v6";
     let start = Instant::now();

@@ -16,59 +16,19 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use weft_node_agent::dataplane::{Dataplane, DataplaneConfig, PeerSpec, PodPort};
-use weft_node_agent::netns::{self, NetNs};
+use weft_node_agent::netns;
 use weft_node_agent::tun::{create_pod_tun, ensure_host_tun, PortSpec};
 use weft_node_agent::wg;
 
-fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the data plane probe needs root (CAP_NET_ADMIN + CAP_SYS_ADMIN)"
-    );
-}
+mod support;
+use support::{ip, net, require_root, TestNs};
 
-/// A named namespace, deleted on drop (also on panic).
-struct TestNs {
-    name: String,
-    ns: NetNs,
-}
-
-impl TestNs {
-    fn new(tag: &str) -> Self {
-        require_root();
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let name = format!("weft-perf{}-{n}-{tag}", std::process::id());
-        let ns = NetNs::create_named(&name).expect("create namespace");
-        Self { name, ns }
-    }
-}
-
-impl Drop for TestNs {
-    fn drop(&mut self) {
-        if let Err(e) = NetNs::delete_named(&self.name) {
-            eprintln!("cleanup: {e}");
-        }
-    }
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn net(s: &str) -> IpNet {
-    s.parse().unwrap()
-}
+/// Prefix of this binary's namespace names.
+const NS_PREFIX: &str = "weft-perf";
 
 const WG_PORT: u16 = 51820;
 const MTU: u32 = 1420;
@@ -114,7 +74,7 @@ impl Node {
 }
 
 async fn node(n: u8, host: TestNs) -> Node {
-    let pod = TestNs::new(&format!("p{n}"));
+    let pod = TestNs::new(NS_PREFIX, &format!("p{n}"));
     ip(&["-n", &pod.name, "link", "set", "lo", "up"]);
     let host_v4 = IpAddr::V4(Ipv4Addr::new(10, 244, n, 1));
     let pod_v4 = IpAddr::V4(Ipv4Addr::new(10, 244, n, 2));
@@ -333,14 +293,14 @@ async fn weft_versus_veth() {
         .unwrap_or(5);
 
     // Reference: a bare veth pair between two namespaces.
-    let va = TestNs::new("va");
-    let vb = TestNs::new("vb");
+    let va = TestNs::new(NS_PREFIX, "va");
+    let vb = TestNs::new(NS_PREFIX, "vb");
     veth_pair(&va, &vb, "pv", "192.168.79", 1500);
     let veth_dst = Ipv4Addr::new(192, 168, 79, 2);
 
     // weft: two nodes over a veth underlay.
-    let ha = TestNs::new("n1");
-    let hb = TestNs::new("n2");
+    let ha = TestNs::new(NS_PREFIX, "n1");
+    let hb = TestNs::new(NS_PREFIX, "n2");
     veth_pair(&ha, &hb, "ul", "192.168.78", 1500);
     let a = node(1, ha).await;
     let b = node(2, hb).await;

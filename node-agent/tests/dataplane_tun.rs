@@ -14,63 +14,22 @@
 
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use weft_node_agent::dataplane::offload::{csum, segment, VnetHdr, VNET_HDR_LEN};
-use weft_node_agent::netns::{self, NetNs};
+use weft_node_agent::netns;
 use weft_node_agent::tun::{Tun, TunOptions};
 
-fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "TUN tests need root (CAP_NET_ADMIN + CAP_SYS_ADMIN); CI runs them as root"
-    );
-}
+mod support;
+use support::{ip, TestNs};
 
-/// A named namespace for one test, deleted on drop (also on panic).
-struct TestNs {
-    name: String,
-    ns: NetNs,
-}
-
-impl TestNs {
-    fn new(tag: &str) -> Self {
-        require_root();
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let name = format!("weft-dt{}-{n}-{tag}", std::process::id());
-        let ns = NetNs::create_named(&name).expect("create test namespace");
-        Self { name, ns }
-    }
-}
-
-impl Drop for TestNs {
-    fn drop(&mut self) {
-        if let Err(e) = NetNs::delete_named(&self.name) {
-            eprintln!("cleanup: {e}");
-        }
-    }
-}
-
-fn ip(ns: &str, args: &[&str]) {
-    let out = Command::new("ip")
-        .args(["-n", ns])
-        .args(args)
-        .output()
-        .expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip -n {ns} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+/// Prefix of this binary's namespace names.
+const NS_PREFIX: &str = "weft-dt";
 
 /// A port-like TUN `wv0` (the ports' options, but not persistent) in a new
 /// namespace, with 10.77.0.1/24, up.
 fn port_tun(tag: &str) -> (TestNs, Tun) {
-    let t = TestNs::new(tag);
+    let t = TestNs::new(NS_PREFIX, tag);
     let options = TunOptions {
         persist: false,
         ..TunOptions::persistent()
@@ -79,8 +38,8 @@ fn port_tun(tag: &str) -> (TestNs, Tun) {
     let tun = netns::run_in(&t.ns, || Tun::create("wv0", &options))
         .expect("enter the namespace")
         .expect("create the TUN");
-    ip(&t.name, &["addr", "add", "10.77.0.1/24", "dev", "wv0"]);
-    ip(&t.name, &["link", "set", "wv0", "up"]);
+    ip(&["-n", &t.name, "addr", "add", "10.77.0.1/24", "dev", "wv0"]);
+    ip(&["-n", &t.name, "link", "set", "wv0", "up"]);
     (t, tun)
 }
 
@@ -147,7 +106,7 @@ fn a_port_tun_hides_its_virtio_header_from_plain_reads_and_writes() {
             && b[VNET_HDR_LEN + 9] == 1
     });
     // A TUN without the header reports so.
-    let t = TestNs::new("nohdr");
+    let t = TestNs::new(NS_PREFIX, "nohdr");
     let plain = netns::run_in(&t.ns, || Tun::create("wp0", &TunOptions::default()))
         .unwrap()
         .unwrap();

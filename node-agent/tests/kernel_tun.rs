@@ -9,14 +9,9 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsRawFd;
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use ipnet::IpNet;
-use nix::sys::socket::{
-    recv, sendto, setsockopt, socket, sockopt, AddressFamily, MsgFlags, SockFlag, SockProtocol,
-    SockType, SockaddrIn,
-};
+use nix::sys::socket::{recv, sendto, AddressFamily, MsgFlags, SockaddrIn};
 use nix::sys::time::{TimeVal, TimeValLike};
 use serde_json::Value;
 use weft_node_agent::netlink::{Netlink, NetlinkError, Route};
@@ -26,96 +21,21 @@ use weft_node_agent::tun::{
     KernelError, PortSpec, Tun, TunError, TunOptions,
 };
 
+mod support;
+use support::{
+    checksum, icmp_echo, ip_json, link_exists, net, raw_icmp_socket, require_root, TestNs,
+};
+
 // ---------------------------------------------------------------- harness
 
-fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "kernel tests need root (CAP_NET_ADMIN + CAP_SYS_ADMIN); CI runs them as root"
-    );
-}
-
-/// A named namespace for one test, deleted on drop (also on panic).
-struct TestNs {
-    name: String,
-    ns: NetNs,
-}
-
-impl TestNs {
-    fn new(tag: &str) -> Self {
-        require_root();
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let name = format!("weft-t{}-{n}-{tag}", std::process::id());
-        let ns = NetNs::create_named(&name).expect("create test namespace");
-        Self { name, ns }
-    }
-}
-
-impl Drop for TestNs {
-    fn drop(&mut self) {
-        if let Err(e) = NetNs::delete_named(&self.name) {
-            eprintln!("cleanup: {e}");
-        }
-    }
-}
-
-/// `ip -n NS -j ARGS...`, parsed.
-fn ip_json(ns: &str, args: &[&str]) -> Value {
-    let out = Command::new("ip")
-        .args(["-n", ns, "-j"])
-        .args(args)
-        .output()
-        .expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip -n {ns} -j {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("ip -j output is JSON")
-}
-
-fn link_exists(ns: &str, ifname: &str) -> bool {
-    Command::new("ip")
-        .args(["-n", ns, "link", "show", "dev", ifname])
-        .output()
-        .expect("run ip")
-        .status
-        .success()
-}
-
-fn net(s: &str) -> IpNet {
-    s.parse().unwrap()
-}
+/// Prefix of this binary's namespace names.
+const NS_PREFIX: &str = "weft-t";
 
 fn pod_spec() -> PortSpec {
     PortSpec::pod("eth0", vec![net("10.99.0.2/32")], 1400)
 }
 
 // ----------------------------------------------------------- ICMP bytes
-
-/// RFC 1071 internet checksum.
-fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum = 0u32;
-    for chunk in bytes.chunks(2) {
-        let word = u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]);
-        sum += u32::from(word);
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-fn icmp_echo(kind: u8, ident: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
-    let mut msg = vec![kind, 0, 0, 0];
-    msg.extend_from_slice(&ident.to_be_bytes());
-    msg.extend_from_slice(&seq.to_be_bytes());
-    msg.extend_from_slice(payload);
-    let sum = checksum(&msg);
-    msg[2..4].copy_from_slice(&sum.to_be_bytes());
-    msg
-}
 
 /// An IPv4 ICMP echo request as read from the TUN.
 struct EchoRequest<'a> {
@@ -173,15 +93,7 @@ fn echo_reply(request: &[u8]) -> Vec<u8> {
 /// the calling thread's namespace and waits for the matching reply's
 /// payload (what `ping -c1` does).
 fn ping_once(dst: Ipv4Addr, ident: u16, payload: &[u8]) -> Result<Vec<u8>, String> {
-    let sock = socket(
-        AddressFamily::Inet,
-        SockType::Raw,
-        SockFlag::SOCK_CLOEXEC,
-        SockProtocol::Icmp,
-    )
-    .map_err(|e| format!("raw socket: {e}"))?;
-    setsockopt(&sock, sockopt::ReceiveTimeout, &TimeVal::seconds(5))
-        .map_err(|e| format!("SO_RCVTIMEO: {e}"))?;
+    let sock = raw_icmp_socket(AddressFamily::Inet, TimeVal::seconds(5))?;
     let request = icmp_echo(8, ident, 1, payload);
     let to = SockaddrIn::from(SocketAddrV4::new(dst, 0));
     sendto(sock.as_raw_fd(), &request, &to, MsgFlags::empty())
@@ -254,7 +166,7 @@ async fn echo_through_tun(ns: &NetNs, tun: &AsyncTun, ident: u16) {
 
 #[tokio::test]
 async fn pod_tun_gets_address_mtu_and_default_route() {
-    let t = TestNs::new("cfg");
+    let t = TestNs::new(NS_PREFIX, "cfg");
     let spec = pod_spec();
     let _tun = create_pod_tun(&t.ns, &spec).await.expect("create pod TUN");
 
@@ -306,7 +218,7 @@ async fn pod_tun_gets_address_mtu_and_default_route() {
 
 #[tokio::test]
 async fn icmp_echo_crosses_the_tun_both_ways() {
-    let t = TestNs::new("echo");
+    let t = TestNs::new(NS_PREFIX, "echo");
     let tun = create_pod_tun(&t.ns, &pod_spec())
         .await
         .expect("create pod TUN")
@@ -317,7 +229,7 @@ async fn icmp_echo_crosses_the_tun_both_ways() {
 
 #[tokio::test]
 async fn persistent_tun_survives_its_fd_and_reattaches() {
-    let t = TestNs::new("persist");
+    let t = TestNs::new(NS_PREFIX, "persist");
     let tun = create_pod_tun(&t.ns, &pod_spec()).await.unwrap();
     drop(tun);
 
@@ -353,7 +265,7 @@ async fn persistent_tun_survives_its_fd_and_reattaches() {
 
 #[tokio::test]
 async fn tun_ioctls_in_a_namespace() {
-    let t = TestNs::new("ioctl");
+    let t = TestNs::new(NS_PREFIX, "ioctl");
     let ns_name = t.name.clone();
     netns::run_in(&t.ns, move || {
         // Persistent single-queue: delete by ioctl (attach, unpersist, close).
@@ -413,7 +325,7 @@ async fn tun_ioctls_in_a_namespace() {
 
 #[tokio::test]
 async fn host_port_is_idempotent_and_dual_stack() {
-    let t = TestNs::new("host");
+    let t = TestNs::new(NS_PREFIX, "host");
     let mut spec = PortSpec::host(
         "weft0",
         net("10.244.3.1/32"),
@@ -461,7 +373,7 @@ async fn host_port_is_idempotent_and_dual_stack() {
 
 #[tokio::test]
 async fn netlink_edits_and_precise_errors() {
-    let t = TestNs::new("nl");
+    let t = TestNs::new(NS_PREFIX, "nl");
     let nl = Netlink::connect_in(&t.ns).unwrap();
 
     // Bring lo up, as a CNI runtime would.
@@ -562,7 +474,7 @@ fn bad_inputs_give_precise_errors() {
 
 #[tokio::test]
 async fn named_namespaces_and_threads() {
-    let t = TestNs::new("ns");
+    let t = TestNs::new(NS_PREFIX, "ns");
     let listed = Command::new("ip").args(["netns", "list"]).output().unwrap();
     assert!(String::from_utf8_lossy(&listed.stdout).contains(&t.name));
 

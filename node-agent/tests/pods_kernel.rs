@@ -10,7 +10,6 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -18,12 +17,8 @@ use weft_node_agent::netns::NetNs;
 use weft_node_agent::pods::{AddPod, MemoryPortSink, PodError, PodManager, SinkEvent};
 use weft_node_agent::tun::{create_pod_tun, PortSpec};
 
-fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "pod tests need root (CAP_NET_ADMIN + CAP_SYS_ADMIN); CI runs them as root"
-    );
-}
+mod support;
+use support::{ip_json, link_exists, require_root, unique_name};
 
 /// Names of namespaces a test may create (itself or through the manager),
 /// deleted on drop.
@@ -33,9 +28,7 @@ struct Namespaces(Vec<String>);
 impl Namespaces {
     /// A fresh unique name, registered for cleanup.
     fn name(&mut self, tag: &str) -> String {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let name = format!("wp{}-{n}-{tag}", std::process::id());
+        let name = unique_name("wp", tag);
         self.0.push(name.clone());
         name
     }
@@ -66,30 +59,6 @@ fn ns_exists(name: &str) -> bool {
 
 fn ns_path(name: &str) -> PathBuf {
     Path::new("/run/netns").join(name)
-}
-
-/// `ip -n NS -j ARGS...`, parsed.
-fn ip_json(ns: &str, args: &[&str]) -> Value {
-    let out = Command::new("ip")
-        .args(["-n", ns, "-j"])
-        .args(args)
-        .output()
-        .expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip -n {ns} -j {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("ip -j output is JSON")
-}
-
-fn link_exists(ns: &str, ifname: &str) -> bool {
-    Command::new("ip")
-        .args(["-n", ns, "link", "show", "dev", ifname])
-        .output()
-        .expect("run ip")
-        .status
-        .success()
 }
 
 /// Checks with `ip` that `ifname` in `ns` has exactly the pod's address as

@@ -6,6 +6,7 @@ pub mod agent;
 pub mod api;
 pub mod cni;
 pub mod dataplane;
+pub mod metrics;
 pub mod netlink;
 pub mod netns;
 pub mod pods;

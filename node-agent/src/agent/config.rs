@@ -120,6 +120,12 @@ pub struct RunArgs {
     /// anyway).
     #[arg(long, env = "WEFT_NO_OFFLOAD")]
     pub no_offload: bool,
+
+    /// Serve Prometheus metrics (peers, drops by reason, forwarding,
+    /// offloads, the control-plane link) at http://IP:PORT/metrics, e.g.
+    /// 127.0.0.1:9590 [default: off].
+    #[arg(long, env = "WEFT_METRICS_LISTEN", value_name = "IP:PORT")]
+    pub metrics_listen: Option<String>,
 }
 
 /// Flags of `weft-agent leave`.
@@ -200,6 +206,8 @@ pub struct AgentConfig {
     /// Data-plane offloads (TSO/GRO on TUNs, UDP GSO/GRO); off with
     /// `--no-offload`.
     pub offload: bool,
+    /// Where to serve Prometheus metrics, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// `weft-agent leave`'s checked configuration.
@@ -303,6 +311,13 @@ impl RunArgs {
                 ));
             }
         }
+        let metrics_listen =
+            match self.metrics_listen.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(m) => Some(parse_listen(m).map_err(|why| {
+                    ConfigError::Invalid(format!("--metrics-listen {m:?}: {why}"))
+                })?),
+            };
         if self.state_dir.as_os_str().is_empty() {
             return bad("--state-dir must not be empty".into());
         }
@@ -328,6 +343,7 @@ impl RunArgs {
             api_socket: self.api_socket.clone(),
             log_json: self.log_json,
             offload: !self.no_offload,
+            metrics_listen,
         })
     }
 }
@@ -404,6 +420,20 @@ fn parse_endpoint(s: &str) -> Result<SocketAddr, String> {
     Ok(addr)
 }
 
+/// A local `ip:port` to listen on (any address, not port 0).
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    let addr: SocketAddr = s
+        .parse()
+        .map_err(|_| "expected IP:PORT, e.g. 127.0.0.1:9590 or [::1]:9590".to_string())?;
+    if addr.port() == 0 {
+        return Err("port 0".into());
+    }
+    if addr.ip().is_multicast() {
+        return Err(format!("{} is a multicast address", addr.ip()));
+    }
+    Ok(addr)
+}
+
 /// `host:port` with a non-empty host and a port from 1 to 65535.
 fn check_host_port(s: &str) -> Result<(), String> {
     if s.contains("://") {
@@ -452,6 +482,7 @@ mod tests {
             c.token.is_none() && c.ca_hash.is_none() && c.endpoint.is_none() && c.mtu.is_none()
         );
         assert!(c.offload);
+        assert!(c.metrics_listen.is_none());
     }
 
     #[test]
@@ -472,9 +503,12 @@ mod tests {
             "--mtu",
             "1400",
             "--no-offload",
+            "--metrics-listen",
+            "127.0.0.1:9590",
         ])
         .unwrap();
         assert!(!c.offload);
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9590".parse().unwrap()));
         assert_eq!(c.token.unwrap().id(), "abc123");
         assert_eq!(c.endpoint, Some("192.0.2.5:51821".parse().unwrap()));
         assert_eq!(c.mtu, Some(1400));
@@ -495,6 +529,10 @@ mod tests {
         assert!(err(&["--control-plane", "cp:1", "--mtu", "100"]).starts_with("--mtu"));
         assert!(err(&["--control-plane", "cp:1", "--bogus"]).contains("--bogus"));
         assert!(err(&["--control-plane", "cp:1", "--listen-port", "x"]).contains("--listen-port"));
+        for bad in ["9590", "localhost:9590", "127.0.0.1:0", "[ff02::1]:9590"] {
+            let e = err(&["--control-plane", "cp:1", "--metrics-listen", bad]);
+            assert!(e.starts_with("--metrics-listen"), "{e}");
+        }
     }
 
     #[test]

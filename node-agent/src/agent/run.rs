@@ -3,21 +3,24 @@
 //! [`run`] takes the checked flags and a shutdown future, and in order:
 //! loads the key (a bad key file fails before anything else), probes the
 //! underlay toward the control plane (default endpoint and MTU), binds the
-//! WireGuard UDP socket and the local API socket (so a second agent on the
-//! node is refused before it changes anything), brings up the
+//! WireGuard UDP socket, the local API socket (so a second agent on the
+//! node is refused before it changes anything) and the metrics listener
+//! (`--metrics-listen`), brings up the
 //! [`AgentCore`] (joining on first start), creates or re-attaches the host TUN `weft0` (the node's overlay
 //! address, routes to the cluster and service CIDRs), starts the
 //! [`Dataplane`] and hands it to the core (which applies the persisted peers
-//! at once), opens the [`PodManager`], and serves the local API. Errors are
+//! at once), opens the [`PodManager`], and serves the local API and the
+//! metrics (both from the same [`Services`]). Errors are
 //! [`RunError`]s; [`RunError::is_config`] marks those the binary exits 64 for.
 //!
-//! On shutdown it stops the API (and removes its socket), the core (which
-//! writes `peers.json`) and the data plane; pod TUNs persist, and the node
-//! does **not** leave the cluster, so a restart picks up where it stopped.
+//! On shutdown it stops the API (and removes its socket) and the metrics,
+//! the core (which writes `peers.json`) and the data plane; pod TUNs
+//! persist, and the node does **not** leave the cluster, so a restart picks
+//! up where it stopped.
 //! [`leave`] is the explicit way out.
 
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +40,7 @@ use super::state::{NodeFile, StatePaths};
 use super::underlay::{self, FALLBACK_MTU};
 use crate::api::{self, ApiError, ApiListener, Services};
 use crate::dataplane::{Dataplane, DataplaneConfig, DataplaneError};
+use crate::metrics::{self, MetricsError};
 use crate::netns::{NetNs, NetNsError};
 use crate::pods::{PodError, PodManager};
 use crate::tun::{ensure_host_tun, KernelError, PortSpec};
@@ -77,6 +81,9 @@ pub enum RunError {
     /// The local API failed.
     #[error(transparent)]
     Api(#[from] ApiError),
+    /// The metrics listener could not be bound.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
     /// Leaving the cluster failed.
     #[error("leaving the cluster: {0}")]
     Leave(String),
@@ -89,6 +96,7 @@ impl RunError {
             Self::Agent(e) => e.is_config(),
             Self::Udp { .. } => true,
             Self::Api(ApiError::InUse { .. } | ApiError::NotASocket { .. }) => true,
+            Self::Metrics(MetricsError::Bind { .. }) => true,
             _ => false,
         }
     }
@@ -126,7 +134,10 @@ pub async fn run(
     let udp = bind_udp(cfg.listen_port)?;
     // Bound now, so that another agent on this node is found before this
     // one joins or touches weft0; served once the pods are open.
-    let api_listener = api::bind(&cfg.api_socket)?;
+    let listeners = Listeners {
+        api: api::bind(&cfg.api_socket)?,
+        metrics: cfg.metrics_listen.map(metrics::bind).transpose()?,
+    };
 
     let core_cfg = CoreConfig {
         control_plane: cfg.control_plane.clone(),
@@ -184,7 +195,7 @@ pub async fn run(
 
     let result = serve(
         &cfg,
-        api_listener,
+        listeners,
         &node,
         mtu,
         &core,
@@ -211,11 +222,20 @@ pub async fn run(
     result
 }
 
-/// Opens the pods and serves the local API until stop or a core failure.
+/// The sockets bound at start-up, served once the pods are open.
+struct Listeners {
+    /// The local API's unix socket.
+    api: ApiListener,
+    /// The metrics endpoint, if `--metrics-listen` asks for one.
+    metrics: Option<TcpListener>,
+}
+
+/// Opens the pods and serves the local API (and the metrics) until stop or
+/// a core failure.
 #[allow(clippy::too_many_arguments)]
 async fn serve<F, Fut>(
     cfg: &AgentConfig,
-    listener: ApiListener,
+    listeners: Listeners,
     node: &NodeFile,
     mtu: u32,
     core: &AgentCore,
@@ -240,7 +260,16 @@ where
     };
     // The API removes its socket when it stops (unless another agent has
     // replaced it meanwhile).
-    let mut api_task = tokio::spawn(api::serve_on(listener, services, stopped()));
+    let metrics_task = listeners.metrics.map(|l| {
+        let serving = metrics::serve_on(l, services.clone(), stopped());
+        tokio::spawn(async move {
+            // Not fatal: the agent goes on switching packets without it.
+            if let Err(e) = serving.await {
+                tracing::warn!(error = %e, "metrics stopped");
+            }
+        })
+    });
+    let mut api_task = tokio::spawn(api::serve_on(listeners.api, services, stopped()));
     tracing::info!(socket = %cfg.api_socket.display(), "local API serving");
     let result = tokio::select! {
         r = &mut *core_task => core_result(r),
@@ -251,15 +280,24 @@ where
         },
     };
     let _ = stop_tx.send(true);
-    if !api_task.is_finished()
-        && tokio::time::timeout(api::SHUTDOWN_GRACE + STOP_GRACE, &mut api_task)
-            .await
-            .is_err()
-    {
-        tracing::warn!("the local API did not stop in time");
-        api_task.abort();
-    }
+    let metrics_stop = async {
+        if let Some(task) = metrics_task {
+            stop_task(task, STOP_GRACE, "the metrics endpoint").await;
+        }
+    };
+    tokio::join!(
+        stop_task(api_task, api::SHUTDOWN_GRACE + STOP_GRACE, "the local API"),
+        metrics_stop,
+    );
     result
+}
+
+/// Waits up to `grace` for a stopping task, then aborts it.
+async fn stop_task<T>(mut task: tokio::task::JoinHandle<T>, grace: Duration, what: &str) {
+    if !task.is_finished() && tokio::time::timeout(grace, &mut task).await.is_err() {
+        tracing::warn!("{what} did not stop in time");
+        task.abort();
+    }
 }
 
 fn core_result(r: Result<Result<(), AgentError>, tokio::task::JoinError>) -> Result<(), RunError> {

@@ -49,7 +49,10 @@ pub(super) async fn handle(services: &Services, request: Request) -> Response {
     }
 }
 
-async fn status(services: &Services) -> StatusResult {
+/// The `status` answer: the node's info, its pod count, and the data
+/// plane's status (or why it did not answer). Also what the Prometheus
+/// endpoint renders ([`crate::metrics`]).
+pub async fn status(services: &Services) -> StatusResult {
     let node = services.node.node_info();
     let pods = services.pods.list().await.len();
     let (dataplane, dataplane_error) = match services.dataplane.dataplane_status().await {

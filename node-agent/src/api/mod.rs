@@ -36,6 +36,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 use weft_client::agent_api::NodeInfo;
 
+pub use handlers::status;
 pub use socket::{bind, ApiListener};
 pub use weft_client::agent_api::MAX_REQUEST_BYTES;
 

@@ -1,0 +1,218 @@
+//! A [`StatusResult`] as OpenMetrics text: a fresh `prometheus-client`
+//! registry per scrape, filled from the status and encoded.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+use weft_client::agent_api::{DataplaneInfo, OffloadInfo, StatusResult};
+
+/// The Content-Type of [`render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// One label: `(name, value)`.
+type Labels = [(&'static str, String); 1];
+
+/// The metrics of `status` as OpenMetrics text (ends with `# EOF`). Fails
+/// only if the encoder does (it does not, writing to a `String`).
+pub fn render(status: &StatusResult) -> Result<String, std::fmt::Error> {
+    let mut reg = Registry::with_prefix("weft");
+    gauge(
+        &mut reg,
+        "dataplane_up",
+        "Whether the data plane answered this scrape (1) or not (0).",
+        u64::from(status.dataplane.is_some()),
+    );
+    gauge(
+        &mut reg,
+        "control_plane_connected",
+        "Whether the agent's watch stream to the control plane is up (1) or not (0).",
+        u64::from(status.node.control_plane_connected),
+    );
+    gauge(
+        &mut reg,
+        "watch_revision",
+        "The last control-plane revision this agent has applied.",
+        status.node.watch_revision,
+    );
+    gauge(
+        &mut reg,
+        "pods",
+        "Pods on this node.",
+        u64::try_from(status.pods).unwrap_or(u64::MAX),
+    );
+    if let Some(dp) = &status.dataplane {
+        peers(&mut reg, dp);
+        packets(&mut reg, dp);
+        offloads(&mut reg, &dp.offload);
+    }
+    let mut out = String::new();
+    encode(&mut out, &reg)?;
+    Ok(out)
+}
+
+/// Per peer: traffic and handshake age.
+fn peers(reg: &mut Registry, dp: &DataplaneInfo) {
+    gauge(
+        reg,
+        "peers",
+        "WireGuard peers (other nodes) in the data plane.",
+        u64::try_from(dp.peers.len()).unwrap_or(u64::MAX),
+    );
+    let per_peer = |f: fn(&weft_client::agent_api::PeerInfo) -> u64| {
+        dp.peers.iter().map(move |p| (p.name.clone(), f(p)))
+    };
+    let traffic = [
+        (
+            "peer_receive",
+            "Bytes received from the peer (decrypted).",
+            Some(Unit::Bytes),
+            per_peer(|p| p.rx_bytes),
+        ),
+        (
+            "peer_transmit",
+            "Bytes sent to the peer (before encryption).",
+            Some(Unit::Bytes),
+            per_peer(|p| p.tx_bytes),
+        ),
+        (
+            "peer_receive_packets",
+            "Packets received from the peer.",
+            None,
+            per_peer(|p| p.rx_packets),
+        ),
+        (
+            "peer_transmit_packets",
+            "Packets sent to the peer.",
+            None,
+            per_peer(|p| p.tx_packets),
+        ),
+    ];
+    for (name, help, unit, samples) in traffic {
+        counters(reg, name, help, unit, "peer", samples);
+    }
+    let handshake = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    for p in &dp.peers {
+        if let Some(ms) = p.last_handshake_ms {
+            // Milliseconds to seconds; f64 is exact far beyond any uptime.
+            let secs = ms as f64 / 1000.0;
+            handshake
+                .get_or_create(&[("peer", p.name.clone())])
+                .set(secs);
+        }
+    }
+    reg.register_with_unit(
+        "peer_last_handshake",
+        "Time since the last completed WireGuard handshake with the peer (absent if none yet).",
+        Unit::Seconds,
+        handshake,
+    );
+}
+
+/// Drops by reason, and forwarded packets by where they went.
+fn packets(reg: &mut Registry, dp: &DataplaneInfo) {
+    counters(
+        reg,
+        "dropped_packets",
+        "Packets the data plane did not deliver, by reason (see docs/agent.md, Drop reasons).",
+        None,
+        "reason",
+        dp.drops.iter().map(|d| (d.reason.clone(), d.count)),
+    );
+    counters(
+        reg,
+        "forwarded_packets",
+        "Packets the data plane forwarded, by where to: a pod, the host (weft0), a peer.",
+        None,
+        "to",
+        [
+            ("pod", dp.forwarded_to_ports),
+            ("host", dp.forwarded_to_host),
+            ("peer", dp.forwarded_to_peers),
+        ]
+        .map(|(to, n)| (to.to_string(), n)),
+    );
+}
+
+/// Which offloads are on, and what they have done.
+fn offloads(reg: &mut Registry, o: &OffloadInfo) {
+    let enabled = Family::<Labels, Gauge<u64, AtomicU64>>::default();
+    for (kind, on) in [
+        ("tun", o.tun),
+        ("udp_gso", o.udp_gso),
+        ("udp_gro", o.udp_gro),
+    ] {
+        enabled
+            .get_or_create(&[("kind", kind.to_string())])
+            .set(u64::from(on));
+    }
+    reg.register(
+        "offload_enabled",
+        "Whether an offload is on (1) or off (0): TUN TSO/GRO, UDP GSO, UDP GRO.",
+        enabled,
+    );
+    let done = [
+        (
+            "offload_tun_super_packets_read",
+            "Super-packets read from TUNs (split into MTU-sized packets).",
+            o.tun_super_packets_read,
+        ),
+        (
+            "offload_tun_super_packets_written",
+            "Super-packets written to TUNs (coalesced segments).",
+            o.tun_super_packets_written,
+        ),
+        (
+            "offload_segments_coalesced",
+            "Segments merged into super-packets written to TUNs.",
+            o.segments_coalesced,
+        ),
+        (
+            "offload_udp_gso_messages",
+            "UDP GSO sends (each a run of datagrams to one peer).",
+            o.udp_gso_messages,
+        ),
+        (
+            "offload_udp_gro_messages",
+            "UDP GRO receives (each a run of datagrams from one peer).",
+            o.udp_gro_messages,
+        ),
+    ];
+    for (name, help, value) in done {
+        let c = Counter::<u64>::default();
+        c.inc_by(value);
+        reg.register(name, help, c);
+    }
+}
+
+/// Registers a gauge with one sample.
+fn gauge(reg: &mut Registry, name: &str, help: &str, value: u64) {
+    let g = Gauge::<u64, AtomicU64>::default();
+    g.set(value);
+    reg.register(name, help, g);
+}
+
+/// Registers a counter family with one label `key`, a sample per item.
+fn counters(
+    reg: &mut Registry,
+    name: &str,
+    help: &str,
+    unit: Option<Unit>,
+    key: &'static str,
+    samples: impl IntoIterator<Item = (String, u64)>,
+) {
+    let family = Family::<Labels, Counter>::default();
+    for (value, n) in samples {
+        family.get_or_create(&[(key, value)]).inc_by(n);
+    }
+    match unit {
+        Some(unit) => reg.register_with_unit(name, help, unit, family),
+        None => reg.register(name, help, family),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,179 @@
+use weft_client::agent_api::{DataplaneInfo, DropCount, NodeInfo, OffloadInfo, PeerInfo};
+
+use super::*;
+
+fn peer(name: &str, handshake_ms: Option<u64>) -> PeerInfo {
+    PeerInfo {
+        name: name.into(),
+        last_handshake_ms: handshake_ms,
+        rx_bytes: 1000,
+        tx_bytes: 2000,
+        rx_packets: 10,
+        tx_packets: 20,
+        ..PeerInfo::default()
+    }
+}
+
+fn status(dataplane: Option<DataplaneInfo>) -> StatusResult {
+    StatusResult {
+        node: NodeInfo {
+            control_plane_connected: true,
+            watch_revision: 42,
+            ..NodeInfo::default()
+        },
+        pods: 3,
+        dataplane_error: dataplane.is_none().then(|| "not running".into()),
+        dataplane,
+    }
+}
+
+fn dataplane() -> DataplaneInfo {
+    DataplaneInfo {
+        peers: vec![peer("n2", Some(1500)), peer("n3", None)],
+        drops: ["malformed", "link_local", "wg_replay"]
+            .iter()
+            .zip([0, 5, 0])
+            .map(|(r, count)| DropCount {
+                reason: (*r).into(),
+                count,
+            })
+            .collect(),
+        forwarded_to_ports: 7,
+        forwarded_to_host: 0,
+        forwarded_to_peers: 9,
+        offload: OffloadInfo {
+            tun: true,
+            udp_gso: true,
+            udp_gro: false,
+            segments_coalesced: 11,
+            ..OffloadInfo::default()
+        },
+        ..DataplaneInfo::default()
+    }
+}
+
+/// The sample lines (no comments).
+fn samples(text: &str) -> Vec<&str> {
+    text.lines().filter(|l| !l.starts_with('#')).collect()
+}
+
+fn has(text: &str, line: &str) -> bool {
+    samples(text).contains(&line)
+}
+
+fn assert_has(text: &str, lines: &[&str]) {
+    for line in lines {
+        assert!(has(text, line), "{line:?} missing from:\n{text}");
+    }
+}
+
+#[test]
+fn every_metric_is_rendered_with_help() {
+    let text = render(&status(Some(dataplane()))).unwrap();
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    assert_has(
+        &text,
+        &[
+            "weft_dataplane_up 1",
+            "weft_control_plane_connected 1",
+            "weft_watch_revision 42",
+            "weft_pods 3",
+            "weft_peers 2",
+            "weft_peer_receive_bytes_total{peer=\"n2\"} 1000",
+            "weft_peer_transmit_bytes_total{peer=\"n2\"} 2000",
+            "weft_peer_receive_packets_total{peer=\"n3\"} 10",
+            "weft_peer_transmit_packets_total{peer=\"n3\"} 20",
+            "weft_peer_last_handshake_seconds{peer=\"n2\"} 1.5",
+            "weft_dropped_packets_total{reason=\"link_local\"} 5",
+            "weft_forwarded_packets_total{to=\"pod\"} 7",
+            "weft_forwarded_packets_total{to=\"peer\"} 9",
+            "weft_offload_enabled{kind=\"tun\"} 1",
+            "weft_offload_enabled{kind=\"udp_gro\"} 0",
+            "weft_offload_segments_coalesced_total 11",
+            "weft_offload_udp_gso_messages_total 0",
+        ],
+    );
+    // One HELP per metric family, one TYPE each.
+    let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
+    let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
+    assert_eq!(helps, 18, "{text}");
+    assert_eq!(helps, types);
+    assert!(text.contains("# UNIT weft_peer_last_handshake_seconds seconds"));
+}
+
+#[test]
+fn zero_counters_are_present() {
+    let text = render(&status(Some(dataplane()))).unwrap();
+    assert_has(
+        &text,
+        &[
+            "weft_dropped_packets_total{reason=\"malformed\"} 0",
+            "weft_dropped_packets_total{reason=\"wg_replay\"} 0",
+            "weft_forwarded_packets_total{to=\"host\"} 0",
+            "weft_offload_tun_super_packets_read_total 0",
+        ],
+    );
+}
+
+#[test]
+fn a_peer_that_never_handshook_has_no_handshake_sample() {
+    let text = render(&status(Some(dataplane()))).unwrap();
+    let handshakes: Vec<_> = samples(&text)
+        .into_iter()
+        .filter(|l| l.starts_with("weft_peer_last_handshake_seconds"))
+        .collect();
+    assert_eq!(
+        handshakes,
+        ["weft_peer_last_handshake_seconds{peer=\"n2\"} 1.5"]
+    );
+    // Its traffic is still there.
+    assert!(has(
+        &text,
+        "weft_peer_receive_bytes_total{peer=\"n3\"} 1000"
+    ));
+}
+
+#[test]
+fn label_values_are_escaped() {
+    let mut dp = dataplane();
+    dp.peers = vec![peer("a\"b\\c\nd", Some(0))];
+    let text = render(&status(Some(dp))).unwrap();
+    assert!(
+        has(
+            &text,
+            "weft_peer_receive_bytes_total{peer=\"a\\\"b\\\\c\\nd\"} 1000"
+        ),
+        "{text}"
+    );
+    // Every sample stays on its own line.
+    assert!(samples(&text)
+        .iter()
+        .all(|l| l.starts_with("weft_") && l.contains(' ')));
+}
+
+#[test]
+fn a_silent_data_plane_leaves_the_node_metrics() {
+    let text = render(&status(None)).unwrap();
+    assert_has(
+        &text,
+        &[
+            "weft_dataplane_up 0",
+            "weft_control_plane_connected 1",
+            "weft_watch_revision 42",
+            "weft_pods 3",
+        ],
+    );
+    assert!(!text.contains("weft_peers"), "{text}");
+    assert!(!text.contains("weft_dropped_packets"), "{text}");
+    assert!(!text.contains("weft_offload"), "{text}");
+    assert!(text.ends_with("# EOF\n"));
+}
+
+#[test]
+fn a_disconnected_control_plane_reads_zero() {
+    let mut s = status(Some(DataplaneInfo::default()));
+    s.node.control_plane_connected = false;
+    let text = render(&s).unwrap();
+    assert!(has(&text, "weft_control_plane_connected 0"), "{text}");
+    assert!(has(&text, "weft_peers 0"), "{text}");
+}

@@ -68,25 +68,25 @@ fn peers(reg: &mut Registry, dp: &DataplaneInfo) {
     let traffic = [
         (
             "peer_receive",
-            "Bytes received from the peer (decrypted).",
+            "WireGuard datagram bytes received from the peer (authenticated ones only).",
             Some(Unit::Bytes),
             per_peer(|p| p.rx_bytes),
         ),
         (
             "peer_transmit",
-            "Bytes sent to the peer (before encryption).",
+            "WireGuard datagram bytes sent to the peer (as on the wire).",
             Some(Unit::Bytes),
             per_peer(|p| p.tx_bytes),
         ),
         (
             "peer_receive_packets",
-            "Packets received from the peer.",
+            "WireGuard datagrams received from the peer (authenticated ones only).",
             None,
             per_peer(|p| p.rx_packets),
         ),
         (
             "peer_transmit_packets",
-            "Packets sent to the peer.",
+            "WireGuard datagrams sent to the peer.",
             None,
             per_peer(|p| p.tx_packets),
         ),

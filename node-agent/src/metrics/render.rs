@@ -23,25 +23,25 @@ pub fn render(status: &StatusResult) -> Result<String, std::fmt::Error> {
     gauge(
         &mut reg,
         "dataplane_up",
-        "Whether the data plane answered this scrape (1) or not (0).",
+        "Whether the data plane answered this scrape (1) or not (0)",
         u64::from(status.dataplane.is_some()),
     );
     gauge(
         &mut reg,
         "control_plane_connected",
-        "Whether the agent's watch stream to the control plane is up (1) or not (0).",
+        "Whether the agent's watch stream to the control plane is up (1) or not (0)",
         u64::from(status.node.control_plane_connected),
     );
     gauge(
         &mut reg,
         "watch_revision",
-        "The last control-plane revision this agent has applied.",
+        "The last control-plane revision this agent has applied",
         status.node.watch_revision,
     );
     gauge(
         &mut reg,
         "pods",
-        "Pods on this node.",
+        "Pods on this node",
         u64::try_from(status.pods).unwrap_or(u64::MAX),
     );
     if let Some(dp) = &status.dataplane {
@@ -59,7 +59,7 @@ fn peers(reg: &mut Registry, dp: &DataplaneInfo) {
     gauge(
         reg,
         "peers",
-        "WireGuard peers (other nodes) in the data plane.",
+        "WireGuard peers (other nodes) in the data plane",
         u64::try_from(dp.peers.len()).unwrap_or(u64::MAX),
     );
     let per_peer = |f: fn(&weft_client::agent_api::PeerInfo) -> u64| {
@@ -68,25 +68,25 @@ fn peers(reg: &mut Registry, dp: &DataplaneInfo) {
     let traffic = [
         (
             "peer_receive",
-            "WireGuard datagram bytes received from the peer (authenticated ones only).",
+            "WireGuard datagram bytes received from the peer (authenticated ones only)",
             Some(Unit::Bytes),
             per_peer(|p| p.rx_bytes),
         ),
         (
             "peer_transmit",
-            "WireGuard datagram bytes sent to the peer (as on the wire).",
+            "WireGuard datagram bytes sent to the peer (as on the wire)",
             Some(Unit::Bytes),
             per_peer(|p| p.tx_bytes),
         ),
         (
             "peer_receive_packets",
-            "WireGuard datagrams received from the peer (authenticated ones only).",
+            "WireGuard datagrams received from the peer (authenticated ones only)",
             None,
             per_peer(|p| p.rx_packets),
         ),
         (
             "peer_transmit_packets",
-            "WireGuard datagrams sent to the peer.",
+            "WireGuard datagrams sent to the peer",
             None,
             per_peer(|p| p.tx_packets),
         ),
@@ -106,7 +106,7 @@ fn peers(reg: &mut Registry, dp: &DataplaneInfo) {
     }
     reg.register_with_unit(
         "peer_last_handshake",
-        "Time since the last completed WireGuard handshake with the peer (absent if none yet).",
+        "Time since the last completed WireGuard handshake with the peer (absent if none yet)",
         Unit::Seconds,
         handshake,
     );
@@ -117,7 +117,7 @@ fn packets(reg: &mut Registry, dp: &DataplaneInfo) {
     counters(
         reg,
         "dropped_packets",
-        "Packets the data plane did not deliver, by reason (see docs/agent.md, Drop reasons).",
+        "Packets the data plane did not deliver, by reason (see docs/agent.md, Drop reasons)",
         None,
         "reason",
         dp.drops.iter().map(|d| (d.reason.clone(), d.count)),
@@ -125,7 +125,7 @@ fn packets(reg: &mut Registry, dp: &DataplaneInfo) {
     counters(
         reg,
         "forwarded_packets",
-        "Packets the data plane forwarded, by where to: a pod, the host (weft0), a peer.",
+        "Packets the data plane forwarded, by where to: a pod, the host (weft0), a peer",
         None,
         "to",
         [
@@ -151,33 +151,33 @@ fn offloads(reg: &mut Registry, o: &OffloadInfo) {
     }
     reg.register(
         "offload_enabled",
-        "Whether an offload is on (1) or off (0): TUN TSO/GRO, UDP GSO, UDP GRO.",
+        "Whether an offload is on (1) or off (0): TUN TSO/GRO, UDP GSO, UDP GRO",
         enabled,
     );
     let done = [
         (
             "offload_tun_super_packets_read",
-            "Super-packets read from TUNs (split into MTU-sized packets).",
+            "Super-packets read from TUNs (split into MTU-sized packets)",
             o.tun_super_packets_read,
         ),
         (
             "offload_tun_super_packets_written",
-            "Super-packets written to TUNs (coalesced segments).",
+            "Super-packets written to TUNs (coalesced segments)",
             o.tun_super_packets_written,
         ),
         (
             "offload_segments_coalesced",
-            "Segments merged into super-packets written to TUNs.",
+            "Segments merged into super-packets written to TUNs",
             o.segments_coalesced,
         ),
         (
             "offload_udp_gso_messages",
-            "UDP GSO sends (each a run of datagrams to one peer).",
+            "UDP GSO sends (each a run of datagrams to one peer)",
             o.udp_gso_messages,
         ),
         (
             "offload_udp_gro_messages",
-            "UDP GRO receives (each a run of datagrams from one peer).",
+            "UDP GRO receives (each a run of datagrams from one peer)",
             o.udp_gro_messages,
         ),
     ];

@@ -98,6 +98,13 @@ fn every_metric_is_rendered_with_help() {
     let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
     assert_eq!(helps, 18, "{text}");
     assert_eq!(helps, types);
+    // The encoder ends each HELP with a period itself.
+    assert!(
+        text.lines()
+            .filter(|l| l.starts_with("# HELP "))
+            .all(|l| l.ends_with('.') && !l.ends_with("..")),
+        "{text}"
+    );
     assert!(text.contains("# UNIT weft_peer_last_handshake_seconds seconds"));
 }
 

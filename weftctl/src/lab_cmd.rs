@@ -23,7 +23,7 @@ use serde_json::json;
 use weft_client::agent_api::StatusResult;
 use weftctl::lab::{
     cargo_build_binaries, ping_stats, profile_dir, teardown, Binaries, Cluster, ClusterSpec, Lab,
-    LabError, LabName, DEFAULT_STATE_ROOT,
+    LabError, LabName, DEFAULT_STATE_ROOT, LAB_METRICS,
 };
 
 use crate::output::{table, Format};
@@ -271,6 +271,10 @@ fn up(select: &LabSelect, nodes: usize, pods_per_node: usize) -> Result<i32> {
     steps.push((
         format!("sudo {me} lab exec{flag} n1 -- {me} status"),
         "node n1 as its agent sees it",
+    ));
+    steps.push((
+        format!("sudo {me} lab exec{flag} n1 -- curl -s {LAB_METRICS}/metrics"),
+        "n1's Prometheus metrics",
     ));
     steps.push((
         format!("sudo {me} lab exec{flag} cp -- {me} nodes"),

@@ -447,6 +447,27 @@ fn weftctl_lab_up_status_exec_logs_down() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("n3 (id"), "{stdout}");
+    // And each agent serves Prometheus metrics on the node's loopback
+    // (fetched with bash's /dev/tcp: no curl needed).
+    let scrape = "exec 3<>/dev/tcp/127.0.0.1/9590 && \
+                  printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3";
+    let out = weftctl(&[
+        "lab", "exec", "--name", &name, "n2", "--", "bash", "-c", scrape,
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.starts_with("HTTP/1.0 200"), "{stdout}");
+    for line in [
+        "weft_dataplane_up 1",
+        "weft_control_plane_connected 1",
+        "weft_peers 2",
+    ] {
+        assert!(stdout.lines().any(|l| l == line), "{line}: {stdout}");
+    }
+    assert!(
+        stdout.contains("weft_peer_last_handshake_seconds{peer=\"n1\"}"),
+        "{stdout}"
+    );
 
     // logs
     let out = weftctl(&["lab", "logs", "--name", &name, "cp"]);

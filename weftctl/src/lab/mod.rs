@@ -66,7 +66,7 @@ pub use cluster::{
     cargo_build_binaries, profile_dir, Binaries, Check, CheckKind, Cluster, ClusterGuard,
     ClusterPod, ClusterRecord, ClusterSpec, Connectivity, ControlPlaneRecord, NodeRecord, Signal,
     AGENT_PROGRAM, CONTROL_PLANE_LABEL, CONTROL_PLANE_PORT, CONTROL_PLANE_PROGRAM, DEFAULT_WAIT,
-    WIREGUARD_PORT,
+    LAB_METRICS, WIREGUARD_PORT,
 };
 pub use cmd::{exec_in, list_namespaces, namespace_pids, DEFAULT_COMMAND_TIMEOUT};
 pub use error::LabError;

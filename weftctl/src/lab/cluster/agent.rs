@@ -16,6 +16,10 @@ pub(crate) const POLL: Duration = Duration::from_millis(20);
 /// The bound of one API exchange while polling.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Where each lab agent serves its metrics, inside its node's namespace
+/// (`weftctl lab exec n1 -- curl -s 127.0.0.1:9590/metrics`).
+pub const LAB_METRICS: &str = "127.0.0.1:9590";
+
 /// The arguments of `weft-agent` for `node`. The token, needed only to join,
 /// goes in the environment (`WEFT_TOKEN`), so it is not in `lab.json`.
 pub(crate) fn agent_args(
@@ -36,6 +40,9 @@ pub(crate) fn agent_args(
         node.state_dir.display().to_string(),
         "--api-socket".to_string(),
         node.api_socket.display().to_string(),
+        // Each node has a network namespace, so each its own loopback.
+        "--metrics-listen".to_string(),
+        LAB_METRICS.to_string(),
     ];
     if let Some(hash) = ca_hash {
         args.push("--ca-hash".to_string());

@@ -51,6 +51,7 @@ use weft_client::agent_api::StatusResult;
 use weft_proto::v1::admin_client::AdminClient;
 
 pub use crate::check::{Check, CheckKind, Connectivity};
+pub use agent::LAB_METRICS;
 pub use record::{
     Binaries, ClusterPod, ClusterRecord, ControlPlaneRecord, NodeRecord, CONTROL_PLANE_LABEL,
 };

@@ -408,12 +408,7 @@ pub fn system_hostname() -> std::io::Result<String> {
 
 /// An `ip:port` another node can send to.
 fn parse_endpoint(s: &str) -> Result<SocketAddr, String> {
-    let addr: SocketAddr = s.trim().parse().map_err(|_| {
-        "expected IP:PORT, e.g. 192.0.2.10:51820 or [2001:db8::1]:51820".to_string()
-    })?;
-    if addr.port() == 0 {
-        return Err("port 0".into());
-    }
+    let addr = parse_ip_port(s, "192.0.2.10:51820 or [2001:db8::1]:51820")?;
     if addr.ip().is_unspecified() || addr.ip().is_multicast() {
         return Err(format!("{} cannot be a peer's address", addr.ip()));
     }
@@ -422,14 +417,22 @@ fn parse_endpoint(s: &str) -> Result<SocketAddr, String> {
 
 /// A local `ip:port` to listen on (any address, not port 0).
 fn parse_listen(s: &str) -> Result<SocketAddr, String> {
-    let addr: SocketAddr = s
-        .parse()
-        .map_err(|_| "expected IP:PORT, e.g. 127.0.0.1:9590 or [::1]:9590".to_string())?;
-    if addr.port() == 0 {
-        return Err("port 0".into());
-    }
+    let addr = parse_ip_port(s, "127.0.0.1:9590 or [::1]:9590")?;
     if addr.ip().is_multicast() {
         return Err(format!("{} is a multicast address", addr.ip()));
+    }
+    Ok(addr)
+}
+
+/// `IP:PORT` (surrounding white space ignored) with a port from 1 to
+/// 65535; `examples` go into the error.
+fn parse_ip_port(s: &str, examples: &str) -> Result<SocketAddr, String> {
+    let addr: SocketAddr = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected IP:PORT, e.g. {examples}"))?;
+    if addr.port() == 0 {
+        return Err("port 0".into());
     }
     Ok(addr)
 }

@@ -151,7 +151,7 @@ fn offloads(reg: &mut Registry, o: &OffloadInfo) {
     }
     reg.register(
         "offload_enabled",
-        "Whether an offload is on (1) or off (0): TUN TSO/GRO, UDP GSO, UDP GRO",
+        "Whether an offload is on (1) or off (0): TUN TSO/USO, UDP GSO, UDP GRO",
         enabled,
     );
     let done = [

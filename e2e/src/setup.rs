@@ -11,12 +11,10 @@
 //! or stale, so a test never runs an old agent.
 
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use weft_client::agent_api::StatusResult;
-use weftctl::lab::{cargo_build_binaries, profile_dir, Binaries, ClusterGuard, ClusterSpec};
+use weftctl::lab::{build_binaries_once, profile_dir, Binaries, ClusterGuard, ClusterSpec};
 
 use crate::{E2eError, Result};
 
@@ -39,20 +37,8 @@ pub fn require_root() -> Result<()> {
 /// `weft-control-plane` and `weft-agent`, built once per test process next
 /// to the running test (see the module docs).
 pub fn binaries() -> Result<Binaries> {
-    static BUILT: OnceLock<std::result::Result<Binaries, String>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let dir = profile_dir().map_err(|e| e.to_string())?;
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-            cargo_build_binaries(Path::new(&cargo), &manifest, &dir)
-                .map_err(|e| format!("building the lab's binaries: {e}"))?;
-            let binaries = Binaries::in_dir(&dir);
-            binaries.check().map_err(|e| e.to_string())?;
-            Ok(binaries)
-        })
-        .clone()
-        .map_err(E2eError::Failed)
+    let dir = profile_dir().map_err(|e| E2eError::failed(e.to_string()))?;
+    build_binaries_once(&dir).map_err(E2eError::Failed)
 }
 
 /// A lab name unique to this test process: `<tag><pid>` (tags are short, so

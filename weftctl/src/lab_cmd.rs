@@ -22,8 +22,8 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 use weft_client::agent_api::StatusResult;
 use weftctl::lab::{
-    cargo_build_binaries, ping_stats, profile_dir, teardown, Binaries, Cluster, ClusterSpec, Lab,
-    LabError, LabName, DEFAULT_STATE_ROOT, LAB_METRICS,
+    cargo_build_binaries, ping_stats, profile_dir, teardown, workspace_manifest, Binaries, Cluster,
+    ClusterSpec, Lab, LabError, LabName, DEFAULT_STATE_ROOT, LAB_METRICS,
 };
 
 use crate::output::{table, Format};
@@ -170,7 +170,7 @@ fn name_flag(select: &LabSelect) -> String {
 /// never missing or stale.
 fn binaries() -> Result<Binaries> {
     let dir = profile_dir()?;
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let manifest = workspace_manifest();
     if let Some(cargo) = std::env::var_os("CARGO") {
         if manifest.exists() {
             eprintln!(

@@ -13,10 +13,9 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 
 use weftctl::check::{Connectivity, Inventory};
-use weftctl::lab::{cargo_build_binaries, Binaries, ClusterGuard, ClusterSpec, DEFAULT_STATE_ROOT};
+use weftctl::lab::{build_binaries_once, Binaries, ClusterGuard, ClusterSpec, DEFAULT_STATE_ROOT};
 
 const WEFTCTL: &str = env!("CARGO_BIN_EXE_weftctl");
 
@@ -30,22 +29,10 @@ fn require_root() {
 /// `weft-control-plane` and `weft-agent`, built once per test process next
 /// to this package's `weftctl` (see `lab_cluster.rs`).
 fn binaries() -> Binaries {
-    static BUILT: OnceLock<Result<Binaries, String>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let profile_dir = Path::new(WEFTCTL)
-                .parent()
-                .ok_or("CARGO_BIN_EXE_weftctl has no directory")?;
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-            cargo_build_binaries(Path::new(&cargo), &manifest, profile_dir)
-                .map_err(|e| e.to_string())?;
-            let binaries = Binaries::in_dir(profile_dir);
-            binaries.check().map_err(|e| e.to_string())?;
-            Ok(binaries)
-        })
-        .clone()
-        .unwrap_or_else(|e| panic!("cannot build the lab's binaries: {e}"))
+    let dir = Path::new(WEFTCTL)
+        .parent()
+        .expect("CARGO_BIN_EXE_weftctl has a directory");
+    build_binaries_once(dir).unwrap_or_else(|e| panic!("cannot build the lab's binaries: {e}"))
 }
 
 fn up(tag: &str, nodes: usize, pods_per_node: usize) -> ClusterGuard {

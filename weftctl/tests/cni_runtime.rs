@@ -43,14 +43,13 @@ use std::io::Read;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use serde_json::{json, Value};
 use weft_client::agent_api::{AgentClient, Pod, PodAddRequest};
 use weftctl::lab::{
-    cargo_build_binaries, ping_stats, Binaries, ClusterGuard, ClusterSpec, LabName, NamespaceRole,
+    build_binaries_once, ping_stats, Binaries, ClusterGuard, ClusterSpec, LabName, NamespaceRole,
     NodeRecord,
 };
 
@@ -88,23 +87,11 @@ fn profile_dir() -> &'static Path {
 /// process) next to this package's `weftctl`: `cargo build --bins -p
 /// weft-control-plane -p weft-node-agent`, as in `lab_cluster.rs`.
 fn binaries() -> Binaries {
-    static BUILT: OnceLock<Result<Binaries, String>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-            cargo_build_binaries(Path::new(&cargo), &manifest, profile_dir())
-                .map_err(|e| e.to_string())?;
-            let binaries = Binaries::in_dir(profile_dir());
-            binaries.check().map_err(|e| e.to_string())?;
-            let cni = profile_dir().join("weft-cni");
-            if !cni.is_file() {
-                return Err(format!("{} was not built", cni.display()));
-            }
-            Ok(binaries)
-        })
-        .clone()
-        .unwrap_or_else(|e| panic!("cannot build the lab's binaries: {e}"))
+    let binaries = build_binaries_once(profile_dir())
+        .unwrap_or_else(|e| panic!("cannot build the lab's binaries: {e}"));
+    let cni = profile_dir().join("weft-cni");
+    assert!(cni.is_file(), "{} was not built", cni.display());
+    binaries
 }
 
 /// Runs `command` to its end within `timeout` (killed after it), with

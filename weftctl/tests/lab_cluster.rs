@@ -25,12 +25,11 @@
 use std::net::IpAddr;
 use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::Value;
 use weftctl::lab::{
-    cargo_build_binaries, list_namespaces, ping, teardown, Binaries, CheckKind, ClusterGuard,
+    build_binaries_once, list_namespaces, ping, teardown, Binaries, CheckKind, ClusterGuard,
     ClusterSpec, LabError, LabName, Signal, DEFAULT_STATE_ROOT,
 };
 
@@ -47,22 +46,10 @@ fn require_root() {
 /// `weft-control-plane` and `weft-agent`, built (once per test process) next
 /// to this package's `weftctl`; see the module docs.
 fn binaries() -> Binaries {
-    static BUILT: OnceLock<Result<Binaries, String>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let profile_dir = Path::new(WEFTCTL)
-                .parent()
-                .ok_or("CARGO_BIN_EXE_weftctl has no directory")?;
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-            cargo_build_binaries(Path::new(&cargo), &manifest, profile_dir)
-                .map_err(|e| e.to_string())?;
-            let binaries = Binaries::in_dir(profile_dir);
-            binaries.check().map_err(|e| e.to_string())?;
-            Ok(binaries)
-        })
-        .clone()
-        .unwrap_or_else(|e| panic!("cannot build the lab's binaries: {e}"))
+    let dir = Path::new(WEFTCTL)
+        .parent()
+        .expect("CARGO_BIN_EXE_weftctl has a directory");
+    build_binaries_once(dir).unwrap_or_else(|e| panic!("cannot build the lab's binaries: {e}"))
 }
 
 /// A lab name unique to this test process: `<tag><pid>`.

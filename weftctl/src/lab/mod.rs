@@ -63,10 +63,10 @@ mod teardown;
 mod topology;
 
 pub use cluster::{
-    cargo_build_binaries, profile_dir, Binaries, Check, CheckKind, Cluster, ClusterGuard,
-    ClusterPod, ClusterRecord, ClusterSpec, Connectivity, ControlPlaneRecord, NodeRecord, Signal,
-    AGENT_PROGRAM, CONTROL_PLANE_LABEL, CONTROL_PLANE_PORT, CONTROL_PLANE_PROGRAM, DEFAULT_WAIT,
-    LAB_METRICS, WIREGUARD_PORT,
+    build_binaries_once, cargo_build_binaries, profile_dir, workspace_manifest, Binaries, Check,
+    CheckKind, Cluster, ClusterGuard, ClusterPod, ClusterRecord, ClusterSpec, Connectivity,
+    ControlPlaneRecord, NodeRecord, Signal, AGENT_PROGRAM, CONTROL_PLANE_LABEL, CONTROL_PLANE_PORT,
+    CONTROL_PLANE_PROGRAM, DEFAULT_WAIT, LAB_METRICS, WIREGUARD_PORT,
 };
 pub use cmd::{exec_in, list_namespaces, namespace_pids, DEFAULT_COMMAND_TIMEOUT};
 pub use error::LabError;

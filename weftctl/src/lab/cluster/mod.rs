@@ -56,8 +56,8 @@ pub use record::{
     Binaries, ClusterPod, ClusterRecord, ControlPlaneRecord, NodeRecord, CONTROL_PLANE_LABEL,
 };
 pub use spec::{
-    cargo_build_binaries, profile_dir, ClusterSpec, AGENT_PROGRAM, CONTROL_PLANE_PORT,
-    CONTROL_PLANE_PROGRAM, DEFAULT_WAIT, WIREGUARD_PORT,
+    build_binaries_once, cargo_build_binaries, profile_dir, workspace_manifest, ClusterSpec,
+    AGENT_PROGRAM, CONTROL_PLANE_PORT, CONTROL_PLANE_PROGRAM, DEFAULT_WAIT, WIREGUARD_PORT,
 };
 
 use super::{teardown, Lab, LabError, LabName, LabProcess, TeardownReport};

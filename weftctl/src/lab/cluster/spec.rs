@@ -3,6 +3,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use super::record::Binaries;
@@ -155,6 +156,30 @@ fn build_hint(dir: &Path) -> String {
     words.extend(profile.iter().map(String::as_str));
     words.extend(["-p", "weft-control-plane", "-p", "weft-node-agent"]);
     words.join(" ")
+}
+
+/// The manifest of the workspace this `weftctl` was built from (where
+/// `cargo run` and the tests build the lab's binaries).
+pub fn workspace_manifest() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml")
+}
+
+/// For tests: the lab's binaries in `profile_dir`, first built there with
+/// [`cargo_build_binaries`] (the `cargo` of `$CARGO`, or `cargo`) from the
+/// [`workspace_manifest`], then checked. Once per process: later calls get
+/// the first call's result (a test process has one profile directory).
+pub fn build_binaries_once(profile_dir: &Path) -> Result<Binaries, String> {
+    static BUILT: OnceLock<Result<Binaries, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            cargo_build_binaries(Path::new(&cargo), &workspace_manifest(), profile_dir)
+                .map_err(|e| format!("building the lab's binaries: {e}"))?;
+            let binaries = Binaries::in_dir(profile_dir);
+            binaries.check().map_err(|e| e.to_string())?;
+            Ok(binaries)
+        })
+        .clone()
 }
 
 /// Runs `cargo build --bins -p weft-control-plane -p weft-node-agent` for

@@ -15,8 +15,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use weft_node_agent::dataplane::offload::{csum, segment, Coalescer, VnetHdr, VNET_HDR_LEN};
 use weft_node_agent::wg::{Decap, Encap, Identity, Tunnel};
+use weft_switch::offload::{csum, segment, Coalescer, VnetHdr, VNET_HDR_LEN};
 
 const SRC: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 const MSS: usize = 1368;

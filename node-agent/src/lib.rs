@@ -10,6 +10,5 @@ pub mod metrics;
 pub mod netlink;
 pub mod netns;
 pub mod pods;
-pub mod switch;
 pub mod tun;
 pub mod wg;

@@ -16,9 +16,9 @@ use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use weft_node_agent::dataplane::offload::{csum, segment, VnetHdr, VNET_HDR_LEN};
 use weft_node_agent::netns;
 use weft_node_agent::tun::{Tun, TunOptions};
+use weft_switch::offload::{csum, segment, VnetHdr, VNET_HDR_LEN};
 
 mod support;
 use support::{ip, TestNs};

@@ -16,9 +16,9 @@ use super::counters::EngineCounters;
 use super::forward::Core;
 use super::peers::{Peer, PeerTraffic};
 use super::{DataplaneError, DataplaneStatus, OffloadStatus, PeerSpec, PeerStatus};
-use crate::switch::PeerId;
 use crate::tun::Tun;
 use crate::wg::Tunnel;
+use weft_switch::PeerId;
 
 /// Where a command's answer goes.
 pub(super) type Reply<T> = oneshot::Sender<Result<T, DataplaneError>>;

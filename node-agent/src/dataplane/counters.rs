@@ -5,7 +5,7 @@
 //! Contract: plain `u64`s indexed by small enums, bumped on the packet path
 //! without allocation; the names returned by `as_str` are stable metric
 //! label values, distinct from the switch's
-//! [`DropReason`](crate::switch::DropReason) names.
+//! [`DropReason`](weft_switch::DropReason) names.
 
 use crate::wg::WgDrop;
 
@@ -121,7 +121,7 @@ impl EngineCounters {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::switch::DropReason;
+    use weft_switch::DropReason;
 
     #[test]
     fn names_are_unique_across_engine_wireguard_and_switch() {

@@ -32,14 +32,14 @@ use super::control::Command;
 use super::counters::EngineCounters;
 use super::forward::{Core, GRO_SLOTS};
 use super::link::Link;
-use super::offload::{Coalescer, VNET_HDR_LEN};
 use super::peers::PeerTable;
 use super::ports::{Port, PortTable};
 use super::udp::{self, RxBatch, TxBatch, BATCH, MAX_DATAGRAM};
 use super::{DataplaneConfig, DataplaneError, PodPort};
-use crate::switch::{PortId, Switch};
 use crate::tun::Tun;
 use crate::wg::{Gate, Identity, HANDSHAKE_RATE_LIMIT};
+use weft_switch::offload::{Coalescer, VNET_HDR_LEN};
+use weft_switch::{PortId, Switch};
 
 /// How often WireGuard's timers run (boringtun's own device uses 250 ms).
 pub(super) const TICK: Duration = Duration::from_millis(250);

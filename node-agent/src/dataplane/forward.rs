@@ -27,13 +27,13 @@ use tracing::warn;
 
 use super::counters::{EngineCounters, EngineDrop};
 use super::link::Link;
-use super::offload::layout::Layout;
-use super::offload::{segment, Coalescer, VnetHdr, VNET_HDR_LEN};
 use super::peers::{Peer, PeerTable};
 use super::ports::PortTable;
 use super::udp::TxBatch;
-use crate::switch::{Action, PeerId, PortId, Switch};
 use crate::wg::{Encap, Gate, Identity};
+use weft_switch::offload::layout::Layout;
+use weft_switch::offload::{segment, Coalescer, VnetHdr, VNET_HDR_LEN};
+use weft_switch::{Action, PeerId, PortId, Switch};
 
 /// Reads from one TUN per round, before other fds get their turn.
 pub(super) const TUN_BUDGET: usize = 64;

@@ -7,11 +7,11 @@
 //!   handshake initiation, by receiver index otherwise) -> its
 //!   [`Tunnel`](crate::wg::Tunnel) -> replies to the source, packets queued
 //!   during a handshake to the peer, and decrypted packets through
-//!   [`Switch::from_peer`](crate::switch::Switch::from_peer), one decision
+//!   [`Switch::from_peer`](weft_switch::Switch::from_peer), one decision
 //!   per packet (it checks the inner source against the peer's allowed
 //!   prefixes), and on.
 //! - A decrypted packet for a TUN that takes super-packets is offered to
-//!   the [`Coalescer`](super::offload::Coalescer), which merges in-order
+//!   the [`Coalescer`](weft_switch::offload::Coalescer), which merges in-order
 //!   TCP segments of a flow and writes them at the end of the receive
 //!   batch ([`Core::flush_gro`]); anything it does not keep is written at
 //!   once.
@@ -25,11 +25,11 @@ use tracing::{debug, info};
 
 use super::counters::EngineDrop;
 use super::forward::{count_write, encrypt_to, link_of, send_back, write_item, Core, Source};
-use super::offload::VNET_HDR_LEN;
 use super::peers::Peer;
 use super::udp::{Message, TxBatch};
-use crate::switch::{Action, PeerId};
 use crate::wg::{roams, Decap, Inbound, MessageKind, PeerRef, Timer, WgDrop};
+use weft_switch::offload::VNET_HDR_LEN;
+use weft_switch::{Action, PeerId};
 
 impl Core {
     /// Handles one received message: each datagram in it, in order.

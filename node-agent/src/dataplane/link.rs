@@ -17,8 +17,8 @@ use std::io;
 
 use tracing::debug;
 
-use super::offload::{VnetHdr, VNET_HDR_LEN};
 use crate::tun::Tun;
+use weft_switch::offload::{VnetHdr, VNET_HDR_LEN};
 
 /// Checksum offload and TSO for both families (with ECN).
 const TSO: u32 = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN;

@@ -1,4 +1,4 @@
-//! The data plane: the IO shell around the sans-IO [`crate::switch`]. It owns
+//! The data plane: the IO shell around the sans-IO [`weft_switch`]. It owns
 //! the fds of the host TUN `weft0`, every pod TUN, and the one UDP socket
 //! that carries WireGuard to peers; it runs boringtun's `Tunn` per peer
 //! (handshakes, cookies, timers) and moves packets between them on a
@@ -40,7 +40,6 @@ mod engine;
 mod forward;
 mod inbound;
 mod link;
-pub mod offload;
 mod peers;
 mod ports;
 mod udp;

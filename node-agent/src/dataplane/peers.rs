@@ -4,7 +4,7 @@
 //!
 //! Contract:
 //! - Ids are dense and recycled (the lowest free slot), at most
-//!   [`MAX_ID`](crate::switch::MAX_ID), because the switch indexes vectors
+//!   [`MAX_ID`](weft_switch::MAX_ID), because the switch indexes vectors
 //!   by them.
 //! - A peer's [`Tunnel`] index is `generation << 16 | id`: 24 bits, so it
 //!   fits boringtun's session indexes. The generation of a slot changes with
@@ -18,8 +18,8 @@ use std::net::SocketAddr;
 use ipnet::IpNet;
 use tracing::Span;
 
-use crate::switch::{PeerId, MAX_ID};
 use crate::wg::Tunnel;
+use weft_switch::{PeerId, MAX_ID};
 
 /// Per-peer traffic, counted by the engine.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

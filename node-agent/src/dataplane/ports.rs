@@ -2,14 +2,14 @@
 //! on the control path and by index on the packet path.
 //!
 //! Contract: ids are dense and recycled (the lowest free slot), at most
-//! [`MAX_ID`](crate::switch::MAX_ID); each doubles as the port's poll token
+//! [`MAX_ID`](weft_switch::MAX_ID); each doubles as the port's poll token
 //! (offset by the engine's fixed tokens).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
 use super::link::Link;
-use crate::switch::{PortId, MAX_ID};
+use weft_switch::{PortId, MAX_ID};
 
 /// One attached pod port.
 #[derive(Debug)]

@@ -35,8 +35,8 @@ pub use port::{
 
 /// The size of the virtio-net header (`struct virtio_net_hdr`, the
 /// kernel's default `TUNSETVNETHDRSZ`) before each packet on a TUN with
-/// [`TunOptions::vnet_hdr`].
-pub const VNET_HDR_LEN: usize = 10;
+/// [`TunOptions::vnet_hdr`]; the header itself is `weft_switch`'s.
+pub use weft_switch::offload::VNET_HDR_LEN;
 
 /// The longest interface name Linux accepts, in bytes (`IFNAMSIZ - 1`).
 pub const MAX_IFNAME_LEN: usize = libc::IFNAMSIZ - 1;

@@ -4,7 +4,8 @@
 //! The kernel writes it in the host's byte order for a TUN (virtio's
 //! "legacy" little-endian on the little-endian hosts weft runs on).
 
-pub use crate::tun::VNET_HDR_LEN;
+/// Length of `struct virtio_net_hdr` (without `num_buffers`).
+pub const VNET_HDR_LEN: usize = 10;
 
 /// `VIRTIO_NET_HDR_F_NEEDS_CSUM`: the checksum at `csum_start +
 /// csum_offset` holds only the pseudo-header sum; the rest is to be done.

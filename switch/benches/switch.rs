@@ -11,8 +11,8 @@ use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ipnet::IpNet;
-use weft_node_agent::dataplane::offload::csum;
-use weft_node_agent::switch::{Action, PeerId, PortId, Switch};
+use weft_switch::offload::csum;
+use weft_switch::{Action, PeerId, PortId, Switch};
 
 fn net(s: &str) -> IpNet {
     s.parse().unwrap()

@@ -32,6 +32,7 @@ mod icmp;
 mod ipv4;
 mod ipv6;
 mod martian;
+pub mod offload;
 mod packet;
 mod ports;
 mod prefix;

@@ -95,7 +95,7 @@ fn write_private_file(path: &Path, contents: &[u8]) -> Result<(), (PathBuf, std:
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).map_err(|e| (dir.to_path_buf(), e))?;
     }
-    crate::fsutil::write_atomic(path, contents, 0o600).map_err(|e| (path.to_path_buf(), e))
+    weft_files::write_atomic(path, contents, 0o600).map_err(|e| (path.to_path_buf(), e))
 }
 
 impl fmt::Debug for Credentials {

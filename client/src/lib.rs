@@ -27,8 +27,6 @@ mod pem;
 mod pin;
 mod token;
 
-pub mod agent_api;
-pub mod fsutil;
 pub use connect::{connect, connect_lazy, connect_pinned};
 pub use credentials::Credentials;
 pub use csr::generate_csr;

@@ -607,7 +607,7 @@ fn check_key_matches(
 
 /// Writes a file atomically (temporary sibling, fsync, rename) with `mode`.
 fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), PkiError> {
-    weft_client::fsutil::write_atomic(path, contents, mode).map_err(io_err("writing", path))
+    weft_files::write_atomic(path, contents, mode).map_err(io_err("writing", path))
 }
 
 fn with_newline(s: &str) -> String {

@@ -13,7 +13,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use weft_client::agent_api::StatusResult;
+use weft_agent_api::StatusResult;
 use weftctl::lab::{build_binaries_once, profile_dir, Binaries, ClusterGuard, ClusterSpec};
 
 use crate::{E2eError, Result};

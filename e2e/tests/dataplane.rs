@@ -88,7 +88,7 @@ fn pods_and_nodes_reach_each_other_and_bulk_tcp_arrives_intact() -> Result<()> {
     // sender's agent split TSO super-packets and sent UDP GSO runs; the
     // receiver's merged decrypted segments back into super-packets.
     let (sender, receiver) = (cluster.agent_status("n1")?, cluster.agent_status("n3")?);
-    let offload = |s: &weft_client::agent_api::StatusResult| {
+    let offload = |s: &weft_agent_api::StatusResult| {
         s.dataplane
             .as_ref()
             .map(|d| d.offload.clone())

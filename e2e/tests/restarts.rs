@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use weft_client::agent_api::NodeInfo;
+use weft_agent_api::NodeInfo;
 use weft_e2e::{
     binaries, interface_addresses, peer_names, ping_until, require_root, spec, tcp_pair,
     tcp_retransmits, up, wait_until, E2eError, Pattern, PatternReader, PatternWriter, Result,

@@ -7,7 +7,7 @@
 mod cni_support;
 
 use serde_json::{json, Value};
-use weft_client::agent_api::{AgentClient, PodAddRequest};
+use weft_agent_api::{AgentClient, PodAddRequest};
 
 use cni_support::{
     addresses_in, conf, ip, links_in, require_root, run_plain, unique, with_prev, Agent,

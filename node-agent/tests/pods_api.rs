@@ -13,7 +13,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use weft_client::agent_api::{
+use weft_agent_api::{
     AgentApiError, AgentClient, AsyncAgentClient, ErrorCode, NodeInfo, PodAddRequest,
 };
 use weft_node_agent::api::{self, ApiError, DataplaneStatusSource, NodeInfoSource, Services};

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
-use weft_client::agent_api::{AgentClient, StatusResult};
+use weft_agent_api::{AgentClient, StatusResult};
 use weftctl::check::{self, render, Connectivity, Inventory, InventoryNode, InventoryPod, Probe};
 
 use crate::duration;

@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::json;
-use weft_client::agent_api::StatusResult;
+use weft_agent_api::StatusResult;
 use weftctl::lab::{
     cargo_build_binaries, ping_stats, profile_dir, teardown, workspace_manifest, Binaries, Cluster,
     ClusterSpec, Lab, LabError, LabName, DEFAULT_STATE_ROOT, LAB_METRICS,

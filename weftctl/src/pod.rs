@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use weft_client::agent_api::{AsyncAgentClient, Pod, PodAddRequest, DEFAULT_SOCKET};
+use weft_agent_api::{AsyncAgentClient, Pod, PodAddRequest, DEFAULT_SOCKET};
 
 use crate::duration;
 use crate::output::{table, Format};

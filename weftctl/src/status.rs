@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use weft_client::agent_api::{DataplaneInfo, OffloadInfo, StatusResult};
+use weft_agent_api::{DataplaneInfo, OffloadInfo, StatusResult};
 
 use crate::duration;
 use crate::output::{table, Format};
@@ -170,7 +170,7 @@ fn bytes(n: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use weft_client::agent_api::{DropCount, NodeInfo, PeerInfo};
+    use weft_agent_api::{DropCount, NodeInfo, PeerInfo};
 
     use super::*;
 

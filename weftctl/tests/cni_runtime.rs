@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use serde_json::{json, Value};
-use weft_client::agent_api::{AgentClient, Pod, PodAddRequest};
+use weft_agent_api::{AgentClient, Pod, PodAddRequest};
 use weftctl::lab::{
     build_binaries_once, ping_stats, Binaries, ClusterGuard, ClusterSpec, LabName, NamespaceRole,
     NodeRecord,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 use serde_json::Value;
-use weft_client::agent_api::NodeInfo;
+use weft_agent_api::NodeInfo;
 use weft_node_agent::api::{self, DataplaneStatusSource, NodeInfoSource, Services};
 use weft_node_agent::dataplane::{DataplaneError, DataplaneStatus, PeerStatus};
 use weft_node_agent::netns::NetNs;

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch, Notify};
 use tonic::transport::Channel;
-use weft_client::agent_api::NodeInfo;
+use weft_agent_api::NodeInfo;
 use weft_client::{Credentials, JoinToken};
 
 use super::backoff::Backoff;

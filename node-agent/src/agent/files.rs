@@ -11,7 +11,7 @@ use std::io;
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::Path;
 
-pub use weft_client::fsutil::write_atomic;
+pub use weft_files::write_atomic;
 
 /// Creates `dir` (and its parents) if missing; a directory the agent
 /// creates gets mode 0700, since it holds private keys.

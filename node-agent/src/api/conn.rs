@@ -5,7 +5,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::{watch, OwnedSemaphorePermit};
 use tracing::{debug, debug_span, Instrument};
-use weft_client::agent_api::{ErrorBody, ErrorCode, Request, Response, MAX_REQUEST_BYTES};
+use weft_agent_api::{ErrorBody, ErrorCode, Request, Response, MAX_REQUEST_BYTES};
 
 use super::{handlers, Services, IDLE_TIMEOUT, MAX_CONNECTIONS, WRITE_TIMEOUT};
 

@@ -2,9 +2,9 @@
 //! error codes.
 
 use base64::Engine;
-use weft_client::agent_api::{
-    DataplaneInfo, DropCount, ErrorBody, ErrorCode, PeerInfo, PodDelResult, PodList, PodResult,
-    PongResult, PortInfo, Request, Response, StatusResult,
+use weft_agent_api::{
+    DataplaneInfo, DropCount, ErrorBody, ErrorCode, OffloadInfo, PeerInfo, PodDelResult, PodList,
+    PodResult, PongResult, PortInfo, Request, Response, StatusResult,
 };
 
 use super::Services;
@@ -103,7 +103,21 @@ fn dataplane_info(s: DataplaneStatus) -> DataplaneInfo {
         forwarded_to_ports: s.forwarded_to_ports,
         forwarded_to_host: s.forwarded_to_host,
         forwarded_to_peers: s.forwarded_to_peers,
-        offload: s.offload,
+        offload: offload_info(s.offload),
+    }
+}
+
+/// The data plane's offload status, as the API sends it.
+fn offload_info(o: crate::dataplane::OffloadStatus) -> OffloadInfo {
+    OffloadInfo {
+        tun: o.tun,
+        udp_gso: o.udp_gso,
+        udp_gro: o.udp_gro,
+        tun_super_packets_read: o.tun_super_packets_read,
+        tun_super_packets_written: o.tun_super_packets_written,
+        segments_coalesced: o.segments_coalesced,
+        udp_gso_messages: o.udp_gso_messages,
+        udp_gro_messages: o.udp_gro_messages,
     }
 }
 

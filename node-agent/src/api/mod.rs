@@ -2,7 +2,7 @@
 //! `weft-cni`: pods (add, get, del, list), status, and ping (readiness).
 //!
 //! Contract:
-//! - The wire protocol is `weft_client::agent_api` (one JSON request per
+//! - The wire protocol is `weft_agent_api` (one JSON request per
 //!   line, one JSON response per line; documented in `docs/agent-api.md`);
 //!   this module only serves it.
 //! - [`bind`] creates the socket's directory, refuses to start if another
@@ -34,11 +34,11 @@ use futures::future::BoxFuture;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
-use weft_client::agent_api::NodeInfo;
+use weft_agent_api::NodeInfo;
 
 pub use handlers::status;
 pub use socket::{bind, ApiListener};
-pub use weft_client::agent_api::MAX_REQUEST_BYTES;
+pub use weft_agent_api::MAX_REQUEST_BYTES;
 
 use crate::dataplane::{Dataplane, DataplaneError, DataplaneStatus};
 use crate::pods::{MemoryPortSink, PodManager};

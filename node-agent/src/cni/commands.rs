@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
-use weft_client::agent_api::{AgentApiError, ErrorCode, Pod, PodAddRequest, StatusResult};
+use weft_agent_api::{AgentApiError, ErrorCode, Pod, PodAddRequest, StatusResult};
 
 use super::config::NetConf;
 use super::env::{Attachment, PodMeta};
@@ -308,7 +308,7 @@ pub fn gc(
 #[cfg(test)]
 mod tests {
     use serde_json::json;
-    use weft_client::agent_api::DEFAULT_SOCKET;
+    use weft_agent_api::DEFAULT_SOCKET;
 
     use super::super::fake::FakeHost;
     use super::*;

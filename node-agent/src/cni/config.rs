@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 
 use serde_json::{Map, Value};
-use weft_client::agent_api::DEFAULT_SOCKET;
+use weft_agent_api::DEFAULT_SOCKET;
 
 use super::env::{check_container_id, Attachment};
 use super::error::{code, CniError};

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use weft_client::agent_api::{AgentApiError, ErrorCode};
+use weft_agent_api::{AgentApiError, ErrorCode};
 
 /// The error codes weft-cni returns.
 pub mod code {

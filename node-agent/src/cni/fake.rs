@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
-use weft_client::agent_api::{
+use weft_agent_api::{
     AgentApiError, DataplaneInfo, ErrorCode, NodeInfo, Pod, PodAddRequest, StatusResult,
 };
 

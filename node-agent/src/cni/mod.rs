@@ -87,7 +87,7 @@ pub fn about() -> String {
     format!(
         "weft-cni {}: the weft CNI plugin; it asks weft-agent (by default on {}) for each pod's interface.\nCNI protocol versions supported: {}",
         env!("CARGO_PKG_VERSION"),
-        weft_client::agent_api::DEFAULT_SOCKET,
+        weft_agent_api::DEFAULT_SOCKET,
         SUPPORTED.join(", ")
     )
 }

@@ -218,7 +218,7 @@ pub fn parse(env: &CniEnv, stdin: &[u8]) -> Result<Request, CniError> {
 mod tests {
     use std::path::PathBuf;
 
-    use weft_client::agent_api::DEFAULT_SOCKET;
+    use weft_agent_api::DEFAULT_SOCKET;
 
     use super::*;
 

@@ -22,7 +22,7 @@ use std::net::IpAddr;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use weft_client::agent_api::NodeInfo;
+use weft_agent_api::NodeInfo;
 
 use super::error::{code, CniError};
 use super::version::CniVersion;

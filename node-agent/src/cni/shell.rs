@@ -7,7 +7,7 @@ use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use weft_client::agent_api::{AgentApiError, AgentClient, Pod, PodAddRequest, StatusResult};
+use weft_agent_api::{AgentApiError, AgentClient, Pod, PodAddRequest, StatusResult};
 
 use super::commands::{Agent, NetnsProblem, System};
 use super::config::MAX_CONFIG_BYTES;

@@ -131,9 +131,27 @@ pub struct DataplaneStatus {
 }
 
 /// What the offloads are doing (all off and zero without
-/// [`DataplaneConfig::offload`]): the local API's own type, so that
-/// `weftctl status` shows exactly what the engine counts.
-pub use weft_client::agent_api::OffloadInfo as OffloadStatus;
+/// [`DataplaneConfig::offload`]). The local API converts it into its own
+/// wire type at its edge.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OffloadStatus {
+    /// Whether the host TUN takes and hands over TSO/USO super-packets.
+    pub tun: bool,
+    /// Whether runs of datagrams to a peer leave as one UDP GSO message.
+    pub udp_gso: bool,
+    /// Whether the UDP socket hands over GRO runs of datagrams.
+    pub udp_gro: bool,
+    /// TSO/USO super-packets read from TUNs (each split into segments).
+    pub tun_super_packets_read: u64,
+    /// Super-packets written to TUNs.
+    pub tun_super_packets_written: u64,
+    /// Decrypted segments merged into a super-packet.
+    pub segments_coalesced: u64,
+    /// UDP GSO messages sent.
+    pub udp_gso_messages: u64,
+    /// UDP GRO messages received.
+    pub udp_gro_messages: u64,
+}
 
 /// Errors of the data plane handle.
 #[derive(Debug, thiserror::Error)]

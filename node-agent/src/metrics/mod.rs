@@ -3,7 +3,7 @@
 //! Contract:
 //! - `GET /metrics` answers with OpenMetrics text ([`CONTENT_TYPE`]); any
 //!   other path is a 404. Nothing is kept between scrapes: each one asks
-//!   for the same [`StatusResult`](weft_client::agent_api::StatusResult)
+//!   for the same [`StatusResult`](weft_agent_api::StatusResult)
 //!   the local API's `status` answers ([`crate::api::status`]) and
 //!   [`render`]s it, so `weftctl status` and the metrics never disagree.
 //! - [`render`] is pure. Counters carry `_total`; every drop reason the

@@ -8,7 +8,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
-use weft_client::agent_api::{DataplaneInfo, OffloadInfo, StatusResult};
+use weft_agent_api::{DataplaneInfo, OffloadInfo, StatusResult};
 
 /// The Content-Type of [`render`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -62,7 +62,7 @@ fn peers(reg: &mut Registry, dp: &DataplaneInfo) {
         "WireGuard peers (other nodes) in the data plane",
         u64::try_from(dp.peers.len()).unwrap_or(u64::MAX),
     );
-    let per_peer = |f: fn(&weft_client::agent_api::PeerInfo) -> u64| {
+    let per_peer = |f: fn(&weft_agent_api::PeerInfo) -> u64| {
         dp.peers.iter().map(move |p| (p.name.clone(), f(p)))
     };
     let traffic = [

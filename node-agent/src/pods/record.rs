@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use weft_client::agent_api::{Pod, PodAddRequest, DEFAULT_IFNAME};
+use weft_agent_api::{Pod, PodAddRequest, DEFAULT_IFNAME};
 
 /// The longest pod id, in bytes (a Kubernetes name is at most 253).
 pub const MAX_ID_LEN: usize = 253;

@@ -95,7 +95,7 @@ pub fn load(path: &Path) -> Result<PodState, String> {
 /// Replaces the state file with `bytes`, atomically and durably. The file
 /// is mode 0600.
 pub fn save(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    weft_client::fsutil::write_atomic(path, bytes, 0o600)
+    weft_files::write_atomic(path, bytes, 0o600)
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use futures::future::BoxFuture;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use weft_client::agent_api::NodeInfo;
+use weft_agent_api::NodeInfo;
 use weft_node_agent::api::{self, ApiError, DataplaneStatusSource, NodeInfoSource, Services};
 use weft_node_agent::dataplane::{DataplaneError, DataplaneStatus};
 use weft_node_agent::netns::NetNs;

@@ -149,7 +149,7 @@ pub(crate) fn store(dir: &Path, state: &LabState) -> Result<(), LabError> {
         reason: format!("cannot encode: {e}"),
     })?;
     text.push('\n');
-    weft_client::fsutil::write_atomic(&path, text.as_bytes(), 0o644)
+    weft_files::write_atomic(&path, text.as_bytes(), 0o644)
         .map_err(|e| LabError::io(format!("writing {}", path.display()), e))
 }
 

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use weft_client::agent_api::StatusResult;
+use weft_agent_api::StatusResult;
 pub use weftctl::check::render::{report, rtt_text};
 use weftctl::lab::Cluster;
 

@@ -1,4 +1,4 @@
-use weft_client::agent_api::{DataplaneInfo, DropCount, NodeInfo, OffloadInfo, PeerInfo};
+use weft_agent_api::{DataplaneInfo, DropCount, NodeInfo, OffloadInfo, PeerInfo};
 
 use super::*;
 

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use weft_client::agent_api::{AgentClient, Pod, PodAddRequest, StatusResult};
+use weft_agent_api::{AgentClient, Pod, PodAddRequest, StatusResult};
 
 use super::record::{ControlPlaneRecord, NodeRecord};
 use crate::lab::process::log_tail;

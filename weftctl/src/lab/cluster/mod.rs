@@ -47,7 +47,7 @@ use std::time::Duration;
 
 pub use nix::sys::signal::Signal;
 use tonic::transport::Channel;
-use weft_client::agent_api::StatusResult;
+use weft_agent_api::StatusResult;
 use weft_proto::v1::admin_client::AdminClient;
 
 pub use crate::check::{Check, CheckKind, Connectivity};

@@ -19,6 +19,8 @@
 //! (tokio, for `weftctl`) speak it; [`Request::parse`] is the one parser the
 //! agent uses, so both sides agree on every message.
 
+#![forbid(unsafe_code)]
+
 mod client;
 mod wire;
 

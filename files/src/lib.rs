@@ -7,6 +7,8 @@
 //! directory. A crash leaves either the old contents or the new ones (plus,
 //! at worst, a stray temporary file that the next write replaces).
 
+#![forbid(unsafe_code)]
+
 use std::fs;
 use std::io::{self, Write as _};
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};

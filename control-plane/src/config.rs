@@ -11,6 +11,7 @@ use clap::Parser;
 use ipnet::IpNet;
 
 use crate::ipam::Pool;
+use crate::store::etcd::{EtcdOptions, EtcdTls};
 
 /// weft control plane: hands out node WireGuard peers and pod CIDRs over gRPC + TLS.
 #[derive(Debug, Clone, Parser)]
@@ -87,6 +88,87 @@ pub struct Config {
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "WEFT_LOG_JSON")]
     pub log_json: bool,
+
+    #[command(flatten)]
+    pub store: StoreFlags,
+}
+
+/// Where the cluster's state lives: the embedded file, or etcd.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreFlags {
+    /// The store: `redb` (the default: state.redb in --state-dir, for one
+    /// control plane) or `etcd://host:port[,host:port...]` (an etcd v3
+    /// cluster, for several replicas serving one cluster).
+    #[arg(long = "store", env = "WEFT_STORE", default_value = "redb")]
+    pub store: String,
+
+    /// Key prefix for this cluster in etcd, ending with '/'; clusters
+    /// sharing one etcd need different prefixes.
+    #[arg(long, env = "WEFT_ETCD_PREFIX", default_value = crate::store::etcd::DEFAULT_PREFIX)]
+    pub etcd_prefix: String,
+
+    /// PEM CA that signed etcd's serving certificates; turns on TLS to etcd.
+    #[arg(long, env = "WEFT_ETCD_CA")]
+    pub etcd_ca: Option<PathBuf>,
+
+    /// PEM client certificate for etcd (with --etcd-key), if etcd runs with
+    /// --client-cert-auth.
+    #[arg(long, env = "WEFT_ETCD_CERT")]
+    pub etcd_cert: Option<PathBuf>,
+
+    /// PEM private key of --etcd-cert.
+    #[arg(long, env = "WEFT_ETCD_KEY")]
+    pub etcd_key: Option<PathBuf>,
+}
+
+/// The checked store choice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreChoice {
+    /// The embedded store, `state.redb` in the state dir.
+    Redb,
+    /// An etcd cluster.
+    Etcd(EtcdOptions),
+}
+
+impl StoreFlags {
+    /// Check the store flags.
+    pub fn validate(&self) -> Result<StoreChoice, ConfigError> {
+        let bad = |s: String| Err(ConfigError::Invalid(s));
+        let etcd_flags =
+            self.etcd_ca.is_some() || self.etcd_cert.is_some() || self.etcd_key.is_some();
+        if self.store == "redb" {
+            if etcd_flags {
+                return bad("--etcd-ca/--etcd-cert/--etcd-key need --store etcd://...".into());
+            }
+            return Ok(StoreChoice::Redb);
+        }
+        let mut options = EtcdOptions::from_url(&self.store).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "--store {:?}: {e} (or `redb` for the embedded store)",
+                self.store
+            ))
+        })?;
+        EtcdOptions::check_prefix(&self.etcd_prefix)
+            .map_err(|e| ConfigError::Invalid(format!("--etcd-prefix {e}")))?;
+        options.prefix = self.etcd_prefix.clone();
+        options.tls = match (&self.etcd_ca, &self.etcd_cert, &self.etcd_key) {
+            (None, None, None) => None,
+            (None, _, _) => {
+                return bad(
+                    "--etcd-cert/--etcd-key need --etcd-ca (the CA of etcd's certificates)".into(),
+                )
+            }
+            (Some(_), Some(_), None) | (Some(_), None, Some(_)) => {
+                return bad("--etcd-cert and --etcd-key go together".into())
+            }
+            (Some(ca), cert, key) => Some(EtcdTls {
+                ca: ca.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+        };
+        Ok(StoreChoice::Etcd(options))
+    }
 }
 
 /// A configuration that cannot run.
@@ -114,6 +196,8 @@ pub struct Settings {
     pub removal_grace: Duration,
     pub wireguard_port: u16,
     pub watch_keepalive: Duration,
+    /// Where the cluster's state lives.
+    pub store: StoreChoice,
 }
 
 impl Config {
@@ -172,6 +256,7 @@ impl Config {
         if self.wireguard_port == 0 {
             return bad("--wireguard-port must not be 0".into());
         }
+        let store = self.store.validate()?;
         let advertise = match &self.advertise_address {
             Some(a) => {
                 check_host_port(a)
@@ -231,6 +316,7 @@ impl Config {
             removal_grace: Duration::from_secs(u64::from(self.removal_grace_seconds)),
             wireguard_port: self.wireguard_port,
             watch_keepalive: Duration::from_secs(u64::from(self.watch_keepalive_seconds)),
+            store,
         })
     }
 }
@@ -274,6 +360,33 @@ mod tests {
         assert_eq!(s.cluster_dns.to_string(), "10.96.0.10");
         assert_eq!(s.advertise, "127.0.0.1:7443");
         assert_eq!(s.lease_ttl, Duration::from_secs(40));
+        assert_eq!(s.store, StoreChoice::Redb);
+    }
+
+    #[test]
+    fn etcd_store_flags() {
+        let s = parse(&[
+            "--store",
+            "etcd://10.0.0.1:2379,10.0.0.2:2379",
+            "--etcd-prefix",
+            "/weft/prod/",
+            "--etcd-ca",
+            "/etc/etcd/ca.pem",
+            "--etcd-cert",
+            "/etc/weft/etcd.pem",
+            "--etcd-key",
+            "/etc/weft/etcd-key.pem",
+        ])
+        .validate()
+        .unwrap();
+        let StoreChoice::Etcd(o) = s.store else {
+            panic!("expected etcd")
+        };
+        assert_eq!(o.endpoints, ["10.0.0.1:2379", "10.0.0.2:2379"]);
+        assert_eq!(o.prefix, "/weft/prod/");
+        let tls = o.tls.unwrap();
+        assert_eq!(tls.ca, PathBuf::from("/etc/etcd/ca.pem"));
+        assert_eq!(tls.key, Some(PathBuf::from("/etc/weft/etcd-key.pem")));
     }
 
     #[test]
@@ -300,6 +413,28 @@ mod tests {
             ),
             (&["--tls-san", "bad name!"], "--tls-san"),
             (&["--cluster-domain", "Bad_Domain"], "--cluster-domain"),
+            (&["--store", "mysql://x"], "--store"),
+            (&["--store", "etcd://nohost"], "--store"),
+            (
+                &["--store", "etcd://a:1", "--etcd-prefix", "x"],
+                "--etcd-prefix",
+            ),
+            (&["--etcd-ca", "/ca.pem"], "need --store etcd"),
+            (
+                &["--store", "etcd://a:1", "--etcd-cert", "/c"],
+                "need --etcd-ca",
+            ),
+            (
+                &[
+                    "--store",
+                    "etcd://a:1",
+                    "--etcd-ca",
+                    "/ca",
+                    "--etcd-key",
+                    "/k",
+                ],
+                "go together",
+            ),
         ];
         for (args, want) in cases {
             let e = parse(args).validate().unwrap_err();

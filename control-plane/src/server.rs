@@ -17,10 +17,11 @@ use tonic::transport::server::TcpIncoming;
 use weft_proto::v1::admin_server::AdminServer;
 use weft_proto::v1::cluster_server::ClusterServer;
 
-use crate::config::Settings;
+use crate::config::{Settings, StoreChoice};
 use crate::pki::Pki;
 use crate::registry::Registry;
 use crate::service::{AdminService, ClusterService};
+use crate::store::etcd::EtcdStore;
 use crate::store::redb::RedbStore;
 use crate::store::Store;
 
@@ -61,10 +62,7 @@ pub fn prepare_state_dir(dir: &Path) -> Result<(), ServerError> {
 /// Open everything under the state dir and build the registry.
 pub async fn open(settings: &Settings) -> Result<Arc<Registry>, ServerError> {
     prepare_state_dir(&settings.state_dir)?;
-    let store: Arc<dyn Store> = Arc::new(
-        RedbStore::open(&settings.state_dir.join(STORE_FILE))
-            .map_err(|e| ServerError::Config(e.to_string()))?,
-    );
+    let store = open_store(settings).await?;
     let pki = Arc::new(
         Pki::load_or_create(&settings.state_dir, &settings.tls_sans)
             .map_err(|e| ServerError::Config(e.to_string()))?,
@@ -79,6 +77,22 @@ pub async fn open(settings: &Settings) -> Result<Arc<Registry>, ServerError> {
         .await
         .map_err(|e| ServerError::Config(e.to_string()))?;
     Ok(Arc::new(registry))
+}
+
+/// Open the store the settings choose. An unreachable etcd is a
+/// configuration error like an unusable state file: the message says which.
+pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, ServerError> {
+    Ok(match &settings.store {
+        StoreChoice::Redb => Arc::new(
+            RedbStore::open(&settings.state_dir.join(STORE_FILE))
+                .map_err(|e| ServerError::Config(e.to_string()))?,
+        ),
+        StoreChoice::Etcd(options) => Arc::new(
+            EtcdStore::connect(options.clone())
+                .await
+                .map_err(|e| ServerError::Config(format!("--store: {e}")))?,
+        ),
+    })
 }
 
 /// Serve until `shutdown` resolves.

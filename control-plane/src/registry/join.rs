@@ -150,8 +150,12 @@ impl Registry {
     /// Commit `batch` (and joins deferred from it) until every join has an
     /// answer.
     async fn run_batches(&self, mut queued: Vec<Pending>) {
+        // A new node's join adds at most three compares and three ops (its
+        // node and CIDR keys, its token), plus one of each for the id
+        // counter: keep batches within the store's transaction limit.
+        let per_batch = MAX_JOIN_BATCH.min((self.store.max_txn_ops().saturating_sub(1) / 3).max(1));
         while !queued.is_empty() {
-            let rest = queued.split_off(queued.len().min(MAX_JOIN_BATCH));
+            let rest = queued.split_off(queued.len().min(per_batch));
             let mut batch = std::mem::replace(&mut queued, rest);
             let (deferred, failed) = match self.commit_batch(batch).await {
                 Ok(deferred) => (deferred, Vec::new()),

@@ -3,9 +3,12 @@
 //! etcd backend can stand in for the embedded one without touching callers.
 //!
 //! Contract:
-//! - Every successful write transaction bumps the store revision by exactly
-//!   one; all of its operations carry that revision. Revisions start at 1 for
-//!   the first write and never go back, across restarts.
+//! - Every successful write transaction takes a new revision, greater than
+//!   every earlier one; all of its operations carry that revision. Revisions
+//!   never go back, across restarts. On a store of its own (the embedded one,
+//!   or an etcd that serves one cluster) each write bumps the revision by
+//!   exactly one; on an etcd shared by several clusters, the other clusters'
+//!   writes take revisions too, so a cluster sees gaps.
 //! - A transaction applies all of its operations or none. It applies only if
 //!   every [`Compare`] holds at the moment it runs; otherwise it writes
 //!   nothing and reports `succeeded: false`.
@@ -17,12 +20,23 @@
 //!   item. Both mean: read a fresh snapshot with [`Store::range`] and watch
 //!   again from its revision.
 //! - A write that returned `Ok` is durable: it survives a crash.
+//! - A transaction names each key at most once among its ops (etcd refuses
+//!   a transaction that writes a key twice; both backends refuse it, see
+//!   [`Txn::check`]), and carries at most [`Store::max_txn_ops`] compares and
+//!   at most as many ops.
+//!
+//! Backends: [`redb`] (embedded, one file, the default) and [`etcd`] (several
+//! control-plane replicas on one etcd cluster).
 
 use std::pin::Pin;
 
 use futures::Stream;
 
+pub mod etcd;
 pub mod redb;
+
+#[cfg(test)]
+mod suite;
 
 /// A store revision. 0 means "before the first write".
 pub type Revision = u64;
@@ -90,6 +104,32 @@ pub struct Txn {
     pub ops: Vec<Op>,
 }
 
+impl Txn {
+    /// Refuse a transaction that writes one key twice, or that has more
+    /// compares or ops than `max_ops`.
+    pub fn check(&self, max_ops: usize) -> Result<(), StoreError> {
+        if self.compares.len() > max_ops || self.ops.len() > max_ops {
+            return Err(StoreError::Invalid(format!(
+                "a transaction may carry at most {max_ops} compares and {max_ops} ops (this one: {} and {})",
+                self.compares.len(),
+                self.ops.len()
+            )));
+        }
+        let mut seen = std::collections::HashSet::with_capacity(self.ops.len());
+        for op in &self.ops {
+            let key = match op {
+                Op::Put { key, .. } | Op::Delete { key } => key,
+            };
+            if !seen.insert(key.as_str()) {
+                return Err(StoreError::Invalid(format!(
+                    "a transaction writes key {key:?} twice"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The result of [`Store::txn`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TxnOutcome {
@@ -120,9 +160,17 @@ pub enum StoreError {
     /// The store could not be opened: path, and why.
     #[error("cannot open store at {path}: {reason}")]
     Open { path: String, reason: String },
-    /// The backend failed (I/O, corruption, connection).
+    /// The backend failed (I/O, corruption, a broken connection).
     #[error("store backend error: {0}")]
     Backend(String),
+    /// The backend cannot serve now (etcd unreachable, or without quorum);
+    /// the request may succeed later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The request is one the store refuses whatever its state (a key
+    /// written twice in one transaction, too many ops).
+    #[error("store request refused: {0}")]
+    Invalid(String),
 }
 
 /// A revisioned key/value store with compare-and-swap and watch. See the
@@ -145,4 +193,8 @@ pub trait Store: Send + Sync + 'static {
     async fn compact(&self, revision: Revision) -> Result<(), StoreError>;
     /// A short description for status output, e.g. "redb:/var/lib/weft/state.redb".
     fn describe(&self) -> String;
+    /// The most compares (and, separately, ops) one transaction may carry.
+    fn max_txn_ops(&self) -> usize {
+        usize::MAX
+    }
 }

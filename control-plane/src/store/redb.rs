@@ -17,8 +17,8 @@
 //!   successful transaction with no ops, or whose ops are all deletes of
 //!   absent keys, reports `succeeded: true` with the unchanged current
 //!   revision and emits no event (as etcd does for a delete that deletes
-//!   nothing). Several ops on the same key in one transaction apply in
-//!   order and each emits its event, all at the same revision.
+//!   nothing). A transaction that writes one key twice is refused (as etcd
+//!   refuses it), see [`Txn::check`].
 //! - History keeps at least the last [`RedbOptions::history_retention`]
 //!   revisions; older entries are dropped as new ones commit. [`Store::compact`]
 //!   drops more on request; compacting below the current compaction point is a
@@ -211,6 +211,7 @@ impl Store for RedbStore {
     }
 
     async fn txn(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
+        txn.check(self.max_txn_ops())?;
         let (tx, rx) = oneshot::channel();
         self.submit(Request::Txn(txn, tx))?;
         rx.await.map_err(|_| writer_gone())?

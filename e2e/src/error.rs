@@ -3,8 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use weft_lab::LabError;
 use weft_node_agent::netns::NetNsError;
-use weftctl::lab::LabError;
 
 /// Everything an e2e helper can fail with.
 #[derive(thiserror::Error)]

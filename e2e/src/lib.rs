@@ -1,7 +1,7 @@
 //! Helpers of weft's multi-node end-to-end tests (`tests/*.rs`).
 //!
 //! The tests build whole clusters on one machine with
-//! [`weftctl::lab::Cluster`] (a control plane, node agents and pods, each in
+//! [`weft_lab::Cluster`] (a control plane, node agents and pods, each in
 //! its own network namespace, on a private underlay bridge) and check what
 //! only real kernel objects show: pings and TCP streams through pod TUNs,
 //! WireGuard on the underlay, anti-spoofing, churn and restarts. See

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use nix::sys::socket::{
     sendto, socket, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn,
 };
+use weft_lab::{exec_in, ping, DEFAULT_COMMAND_TIMEOUT};
 use weft_node_agent::netns::{run_in, NetNs};
-use weftctl::lab::{exec_in, ping, DEFAULT_COMMAND_TIMEOUT};
 
 use crate::{E2eError, Result};
 

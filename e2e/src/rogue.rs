@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use ipnet::{IpNet, Ipv4Net};
 use rand::RngCore;
+use weft_lab::{exec_in, Cluster, DEFAULT_COMMAND_TIMEOUT, WIREGUARD_PORT};
 use weft_node_agent::netns::NetNs;
 use weft_node_agent::wg::{Decap, Encap, Identity, Timer, Tunnel};
 use weft_proto::v1::cluster_client::ClusterClient;
 use weft_proto::v1::{CreateTokenRequest, JoinRequest};
-use weftctl::lab::{exec_in, Cluster, DEFAULT_COMMAND_TIMEOUT, WIREGUARD_PORT};
 
 use crate::{in_ns, udp_bind, E2eError, Result};
 

@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use weft_agent_api::StatusResult;
-use weftctl::lab::{build_binaries_once, profile_dir, Binaries, ClusterGuard, ClusterSpec};
+use weft_lab::{build_binaries_once, profile_dir, Binaries, ClusterGuard, ClusterSpec};
 
 use crate::{E2eError, Result};
 

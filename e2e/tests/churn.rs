@@ -12,8 +12,8 @@ use weft_e2e::{
     binaries, peer_names, ping_until, require_root, spec, up, wait_until, E2eError, Result,
     Stopwatch,
 };
+use weft_lab::{exec_in, ClusterGuard, Signal};
 use weft_proto::v1::{GetNodeRequest, ListNodesRequest};
-use weftctl::lab::{exec_in, ClusterGuard, Signal};
 
 /// The control plane's lease TTL for this cluster, in seconds: agents renew
 /// every third of it.

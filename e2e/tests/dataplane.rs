@@ -12,7 +12,7 @@ use weft_e2e::{
     binaries, contains, read_pcap, require_root, spec, tcp_pair, transfer, up, Capture, E2eError,
     Pattern, Result, Stopwatch, UnderlayReport,
 };
-use weftctl::lab::{CheckKind, CONTROL_PLANE_PORT, WIREGUARD_PORT};
+use weft_lab::{CheckKind, CONTROL_PLANE_PORT, WIREGUARD_PORT};
 
 /// The bulk stream's size: 50 MiB.
 const BULK_BYTES: u64 = 50 * 1024 * 1024;

@@ -14,8 +14,8 @@ use weft_e2e::{
     tcp_retransmits, up, wait_until, E2eError, Pattern, PatternReader, PatternWriter, Result,
     Stopwatch,
 };
+use weft_lab::{ping, ClusterGuard, Signal};
 use weft_proto::v1::ListNodesRequest;
-use weftctl::lab::{ping, ClusterGuard, Signal};
 
 /// How long the tests keep pinging while the control plane is dead.
 const HEADLESS: Duration = Duration::from_secs(6);

@@ -12,7 +12,7 @@ use weft_e2e::{
     binaries, drop_count, ipv4_udp, peer_names, raw_ipv4_socket, require_root, send_raw, spec, up,
     wait_until, E2eError, Result, RoguePeer, Stopwatch, UdpInbox,
 };
-use weftctl::lab::ClusterGuard;
+use weft_lab::ClusterGuard;
 
 /// How long a packet that should arrive gets to do so.
 const ARRIVAL: Duration = Duration::from_secs(5);

@@ -1,13 +1,12 @@
 //! `weftctl`: the admin CLI of weft. Thin: parse arguments, run one command,
 //! print its result or one line of error.
 
-mod admin;
-mod check_cmd;
+mod cmd;
 mod duration;
-mod lab_cmd;
 mod output;
-mod pod;
-mod status;
+mod render;
+
+use cmd::{admin, check, lab, pod, status};
 
 use std::path::PathBuf;
 
@@ -53,21 +52,21 @@ enum Command {
     /// This node as its agent sees it: control-plane link, peers, drops.
     Status(status::StatusArgs),
     /// Connectivity check across real hosts: inventory, run, cluster (root).
-    Check(check_cmd::CheckArgs),
+    Check(check::CheckArgs),
     /// A whole weft cluster on this machine, in network namespaces: up,
     /// status, exec, logs, down (root).
-    Lab(lab_cmd::LabArgs),
+    Lab(lab::LabArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     // The lab is synchronous and runs its own runtimes where it needs them.
     if let Command::Lab(args) = cli.command {
-        std::process::exit(lab_cmd::run(args));
+        std::process::exit(lab::run(args));
     }
     // So is the connectivity check (threads, plain sockets).
     if let Command::Check(args) = cli.command {
-        std::process::exit(check_cmd::run(args));
+        std::process::exit(check::run(args));
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -9,4 +9,10 @@ pub enum Format {
     Json,
 }
 
-pub use weftctl::text::table;
+/// Prints `text` to stdout, ignoring a closed pipe (`weftctl ... | head`).
+pub fn print_out(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}

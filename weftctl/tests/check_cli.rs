@@ -14,8 +14,8 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use weftctl::check::{Connectivity, Inventory};
-use weftctl::lab::{build_binaries_once, Binaries, ClusterGuard, ClusterSpec, DEFAULT_STATE_ROOT};
+use weft_lab::check::{Connectivity, Inventory};
+use weft_lab::{build_binaries_once, Binaries, ClusterGuard, ClusterSpec, DEFAULT_STATE_ROOT};
 
 const WEFTCTL: &str = env!("CARGO_BIN_EXE_weftctl");
 

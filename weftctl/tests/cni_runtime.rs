@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 use serde_json::{json, Value};
 use weft_agent_api::{AgentClient, Pod, PodAddRequest};
-use weftctl::lab::{
+use weft_lab::{
     build_binaries_once, ping_stats, Binaries, ClusterGuard, ClusterSpec, LabName, NamespaceRole,
     NodeRecord,
 };

@@ -28,7 +28,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::Value;
-use weftctl::lab::{
+use weft_lab::{
     build_binaries_once, list_namespaces, ping, teardown, Binaries, CheckKind, ClusterGuard,
     ClusterSpec, LabError, LabName, Signal, DEFAULT_STATE_ROOT,
 };
@@ -140,7 +140,7 @@ fn three_nodes_two_pods_each_reach_everything() {
     }
 
     // Everything lab.json holds, another handle sees.
-    let other = weftctl::lab::Cluster::open(cluster.name(), Path::new(DEFAULT_STATE_ROOT)).unwrap();
+    let other = weft_lab::Cluster::open(cluster.name(), Path::new(DEFAULT_STATE_ROOT)).unwrap();
     assert_eq!(other.record(), cluster.record());
 
     let c = cluster.check_connectivity().unwrap();

@@ -14,7 +14,8 @@ use weft_proto::v1::{
 };
 
 use crate::duration;
-use crate::output::{table, Format};
+use crate::output::Format;
+use crate::render::table;
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {

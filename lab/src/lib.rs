@@ -50,13 +50,16 @@
 //!   command line, its exit status and its stderr.
 //! - Nothing here panics on bad input; errors are [`LabError`]s.
 
+#![forbid(unsafe_code)]
+
+pub mod check;
 mod cluster;
 mod cmd;
 mod error;
 mod guard;
 mod name;
 mod ping;
-pub(crate) mod process;
+mod process;
 mod spec;
 mod state;
 mod teardown;

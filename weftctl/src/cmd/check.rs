@@ -1,5 +1,5 @@
 //! `weftctl check`: the connectivity check of a cluster on real hosts, the
-//! same check `weftctl lab up` ends with ([`weftctl::check`]):
+//! same check `weftctl lab up` ends with ([`weft_lab::check`]):
 //!
 //! - `inventory`: this node's part (name, overlay address, pods), from its
 //!   agent, as JSON;
@@ -18,11 +18,12 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use weft_agent_api::{AgentClient, StatusResult};
-use weftctl::check::{self, render, Connectivity, Inventory, InventoryNode, InventoryPod, Probe};
+use weft_lab::check::{self, Connectivity, Inventory, InventoryNode, InventoryPod, Probe};
 
+use super::pod::AgentSocket;
 use crate::duration;
-use crate::output::Format;
-use crate::pod::AgentSocket;
+use crate::output::{print_out, Format};
+use crate::render::check as render;
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -177,7 +178,7 @@ fn local_inventory(socket: &AgentSocket) -> Result<Inventory> {
 
 fn inventory(socket: &AgentSocket) -> Result<()> {
     let inventory = local_inventory(socket)?;
-    crate::lab_cmd::print_out(&format!("{}\n", serde_json::to_string_pretty(&inventory)?));
+    print_out(&format!("{}\n", serde_json::to_string_pretty(&inventory)?));
     Ok(())
 }
 
@@ -285,11 +286,11 @@ fn run_checks(
 
 fn print_result(connectivity: &Connectivity, output: Format) -> Result<()> {
     match output {
-        Format::Json => crate::lab_cmd::print_out(&format!(
+        Format::Json => print_out(&format!(
             "{}\n",
             serde_json::to_string_pretty(connectivity)?
         )),
-        Format::Table => crate::lab_cmd::print_out(&render::report(connectivity)),
+        Format::Table => print_out(&render::report(connectivity)),
     }
     Ok(())
 }

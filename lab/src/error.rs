@@ -189,7 +189,7 @@ pub enum LabError {
         /// What could not be removed, and why.
         problems: Vec<String>,
         /// What was removed.
-        report: Box<crate::lab::TeardownReport>,
+        report: Box<crate::TeardownReport>,
     },
 }
 

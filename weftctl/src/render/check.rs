@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use super::Connectivity;
-use crate::text::table;
+use weft_lab::check::Connectivity;
+
+use super::table::table;
 
 /// Above this many pods and nodes, the matrix shows marks without RTTs.
 const WIDE: usize = 12;
@@ -122,8 +123,8 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::check::{plan, Inventory, InventoryNode, InventoryPod};
-    use crate::lab::PingStats;
+    use weft_lab::check::{plan, Inventory, InventoryNode, InventoryPod};
+    use weft_lab::PingStats;
 
     fn connectivity(ok: impl Fn(&str, &str) -> bool) -> Connectivity {
         let inventory = Inventory {

@@ -18,7 +18,7 @@ use tonic::transport::Channel;
 use weft_proto::v1::admin_client::AdminClient;
 use weft_proto::v1::{CreateTokenRequest, GetClusterInfoRequest};
 
-use crate::lab::LabError;
+use crate::LabError;
 
 /// Runs `f` on a new thread inside the named network namespace `ns`.
 pub(crate) fn in_netns<T: Send + 'static>(

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use super::record::Binaries;
-use crate::lab::{LabError, LabSpec};
+use crate::{LabError, LabSpec};
 
 /// The control plane's program name.
 pub const CONTROL_PLANE_PROGRAM: &str = "weft-control-plane";

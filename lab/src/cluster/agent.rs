@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use weft_agent_api::{AgentClient, Pod, PodAddRequest, StatusResult};
 
 use super::record::{ControlPlaneRecord, NodeRecord};
-use crate::lab::process::log_tail;
-use crate::lab::{LabError, LabProcess};
+use crate::process::log_tail;
+use crate::{LabError, LabProcess};
 
 /// How often the waits poll.
 pub(crate) const POLL: Duration = Duration::from_millis(20);

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use weftctl::lab::{
+use weft_lab::{
     exec_in, list_namespaces, namespace_pids, ping, ping_stats, teardown, Lab, LabError, LabGuard,
     LabName, LabSpec, DEFAULT_STATE_ROOT,
 };

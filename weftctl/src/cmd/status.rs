@@ -7,9 +7,10 @@ use anyhow::Result;
 use clap::Args;
 use weft_agent_api::{DataplaneInfo, OffloadInfo, StatusResult};
 
+use super::pod::{connect, AgentSocket};
 use crate::duration;
-use crate::output::{table, Format};
-use crate::pod::{connect, AgentSocket};
+use crate::output::Format;
+use crate::render::table;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {

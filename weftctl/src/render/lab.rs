@@ -1,15 +1,15 @@
 //! The tables `weftctl lab up` and `weftctl lab status` print; the
 //! connectivity matrix and summary are the shared ones of
-//! [`weftctl::check::render`].
+//! [`super::check`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use weft_agent_api::StatusResult;
-pub use weftctl::check::render::{report, rtt_text};
-use weftctl::lab::Cluster;
+use weft_lab::Cluster;
 
-use crate::output::table;
+pub use super::check::{report, rtt_text};
+use super::table;
 
 /// NAME, POD CIDR, ENDPOINT, PEERS (with their last handshake), from each
 /// agent's status (`None`: it did not answer).

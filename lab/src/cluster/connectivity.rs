@@ -4,7 +4,7 @@
 
 use super::record::ClusterRecord;
 use crate::check::{self, Connectivity, Inventory, InventoryNode, InventoryPod, Probe};
-use crate::lab::{LabError, LabName};
+use crate::{LabError, LabName};
 
 /// The nodes (their namespaces and overlay addresses) and pods (their
 /// namespaces and addresses) of the cluster `record`.

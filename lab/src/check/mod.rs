@@ -14,9 +14,8 @@
 //!    from inside the source's namespace; on a real host only the checks of
 //!    its own node can run there ([`plan_for_node`]), and the results of the
 //!    nodes are put back together with [`Connectivity::assemble`].
-//! 4. [`render`] prints the ✓/✗ matrix and the one-line summary.
-
-pub mod render;
+//! 4. Printing the ✓/✗ matrix and the one-line summary is the CLI's
+//!    (weftctl's `render::check`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -28,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::lab::{ping_stats_in, LabError, PingStats};
+use crate::{ping_stats_in, LabError, PingStats};
 
 /// Echo requests per check.
 pub const COUNT: u32 = 3;
@@ -395,7 +394,7 @@ pub fn run(
 mod stats_json {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    use crate::lab::PingStats;
+    use crate::PingStats;
 
     #[derive(Serialize, Deserialize)]
     struct Json {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::record::{Binaries, ClusterPod, ClusterRecord, ControlPlaneRecord, NodeRecord};
 use super::spec::{ClusterSpec, CONTROL_PLANE_PORT, WIREGUARD_PORT};
 use super::{admin, agent, Cluster, ADMIN_TIMEOUT, CONTROL_PLANE_LABEL};
-use crate::lab::{teardown, HostRecord, Lab, LabError, PodRecord};
+use crate::{teardown, HostRecord, Lab, LabError, PodRecord};
 
 /// See [`Cluster::up_with_progress`].
 pub(super) fn up(spec: ClusterSpec, progress: &mut dyn FnMut(&str)) -> Result<Cluster, LabError> {
@@ -223,7 +223,7 @@ pub(super) fn add_pod_to_agent(
             what: format!("adding pod {name} on {} (pod_add)", node.name),
             reason,
             log: node.log.clone(),
-            log_tail: crate::lab::process::log_tail(&node.log, 20),
+            log_tail: crate::process::log_tail(&node.log, 20),
         }
     })?;
     Ok(ClusterPod {

@@ -9,7 +9,8 @@ use clap::{Args, Subcommand};
 use weft_agent_api::{AsyncAgentClient, Pod, PodAddRequest, DEFAULT_SOCKET};
 
 use crate::duration;
-use crate::output::{table, Format};
+use crate::output::Format;
+use crate::render::table;
 
 /// Where the node agent's local API is.
 #[derive(Debug, Args)]

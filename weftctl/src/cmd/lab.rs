@@ -1,15 +1,11 @@
 //! `weftctl lab`: a whole weft cluster on this machine, out of network
 //! namespaces (see docs/lab.md): `up`, `status`, `exec`, `logs`, `down`.
 //!
-//! Thin over [`weftctl::lab`]: it parses the arguments, shows progress on
+//! Thin over [`weft_lab`]: it parses the arguments, shows progress on
 //! stderr, prints tables on stdout, and turns the outcome into an exit code
 //! (`exec` passes its command's through).
 
-mod progress;
-mod render;
-
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,13 +17,15 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::json;
 use weft_agent_api::StatusResult;
-use weftctl::lab::{
+use weft_lab::{
     cargo_build_binaries, ping_stats, profile_dir, teardown, workspace_manifest, Binaries, Cluster,
     ClusterSpec, Lab, LabError, LabName, DEFAULT_STATE_ROOT, LAB_METRICS,
 };
 
-use crate::output::{table, Format};
-use progress::Progress;
+use crate::output::{print_out, Format};
+use crate::render::lab as render;
+use crate::render::progress::Progress;
+use crate::render::table;
 
 /// Which lab a command acts on.
 #[derive(Debug, Args)]
@@ -338,13 +336,6 @@ fn invoked_as() -> String {
         .unwrap_or_else(|| "weftctl".to_string())
 }
 
-/// Writes to stdout, ignoring a closed pipe.
-pub(crate) fn print_out(text: &str) {
-    let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(text.as_bytes());
-    let _ = stdout.flush();
-}
-
 /// Each node's agent status, or why it did not answer.
 fn agent_statuses(cluster: &Cluster) -> BTreeMap<String, Result<StatusResult, String>> {
     cluster
@@ -372,7 +363,7 @@ fn status(select: &LabSelect, output: Format) -> Result<()> {
     let cluster = open(select)?;
     let statuses = agent_statuses(&cluster);
     let cp = cluster.control_plane();
-    let (cp_pid, cp_state) = process_state(&cluster, weftctl::lab::CONTROL_PLANE_LABEL);
+    let (cp_pid, cp_state) = process_state(&cluster, weft_lab::CONTROL_PLANE_LABEL);
     match output {
         Format::Json => {
             let nodes: Vec<_> = cluster

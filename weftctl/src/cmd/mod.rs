@@ -1,0 +1,8 @@
+//! One module per `weftctl` command: its arguments (clap) and what it does.
+//! Printing for people lives beside the other renderers in `render/`.
+
+pub mod admin;
+pub mod check;
+pub mod lab;
+pub mod pod;
+pub mod status;

@@ -119,6 +119,13 @@ pub struct StoreFlags {
     /// PEM private key of --etcd-cert.
     #[arg(long, env = "WEFT_ETCD_KEY")]
     pub etcd_key: Option<PathBuf>,
+
+    /// With an etcd store: the file holding the key that encrypts the
+    /// cluster CA's and the serving certificate's private keys in etcd. The
+    /// first replica creates it; copy it to every other replica (mode 0600).
+    /// Default: cluster-secret in --state-dir.
+    #[arg(long, env = "WEFT_CLUSTER_SECRET")]
+    pub cluster_secret: Option<PathBuf>,
 }
 
 /// The checked store choice.
@@ -137,6 +144,9 @@ impl StoreFlags {
         let etcd_flags =
             self.etcd_ca.is_some() || self.etcd_cert.is_some() || self.etcd_key.is_some();
         if self.store == "redb" {
+            if self.cluster_secret.is_some() {
+                return bad("--cluster-secret needs --store etcd://...".into());
+            }
             if etcd_flags {
                 return bad("--etcd-ca/--etcd-cert/--etcd-key need --store etcd://...".into());
             }
@@ -198,6 +208,8 @@ pub struct Settings {
     pub watch_keepalive: Duration,
     /// Where the cluster's state lives.
     pub store: StoreChoice,
+    /// The file of the key that encrypts private keys stored in etcd.
+    pub cluster_secret: PathBuf,
 }
 
 impl Config {
@@ -317,6 +329,11 @@ impl Config {
             wireguard_port: self.wireguard_port,
             watch_keepalive: Duration::from_secs(u64::from(self.watch_keepalive_seconds)),
             store,
+            cluster_secret: self
+                .store
+                .cluster_secret
+                .clone()
+                .unwrap_or_else(|| self.state_dir.join("cluster-secret")),
         })
     }
 }

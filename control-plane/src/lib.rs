@@ -10,9 +10,11 @@
 pub mod auth;
 pub mod config;
 pub mod ipam;
+pub mod leader;
 pub mod model;
 pub mod pki;
 pub mod registry;
 pub mod server;
 pub mod service;
+pub mod shared_pki;
 pub mod store;

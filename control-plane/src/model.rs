@@ -32,10 +32,18 @@ pub const TOKENS_PREFIX: &str = "tokens/";
 pub const NEXT_NODE_ID_KEY: &str = "meta/next-node-id";
 /// The settings the cluster was created with.
 pub const CLUSTER_KEY: &str = "meta/cluster";
+/// Prefix of node lease renewals, written only when replicas share a store
+/// (see `registry/renewals.rs`).
+pub const LEASES_PREFIX: &str = "leases/";
 
 /// The store key of a node.
 pub fn node_key(name: &str) -> String {
     format!("{NODES_PREFIX}{name}")
+}
+
+/// The store key of a node's last lease renewal.
+pub fn lease_key(name: &str) -> String {
+    format!("{LEASES_PREFIX}{name}")
 }
 
 /// The store key of a CIDR allocation.

@@ -1,7 +1,8 @@
-//! Running the control plane: open the state dir (store, PKI, admin.conf),
-//! serve `weft.v1.Cluster`, `weft.v1.Admin`, `grpc.health.v1` and server
-//! reflection over TLS on a listener the caller hands in, sweep leases, and
-//! stop when the caller's shutdown future resolves.
+//! Running the control plane: open the state dir and the store (PKI shared
+//! through etcd for replicas, admin.conf), serve `weft.v1.Cluster`,
+//! `weft.v1.Admin`, `grpc.health.v1` and server reflection over TLS on a
+//! listener the caller hands in, run the leader tasks (lease sweeping) while
+//! this replica leads, and stop when the caller's shutdown future resolves.
 //!
 //! [`run`] is what the binary calls; [`spawn`] runs the same code in the
 //! background for tests and benchmarks (on `127.0.0.1:0`).
@@ -13,14 +14,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
 use weft_proto::v1::admin_server::AdminServer;
 use weft_proto::v1::cluster_server::ClusterServer;
 
 use crate::config::{Settings, StoreChoice};
+use crate::leader::{self, Election, LeaderTask, Solo};
 use crate::pki::Pki;
 use crate::registry::Registry;
 use crate::service::{AdminService, ClusterService};
+use crate::shared_pki;
+use crate::store::etcd::election::EtcdElection;
 use crate::store::etcd::EtcdStore;
 use crate::store::redb::RedbStore;
 use crate::store::Store;
@@ -59,14 +64,28 @@ pub fn prepare_state_dir(dir: &Path) -> Result<(), ServerError> {
     Ok(())
 }
 
-/// Open everything under the state dir and build the registry.
-pub async fn open(settings: &Settings) -> Result<Arc<Registry>, ServerError> {
+/// An opened control plane, ready to serve: the registry, the election that
+/// decides whether this replica runs the leader tasks, and whether it leads.
+pub struct ControlPlane {
+    pub registry: Arc<Registry>,
+    pub election: Arc<dyn Election>,
+    /// True while this replica leads (runs the leader tasks).
+    pub leading: watch::Sender<bool>,
+}
+
+/// Open everything under the state dir (and the store) and build the
+/// registry.
+pub async fn open(settings: &Settings) -> Result<ControlPlane, ServerError> {
     prepare_state_dir(&settings.state_dir)?;
-    let store = open_store(settings).await?;
-    let pki = Arc::new(
-        Pki::load_or_create(&settings.state_dir, &settings.tls_sans)
+    let (store, election) = open_store(settings).await?;
+    let pki = match settings.store {
+        StoreChoice::Redb => Pki::load_or_create(&settings.state_dir, &settings.tls_sans)
             .map_err(|e| ServerError::Config(e.to_string()))?,
-    );
+        StoreChoice::Etcd(_) => shared_pki::load(store.as_ref(), settings)
+            .await
+            .map_err(|e| ServerError::Config(e.to_string()))?,
+    };
+    let pki = Arc::new(pki);
     let admin_conf = settings.state_dir.join(ADMIN_CONF);
     if !admin_conf.exists() {
         pki.write_admin_conf(&admin_conf, &settings.advertise)
@@ -76,23 +95,71 @@ pub async fn open(settings: &Settings) -> Result<Arc<Registry>, ServerError> {
     let registry = Registry::open(store, pki, settings.clone())
         .await
         .map_err(|e| ServerError::Config(e.to_string()))?;
-    Ok(Arc::new(registry))
+    Ok(ControlPlane {
+        registry: Arc::new(registry),
+        election,
+        leading: watch::channel(false).0,
+    })
 }
 
-/// Open the store the settings choose. An unreachable etcd is a
-/// configuration error like an unusable state file: the message says which.
-pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, ServerError> {
+/// Open the store the settings choose, and the election that goes with it.
+/// An unreachable etcd is a configuration error like an unusable state
+/// file: the message says which.
+pub async fn open_store(
+    settings: &Settings,
+) -> Result<(Arc<dyn Store>, Arc<dyn Election>), ServerError> {
     Ok(match &settings.store {
-        StoreChoice::Redb => Arc::new(
-            RedbStore::open(&settings.state_dir.join(STORE_FILE))
-                .map_err(|e| ServerError::Config(e.to_string()))?,
+        StoreChoice::Redb => (
+            Arc::new(
+                RedbStore::open(&settings.state_dir.join(STORE_FILE))
+                    .map_err(|e| ServerError::Config(e.to_string()))?,
+            ),
+            Arc::new(Solo),
         ),
-        StoreChoice::Etcd(options) => Arc::new(
-            EtcdStore::connect(options.clone())
+        StoreChoice::Etcd(options) => {
+            let store = EtcdStore::connect(options.clone())
                 .await
-                .map_err(|e| ServerError::Config(format!("--store: {e}")))?,
-        ),
+                .map_err(|e| ServerError::Config(format!("--store: {e}")))?;
+            let election = EtcdElection::new(&store, &settings.advertise);
+            (Arc::new(store), Arc::new(election))
+        }
     })
+}
+
+/// The tasks only the leading replica runs: the lease sweeper, and (with a
+/// shared store) the follower of renewals made through other replicas.
+/// Controllers that must run once per cluster are added here.
+pub fn leader_tasks(registry: &Arc<Registry>) -> Vec<LeaderTask> {
+    let sweeper = {
+        let registry = registry.clone();
+        LeaderTask::new("lease sweeper", move |mut term| {
+            let registry = registry.clone();
+            async move {
+                let every = (registry.settings().lease_ttl / 4)
+                    .clamp(Duration::from_millis(100), Duration::from_secs(5));
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {
+                            if let Err(e) = registry.sweep(tokio::time::Instant::now()).await {
+                                tracing::warn!(error = %e, "lease sweep failed");
+                            }
+                        }
+                        _ = term.ended() => return,
+                    }
+                }
+            }
+        })
+    };
+    let renewals = {
+        let registry = registry.clone();
+        LeaderTask::new("renewal follower", move |term| {
+            let registry = registry.clone();
+            async move { registry.follow_renewals(term).await }
+        })
+    };
+    vec![sweeper, renewals]
 }
 
 /// Serve until `shutdown` resolves.
@@ -101,40 +168,30 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let registry = open(&settings).await?;
-    serve(registry, listener, shutdown).await
+    let cp = open(&settings).await?;
+    serve(cp, listener, shutdown).await
 }
 
-/// Serve an opened registry until `shutdown` resolves.
+/// Serve an opened control plane until `shutdown` resolves.
 pub async fn serve(
-    registry: Arc<Registry>,
+    cp: ControlPlane,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let settings = registry.settings().clone();
+    let ControlPlane {
+        registry,
+        election,
+        leading,
+    } = cp;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stop_tx = Arc::new(stop_tx);
 
-    let sweeper = {
-        let registry = registry.clone();
-        let mut stop = stop_rx.clone();
-        let every =
-            (settings.lease_ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {
-                        if let Err(e) = registry.sweep(tokio::time::Instant::now()).await {
-                            tracing::warn!(error = %e, "lease sweep failed");
-                        }
-                    }
-                    _ = stop.changed() => return,
-                }
-            }
-        })
-    };
+    let leader = tokio::spawn(leader::run(
+        election,
+        leader_tasks(&registry),
+        leading,
+        stop_rx.clone(),
+    ));
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -183,11 +240,11 @@ pub async fn serve(
             }
         })
         .await;
-    // Whatever ended serving, stop the sweeper and the watch streams, and
+    // Whatever ended serving, stop the leader tasks and the watch streams, and
     // wait until they have let go of the registry, so the store is closed
     // when this returns (a restart in the same process can open it again).
     let _ = stop_tx.send(true);
-    let _ = sweeper.await;
+    let _ = leader.await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while Arc::strong_count(&registry) > 1 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -206,9 +263,20 @@ pub struct Running {
     pub state_dir: PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), ServerError>>>,
+    leading: watch::Receiver<bool>,
 }
 
 impl Running {
+    /// Whether this replica leads (runs the leader tasks) now.
+    pub fn is_leader(&self) -> bool {
+        *self.leading.borrow()
+    }
+
+    /// Follow this replica's leadership.
+    pub fn leadership(&self) -> watch::Receiver<bool> {
+        self.leading.clone()
+    }
+
     /// Path of the admin credentials.
     pub fn admin_conf(&self) -> PathBuf {
         self.state_dir.join(ADMIN_CONF)
@@ -247,9 +315,10 @@ pub async fn spawn(mut settings: Settings) -> Result<Running, ServerError> {
         settings.advertise = addr.to_string();
     }
     settings.listen = addr;
-    let registry = open(&settings).await?;
+    let cp = open(&settings).await?;
+    let leading = cp.leading.subscribe();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(serve(registry, listener, async move {
+    let task = tokio::spawn(serve(cp, listener, async move {
         let _ = rx.await;
     }));
     Ok(Running {
@@ -257,5 +326,6 @@ pub async fn spawn(mut settings: Settings) -> Result<Running, ServerError> {
         state_dir: settings.state_dir,
         stop: Some(tx),
         task: Some(task),
+        leading,
     })
 }

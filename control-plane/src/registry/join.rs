@@ -7,8 +7,9 @@
 //! Each join is decided against the state as the batch leaves it, so the
 //! rules are the same as one by one; the transaction's compares still guard
 //! against anything that changed meanwhile (another replica, an admin
-//! revoking the token). If the batch transaction loses such a race, its
-//! joins are retried one by one against fresh state.
+//! revoking the token). If the batch transaction loses such a race, the
+//! batch is retried against fresh state (a few times, after a random pause:
+//! replicas on one etcd race on the id counter), then its joins one by one.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -27,6 +28,9 @@ use crate::store::{Compare, KeyValue, Op, Txn};
 /// events in one message, so this bounds watch message sizes (and with them
 /// the encode buffer each watch stream keeps) as well as the transaction.
 pub const MAX_JOIN_BATCH: usize = 64;
+
+/// Lost races after which a batch's joins are retried one by one.
+const BATCH_RETRIES: usize = 8;
 
 /// A join request, as received.
 #[derive(Debug, Clone, Default)]
@@ -154,6 +158,7 @@ impl Registry {
         // node and CIDR keys, its token), plus one of each for the id
         // counter: keep batches within the store's transaction limit.
         let per_batch = MAX_JOIN_BATCH.min((self.store.max_txn_ops().saturating_sub(1) / 3).max(1));
+        let mut lost = 0;
         while !queued.is_empty() {
             let rest = queued.split_off(queued.len().min(per_batch));
             let mut batch = std::mem::replace(&mut queued, rest);
@@ -161,7 +166,22 @@ impl Registry {
                 Ok(deferred) => (deferred, Vec::new()),
                 Err(failed) => (Vec::new(), failed),
             };
-            // A lost race: every join of the failed batch again, alone.
+            if !failed.is_empty() && lost < BATCH_RETRIES {
+                // A lost race, most likely with another replica's batch (they
+                // all update the id counter): the whole batch again, against
+                // fresh allocations, after a random pause.
+                lost += 1;
+                let pause = rand::random::<u64>() % (5 * lost as u64 + 1);
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                if let Err(e) = self.reload_allocations().await {
+                    tracing::warn!(error = %e, "reloading allocations after a lost race");
+                }
+                let mut again = failed;
+                again.append(&mut queued);
+                queued = again;
+                continue;
+            }
+            // Still losing: every join of the failed batch again, alone.
             for pending in failed {
                 self.commit_alone(pending).await;
             }

@@ -23,7 +23,7 @@ pub struct NodeUpdate {
 }
 
 impl Registry {
-    fn not_found(name: &str) -> RegistryError {
+    pub(super) fn not_found(name: &str) -> RegistryError {
         RegistryError::NotFound(format!(
             "node {name} is not in the cluster (it left, was removed by an admin, or expired); join again with a token"
         ))
@@ -59,6 +59,10 @@ impl Registry {
                 return Err(Self::not_found(name));
             };
             self.leases().insert(name.to_string(), Instant::now());
+            if self.shared_leases && !self.publish_renewal(name).await? {
+                self.leases().remove(name);
+                return Err(Self::not_found(name));
+            }
             if is_ready(&node) {
                 return Ok(NodeState::Ready);
             }

@@ -9,13 +9,16 @@
 //! - Validation happens before any write: a refused request changes nothing.
 //! - Leases live in memory (a renewal is not a write). After a restart every
 //!   known node gets a fresh lease TTL; only Ready <-> NotReady transitions
-//!   and removals are written, so watchers see them.
+//!   and removals are written, so watchers see them. Replicas sharing an etcd
+//!   also write each renewal, so the leader sees renewals made through any
+//!   replica (see `renewals.rs`).
 //! - Stored node records carry `revision = 0`; readers fill in the key's
 //!   `mod_revision`.
 
 mod error;
 mod join;
 mod lease;
+mod renewals;
 mod tokens;
 
 use std::collections::HashMap;
@@ -49,6 +52,8 @@ pub struct Registry {
     leases: Mutex<HashMap<String, Instant>>,
     /// Joins waiting to be committed in a batch (see `join.rs`).
     joins: join::JoinQueue,
+    /// Whether renewals are written for other replicas (etcd store).
+    shared_leases: bool,
 }
 
 /// Wall-clock milliseconds since the Unix epoch.
@@ -103,6 +108,7 @@ impl Registry {
                     .await?;
             }
         }
+        let shared_leases = matches!(settings.store, crate::config::StoreChoice::Etcd(_));
         let registry = Registry {
             allocations: Mutex::new(Allocations::new(settings.pool)),
             store,
@@ -110,6 +116,7 @@ impl Registry {
             settings,
             leases: Mutex::new(HashMap::new()),
             joins: join::JoinQueue::default(),
+            shared_leases,
         };
         registry.reload_allocations().await?;
         Ok(registry)
@@ -204,9 +211,14 @@ impl Registry {
             let Some((node, kv)) = self.get_node(name).await? else {
                 return Ok(None);
             };
-            let mut ops = vec![Op::Delete {
-                key: kv.key.clone(),
-            }];
+            let mut ops = vec![
+                Op::Delete {
+                    key: kv.key.clone(),
+                },
+                Op::Delete {
+                    key: model::lease_key(name),
+                },
+            ];
             if let Ok(cidr) = node.pod_cidr.parse::<IpNet>() {
                 ops.push(Op::Delete {
                     key: model::ipam_key(&cidr),

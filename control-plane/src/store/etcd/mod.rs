@@ -37,6 +37,7 @@ use tokio::sync::watch as signal;
 
 use super::{Compare, KeyValue, Op, Revision, Store, StoreError, Txn, TxnOutcome, WatchStream};
 
+pub mod election;
 pub mod local;
 mod watch;
 

@@ -137,9 +137,9 @@ impl EtcdOptions {
 /// every watch stream it opened.
 pub struct EtcdStore {
     client: Client,
-    /// The same endpoints without "require leader", for serializable reads
-    /// while etcd has no leader.
-    leaderless: Client,
+    /// One client per member, without "require leader": serializable reads
+    /// while etcd has no leader, tried member by member.
+    leaderless: Vec<Client>,
     options: EtcdOptions,
     /// Dropped with the store: watch streams end when it closes.
     closed: signal::Sender<()>,
@@ -178,10 +178,15 @@ impl EtcdStore {
         let client = Client::connect(&options.endpoints, Some(connect.clone()))
             .await
             .map_err(|e| open_err(e.to_string()))?;
-        let leaderless =
-            Client::connect(&options.endpoints, Some(connect.with_require_leader(false)))
-                .await
-                .map_err(|e| open_err(e.to_string()))?;
+        let mut leaderless = Vec::new();
+        for endpoint in &options.endpoints {
+            let one = connect.clone().with_require_leader(false);
+            leaderless.push(
+                Client::connect([endpoint], Some(one))
+                    .await
+                    .map_err(|e| open_err(e.to_string()))?,
+            );
+        }
         let (closed, _) = signal::channel(());
         let store = EtcdStore {
             client,
@@ -218,8 +223,8 @@ impl EtcdStore {
         watch::key_value(&self.options.prefix, kv)
     }
 
-    /// A read: linearizable, or serializable when etcd has no leader (or
-    /// the member asked is unreachable), tried on up to every member.
+    /// A read: linearizable (retried while it only finds members down), or
+    /// serializable, member by member, when etcd has no leader.
     async fn read(
         &self,
         key: impl Into<Vec<u8>>,
@@ -228,21 +233,32 @@ impl EtcdStore {
         let key = key.into();
         let mut last = None;
         for _ in 0..self.attempts() {
-            let e = match self
+            match self
                 .client
                 .kv_client()
                 .get(key.clone(), Some(options.clone()))
                 .await
             {
                 Ok(r) => return Ok(r),
-                Err(e) => self.error("read", e),
-            };
-            if !matches!(e, StoreError::Unavailable(_)) {
-                return Err(e);
+                // That member is down: another one, linearizable still.
+                Err(e) if not_sent(&e) => {
+                    last = Some(self.error("read", e));
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                Err(e) => match self.error("read", e) {
+                    e @ StoreError::Unavailable(_) => {
+                        last = Some(e);
+                        break;
+                    }
+                    other => return Err(other),
+                },
             }
+        }
+        if let Some(e) = &last {
             tracing::debug!(reason = %e, "linearizable read failed; reading serializable");
-            match self
-                .leaderless
+        }
+        for member in &self.leaderless {
+            match member
                 .kv_client()
                 .get(key.clone(), Some(options.clone().with_serializable()))
                 .await
@@ -250,7 +266,6 @@ impl EtcdStore {
                 Ok(r) => return Ok(r),
                 Err(e) => last = Some(self.error("read", e)),
             }
-            tokio::time::sleep(RETRY_PAUSE).await;
         }
         Err(last.unwrap_or_else(|| StoreError::Unavailable("etcd read failed".into())))
     }

@@ -13,7 +13,9 @@
 //!   replicas' clocks need not agree. Only when a term starts does it read
 //!   the stored times, to age nodes from their last renewal rather than from
 //!   the takeover (a node that stopped renewing under the old leader is
-//!   still removed on time).
+//!   still removed about on time), counting at most half a TTL: after an
+//!   etcd outage, when no renewal could be written, nodes get half a TTL to
+//!   renew before they turn NotReady.
 
 use std::time::Duration;
 
@@ -78,7 +80,8 @@ impl Registry {
                 tracing::warn!(key = %kv.key, "ignoring an unreadable lease renewal");
                 continue;
             };
-            let age = Duration::from_millis(u64::try_from(now_ms - ms).unwrap_or(0));
+            let age = Duration::from_millis(u64::try_from(now_ms - ms).unwrap_or(0))
+                .min(self.settings.lease_ttl / 2);
             let at = now.checked_sub(age).unwrap_or(now);
             let mut leases = self.leases();
             let entry = leases.entry(name.to_string()).or_insert(at);

@@ -28,6 +28,7 @@ mod checksum;
 mod config;
 mod counters;
 mod decide;
+pub mod dns;
 mod icmp;
 mod ipv4;
 mod ipv6;

@@ -5,6 +5,8 @@
 //!   descriptions of the Services the agent compiles from its objects).
 //! - [`answer`](mod@answer): one query's bytes in, a response's bytes (or
 //!   "forward it upstream", or a drop) out.
+//! - [`forward`]: names outside the cluster, to the node's upstream
+//!   resolvers: cache, coalescing, timeouts, failover (sans-IO).
 //! - `name`: label rules, reverse names, pod-record addresses.
 //!
 //! Contract: sans-IO like the rest of weft-switch (no clock, no sockets),
@@ -13,6 +15,7 @@
 //! of packets, and nothing allocated outlives the call.
 
 pub mod answer;
+pub mod forward;
 mod name;
 pub mod zone;
 
@@ -20,4 +23,5 @@ pub mod zone;
 mod tests;
 
 pub use answer::{answer, Answer, DnsDrop, Proto, Summary};
+pub use forward::{ForwardConfig, ForwardStats, Forwarder, Step};
 pub use zone::{DnsZone, EndpointSpec, PortSpec, ServiceKind, ServiceSpec, ZoneSpec};

@@ -35,6 +35,7 @@ mod ipv6;
 mod martian;
 pub mod offload;
 mod packet;
+pub mod policy;
 mod ports;
 mod prefix;
 mod ratelimit;

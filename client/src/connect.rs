@@ -14,6 +14,15 @@
 //! returned as a [`ClientError`] instead of tonic's generic "transport error".
 //! Later reconnects (tonic reconnects on its own) go through the same
 //! verification.
+//!
+//! Failover: `server` may list several control-plane replicas,
+//! `a:7443,b:7443,c:7443`. Every connection attempt (the first, and each
+//! reconnect after a replica died) tries them in order, starting with the one
+//! that last worked, so a channel moves to a live replica by itself: calls on
+//! the broken connection fail `Unavailable` once, and the caller's retry (a
+//! lease renewal, a watch resumed from its last revision) reaches another
+//! replica. This list type, [`Servers`], is the one place that knows about
+//! failover.
 
 use std::error::Error as _;
 use std::future::Future;
@@ -82,9 +91,16 @@ pub async fn connect_pinned(server: &str, ca_hash: &str) -> Result<(Channel, Str
     Ok((channel, pem::cert_to_pem(&ca)))
 }
 
-/// The tonic endpoint for `server` (`host:port`), with timeouts and
-/// keepalives set. Also validates the address.
+/// The tonic endpoint for `server` (`host:port`, or a comma-separated list
+/// of them: the first names the endpoint; the connector picks the replica),
+/// with timeouts and keepalives set. Also validates every address.
 pub(crate) fn endpoint(server: &str) -> Result<Endpoint, ClientError> {
+    let servers = Servers::parse(server)?;
+    one_endpoint(servers.first())
+}
+
+/// The tonic endpoint for one `host:port`.
+fn one_endpoint(server: &str) -> Result<Endpoint, ClientError> {
     let bad = |reason: &str| ClientError::BadServerAddress {
         server: server.to_string(),
         reason: reason.to_string(),
@@ -144,9 +160,66 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// TCP + TLS to one control plane, remembering why the last attempt failed.
+/// The control-plane replicas a client may use, and the one that last
+/// worked (shared by every clone).
+#[derive(Clone, Debug)]
+pub struct Servers {
+    list: Arc<[String]>,
+    current: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Servers {
+    /// Parse `host:port[,host:port...]`, checking each address.
+    pub fn parse(servers: &str) -> Result<Servers, ClientError> {
+        let list: Vec<String> = servers.split(',').map(|s| s.trim().to_string()).collect();
+        for s in &list {
+            one_endpoint(s).map_err(|e| match e {
+                ClientError::BadServerAddress { reason, .. } if list.len() > 1 => {
+                    ClientError::BadServerAddress {
+                        server: servers.to_string(),
+                        reason: format!("{s:?}: {reason}"),
+                    }
+                }
+                other => other,
+            })?;
+        }
+        Ok(Servers {
+            list: list.into(),
+            current: Arc::default(),
+        })
+    }
+
+    /// The first address listed.
+    pub fn first(&self) -> &str {
+        self.list.first().map_or("", String::as_str)
+    }
+
+    /// Every address, starting with the one that last worked.
+    pub fn in_order(&self) -> impl Iterator<Item = (usize, &str)> {
+        let n = self.list.len();
+        let start = self.current.load(std::sync::atomic::Ordering::Relaxed) % n.max(1);
+        (0..n).map(move |i| {
+            let at = (start + i) % n;
+            (at, self.list[at].as_str())
+        })
+    }
+
+    /// Remember that the address at `at` worked.
+    fn worked(&self, at: usize) {
+        self.current.store(at, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// All of them, as given.
+    pub fn joined(&self) -> String {
+        self.list.join(",")
+    }
+}
+
+/// TCP + TLS to one control plane (the first of [`Servers`] that answers),
+/// remembering why the last attempt failed.
 #[derive(Clone)]
 struct TlsConnector {
+    servers: Servers,
     server: Arc<str>,
     tls: tokio_rustls::TlsConnector,
     /// Set by the pinned verifier; consulted to explain a failed handshake.
@@ -158,7 +231,13 @@ struct TlsConnector {
 impl TlsConnector {
     fn new(server: &str, mut config: ClientConfig, pin: Option<Arc<Mutex<PinOutcome>>>) -> Self {
         config.alpn_protocols = vec![b"h2".to_vec()];
+        // The callers validated `server` through `endpoint` already.
+        let servers = Servers::parse(server).unwrap_or_else(|_| Servers {
+            list: vec![server.to_string()].into(),
+            current: Arc::default(),
+        });
         Self {
+            servers,
             server: server.into(),
             tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
             pin,
@@ -213,14 +292,45 @@ impl TlsConnector {
         }
     }
 
+    /// Try every replica in turn, from the one that last worked; the error
+    /// is the last replica's.
     async fn attempt(&self) -> Result<TokioIo<TlsStream<TcpStream>>, ClientError> {
+        let mut last = None;
+        for (at, server) in self.servers.in_order() {
+            match tokio::time::timeout(CONNECT_TIMEOUT, self.attempt_one(server)).await {
+                Ok(Ok(io)) => {
+                    self.servers.worked(at);
+                    return Ok(io);
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(server, error = %e, "control-plane replica unreachable; trying the next");
+                    last = Some(e);
+                }
+                Err(_) => {
+                    last = Some(ClientError::Handshake {
+                        server: server.to_string(),
+                        reason: format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+                    })
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| ClientError::BadServerAddress {
+            server: self.server.to_string(),
+            reason: "no address".into(),
+        }))
+    }
+
+    async fn attempt_one(
+        &self,
+        server: &str,
+    ) -> Result<TokioIo<TlsStream<TcpStream>>, ClientError> {
         if let Some(pin) = &self.pin {
             lock(pin).mismatch = None;
         }
-        let tcp = TcpStream::connect(&*self.server)
+        let tcp = TcpStream::connect(server)
             .await
             .map_err(|source| ClientError::Tcp {
-                server: self.server.to_string(),
+                server: server.to_string(),
                 source,
             })?;
         // Small gRPC frames should not wait for Nagle.
@@ -231,10 +341,10 @@ impl TlsConnector {
             .tls
             .connect(name, tcp)
             .await
-            .map_err(|e| self.explain(e))?;
+            .map_err(|e| self.explain(server, e))?;
         if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
             return Err(ClientError::Handshake {
-                server: self.server.to_string(),
+                server: server.to_string(),
                 reason:
                     "the server did not agree to HTTP/2 (ALPN h2); is this a weft control plane?"
                         .to_string(),
@@ -244,13 +354,13 @@ impl TlsConnector {
     }
 
     /// Turns a failed handshake into the most precise error we know.
-    fn explain(&self, err: std::io::Error) -> ClientError {
+    fn explain(&self, server: &str, err: std::io::Error) -> ClientError {
         if let Some(pin) = &self.pin {
             if let Some(mismatch) = lock(pin).mismatch.take() {
                 return mismatch;
             }
         }
-        let server = self.server.to_string();
+        let server = server.to_string();
         match err
             .get_ref()
             .and_then(|e| e.downcast_ref::<rustls::Error>())
@@ -332,6 +442,41 @@ mod tests {
         assert!(reason("cp:443/x").contains("just host:port"));
         assert!(reason("cp :443").contains("just host:port"));
         assert!(reason(":443").contains("host"));
+        // Lists of replicas: every one is checked.
+        assert!(endpoint("a:1,b:2, [::1]:3").is_ok());
+        assert!(reason("a:1,b").contains("\"b\": no port"));
+        assert!(reason("a:1,").contains("empty"));
+    }
+
+    #[test]
+    fn servers_start_with_the_last_that_worked() {
+        let s = Servers::parse("a:1,b:2,c:3").unwrap();
+        let order = |s: &Servers| s.in_order().map(|(_, a)| a.to_string()).collect::<Vec<_>>();
+        assert_eq!(order(&s), ["a:1", "b:2", "c:3"]);
+        s.clone().worked(1);
+        assert_eq!(order(&s), ["b:2", "c:3", "a:1"], "shared by clones");
+        assert_eq!(s.joined(), "a:1,b:2,c:3");
+    }
+
+    #[tokio::test]
+    async fn a_dead_replica_is_skipped() {
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead_addr = dead.local_addr().unwrap();
+        drop(dead);
+        let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let live_addr = live.local_addr().unwrap();
+        // The live one accepts TCP and closes: the error must name it, not
+        // the dead one tried first.
+        tokio::spawn(async move {
+            while let Ok((s, _)) = live.accept().await {
+                drop(s);
+            }
+        });
+        let hash = format!("sha256:{}", "0".repeat(64));
+        let err = connect_pinned(&format!("{dead_addr},{live_addr}"), &hash)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(&live_addr.to_string()), "{err}");
     }
 
     #[tokio::test]

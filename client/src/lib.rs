@@ -27,7 +27,7 @@ mod pem;
 mod pin;
 mod token;
 
-pub use connect::{connect, connect_lazy, connect_pinned};
+pub use connect::{connect, connect_lazy, connect_pinned, Servers};
 pub use credentials::Credentials;
 pub use csr::generate_csr;
 pub use error::ClientError;

@@ -78,17 +78,24 @@ pub struct ControlPlane {
 pub async fn open(settings: &Settings) -> Result<ControlPlane, ServerError> {
     prepare_state_dir(&settings.state_dir)?;
     let (store, election) = open_store(settings).await?;
-    let pki = match settings.store {
-        StoreChoice::Redb => Pki::load_or_create(&settings.state_dir, &settings.tls_sans)
-            .map_err(|e| ServerError::Config(e.to_string()))?,
-        StoreChoice::Etcd(_) => shared_pki::load(store.as_ref(), settings)
-            .await
-            .map_err(|e| ServerError::Config(e.to_string()))?,
+    // admin.conf names every replica known now (weftctl fails over).
+    let (pki, servers) = match settings.store {
+        StoreChoice::Redb => (
+            Pki::load_or_create(&settings.state_dir, &settings.tls_sans)
+                .map_err(|e| ServerError::Config(e.to_string()))?,
+            settings.advertise.clone(),
+        ),
+        StoreChoice::Etcd(_) => {
+            let shared = shared_pki::load(store.as_ref(), settings)
+                .await
+                .map_err(|e| ServerError::Config(e.to_string()))?;
+            (shared.pki, shared.replicas.join(","))
+        }
     };
     let pki = Arc::new(pki);
     let admin_conf = settings.state_dir.join(ADMIN_CONF);
     if !admin_conf.exists() {
-        pki.write_admin_conf(&admin_conf, &settings.advertise)
+        pki.write_admin_conf(&admin_conf, &servers)
             .map_err(|e| ServerError::Config(e.to_string()))?;
         tracing::info!(path = %admin_conf.display(), "wrote admin credentials");
     }

@@ -134,9 +134,9 @@ impl ClusterSecret {
 
 /// Set up the state dir's CA and serving pair from etcd (publishing them if
 /// this is the first replica), then load the PKI from it.
-pub async fn load(store: &dyn Store, settings: &Settings) -> Result<Pki, SharedPkiError> {
+pub async fn load(store: &dyn Store, settings: &Settings) -> Result<Shared, SharedPkiError> {
     let dir = &settings.state_dir;
-    let sans = register(store, settings).await?;
+    let (sans, replicas) = register(store, settings).await?;
     let mut secret = None;
     for _ in 0..ATTEMPTS {
         let stored = (get(store, CA_CRT).await?, get(store, CA_KEY).await?);
@@ -153,7 +153,7 @@ pub async fn load(store: &dyn Store, settings: &Settings) -> Result<Pki, SharedP
                 use_stored_serving(store, &secret, dir).await?;
                 let pki = Pki::load_or_create(dir, &sans).map_err(|e| err(e.to_string()))?;
                 publish_serving(store, &secret, dir).await?;
-                return Ok(pki);
+                return Ok(Shared { pki, replicas });
             }
             (None, None) => {
                 let s = match secret.take() {
@@ -201,8 +201,20 @@ pub async fn load(store: &dyn Store, settings: &Settings) -> Result<Pki, SharedP
     ))
 }
 
-/// Register this replica's names; return the union of every replica's.
-async fn register(store: &dyn Store, settings: &Settings) -> Result<Vec<String>, SharedPkiError> {
+/// The PKI, and every registered replica's advertise address (this one's
+/// first), for admin.conf.
+#[derive(Debug)]
+pub struct Shared {
+    pub pki: Pki,
+    pub replicas: Vec<String>,
+}
+
+/// Register this replica's names; return the union of every replica's, and
+/// every replica's advertise address (this one's first).
+async fn register(
+    store: &dyn Store,
+    settings: &Settings,
+) -> Result<(Vec<String>, Vec<String>), SharedPkiError> {
     let mine = serde_json::to_vec(&settings.tls_sans).map_err(|e| err(e.to_string()))?;
     store
         .txn(Txn {
@@ -219,13 +231,18 @@ async fn register(store: &dyn Store, settings: &Settings) -> Result<Vec<String>,
         .await
         .map_err(|e| err(format!("reading the replicas: {e}")))?;
     let mut all: BTreeSet<String> = settings.tls_sans.iter().cloned().collect();
+    let mut replicas = vec![settings.advertise.clone()];
     for kv in kvs {
+        let advertise = &kv.key[REPLICAS_PREFIX.len()..];
+        if advertise != settings.advertise {
+            replicas.push(advertise.to_string());
+        }
         match serde_json::from_slice::<Vec<String>>(&kv.value) {
             Ok(names) => all.extend(names),
             Err(_) => tracing::warn!(key = %kv.key, "ignoring an unreadable replica record"),
         }
     }
-    Ok(all.into_iter().collect())
+    Ok((all.into_iter().collect(), replicas))
 }
 
 /// Write etcd's CA into the state dir, refusing a state dir with another.

@@ -203,3 +203,115 @@ async fn the_sweeper_follows_the_leader_and_counts_renewals_from_any_replica() {
     );
     renewer.abort();
 }
+
+/// A call that may fail once while the channel moves to another replica.
+async fn retried<T, F, Fut>(what: &str, mut call: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        match call().await {
+            Ok(v) => return v,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                assert_eq!(e.code(), tonic::Code::Unavailable, "{what}: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{what}: no replica answered: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_fail_over_and_a_watch_resumes_on_another_replica() {
+    use futures::StreamExt;
+    use weft_proto::v1::{watch_event, WatchRequest};
+
+    let etcd = LocalEtcd::start(1).await.unwrap();
+    let url = etcd.store_url();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = replica(da.path(), &flags(&url, "a.weft.test", &[])).await;
+    std::fs::copy(
+        da.path().join("cluster-secret"),
+        db.path().join("cluster-secret"),
+    )
+    .unwrap();
+    let b = replica(db.path(), &flags(&url, "b.weft.test", &[])).await;
+
+    // B's admin.conf names both replicas, B first.
+    let creds = weft_client::Credentials::load(b.admin_conf()).unwrap();
+    assert_eq!(creds.server, format!("{},{}", b.addr, a.addr));
+    let (tok, hash) = token(&b, 0, 0).await;
+    let n1 = join(&b, &tok, &hash, "n1", 1).await.unwrap();
+
+    // A node whose credentials list B then A watches (through B).
+    let mut node_creds = n1.creds.clone();
+    node_creds.server = format!("{},{}", b.addr, a.addr);
+    let mut client = weft_proto::v1::cluster_client::ClusterClient::new(
+        weft_client::connect_lazy(&node_creds).unwrap(),
+    );
+    let mut watch = client
+        .watch(WatchRequest { resume_revision: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut last = 0;
+    // The snapshot (one part: one node).
+    let first = watch.next().await.unwrap().unwrap();
+    for e in &first.events {
+        last = last.max(e.revision);
+    }
+
+    // B dies; a node joins through A meanwhile.
+    b.stop().await.unwrap();
+    let n2 = join(&a, &tok, &hash, "n2", 2).await.unwrap();
+
+    // The watch broke; resumed from its last revision on the same channel,
+    // it reaches A and yields exactly the missed join.
+    let mut resumed = retried("watch", || {
+        let mut c = client.clone();
+        async move {
+            c.watch(WatchRequest {
+                resume_revision: last,
+            })
+            .await
+            .map(|r| r.into_inner())
+        }
+    })
+    .await;
+    let got = tokio::time::timeout(Duration::from_secs(10), resumed.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let names: Vec<String> = got
+        .events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Some(watch_event::Event::Change(c)) => match &c.object {
+                Some(weft_proto::v1::change::Object::Node(n)) => Some(n.name.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(names, [n2.name.clone()]);
+
+    // Lease renewals and admin calls go to the live replica too.
+    retried("renewal", || {
+        let mut c = client.clone();
+        async move { c.renew_lease(RenewLeaseRequest {}).await }
+    })
+    .await;
+    let mut admin_client =
+        weft_proto::v1::admin_client::AdminClient::new(weft_client::connect_lazy(&creds).unwrap());
+    let nodes = retried("list", || {
+        let mut c = admin_client.clone();
+        async move { c.list_nodes(ListNodesRequest {}).await }
+    })
+    .await
+    .into_inner()
+    .nodes;
+    assert_eq!(nodes.len(), 2);
+}

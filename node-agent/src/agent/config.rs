@@ -52,8 +52,10 @@ pub enum Command {
 /// Flags of the agent itself.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// The control plane's gRPC address, HOST:PORT (e.g. 192.0.2.1:7443).
-    #[arg(long, env = "WEFT_CONTROL_PLANE", value_name = "HOST:PORT")]
+    /// The control plane's gRPC address, HOST:PORT (e.g. 192.0.2.1:7443), or
+    /// every replica's, comma-separated (a:7443,b:7443,c:7443): the agent
+    /// fails over between them.
+    #[arg(long, env = "WEFT_CONTROL_PLANE", value_name = "HOST:PORT[,...]")]
     pub control_plane: Option<String>,
 
     /// Join token from `weftctl token create`. Needed only on the first
@@ -252,7 +254,7 @@ impl RunArgs {
                     .into(),
             ),
             Some(cp) => {
-                check_host_port(cp)
+                check_control_planes(cp)
                     .map_err(|e| ConfigError::Invalid(format!("--control-plane {cp:?}: {e}")))?;
                 cp.to_string()
             }
@@ -354,7 +356,7 @@ impl LeaveArgs {
         let control_plane = match self.control_plane.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(cp) => {
-                check_host_port(cp)
+                check_control_planes(cp)
                     .map_err(|e| ConfigError::Invalid(format!("--control-plane {cp:?}: {e}")))?;
                 Some(cp.to_string())
             }
@@ -438,6 +440,15 @@ fn parse_ip_port(s: &str, examples: &str) -> Result<SocketAddr, String> {
 }
 
 /// `host:port` with a non-empty host and a port from 1 to 65535.
+/// `HOST:PORT`, or several control-plane replicas' `HOST:PORT,HOST:PORT,...`
+/// (the client fails over between them).
+fn check_control_planes(s: &str) -> Result<(), String> {
+    for one in s.split(',') {
+        check_host_port(one.trim()).map_err(|e| format!("{one:?}: {e}"))?;
+    }
+    Ok(())
+}
+
 fn check_host_port(s: &str) -> Result<(), String> {
     if s.contains("://") {
         return Err("expected HOST:PORT without a scheme".into());
@@ -521,6 +532,8 @@ mod tests {
     fn bad_values_name_their_flag() {
         assert!(err(&[]).contains("--control-plane"));
         assert!(err(&["--control-plane", "cp"]).contains("--control-plane \"cp\""));
+        assert!(err(&["--control-plane", "a:1,b"]).contains("\"b\""));
+        assert!(run(&["--control-plane", "a:1,b:2,c:3"]).is_ok());
         assert!(err(&["--control-plane", "cp:1", "--token", "x"]).starts_with("--token"));
         assert!(err(&["--control-plane", "cp:1", "--ca-hash", "md5:1"]).starts_with("--ca-hash"));
         assert!(err(&["--control-plane", "cp:1", "--name", "Bad_Name"]).starts_with("--name"));

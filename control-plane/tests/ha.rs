@@ -296,7 +296,7 @@ async fn clients_fail_over_and_a_watch_resumes_on_another_replica() {
             _ => None,
         })
         .collect();
-    assert_eq!(names, [n2.name.clone()]);
+    assert_eq!(names, std::slice::from_ref(&n2.name));
 
     // Lease renewals and admin calls go to the live replica too.
     retried("renewal", || {
@@ -304,7 +304,7 @@ async fn clients_fail_over_and_a_watch_resumes_on_another_replica() {
         async move { c.renew_lease(RenewLeaseRequest {}).await }
     })
     .await;
-    let mut admin_client =
+    let admin_client =
         weft_proto::v1::admin_client::AdminClient::new(weft_client::connect_lazy(&creds).unwrap());
     let nodes = retried("list", || {
         let mut c = admin_client.clone();

@@ -1,7 +1,11 @@
 //! Building IPv4/UDP packets by hand, for the spoofing tests: a raw socket
-//! or a WireGuard tunnel carries them with whatever source they say.
+//! or a WireGuard tunnel carries them with whatever source they say. The
+//! bytes come from `weft_switch::testing`, the workspace's one packet
+//! builder.
 
 use std::net::Ipv4Addr;
+
+use weft_switch::testing;
 
 /// An IPv4 packet carrying one UDP datagram.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,35 +33,13 @@ impl Ipv4Udp {
     /// the payload. `None` if the payload does not fit in one packet.
     pub fn to_bytes(&self) -> Option<Vec<u8>> {
         let udp_len = u16::try_from(UDP_HEADER + self.payload.len()).ok()?;
-        let total = u16::try_from(IPV4_HEADER + usize::from(udp_len)).ok()?;
-        let mut p = Vec::with_capacity(usize::from(total));
-        p.extend_from_slice(&[0x45, 0]);
-        p.extend_from_slice(&total.to_be_bytes());
-        p.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0]);
-        p.extend_from_slice(&self.src.octets());
-        p.extend_from_slice(&self.dst.octets());
-        let header_sum = checksum(&[&p[..IPV4_HEADER]]);
-        p[10..12].copy_from_slice(&header_sum.to_be_bytes());
-
-        let mut udp = Vec::with_capacity(usize::from(udp_len));
-        udp.extend_from_slice(&self.src_port.to_be_bytes());
-        udp.extend_from_slice(&self.dst_port.to_be_bytes());
-        udp.extend_from_slice(&udp_len.to_be_bytes());
-        udp.extend_from_slice(&[0, 0]);
-        udp.extend_from_slice(&self.payload);
-        let mut pseudo = Vec::with_capacity(12);
-        pseudo.extend_from_slice(&self.src.octets());
-        pseudo.extend_from_slice(&self.dst.octets());
-        pseudo.extend_from_slice(&[0, 17]);
-        pseudo.extend_from_slice(&udp_len.to_be_bytes());
-        let udp_sum = match checksum(&[&pseudo, &udp]) {
-            // 0 means "no checksum" in UDP over IPv4; all ones is the same sum.
-            0 => 0xffff,
-            s => s,
-        };
-        udp[6..8].copy_from_slice(&udp_sum.to_be_bytes());
-        p.extend_from_slice(&udp);
-        Some(p)
+        u16::try_from(IPV4_HEADER + usize::from(udp_len)).ok()?;
+        let mut f = testing::pkt_between(self.src.into(), self.dst.into())
+            .dont_frag(true)
+            .udp(self.src_port, self.dst_port)
+            .payload(&self.payload);
+        f.id = 0;
+        Some(f.build())
     }
 }
 
@@ -80,25 +62,6 @@ pub fn ipv4_udp(
     .to_bytes()
 }
 
-/// The Internet checksum (RFC 1071) of the concatenation of `parts`, each
-/// of even length but the last.
-fn checksum(parts: &[&[u8]]) -> u16 {
-    let mut sum: u32 = 0;
-    for part in parts {
-        let mut chunks = part.chunks_exact(2);
-        for c in &mut chunks {
-            sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-        }
-        if let [last] = chunks.remainder() {
-            sum += u32::from(*last) << 8;
-        }
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,12 +77,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.len(), 20 + 8 + 5);
-        // A correct checksum sums to zero over the covered bytes.
-        assert_eq!(checksum(&[&p[..20]]), 0);
-        let mut pseudo = Vec::new();
-        pseudo.extend_from_slice(&p[12..20]);
-        pseudo.extend_from_slice(&[0, 17, 0, 13]);
-        assert_eq!(checksum(&[&pseudo, &p[20..]]), 0);
+        assert!(testing::valid(&p), "lengths and both checksums");
+        // Version/IHL, TOS, length 33, ID 0, DF, TTL 64, UDP.
+        assert_eq!(&p[..10], &[0x45, 0, 0, 33, 0, 0, 0x40, 0, 64, 17]);
+        assert_eq!(&p[12..20], &[10, 244, 1, 2, 10, 244, 2, 3]);
+        assert_eq!(&p[20..24], &[0x0f, 0xa0, 0x13, 0x88]);
         assert_eq!(&p[28..], b"hello");
     }
 

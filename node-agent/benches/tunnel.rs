@@ -16,10 +16,15 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use weft_node_agent::wg::{Decap, Encap, Identity, Tunnel};
-use weft_switch::offload::{csum, segment, Coalescer, VnetHdr, VNET_HDR_LEN};
+use weft_switch::offload::{segment, Coalescer, VnetHdr, VNET_HDR_LEN};
+use weft_switch::testing::{as_partial, Fixture};
+use weft_switch::wire::checksum;
+use weft_switch::wire::vnet::GSO_TCPV4;
 
 const SRC: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 const MSS: usize = 1368;
+/// The overlay MTU the segments must fit: 52 bytes of headers + the MSS.
+const PATH_MTU: usize = 1420;
 
 /// Two tunnels with a session: A -> B.
 fn pair() -> (Tunnel, Tunnel) {
@@ -46,49 +51,17 @@ fn pair() -> (Tunnel, Tunnel) {
     (ta, tb)
 }
 
-/// An IPv4 TCP packet with `payload` bytes, checksums right.
+/// An IPv4 TCP packet with `payload` bytes and 12 bytes of options (52
+/// bytes of headers), checksums right.
 fn tcp4(seq: u32, payload: usize) -> Vec<u8> {
-    let len = 52 + payload;
-    let mut p = vec![0u8; len];
-    p[0] = 0x45;
-    p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-    p[6] = 0x40;
-    p[8] = 64;
-    p[9] = 6;
-    p[12..20].copy_from_slice(&[10, 244, 1, 2, 10, 244, 2, 2]);
-    let c = csum::finish(csum::sum(&p[..20], 0));
-    p[10..12].copy_from_slice(&c.to_be_bytes());
-    p[20..24].copy_from_slice(&[0x9c, 0x40, 0x14, 0x51]);
-    p[24..28].copy_from_slice(&seq.to_be_bytes());
-    p[32] = 0x80;
-    p[33] = 0x10;
-    p[34..36].copy_from_slice(&502u16.to_be_bytes());
-    p[40..52].copy_from_slice(&[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]);
-    for (i, b) in p[52..].iter_mut().enumerate() {
-        *b = (i * 31 + 7) as u8;
-    }
-    let pseudo = csum::pseudo(&p[12..20], 6, len - 20);
-    let c = csum::finish(csum::sum(&p[20..], pseudo));
-    p[36..38].copy_from_slice(&c.to_be_bytes());
-    p
+    Fixture::tcp_stream(false, seq, payload, 12).build()
 }
 
 /// A 64 KiB super-packet as a TUN with TSO hands it out: the checksum
 /// field holds the pseudo-header sum.
 fn super_packet() -> (VnetHdr, Vec<u8>) {
     let payload = (65_535 - 52) / MSS * MSS;
-    let mut p = tcp4(1, payload);
-    let partial = csum::fold(csum::pseudo(&p[12..20], 6, p.len() - 20));
-    p[36..38].copy_from_slice(&partial.to_be_bytes());
-    let hdr = VnetHdr {
-        flags: 1,
-        gso_type: 1,
-        hdr_len: 52,
-        gso_size: MSS as u16,
-        csum_start: 20,
-        csum_offset: 16,
-    };
-    (hdr, p)
+    as_partial(tcp4(1, payload), GSO_TCPV4, MSS as u16)
 }
 
 fn crypto(c: &mut Criterion) {
@@ -141,7 +114,7 @@ fn offloads(c: &mut Criterion) {
             || template.clone(),
             |pkt| {
                 let mut at = 0;
-                let n = segment(pkt, &hdr, |seg| {
+                let n = segment(pkt, &hdr, PATH_MTU, |seg| {
                     if let Encap::Send(m) = ta.encapsulate(seg, &mut arena[at..]) {
                         at += m;
                     }
@@ -163,7 +136,7 @@ fn offloads(c: &mut Criterion) {
             for _ in 0..iters {
                 let mut pkt = template.clone();
                 let mut datagrams = Vec::with_capacity(47);
-                segment(&mut pkt, &hdr, |seg| {
+                segment(&mut pkt, &hdr, PATH_MTU, |seg| {
                     if let Encap::Send(m) = ta.encapsulate(seg, &mut arena) {
                         datagrams.push(arena[..m].to_vec());
                     }
@@ -191,7 +164,7 @@ fn offloads(c: &mut Criterion) {
         let data = vec![0xa5u8; len];
         g.throughput(Throughput::Bytes(len as u64));
         g.bench_with_input(BenchmarkId::from_parameter(len), &data, |b, d| {
-            b.iter(|| csum::sum(black_box(d), 0))
+            b.iter(|| checksum::sum(black_box(d), 0))
         });
     }
     g.finish();

@@ -193,6 +193,7 @@ async fn node_with(
             host_addresses: host_addrs,
             persistent_keepalive: None,
             offload,
+            mtu: MTU,
         },
         host_tun,
         udp,
@@ -289,10 +290,9 @@ fn ping6_here(dst: Ipv6Addr, within: Duration) -> Result<Duration, String> {
     while Instant::now() < deadline {
         seq += 1;
         let sent = Instant::now();
-        let mut request = vec![128, 0, 0, 0];
-        request.extend_from_slice(&ident.to_be_bytes());
-        request.extend_from_slice(&seq.to_be_bytes());
-        request.extend_from_slice(payload);
+        // The kernel fills in an ICMPv6 raw socket's checksum over the
+        // pseudo-header, whatever the message carries.
+        let request = icmp_echo(128, ident, seq, payload);
         sendto(sock.as_raw_fd(), &request, &to, MsgFlags::empty())
             .map_err(|e| format!("sendto: {e}"))?;
         while sent.elapsed() < Duration::from_secs(1) && Instant::now() < deadline {

@@ -101,6 +101,7 @@ async fn node(n: u8, host: TestNs) -> Node {
             host_addresses: vec![host_v4],
             persistent_keepalive: None,
             offload: std::env::var_os("WEFT_NO_OFFLOAD").is_none(),
+            mtu: MTU,
         },
         host_tun,
         udp,

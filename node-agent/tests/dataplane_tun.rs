@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use weft_node_agent::netns;
 use weft_node_agent::tun::{Tun, TunOptions};
-use weft_switch::offload::{csum, segment, VnetHdr, VNET_HDR_LEN};
+use weft_switch::offload::{segment, VnetHdr, VNET_HDR_LEN};
+use weft_switch::testing::{pkt, valid};
+use weft_switch::wire::{tcp_flags, FlowPacket, L4Checksum};
 
 mod support;
 use support::{ip, TestNs};
@@ -43,22 +45,13 @@ fn port_tun(tag: &str) -> (TestNs, Tun) {
     (t, tun)
 }
 
-fn checksum_ok(bytes: &[u8]) -> bool {
-    csum::fold(csum::sum(bytes, 0)) == 0xffff
-}
-
-/// An ICMP echo request 10.77.0.2 -> 10.77.0.1.
+/// An ICMP echo request 10.77.0.2 -> 10.77.0.1 (32 bytes).
 fn echo_request() -> Vec<u8> {
-    let mut p = vec![
-        0x45, 0, 0, 32, 0, 1, 0x40, 0, 64, 1, 0, 0, 10, 77, 0, 2, 10, 77, 0, 1,
-    ];
-    let c = csum::finish(csum::sum(&p, 0));
-    p[10..12].copy_from_slice(&c.to_be_bytes());
-    let mut icmp = vec![8, 0, 0, 0, 0x12, 0x34, 0, 1, 1, 2, 3, 4];
-    let c = csum::finish(csum::sum(&icmp, 0));
-    icmp[2..4].copy_from_slice(&c.to_be_bytes());
-    p.extend_from_slice(&icmp);
-    p
+    pkt("10.77.0.2", "10.77.0.1")
+        .dont_frag(true)
+        .icmp(8, 0)
+        .payload(&[1, 2, 3, 4])
+        .build()
 }
 
 /// Reads from `tun` until `f` takes a packet or 5 s pass.
@@ -94,7 +87,7 @@ fn a_port_tun_hides_its_virtio_header_from_plain_reads_and_writes() {
     tun.try_send(&echo_request())
         .expect("write an echo request");
     read_until(&tun, false, |p| {
-        p.len() == 32 && p[0] == 0x45 && p[9] == 1 && p[20] == 0 && checksum_ok(&p[20..])
+        p.len() == 32 && p[0] == 0x45 && p[9] == 1 && p[20] == 0 && valid(p)
     });
     // The raw read shows the (empty: no offloads) header before the packet.
     tun.try_send(&echo_request())
@@ -148,19 +141,14 @@ fn with_tso_a_tcp_stream_comes_out_in_super_packets_that_split_cleanly() {
     let ihl = usize::from(syn[0] & 0x0f) * 4;
     let client_port = [syn[ihl], syn[ihl + 1]];
     let client_seq = u32::from_be_bytes([syn[ihl + 4], syn[ihl + 5], syn[ihl + 6], syn[ihl + 7]]);
-    let mut synack = vec![
-        0x45, 0, 0, 44, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 77, 0, 2, 10, 77, 0, 1,
-    ];
-    let c = csum::finish(csum::sum(&synack, 0));
-    synack[10..12].copy_from_slice(&c.to_be_bytes());
-    let mut tcp = vec![0x1b, 0x58, client_port[0], client_port[1]];
-    tcp.extend_from_slice(&1000u32.to_be_bytes());
-    tcp.extend_from_slice(&client_seq.wrapping_add(1).to_be_bytes());
-    tcp.extend_from_slice(&[0x60, 0x12, 0xff, 0xff, 0, 0, 0, 0, 2, 4, 0x05, 0x78]);
-    let pseudo = csum::pseudo(&synack[12..20], 6, tcp.len());
-    let c = csum::finish(csum::sum(&tcp, pseudo));
-    tcp[16..18].copy_from_slice(&c.to_be_bytes());
-    synack.extend_from_slice(&tcp);
+    let mut synack = pkt("10.77.0.2", "10.77.0.1")
+        .dont_frag(true)
+        .tcp(7000, u16::from_be_bytes(client_port));
+    synack.seq = 1000;
+    synack.ack = client_seq.wrapping_add(1);
+    synack.flags = tcp_flags::SYN | tcp_flags::ACK;
+    synack.tcp_options = vec![2, 4, 0x05, 0x78];
+    let synack = synack.build();
     tun.try_send(&synack).expect("write the SYN-ACK");
 
     // The data: at least one GSO super-packet; split, its segments are
@@ -175,19 +163,12 @@ fn with_tso_a_tcp_stream_comes_out_in_super_packets_that_split_cleanly() {
             return false;
         }
         seen_gso |= hdr.is_gso();
-        segment(&mut pkt, &hdr, |seg| {
-            let ihl = usize::from(seg[0] & 0x0f) * 4;
-            assert!(checksum_ok(&seg[..ihl]), "IP header checksum");
-            let pseudo = csum::pseudo(&seg[12..20], 6, seg.len() - ihl);
-            assert_eq!(
-                csum::fold(csum::sum(&seg[ihl..], pseudo)),
-                0xffff,
-                "TCP checksum"
-            );
-            let t = &seg[ihl..];
-            let seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
-            let doff = usize::from(t[12] >> 4) * 4;
-            let payload = &t[doff..];
+        // The TUN's MTU is 1500: every segment must fit it.
+        segment(&mut pkt, &hdr, 1500, |seg| {
+            assert!(valid(seg), "IP header and TCP checksums");
+            let p = FlowPacket::new_checked(seg, L4Checksum::Full).expect("a TCP packet");
+            let seq = p.tcp().expect("TCP").seq();
+            let payload = p.payload();
             if payload.is_empty() {
                 return;
             }

@@ -21,6 +21,8 @@ use weft_node_agent::tun::{
     KernelError, PortSpec, Tun, TunError, TunOptions,
 };
 
+use weft_switch::wire::{IcmpPacket, Ipv4Packet};
+
 mod support;
 use support::{
     checksum, icmp_echo, ip_json, link_exists, net, raw_icmp_socket, require_root, TestNs,
@@ -71,21 +73,18 @@ fn parse_echo_request(packet: &[u8]) -> Option<EchoRequest<'_>> {
 }
 
 /// The reply a host at the request's destination would send: addresses
-/// swapped, type 0, both checksums recomputed.
+/// swapped, TTL 64, type 0, both checksums right (through weft-switch's
+/// views, which keep the IPv4 header checksum as they write).
 fn echo_reply(request: &[u8]) -> Vec<u8> {
     let mut reply = request.to_vec();
-    let ihl = usize::from(reply[0] & 0x0f) * 4;
-    let (src, dst) = (reply[12..16].to_vec(), reply[16..20].to_vec());
-    reply[12..16].copy_from_slice(&dst);
-    reply[16..20].copy_from_slice(&src);
-    reply[8] = 64; // TTL
-    reply[10..12].fill(0);
-    let sum = checksum(&reply[..ihl]);
-    reply[10..12].copy_from_slice(&sum.to_be_bytes());
-    reply[ihl] = 0; // echo reply
-    reply[ihl + 2..ihl + 4].fill(0);
-    let sum = checksum(&reply[ihl..]);
-    reply[ihl + 2..ihl + 4].copy_from_slice(&sum.to_be_bytes());
+    let mut ip = Ipv4Packet::new_checked(&mut reply[..]).expect("an IPv4 packet");
+    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+    ip.set_src_addr(dst);
+    ip.set_dst_addr(src);
+    ip.set_ttl(64);
+    let mut icmp = IcmpPacket::new_checked(ip.payload_mut()).expect("an ICMP message");
+    icmp.set_type_code(0, 0);
+    icmp.fill_checksum(0);
     reply
 }
 

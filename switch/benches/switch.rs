@@ -1,4 +1,4 @@
-//! The switch's per-packet decision: `cargo bench -p weft-node-agent --bench switch`.
+//! The switch's per-packet decision: `cargo bench -p weft-switch --bench switch`.
 //!
 //! A node with a pod port, the host port and 64 peers; IPv4 TCP packets of
 //! 64 and 1420 bytes pod -> peer (egress) and peer -> pod (ingress, with
@@ -7,34 +7,26 @@
 
 use std::hint::black_box;
 use std::net::IpAddr;
-use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ipnet::IpNet;
-use weft_switch::offload::csum;
+use weft_switch::testing::{epoch, pkt};
+use weft_switch::wire::VnetHdr;
 use weft_switch::{Action, PeerId, PortId, Switch};
 
 fn net(s: &str) -> IpNet {
     s.parse().unwrap()
 }
 
-/// An IPv4 TCP packet of `len` bytes from `src` to `dst` (valid header
-/// checksum; the switch does not look at the TCP checksum).
-fn tcp4(src: [u8; 4], dst: [u8; 4], len: usize) -> Vec<u8> {
-    let mut p = vec![0u8; len];
-    p[0] = 0x45;
-    p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-    p[6] = 0x40;
-    p[8] = 64;
-    p[9] = 6;
-    p[12..16].copy_from_slice(&src);
-    p[16..20].copy_from_slice(&dst);
-    let c = csum::finish(csum::sum(&p[..20], 0));
-    p[10..12].copy_from_slice(&c.to_be_bytes());
-    p[20..22].copy_from_slice(&40000u16.to_be_bytes());
-    p[22..24].copy_from_slice(&5201u16.to_be_bytes());
-    p[32] = 0x50;
-    p[33] = 0x10;
+/// An IPv4 TCP packet of `len` bytes (40 of headers) from `src` to `dst`,
+/// from the one packet builder.
+fn tcp4(src: &str, dst: &str, len: usize) -> Vec<u8> {
+    let p = pkt(src, dst)
+        .dont_frag(true)
+        .tcp(40_000, 5201)
+        .payload(&vec![0; len - 40])
+        .build();
+    assert_eq!(p.len(), len);
     p
 }
 
@@ -53,18 +45,25 @@ fn switch() -> Switch {
 }
 
 fn decide(c: &mut Criterion) {
+    let plain = VnetHdr::default();
     let mut g = c.benchmark_group("switch");
     let mut scratch = vec![0u8; 4096];
     for len in [64usize, 1420] {
         g.throughput(Throughput::Elements(1));
-        let egress = tcp4([10, 244, 1, 2], [10, 244, 40, 7], len);
-        let ingress = tcp4([10, 244, 40, 7], [10, 244, 1, 2], len);
+        let egress = tcp4("10.244.1.2", "10.244.40.7", len);
+        let ingress = tcp4("10.244.40.7", "10.244.1.2", len);
         let mut sw = switch();
         let mut pkt = egress.clone();
         g.bench_with_input(BenchmarkId::new("pod_to_peer", len), &len, |b, _| {
             b.iter(|| {
                 pkt[..20].copy_from_slice(&egress[..20]);
-                let a = sw.from_pod(PortId(0), black_box(&mut pkt), &mut scratch, Instant::now());
+                let a = sw.from_pod(
+                    PortId(0),
+                    black_box(&mut pkt),
+                    &plain,
+                    &mut scratch,
+                    epoch(),
+                );
                 debug_assert_eq!(a, Action::ToPeer(PeerId(38)));
                 a
             })
@@ -73,12 +72,7 @@ fn decide(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("peer_to_pod", len), &len, |b, _| {
             b.iter(|| {
                 pkt[..20].copy_from_slice(&ingress[..20]);
-                let a = sw.from_peer(
-                    PeerId(38),
-                    black_box(&mut pkt),
-                    &mut scratch,
-                    Instant::now(),
-                );
+                let a = sw.from_peer(PeerId(38), black_box(&mut pkt), &mut scratch, epoch());
                 debug_assert_eq!(a, Action::ToPort(PortId(0)));
                 a
             })

@@ -1,5 +1,6 @@
 //! The switch's configuration (control path): node CIDRs, host addresses,
-//! pod ports and peers, and the route table built from them.
+//! pod ports and peers, the MTU of each egress, and the route table built
+//! from them.
 //!
 //! Contract: every change is atomic. The new configuration is validated and
 //! its whole route table rebuilt (a few hundred entries: microseconds) before
@@ -10,14 +11,24 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
-use super::decide::Switch;
-use super::martian::is_martian;
-use super::ports::{PeerId, PortId, Route};
-use super::prefix::PrefixTable;
-use super::ratelimit::TokenBucket;
+use crate::decide::Switch;
+use crate::martian::is_martian;
+use crate::ports::{PeerId, PortId, Route};
+use crate::prefix::PrefixTable;
+use crate::ratelimit::TokenBucket;
 
 /// The largest [`PortId`] or [`PeerId`] value accepted: ids index vectors.
 pub const MAX_ID: u32 = 65_535;
+
+/// The smallest MTU accepted: the IPv4 datagram size every host must take
+/// (RFC 791). IPv6 packets up to 1280 bytes pass any egress (RFC 8200 5:
+/// the overlay is the link, and the underlay fragments the tunnel's
+/// datagram if it must).
+pub const MIN_MTU: u32 = 576;
+
+/// The largest MTU accepted (the largest IP packet), and every egress's
+/// MTU until one is set.
+pub const MAX_MTU: u32 = 65_535;
 
 /// Why a configuration change was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,6 +46,13 @@ pub enum ConfigError {
     /// multicast, ...).
     #[error("{0} cannot be used as an overlay address")]
     UnusableAddress(IpAddr),
+    /// An MTU outside [`MIN_MTU`]..=[`MAX_MTU`].
+    #[error("MTU {0} is outside {MIN_MTU}..={MAX_MTU}")]
+    MtuOutOfRange(u32),
+    /// An MTU for an egress that does not exist (an unknown port or peer,
+    /// or [`Route::Unassigned`]).
+    #[error("{0} is not an egress of this switch")]
+    NoSuchEgress(Route),
     /// The prefix is already routed somewhere else.
     #[error("{prefix} is already routed to {existing}, so it cannot be routed to {wanted}")]
     Conflict {
@@ -54,6 +72,20 @@ struct PodAddrs {
     v6: Option<Ipv6Addr>,
 }
 
+/// A pod port: its addresses and, if it has its own, its TUN's MTU.
+#[derive(Debug, Clone, Copy)]
+struct PodPort {
+    addrs: PodAddrs,
+    mtu: Option<u16>,
+}
+
+/// A peer: its allowed prefixes and, if it has its own, its overlay MTU.
+#[derive(Debug, Clone)]
+struct PeerConfig {
+    allowed: Vec<IpNet>,
+    mtu: Option<u16>,
+}
+
 impl PodAddrs {
     fn iter(self) -> impl Iterator<Item = IpAddr> {
         self.v4
@@ -63,15 +95,40 @@ impl PodAddrs {
     }
 }
 
-/// Everything the route table is built from.
-#[derive(Debug, Clone, Default)]
+/// Everything the route table is built from, and the egress MTUs.
+#[derive(Debug, Clone)]
 pub(crate) struct Config {
     node_cidrs: Vec<IpNet>,
     host_addrs: Vec<IpAddr>,
     /// Indexed by `PortId`.
-    ports: Vec<Option<PodAddrs>>,
-    /// Indexed by `PeerId`: the peer's allowed prefixes.
-    peers: Vec<Option<Vec<IpNet>>>,
+    ports: Vec<Option<PodPort>>,
+    /// Indexed by `PeerId`.
+    peers: Vec<Option<PeerConfig>>,
+    /// The MTU of every egress without one of its own.
+    default_mtu: u16,
+    /// The host port's own MTU.
+    host_mtu: Option<u16>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            node_cidrs: Vec::new(),
+            host_addrs: Vec::new(),
+            ports: Vec::new(),
+            peers: Vec::new(),
+            default_mtu: u16::MAX,
+            host_mtu: None,
+        }
+    }
+}
+
+/// `mtu` checked against [`MIN_MTU`]..=[`MAX_MTU`].
+fn checked_mtu(mtu: u32) -> Result<u16, ConfigError> {
+    if mtu < MIN_MTU {
+        return Err(ConfigError::MtuOutOfRange(mtu));
+    }
+    u16::try_from(mtu).map_err(|_| ConfigError::MtuOutOfRange(mtu))
 }
 
 fn slot<T>(v: &mut Vec<Option<T>>, id: u32) -> Result<&mut Option<T>, ConfigError> {
@@ -82,7 +139,7 @@ fn slot<T>(v: &mut Vec<Option<T>>, id: u32) -> Result<&mut Option<T>, ConfigErro
     if v.len() <= i {
         v.resize_with(i + 1, || None);
     }
-    Ok(&mut v[i])
+    v.get_mut(i).ok_or(ConfigError::IdOutOfRange(id))
 }
 
 fn take<T>(v: &mut Vec<Option<T>>, id: u32) -> Option<T> {
@@ -102,6 +159,18 @@ impl Config {
     /// Hot path: is `peer` configured?
     pub(crate) fn has_peer(&self, peer: PeerId) -> bool {
         self.peers.get(peer.0 as usize).is_some_and(Option::is_some)
+    }
+
+    /// Hot path: the MTU of the egress `route` (the default for one
+    /// without its own; [`MAX_MTU`] if none was ever set).
+    pub(crate) fn egress_mtu(&self, route: Route) -> u16 {
+        let own = match route {
+            Route::Port(p) => self.ports.get(p.0 as usize).and_then(|p| p.as_ref()?.mtu),
+            Route::Peer(p) => self.peers.get(p.0 as usize).and_then(|p| p.as_ref()?.mtu),
+            Route::Host => self.host_mtu,
+            Route::Unassigned => None,
+        };
+        own.unwrap_or(self.default_mtu)
     }
 
     /// The source address for ICMPv4 errors: the first IPv4 host address.
@@ -137,13 +206,13 @@ impl Config {
         for cidr in &self.node_cidrs {
             add(*cidr, Route::Unassigned)?;
         }
-        for (id, addrs) in (0u32..).zip(&self.ports) {
-            for addr in addrs.iter().flat_map(|a| a.iter()) {
+        for (id, port) in (0u32..).zip(&self.ports) {
+            for addr in port.iter().flat_map(|p| p.addrs.iter()) {
                 add(IpNet::from(addr), Route::Port(PortId(id)))?;
             }
         }
-        for (id, allowed) in (0u32..).zip(&self.peers) {
-            for prefix in allowed.iter().flatten() {
+        for (id, peer) in (0u32..).zip(&self.peers) {
+            for prefix in peer.iter().flat_map(|p| &p.allowed) {
                 add(*prefix, Route::Peer(PeerId(id)))?;
             }
         }
@@ -215,7 +284,9 @@ impl Switch {
             return Err(ConfigError::NoAddress(port));
         }
         self.apply(|c| {
-            *slot(&mut c.ports, port.0)? = Some(pod);
+            let entry = slot(&mut c.ports, port.0)?;
+            let mtu = entry.and_then(|p| p.mtu);
+            *entry = Some(PodPort { addrs: pod, mtu });
             Ok(())
         })
     }
@@ -238,7 +309,9 @@ impl Switch {
     pub fn set_peer(&mut self, peer: PeerId, allowed: &[IpNet]) -> Result<(), ConfigError> {
         let allowed: Vec<IpNet> = allowed.iter().map(IpNet::trunc).collect();
         self.apply(|c| {
-            *slot(&mut c.peers, peer.0)? = Some(allowed);
+            let entry = slot(&mut c.peers, peer.0)?;
+            let mtu = entry.as_ref().and_then(|p| p.mtu);
+            *entry = Some(PeerConfig { allowed, mtu });
             Ok(())
         })
     }
@@ -251,6 +324,51 @@ impl Switch {
             Ok(())
         });
         existed
+    }
+
+    /// Sets the MTU of every egress (pod ports, the host port, peers'
+    /// tunnels) that has none of its own: the largest IP packet forwarded
+    /// there. A larger one is answered with ICMP "fragmentation needed" /
+    /// ICMPv6 "packet too big" (IPv4 without DF is forwarded: weft does
+    /// not fragment, the underlay fragments the tunnel's datagram). Until
+    /// set, [`MAX_MTU`].
+    pub fn set_mtu(&mut self, mtu: u32) -> Result<(), ConfigError> {
+        let mtu = checked_mtu(mtu)?;
+        self.apply(|c| {
+            c.default_mtu = mtu;
+            Ok(())
+        })
+    }
+
+    /// Gives the egress `route` (a pod port, the host port or a peer) an
+    /// MTU of its own, or with `None` takes it back to the default. Ports
+    /// and peers keep theirs when their addresses change and lose it when
+    /// removed.
+    pub fn set_route_mtu(&mut self, route: Route, mtu: Option<u32>) -> Result<(), ConfigError> {
+        let mtu = mtu.map(checked_mtu).transpose()?;
+        self.apply(|c| {
+            let own = match route {
+                Route::Port(p) => c
+                    .ports
+                    .get_mut(p.0 as usize)
+                    .and_then(Option::as_mut)
+                    .map(|p| &mut p.mtu),
+                Route::Peer(p) => c
+                    .peers
+                    .get_mut(p.0 as usize)
+                    .and_then(Option::as_mut)
+                    .map(|p| &mut p.mtu),
+                Route::Host => Some(&mut c.host_mtu),
+                Route::Unassigned => None,
+            };
+            *own.ok_or(ConfigError::NoSuchEgress(route))? = mtu;
+            Ok(())
+        })
+    }
+
+    /// The MTU of the egress `route`: its own, else the default.
+    pub fn mtu(&self, route: Route) -> u16 {
+        self.config.egress_mtu(route)
     }
 
     /// Limits the ICMP errors the switch originates, across all ports: on

@@ -41,11 +41,14 @@ pub enum DropReason {
     PeerToPeer,
     /// TTL / hop limit would reach zero.
     TtlExceeded,
+    /// Larger than the egress MTU (per segment for a super-packet) and not
+    /// to be fragmented: IPv4 with DF, any IPv6 packet, any super-packet.
+    PacketTooBig,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 13] = [
         Self::Malformed,
         Self::Martian,
         Self::LinkLocal,
@@ -58,6 +61,7 @@ impl DropReason {
         Self::NoPod,
         Self::PeerToPeer,
         Self::TtlExceeded,
+        Self::PacketTooBig,
     ];
 
     /// The stable metric label for this reason.
@@ -75,6 +79,7 @@ impl DropReason {
             Self::NoPod => "no_pod",
             Self::PeerToPeer => "peer_to_peer",
             Self::TtlExceeded => "ttl_exceeded",
+            Self::PacketTooBig => "packet_too_big",
         }
     }
 
@@ -103,7 +108,8 @@ pub struct Counters {
 impl Counters {
     /// Packets dropped for `reason` (whether or not an ICMP error was sent).
     pub fn dropped(&self, reason: DropReason) -> u64 {
-        self.drops[reason.index()]
+        // `index()` < `ALL.len()`, the array's length, for every reason.
+        self.drops.get(reason.index()).copied().unwrap_or(0)
     }
 
     /// `(reason, count)` for every reason, zeros included.
@@ -142,8 +148,9 @@ impl Counters {
     }
 
     pub(crate) fn count_drop(&mut self, reason: DropReason) {
-        let c = &mut self.drops[reason.index()];
-        *c = c.wrapping_add(1);
+        if let Some(c) = self.drops.get_mut(reason.index()) {
+            *c = c.wrapping_add(1);
+        }
     }
 
     pub(crate) fn count_to_port(&mut self) {
@@ -198,6 +205,7 @@ mod tests {
         assert_eq!(DropReason::NoRoute.as_str(), "no_route");
         assert_eq!(DropReason::PeerToPeer.as_str(), "peer_to_peer");
         assert_eq!(DropReason::TtlExceeded.as_str(), "ttl_exceeded");
+        assert_eq!(DropReason::PacketTooBig.as_str(), "packet_too_big");
     }
 
     #[test]

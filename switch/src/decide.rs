@@ -2,29 +2,32 @@
 //! [`Switch::from_host`].
 //!
 //! Contract: each call takes one IP packet (exactly the bytes a TUN read or
-//! boringtun's decapsulation produced; trailing link padding is tolerated),
-//! may rewrite it in place (TTL / hop limit), may write an ICMP error into
-//! `scratch`, and returns an [`Action`]. It never allocates, locks, hashes,
-//! reads a clock or panics. Every packet is counted exactly once: as forwarded
-//! to a port, the host or a peer, or as dropped for one [`DropReason`] (an
-//! ICMP error sent for it is counted on top, in `icmp_sent`).
+//! boringtun's decapsulation produced; trailing link padding is tolerated;
+//! from a TUN, a TSO/USO super-packet with its virtio-net header), may
+//! rewrite it in place (TTL / hop limit), may write an ICMP error into
+//! `scratch`, and returns an [`Action`]. One decision per super-packet. It
+//! never allocates, locks, hashes, reads a clock or panics. Every packet
+//! is counted exactly once: as forwarded to a port, the host or a peer, or
+//! as dropped for one [`DropReason`] (an ICMP error sent for it is counted
+//! on top, in `icmp_sent`).
 //!
-//! Steps: ingress known? -> parse -> martians -> anti-spoofing (strict
-//! reverse path: the route back to the source must be the ingress) -> [steps
-//! 3-5: conntrack, service NAT, policy] -> route (longest prefix match) ->
-//! TTL -> forward.
+//! Steps (the crate docs list them with the slots still to fill): ingress
+//! known? -> parse -> martians -> anti-spoofing (strict reverse path: the
+//! route back to the source must be the ingress) -> [conntrack, cluster
+//! DNS, service translation, policy] -> route (longest prefix match) -> TTL
+//! -> egress MTU -> forward.
 
 use std::time::Instant;
 
-use super::config::Config;
-use super::counters::{Counters, DropReason};
-use super::icmp::{self, IcmpError};
-use super::martian::{is_link_scoped, is_martian};
-use super::packet::IpPacket;
-use super::ports::{Ingress, PeerId, PortId, Route};
-use super::prefix::PrefixTable;
-use super::ratelimit::TokenBucket;
-use super::transport::Transport;
+use crate::config::Config;
+use crate::counters::{Counters, DropReason};
+use crate::icmp_error::{self, IcmpError};
+use crate::martian::{is_link_scoped, is_martian};
+use crate::mtu::{self, Fit};
+use crate::ports::{Ingress, PeerId, PortId, Route};
+use crate::prefix::PrefixTable;
+use crate::ratelimit::TokenBucket;
+use crate::wire::{IpPacket, Transport, VnetHdr};
 
 /// ICMP errors allowed per second, on average, across the whole switch.
 pub const DEFAULT_ICMP_PER_SECOND: u32 = 100;
@@ -56,13 +59,13 @@ enum Verdict {
     Reject(DropReason, IcmpError),
 }
 
-/// The node's L3 packet switch. See the [module docs](super).
+/// The node's L3 packet switch. See the [crate docs](crate).
 #[derive(Debug, Clone)]
 pub struct Switch {
-    pub(super) config: Config,
+    pub(crate) config: Config,
     /// Built from `config` on every change; read on every packet.
-    pub(super) routes: PrefixTable<Route>,
-    pub(super) icmp_limit: TokenBucket,
+    pub(crate) routes: PrefixTable<Route>,
+    pub(crate) icmp_limit: TokenBucket,
     counters: Counters,
 }
 
@@ -84,18 +87,20 @@ impl Switch {
         }
     }
 
-    /// A packet read from pod port `port`.
+    /// A packet read from pod port `port`, with the virtio-net header the
+    /// TUN gave it (`VnetHdr::default()` for a plain packet).
     pub fn from_pod(
         &mut self,
         port: PortId,
         packet: &mut [u8],
+        hdr: &VnetHdr,
         scratch: &mut [u8],
         now: Instant,
     ) -> Action {
-        self.process(Ingress::Port(port), packet, scratch, now)
+        self.process(Ingress::Port(port), packet, hdr, scratch, now)
     }
 
-    /// A packet decrypted from peer `peer`.
+    /// A packet decrypted from peer `peer` (always a plain packet).
     pub fn from_peer(
         &mut self,
         peer: PeerId,
@@ -103,12 +108,25 @@ impl Switch {
         scratch: &mut [u8],
         now: Instant,
     ) -> Action {
-        self.process(Ingress::Peer(peer), packet, scratch, now)
+        self.process(
+            Ingress::Peer(peer),
+            packet,
+            &VnetHdr::default(),
+            scratch,
+            now,
+        )
     }
 
-    /// A packet read from the host port `weft0`.
-    pub fn from_host(&mut self, packet: &mut [u8], scratch: &mut [u8], now: Instant) -> Action {
-        self.process(Ingress::Host, packet, scratch, now)
+    /// A packet read from the host port `weft0`, with its virtio-net
+    /// header, as [`Self::from_pod`].
+    pub fn from_host(
+        &mut self,
+        packet: &mut [u8],
+        hdr: &VnetHdr,
+        scratch: &mut [u8],
+        now: Instant,
+    ) -> Action {
+        self.process(Ingress::Host, packet, hdr, scratch, now)
     }
 
     /// The counters so far.
@@ -120,10 +138,11 @@ impl Switch {
         &mut self,
         ingress: Ingress,
         packet: &mut [u8],
+        hdr: &VnetHdr,
         scratch: &mut [u8],
         now: Instant,
     ) -> Action {
-        match self.decide(ingress, packet) {
+        match self.decide(ingress, packet, hdr) {
             Verdict::Forward(action) => {
                 match action {
                     Action::ToPort(_) => self.counters.count_to_port(),
@@ -150,7 +169,7 @@ impl Switch {
         }
     }
 
-    fn decide(&self, ingress: Ingress, packet: &mut [u8]) -> Verdict {
+    fn decide(&self, ingress: Ingress, packet: &mut [u8], hdr: &VnetHdr) -> Verdict {
         let spoofed = match ingress {
             Ingress::Port(p) if !self.config.has_port(p) => {
                 return Verdict::Drop(DropReason::UnknownPort)
@@ -186,14 +205,19 @@ impl Switch {
             return Verdict::Drop(spoofed);
         }
 
-        // Steps 3-5 slot in here, on the parsed `ip` and `transport`:
+        // Steps 3-6 slot in here, on the parsed `ip` and `transport` (see
+        // the crate docs):
         // 3. conntrack (5-tuple lookup / create, so the rest is stateful);
-        // 4. service NAT (DNAT a ClusterIP to an endpoint in place, replies
-        //    reverse-translated), after which `dst` must be re-read;
-        // 5. network policy (may return `Verdict::Drop` or a `Reject` with
+        // 4. cluster DNS (a query to the DNS VIP answered in `scratch` by
+        //    `crate::dns`, before translation: the VIP has no endpoints);
+        // 5. service translation (DNAT a ClusterIP to an endpoint in place
+        //    with `FlowPacket::rewrite_dst`, replies reverse-translated),
+        //    after which `dst` must be re-read;
+        // 6. network policy (`crate::policy`, on the translated addresses;
+        //    may return `Verdict::Drop` or a `Reject` with
         //    `IcmpError::AdminProhibited`).
 
-        // 6. Route. Never answer an ICMP error or a non-first fragment with
+        // 7. Route. Never answer an ICMP error or a non-first fragment with
         // an ICMP error (RFC 1122 3.2.2, RFC 1812 4.3.2.7).
         let may_answer = !transport.is_icmp_error() && transport != Transport::Fragment;
         let reject = |reason, error| {
@@ -203,7 +227,7 @@ impl Switch {
                 Verdict::Drop(reason)
             }
         };
-        let action = match (ingress, self.routes.lookup(dst)) {
+        let (action, egress) = match (ingress, self.routes.lookup(dst)) {
             // A peer sent us something we cannot route: its routing is wrong,
             // so do not bounce errors across the mesh.
             (Ingress::Peer(_), None) => return Verdict::Drop(DropReason::NoRoute),
@@ -215,15 +239,25 @@ impl Switch {
             (Ingress::Peer(_), Some(Route::Peer(_))) => {
                 return Verdict::Drop(DropReason::PeerToPeer)
             }
-            (_, Some(Route::Port(p))) => Action::ToPort(p),
-            (_, Some(Route::Host)) => Action::ToHost,
-            (_, Some(Route::Peer(p))) => Action::ToPeer(p),
+            (_, Some(r @ Route::Port(p))) => (Action::ToPort(p), r),
+            (_, Some(r @ Route::Host)) => (Action::ToHost, r),
+            (_, Some(r @ Route::Peer(p))) => (Action::ToPeer(p), r),
         };
 
         // The switch is a router hop between links: decrement the TTL / hop
         // limit on every forward, and answer "time exceeded" at zero.
         if ip.hop_limit() <= 1 {
             return reject(DropReason::TtlExceeded, IcmpError::TimeExceeded);
+        }
+        // Then the egress MTU, per segment for a super-packet: too big
+        // for the next hop and not to be fragmented is answered with the
+        // MTU (path MTU discovery), as Linux's forwarding does.
+        if let Fit::TooBig { mtu, answer } = mtu::check(&ip, hdr, self.config.egress_mtu(egress)) {
+            return if answer {
+                reject(DropReason::PacketTooBig, IcmpError::PacketTooBig { mtu })
+            } else {
+                Verdict::Drop(DropReason::PacketTooBig)
+            };
         }
         ip.decrement_hop_limit();
         Verdict::Forward(action)
@@ -251,8 +285,8 @@ impl Switch {
             return None;
         }
         match &invoking {
-            IpPacket::V4(p) => icmp::write_v4(scratch, self.config.host_v4()?, p, error),
-            IpPacket::V6(p) => icmp::write_v6(scratch, self.config.host_v6()?, p, error),
+            IpPacket::V4(p) => icmp_error::write_v4(scratch, self.config.host_v4()?, p, error),
+            IpPacket::V6(p) => icmp_error::write_v6(scratch, self.config.host_v6()?, p, error),
         }
     }
 }

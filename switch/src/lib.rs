@@ -1,59 +1,130 @@
-//! The node agent's packet switch: a pure, IO-free L3 decision core.
+//! weft's packet core: the sans-IO half of the node agent's data plane.
+//! The agent's engine (the IO shell: TUN and UDP fds, boringtun, the clock)
+//! hands it one packet at a time and does what it answers.
 //!
-//! Contract (sans-IO, see DESIGN "Node agent: the data plane"):
+//! # Contract
 //!
-//! - The caller (the IO shell) owns every file descriptor, socket, buffer and
-//!   clock. It hands one IP packet at a time to [`Switch::from_pod`],
-//!   [`Switch::from_peer`] or [`Switch::from_host`], together with a scratch
-//!   buffer and the current time, and gets back an [`Action`] saying what to do.
-//! - Nothing here does IO, reads a clock, locks, hashes or allocates on the
-//!   per-packet path. Configuration ([`Switch::set_pod_port`],
-//!   [`Switch::set_peer`], ...) runs on the control path and may allocate.
-//! - Nothing here panics on any input bytes: malformed packets become
-//!   [`Action::Drop`] with [`DropReason::Malformed`], counted in [`Counters`].
+//! - **Sans-IO.** Nothing here opens, reads or writes a file, socket or
+//!   process, sleeps or spawns; the caller owns every fd, buffer and
+//!   thread. `switch/clippy.toml` bans those calls (and the types) and the
+//!   crate denies `clippy::disallowed_methods` / `disallowed_types`, so a
+//!   build with one fails (`tests/contract.rs` proves the ban bites).
+//! - **No clock reads.** Time is an argument (`now: Instant`, e.g.
+//!   [`Switch::from_pod`], [`TokenBucket::try_take`]); `Instant::now` and
+//!   `SystemTime::now` are banned the same way.
+//! - **No allocation per packet.** The per-packet calls ([`Switch`]'s
+//!   `from_*`, [`offload::segment`], [`offload::Coalescer::push`]) work in
+//!   the caller's buffers or in memory reserved at construction.
+//!   Configuration (the control path) may allocate, and so does answering
+//!   a DNS query ([`dns`] says why).
+//! - **No panics on any input.** Every packet is read through a
+//!   [`wire`] view whose checked constructor proves what its accessors
+//!   index; `unwrap`, `expect` and unchecked indexing are denied in
+//!   non-test code, except where an `#[allow]` names the constructor that
+//!   proved the index. Malformed input becomes a counted drop.
+//! - `#![forbid(unsafe_code)]`; dependencies: std, `ipnet`, `thiserror`,
+//!   and `hickory-proto` for the DNS wire format.
 //!
-//! Per-packet steps, in order: parse (bounds-checked views, [`Ipv4Packet`],
-//! [`Ipv6Packet`], [`Transport`]), drop martians, anti-spoofing (strict
-//! reverse-path check against the route table), *conntrack, service NAT and
-//! policy slot in here later*, route by longest-prefix match ([`PrefixTable`]),
-//! decrement TTL / hop limit, and forward or answer with an ICMP error.
+//! # The packet path
 //!
-//! Files: `checksum` (RFC 1071/1624), `ipv4`/`ipv6`/`packet`/`transport`
-//! (views), `prefix` (LPM table), `icmp` (error generation), `ratelimit`
-//! (token bucket), `martian` (never-forwarded addresses), `ports` (ids and
-//! routes), `counters`, `config` (control path) and `decide` (the per-packet
-//! decision).
+//! Per packet, or per TSO/GRO super-packet (one decision per super-packet,
+//! never per segment), in this order (DESIGN.md, "The packet path"):
+//!
+//! 1. **parse** with bounds checks: [`wire`] (`decide.rs`);
+//! 2. **anti-spoofing**: a pod sends only from its own address, a peer
+//!    only from its pod CIDR, the host port only from the node's overlay
+//!    addresses — a strict reverse-path check on the route table, after
+//!    dropping martians (`decide.rs`, `martian.rs`);
+//! 3. *slot:* **connection tracking** (`conntrack/`): 5-tuple -> entry
+//!    with NAT state, policy verdict, counters; bounded, no allocation per
+//!    packet;
+//! 4. *slot:* **cluster DNS**: a query to the DNS VIP is answered by the
+//!    node itself into the caller's scratch buffer, before service
+//!    translation (the VIP has no endpoints to translate to). The answering
+//!    is built ([`dns`]: the zone, [`dns::answer`], the upstream
+//!    [`dns::Forwarder`]); hooking it into the decision is the slot;
+//! 5. *slot:* **service translation** (`nat/`): ClusterIP -> endpoint
+//!    with [`wire::FlowPacket::rewrite_dst`] (full or partial checksums,
+//!    super-packets included), replies reverse-translated;
+//! 6. *slot:* **network policy**: evaluated once per connection on the
+//!    translated addresses, the verdict kept in the conntrack entry. The
+//!    compiled tables and the verdict are built ([`policy`]); hooking them
+//!    into the decision is the slot;
+//! 7. **route**: longest-prefix match ([`PrefixTable`]) -> a pod port, the
+//!    host port or a peer ([`Action`]); then the TTL / hop limit, and the
+//!    egress MTU (per segment for a super-packet; ICMP "fragmentation
+//!    needed" / "packet too big" back, rate-limited) (`decide.rs`,
+//!    `mtu.rs`, `icmp_error.rs`, `ratelimit.rs`).
+//!
+//! The slots are marked where they go in `decide.rs`. Around the decision,
+//! the engine uses [`offload`]: [`offload::segment`] splits a TUN's
+//! super-packet for a peer (checking its virtio-net header against the
+//! packet and the path MTU, refusing by cause), [`offload::Coalescer`]
+//! merges decrypted segments into one for a TUN.
+//!
+//! # Files
+//!
+//! - `wire/`: the one wire layer — views of IPv4, IPv6, TCP, UDP, ICMP,
+//!   the quoted packet of an ICMP error, IP+TCP/UDP with its checksum state
+//!   (`flow.rs`), the virtio-net header, and the one checksum (RFC 1071
+//!   sum, RFC 1624 update, pseudo-headers).
+//! - `decide.rs`: the per-packet decision and [`Action`]; `config.rs`: the
+//!   control path (CIDRs, host addresses, ports, peers, MTUs) and the route
+//!   table built from it; `prefix.rs`: the LPM table; `ports.rs`: ids and
+//!   routes; `martian.rs`: never-forwarded addresses; `mtu.rs`: the egress
+//!   MTU check; `icmp_error.rs`: the ICMP errors the switch writes;
+//!   `ratelimit.rs`: the token bucket; `counters.rs`: drop reasons.
+//! - `offload/`: `segment.rs` (TSO/USO in software, with the virtio-net
+//!   header checks), `coalesce.rs` and `merge.rs` (GRO in software).
+//! - `dns/`: the cluster zone, the query answerer, the upstream forwarder.
+//! - `policy/`: NetworkPolicy compiled per local pod and direction.
+//! - `testing/` (cargo feature `testing`): the packet builder, the
+//!   independent checksum oracle and the test clock every test and
+//!   benchmark of the workspace uses.
 
-mod checksum;
+#![forbid(unsafe_code)]
+#![deny(unreachable_pub)]
+#![deny(
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
 mod config;
 mod counters;
 mod decide;
 pub mod dns;
-mod icmp;
-mod ipv4;
-mod ipv6;
+mod icmp_error;
 mod martian;
+mod mtu;
 pub mod offload;
-mod packet;
 pub mod policy;
 mod ports;
 mod prefix;
 mod ratelimit;
-mod transport;
+pub mod wire;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod testutil;
 
-pub use config::{ConfigError, MAX_ID};
+pub use config::{ConfigError, MAX_ID, MAX_MTU, MIN_MTU};
 pub use counters::{Counters, DropReason};
 pub use decide::{Action, Switch, DEFAULT_ICMP_BURST, DEFAULT_ICMP_PER_SECOND};
-pub use icmp::IcmpError;
-pub use ipv4::Ipv4Packet;
-pub use ipv6::Ipv6Packet;
-pub use packet::{IpPacket, ParseError};
+pub use icmp_error::IcmpError;
 pub use ports::{PeerId, PortId, Route};
 pub use prefix::PrefixTable;
 pub use ratelimit::TokenBucket;
-pub use transport::Transport;
+pub use wire::{IpPacket, Ipv4Packet, Ipv6Packet, ParseError, Transport};

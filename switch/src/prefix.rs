@@ -73,8 +73,8 @@ impl<K: Key, D: Copy> Family<K, D> {
     }
 
     fn insert(&mut self, network: K, len: u8, value: D) -> Option<D> {
-        let level = match self.levels.binary_search_by(|l| len.cmp(&l.len)) {
-            Ok(i) => &mut self.levels[i],
+        let li = match self.levels.binary_search_by(|l| len.cmp(&l.len)) {
+            Ok(i) => i,
             Err(i) => {
                 let mask = K::mask(len);
                 let empty = Level {
@@ -84,12 +84,14 @@ impl<K: Key, D: Copy> Family<K, D> {
                     values: Vec::new(),
                 };
                 self.levels.insert(i, empty);
-                &mut self.levels[i]
+                i
             }
         };
+        // Found or just inserted at `li`.
+        let level = self.levels.get_mut(li)?;
         let network = network.and(level.mask);
         match level.networks.binary_search(&network) {
-            Ok(i) => Some(std::mem::replace(&mut level.values[i], value)),
+            Ok(i) => level.values.get_mut(i).map(|v| std::mem::replace(v, value)),
             Err(i) => {
                 level.networks.insert(i, network);
                 level.values.insert(i, value);
@@ -100,7 +102,7 @@ impl<K: Key, D: Copy> Family<K, D> {
 
     fn find(&self, network: K, len: u8) -> Option<(usize, usize)> {
         let li = self.levels.binary_search_by(|l| len.cmp(&l.len)).ok()?;
-        let level = &self.levels[li];
+        let level = self.levels.get(li)?;
         let ni = level
             .networks
             .binary_search(&network.and(level.mask))
@@ -110,12 +112,13 @@ impl<K: Key, D: Copy> Family<K, D> {
 
     fn get(&self, network: K, len: u8) -> Option<D> {
         let (li, ni) = self.find(network, len)?;
-        Some(self.levels[li].values[ni])
+        self.levels.get(li)?.values.get(ni).copied()
     }
 
     fn remove(&mut self, network: K, len: u8) -> Option<D> {
         let (li, ni) = self.find(network, len)?;
-        let level = &mut self.levels[li];
+        let level = self.levels.get_mut(li)?;
+        // `ni` indexes both vectors: `find` just found it.
         level.networks.remove(ni);
         let value = level.values.remove(ni);
         if level.networks.is_empty() {

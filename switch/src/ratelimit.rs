@@ -58,10 +58,11 @@ impl TokenBucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::epoch as t0;
 
     #[test]
     fn burst_then_refill() {
-        let t0 = Instant::now();
+        let t0 = t0();
         let mut b = TokenBucket::new(10, 3);
         assert!(b.try_take(t0));
         assert!(b.try_take(t0));
@@ -79,7 +80,7 @@ mod tests {
 
     #[test]
     fn zero_rate_allows_nothing_and_zero_burst_means_one() {
-        let t0 = Instant::now();
+        let t0 = t0();
         assert!(!TokenBucket::new(0, 100).try_take(t0));
         let mut b = TokenBucket::new(1, 0);
         assert!(b.try_take(t0));
@@ -88,7 +89,7 @@ mod tests {
 
     #[test]
     fn time_going_backwards_adds_no_credit() {
-        let t0 = Instant::now() + Duration::from_secs(10);
+        let t0 = t0() + Duration::from_secs(10);
         let mut b = TokenBucket::new(1, 1);
         assert!(b.try_take(t0));
         let earlier = t0 - Duration::from_secs(5);
@@ -100,7 +101,7 @@ mod tests {
 
     #[test]
     fn huge_rates_do_not_overflow() {
-        let t0 = Instant::now();
+        let t0 = t0();
         let mut b = TokenBucket::new(u32::MAX, u32::MAX);
         assert!(b.try_take(t0));
         assert!(b.try_take(t0 + Duration::from_secs(1_000_000)));

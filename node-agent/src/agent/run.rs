@@ -179,6 +179,7 @@ pub async fn run(
             host_addresses: vec![host_address],
             persistent_keepalive: Some(PERSISTENT_KEEPALIVE),
             offload: cfg.offload,
+            mtu,
         },
         host_tun,
         udp,

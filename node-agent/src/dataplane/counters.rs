@@ -8,6 +8,7 @@
 //! [`DropReason`](weft_switch::DropReason) names.
 
 use crate::wg::WgDrop;
+use weft_switch::offload::SegmentError;
 
 /// Why the engine (not the switch) dropped a packet or datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,14 +32,11 @@ pub(crate) enum EngineDrop {
     TunQueueFull,
     /// Writing to a TUN failed (the device is down or gone).
     TunWriteError,
-    /// A TUN handed over a super-packet whose virtio-net header does not
-    /// match it (or a kind the engine does not split).
-    TunBadOffload,
 }
 
 impl EngineDrop {
     /// Every reason, in counter order.
-    pub(crate) const ALL: [EngineDrop; 10] = [
+    pub(crate) const ALL: [EngineDrop; 9] = [
         Self::PeerNoEndpoint,
         Self::UnknownPeerKey,
         Self::UnknownIndex,
@@ -48,7 +46,6 @@ impl EngineDrop {
         Self::UdpSendError,
         Self::TunQueueFull,
         Self::TunWriteError,
-        Self::TunBadOffload,
     ];
 
     /// The stable metric label.
@@ -63,8 +60,21 @@ impl EngineDrop {
             Self::UdpSendError => "udp_send_error",
             Self::TunQueueFull => "tun_queue_full",
             Self::TunWriteError => "tun_write_error",
-            Self::TunBadOffload => "tun_bad_offload",
         }
+    }
+}
+
+/// The stable metric label of a packet from a TUN whose virtio-net header
+/// segmenting refused, by cause (a pod's crafted offload metadata shows
+/// here, one reason per cause).
+pub(crate) const fn offload_drop_name(cause: SegmentError) -> &'static str {
+    match cause {
+        SegmentError::Malformed => "tun_bad_offload",
+        SegmentError::Unsupported => "tun_gso_unsupported",
+        SegmentError::GsoSizeTooSmall => "tun_gso_size_too_small",
+        SegmentError::SegmentAboveMtu => "tun_gso_above_mtu",
+        SegmentError::TooManySegments => "tun_gso_too_many_segments",
+        SegmentError::BadChecksumOffsets => "tun_bad_csum_offsets",
     }
 }
 
@@ -73,6 +83,8 @@ impl EngineDrop {
 pub(crate) struct EngineCounters {
     drops: [u64; EngineDrop::ALL.len()],
     wg: [u64; WgDrop::ALL.len()],
+    /// Indexed by `SegmentError as usize` (the order of `SegmentError::ALL`).
+    offload: [u64; SegmentError::ALL.len()],
     /// Packets written to pod TUNs.
     pub(crate) to_ports: u64,
     /// Packets written to the host TUN.
@@ -105,6 +117,13 @@ impl EngineCounters {
         *c = c.wrapping_add(1);
     }
 
+    /// A packet from a TUN refused by segmenting, for `cause`.
+    pub(crate) fn offload_drop(&mut self, cause: SegmentError) {
+        if let Some(c) = self.offload.get_mut(cause as usize) {
+            *c = c.wrapping_add(1);
+        }
+    }
+
     pub(crate) fn dropped(&self, reason: EngineDrop) -> u64 {
         self.drops[reason as usize]
     }
@@ -115,6 +134,12 @@ impl EngineCounters {
             .iter()
             .map(|r| (r.as_str(), self.dropped(*r)))
             .chain(WgDrop::ALL.iter().map(|r| (r.as_str(), self.wg[r.index()])))
+            .chain(SegmentError::ALL.iter().map(|c| {
+                (
+                    offload_drop_name(*c),
+                    self.offload.get(*c as usize).copied().unwrap_or(0),
+                )
+            }))
     }
 }
 
@@ -134,6 +159,9 @@ mod tests {
         assert_eq!(names.len(), total);
         for (i, r) in EngineDrop::ALL.iter().enumerate() {
             assert_eq!(*r as usize, i);
+        }
+        for (i, c) in SegmentError::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i, "offload counters are indexed by cause");
         }
     }
 
@@ -163,13 +191,18 @@ mod tests {
         c.drop(EngineDrop::PeerNoEndpoint);
         c.drop_n(EngineDrop::UdpSendFull, 3);
         c.wg_drop(WgDrop::BadMac);
+        c.offload_drop(SegmentError::GsoSizeTooSmall);
+        c.offload_drop(SegmentError::GsoSizeTooSmall);
+        c.offload_drop(SegmentError::SegmentAboveMtu);
         let named: Vec<_> = c.named().filter(|(_, n)| *n > 0).collect();
         assert_eq!(
             named,
             vec![
                 ("peer_no_endpoint", 1),
                 ("udp_send_full", 3),
-                ("wg_bad_mac", 1)
+                ("wg_bad_mac", 1),
+                ("tun_gso_size_too_small", 2),
+                ("tun_gso_above_mtu", 1),
             ]
         );
     }

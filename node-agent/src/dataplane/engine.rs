@@ -83,6 +83,9 @@ pub(super) fn start(
     switch
         .set_host_addresses(&cfg.host_addresses)
         .map_err(|e| DataplaneError::Rejected(format!("host addresses: {e}")))?;
+    switch
+        .set_mtu(cfg.mtu)
+        .map_err(|e| DataplaneError::Rejected(format!("MTU: {e}")))?;
     let (buffers, udp_offloads) = udp::tune(&socket, udp::SOCKET_BUFFER_BYTES, cfg.offload)
         .map_err(io_error("tuning the UDP socket"))?;
     let host = Link::new(host, cfg.offload);

@@ -31,9 +31,8 @@ use super::peers::{Peer, PeerTable};
 use super::ports::PortTable;
 use super::udp::TxBatch;
 use crate::wg::{Encap, Gate, Identity};
-use weft_switch::offload::layout::Layout;
-use weft_switch::offload::{segment, Coalescer, VnetHdr, VNET_HDR_LEN};
-use weft_switch::{Action, PeerId, PortId, Switch};
+use weft_switch::offload::{segment, segment_count, Coalescer, VnetHdr, VNET_HDR_LEN};
+use weft_switch::{Action, PeerId, PortId, Route, Switch};
 
 /// Reads from one TUN per round, before other fds get their turn.
 pub(super) const TUN_BUDGET: usize = 64;
@@ -170,15 +169,6 @@ pub(super) fn send_back(
     }
 }
 
-/// How many packets a super-packet stands for.
-fn segments_of(hdr: &VnetHdr, packet: &[u8]) -> u64 {
-    let gso = usize::from(hdr.gso_size);
-    match Layout::parse(packet) {
-        Some(l) if hdr.is_gso() && gso > 0 => (l.len - l.hlen).div_ceil(gso).max(1) as u64,
-        _ => 1,
-    }
-}
-
 impl Core {
     /// Runs `pkt[VNET_HDR_LEN..][..len]`, read from the TUN of `source`
     /// with header `hdr`, through the switch and out. Returns how many
@@ -204,10 +194,10 @@ impl Core {
         let Some(packet) = pkt.get_mut(VNET_HDR_LEN..VNET_HDR_LEN + len) else {
             return 1;
         };
-        let segments = segments_of(&hdr, packet);
+        let segments = segment_count(packet, &hdr) as u64;
         let action = match source {
-            Source::Host => switch.from_host(packet, scratch, now),
-            Source::Port(p) => switch.from_pod(p, packet, scratch, now),
+            Source::Host => switch.from_host(packet, &hdr, scratch, now),
+            Source::Port(p) => switch.from_pod(p, packet, &hdr, scratch, now),
             Source::Peer(p) => switch.from_peer(p, packet, scratch, now),
         };
         let offloaded = hdr.is_gso() || hdr.needs_csum();
@@ -228,11 +218,13 @@ impl Core {
                 let Some(peer) = peers.get_mut(p) else {
                     return segments;
                 };
+                let mtu = usize::from(switch.mtu(Route::Peer(p)));
                 if !offloaded {
                     encrypt_to(peer, packet, tx, counters);
-                } else if segment(packet, &hdr, |seg| encrypt_to(peer, seg, tx, counters)).is_err()
+                } else if let Err(cause) =
+                    segment(packet, &hdr, mtu, |seg| encrypt_to(peer, seg, tx, counters))
                 {
-                    counters.drop(EngineDrop::TunBadOffload);
+                    counters.offload_drop(cause);
                 }
                 return segments;
             }
@@ -240,6 +232,10 @@ impl Core {
         let Some(link) = link_of(host, ports, dst) else {
             return segments;
         };
+        let mtu = usize::from(switch.mtu(match dst {
+            Source::Port(p) => Route::Port(p),
+            _ => Route::Host,
+        }));
         if !offloaded {
             count_write(link.write(pkt, len), dst, 1, counters);
         } else if link.offload() {
@@ -254,12 +250,10 @@ impl Core {
                 segments,
                 counters,
             );
-        } else if segment(packet, &hdr, |seg| {
+        } else if let Err(cause) = segment(packet, &hdr, mtu, |seg| {
             count_write(link.write_copy(seg), dst, 1, counters)
-        })
-        .is_err()
-        {
-            counters.drop(EngineDrop::TunBadOffload);
+        }) {
+            counters.offload_drop(cause);
         }
         segments
     }

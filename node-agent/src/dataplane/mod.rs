@@ -72,6 +72,11 @@ pub struct DataplaneConfig {
     /// UDP GSO and GRO on the socket. `false` moves one plain packet per
     /// read, write and datagram (batched syscalls still).
     pub offload: bool,
+    /// The overlay MTU: of weft0, of every pod TUN and of the tunnels to
+    /// peers. A packet larger than it (per segment for a super-packet) that
+    /// must not be fragmented is answered with ICMP "fragmentation needed"
+    /// / "packet too big"; super-packets are segmented to fit it.
+    pub mtu: u32,
 }
 
 /// A peer: another node of the cluster.

@@ -39,12 +39,9 @@ impl Node {
 
 /// A minimal IPv4 packet of `len` bytes (boringtun checks version and length).
 fn ipv4_packet(len: usize, fill: u8) -> Vec<u8> {
-    let mut p = vec![fill; len];
-    p[0] = 0x45;
-    p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-    p[12..16].copy_from_slice(&[10, 244, 1, 2]);
-    p[16..20].copy_from_slice(&[10, 244, 2, 2]);
-    p
+    weft_switch::testing::pkt("10.244.1.2", "10.244.2.2")
+        .payload(&vec![fill; len - 20])
+        .build()
 }
 
 fn sent(encap: Encap, out: &[u8]) -> Vec<u8> {

@@ -7,7 +7,8 @@
 //! - `ip` helpers: [`ip`] (run it, fail on error), [`ip_json`] (`ip -n NS
 //!   -j ...`, parsed) and [`link_exists`];
 //! - [`net`] to parse a prefix; the ICMP bytes [`checksum`] (RFC 1071) and
-//!   [`icmp_echo`], and [`raw_icmp_socket`] to ping without a `ping` binary.
+//!   [`icmp_echo`] (both from `weft_switch::testing`, the one packet
+//!   builder), and [`raw_icmp_socket`] to ping without a `ping` binary.
 
 // Each test binary includes this module and uses only part of it.
 #![allow(dead_code)]
@@ -23,6 +24,7 @@ use nix::sys::socket::{
 use nix::sys::time::TimeVal;
 use serde_json::Value;
 use weft_node_agent::netns::NetNs;
+use weft_switch::testing;
 
 /// Fails the test unless it runs as root: these tests make namespaces,
 /// TUN devices and links (CAP_NET_ADMIN + CAP_SYS_ADMIN).
@@ -100,28 +102,20 @@ pub fn net(s: &str) -> IpNet {
     s.parse().unwrap()
 }
 
-/// RFC 1071 internet checksum.
+/// RFC 1071 internet checksum (weft_switch's textbook test oracle): 0 over
+/// bytes whose checksum field is right.
 pub fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum = 0u32;
-    for chunk in bytes.chunks(2) {
-        let word = u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]);
-        sum += u32::from(word);
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    !testing::fold(testing::slow_sum(bytes))
 }
 
-/// An ICMPv4 echo message of type `kind` (8 request, 0 reply), checksummed.
+/// An ICMPv4 echo message of type `kind` (8 request, 0 reply), checksummed:
+/// the ICMP part of weft_switch's packet fixture.
 pub fn icmp_echo(kind: u8, ident: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
-    let mut msg = vec![kind, 0, 0, 0];
-    msg.extend_from_slice(&ident.to_be_bytes());
-    msg.extend_from_slice(&seq.to_be_bytes());
-    msg.extend_from_slice(payload);
-    let sum = checksum(&msg);
-    msg[2..4].copy_from_slice(&sum.to_be_bytes());
-    msg
+    let mut f = testing::pkt("192.0.2.1", "192.0.2.2")
+        .icmp(kind, 0)
+        .payload(payload);
+    (f.echo_id, f.echo_seq) = (ident, seq);
+    f.transport().1
 }
 
 /// A raw ICMP socket (ICMPv6 for `AddressFamily::Inet6`) in the calling

@@ -3,10 +3,10 @@
 
 use proptest::prelude::*;
 
-use super::coalesce::Coalescer;
-use super::segment::segment;
-use super::testutil::{as_partial, valid, Pkt};
-use super::vnet::{VnetHdr, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4, VNET_HDR_LEN};
+use crate::offload::coalesce::Coalescer;
+use crate::offload::segment::segment;
+use crate::testing::{as_partial, valid, Fixture};
+use crate::wire::vnet::{VnetHdr, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4, VNET_HDR_LEN};
 
 fn any_hdr() -> impl Strategy<Value = VnetHdr> {
     (
@@ -50,9 +50,9 @@ fn any_packet() -> impl Strategy<Value = Vec<u8>> {
         )
             .prop_map(|(v6, tcp, len, opts, flips)| {
                 let mut p = if tcp {
-                    Pkt::tcp(v6, 1, len, opts * 4).build()
+                    Fixture::tcp_stream(v6, 1, len, opts * 4).build()
                 } else {
-                    Pkt::udp(v6, len).build()
+                    Fixture::udp_stream(v6, len).build()
                 };
                 for (at, x) in flips {
                     let n = p.len();
@@ -65,9 +65,9 @@ fn any_packet() -> impl Strategy<Value = Vec<u8>> {
 
 proptest! {
     #[test]
-    fn segment_never_panics(hdr in any_hdr(), mut pkt in any_packet()) {
+    fn segment_never_panics(hdr in any_hdr(), mut pkt in any_packet(), mtu in prop_oneof![Just(1420usize), 0usize..70_000]) {
         let mut total = 0;
-        let _ = segment(&mut pkt, &hdr, |s| total += s.len());
+        let _ = segment(&mut pkt, &hdr, mtu, |s| total += s.len());
     }
 
     #[test]
@@ -88,7 +88,7 @@ proptest! {
         gso in 200u16..1500,
         opts in 0usize..4,
     ) {
-        let p = if tcp { Pkt::tcp(v6, 0xffff_0000, len, opts * 4) } else { Pkt::udp(v6, len) };
+        let p = if tcp { Fixture::tcp_stream(v6, 0xffff_0000, len, opts * 4) } else { Fixture::udp_stream(v6, len) };
         let gso_type = match (tcp, v6) {
             (true, false) => GSO_TCPV4,
             (true, true) => GSO_TCPV6,
@@ -96,7 +96,7 @@ proptest! {
         };
         let (hdr, mut buf) = as_partial(p.build(), gso_type, gso);
         let mut segs = Vec::new();
-        segment(&mut buf, &hdr, |s| segs.push(s.to_vec())).unwrap();
+        segment(&mut buf, &hdr, 65_535, |s| segs.push(s.to_vec())).unwrap();
         prop_assert_eq!(segs.len(), len.div_ceil(usize::from(gso)));
         for s in &segs {
             prop_assert!(valid(s));

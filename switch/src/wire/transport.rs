@@ -1,13 +1,14 @@
 //! The transport-layer summary of a packet: TCP/UDP ports, ICMP type and code
 //! (and the echo identifier), for conntrack and for the ICMP-error rules.
 //!
-//! Contract: [`parse`] reads only within the slice it is given and reports a
-//! header cut short as [`ParseError::TruncatedTransport`]. L4 checksums are
-//! not verified: that is the end host's job, not a router's.
+//! Contract: the parse runs the TCP/UDP/ICMP views' checks on the slice it
+//! is given and reports a header cut short as
+//! [`ParseError::TruncatedTransport`]. L4 checksums are not verified: that
+//! is the end host's job, not a router's.
 
-use super::packet::ParseError;
+use super::{IcmpPacket, ParseError, TcpPacket, UdpPacket};
 
-/// IP protocol numbers used by the switch.
+/// IP protocol numbers.
 pub mod proto {
     /// ICMP for IPv4.
     pub const ICMP: u8 = 1;
@@ -75,57 +76,43 @@ impl Transport {
     }
 }
 
-/// Minimum header lengths.
-const TCP_MIN: usize = 20;
-const UDP_LEN: usize = 8;
-const ICMP_MIN: usize = 8;
-
 /// Parses the transport header of protocol `protocol` at the start of `l4`;
 /// `v6` selects ICMPv6 numbering.
 pub(crate) fn parse(protocol: u8, l4: &[u8], v6: bool) -> Result<Transport, ParseError> {
-    let ports = |min: usize| -> Result<(u16, u16), ParseError> {
-        match l4 {
-            [a, b, c, d, ..] if l4.len() >= min => {
-                Ok((u16::from_be_bytes([*a, *b]), u16::from_be_bytes([*c, *d])))
-            }
-            _ => Err(ParseError::TruncatedTransport),
-        }
-    };
     match protocol {
         proto::TCP => {
-            let (src_port, dst_port) = ports(TCP_MIN)?;
-            // Data offset: 5..=15 words, all present.
-            let doff = usize::from(l4[12] >> 4) * 4;
-            if doff < TCP_MIN || doff > l4.len() {
-                return Err(ParseError::TruncatedTransport);
-            }
-            Ok(Transport::Tcp { src_port, dst_port })
+            let t = TcpPacket::new_checked(l4)?;
+            Ok(Transport::Tcp {
+                src_port: t.src_port(),
+                dst_port: t.dst_port(),
+            })
         }
         proto::UDP => {
-            let (src_port, dst_port) = ports(UDP_LEN)?;
-            Ok(Transport::Udp { src_port, dst_port })
+            let u = UdpPacket::new_checked(l4)?;
+            Ok(Transport::Udp {
+                src_port: u.src_port(),
+                dst_port: u.dst_port(),
+            })
         }
         proto::ICMP if !v6 => {
-            let (ty, code, id) = icmp(l4)?;
-            let echo_id = matches!(ty, 0 | 8).then_some(id);
-            Ok(Transport::Icmpv4 { ty, code, echo_id })
+            let i = IcmpPacket::new_checked(l4)?;
+            let ty = i.msg_type();
+            Ok(Transport::Icmpv4 {
+                ty,
+                code: i.code(),
+                echo_id: matches!(ty, 0 | 8).then(|| i.echo_id()),
+            })
         }
         proto::ICMPV6 if v6 => {
-            let (ty, code, id) = icmp(l4)?;
-            let echo_id = matches!(ty, 128 | 129).then_some(id);
-            Ok(Transport::Icmpv6 { ty, code, echo_id })
+            let i = IcmpPacket::new_checked(l4)?;
+            let ty = i.msg_type();
+            Ok(Transport::Icmpv6 {
+                ty,
+                code: i.code(),
+                echo_id: matches!(ty, 128 | 129).then(|| i.echo_id()),
+            })
         }
         other => Ok(Transport::Other(other)),
-    }
-}
-
-/// Type, code and the identifier field of an ICMP header of at least
-/// [`ICMP_MIN`] bytes.
-fn icmp(l4: &[u8]) -> Result<(u8, u8, u16), ParseError> {
-    match l4 {
-        _ if l4.len() < ICMP_MIN => Err(ParseError::TruncatedTransport),
-        [ty, code, _, _, i0, i1, ..] => Ok((*ty, *code, u16::from_be_bytes([*i0, *i1]))),
-        _ => Err(ParseError::TruncatedTransport),
     }
 }
 

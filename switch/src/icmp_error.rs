@@ -1,5 +1,6 @@
-//! ICMP (RFC 792) and ICMPv6 (RFC 4443) error messages written into a
-//! caller-provided buffer, addressed back to the invoking packet's source.
+//! ICMP (RFC 792) and ICMPv6 (RFC 4443) error messages the switch
+//! originates, written into a caller-provided buffer, addressed back to
+//! the invoking packet's source.
 //!
 //! Contract: the writers never allocate or panic; they return the length
 //! written, or `None` if the buffer cannot hold a useful message. Whether an
@@ -11,19 +12,26 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::checksum;
-use super::ipv4::{self, Ipv4Packet};
-use super::ipv6::{self, Ipv6Packet};
-use super::transport::proto;
+use crate::wire::{
+    proto, IcmpPacket, Ipv4Packet, Ipv6Packet, ICMP_HEADER_LEN, IPV4_HEADER_LEN, IPV6_HEADER_LEN,
+    IPV6_MIN_MTU,
+};
 
 /// TTL / hop limit of the errors the switch originates.
 const REPLY_HOP_LIMIT: u8 = 64;
-/// ICMP and ICMPv6 error header: type, code, checksum, 4 unused bytes.
-const ICMP_HEADER_LEN: usize = 8;
-/// The IPv6 minimum MTU, which bounds an ICMPv6 error (RFC 4443 2.4 (c)).
-const IPV6_MIN_MTU: usize = 1280;
 /// IPv4 precedence "internetwork control" in the TOS byte, as Linux sends.
 const TOS_INTERNETWORK_CONTROL: u8 = 0xc0;
+
+/// The IPv4 header of an error: no options, ID 0, not fragmented; its
+/// length, addresses and checksum are filled in.
+#[rustfmt::skip]
+const V4_HEADER: [u8; IPV4_HEADER_LEN] = [
+    0x45, TOS_INTERNETWORK_CONTROL, 0, 0,
+    0, 0, 0, 0,
+    REPLY_HOP_LIMIT, proto::ICMP, 0, 0,
+    0, 0, 0, 0,
+    0, 0, 0, 0,
+];
 
 /// The ICMP errors the switch can answer with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +45,13 @@ pub enum IcmpError {
     AdminProhibited,
     /// TTL / hop limit exceeded in transit: ICMP 11/0, ICMPv6 3/0.
     TimeExceeded,
+    /// Larger than the next hop's MTU, which it carries (path MTU
+    /// discovery): ICMP 3/4 "fragmentation needed" (RFC 1191), ICMPv6 2/0
+    /// "packet too big" (RFC 8201).
+    PacketTooBig {
+        /// The next-hop MTU.
+        mtu: u16,
+    },
 }
 
 impl IcmpError {
@@ -47,6 +62,7 @@ impl IcmpError {
             Self::HostUnreachable => (3, 1),
             Self::AdminProhibited => (3, 13),
             Self::TimeExceeded => (11, 0),
+            Self::PacketTooBig { .. } => (3, 4),
         }
     }
 
@@ -57,6 +73,16 @@ impl IcmpError {
             Self::HostUnreachable => (1, 3),
             Self::AdminProhibited => (1, 1),
             Self::TimeExceeded => (3, 0),
+            Self::PacketTooBig { .. } => (2, 0),
+        }
+    }
+
+    /// The 4 bytes after the checksum: the MTU for "too big" (the low 16
+    /// bits in ICMP, RFC 1191; all 32 in ICMPv6), else unused (zero).
+    pub const fn rest_of_header(self) -> u32 {
+        match self {
+            Self::PacketTooBig { mtu } => mtu as u32,
+            _ => 0,
         }
     }
 }
@@ -74,28 +100,20 @@ pub(crate) fn write_v4<T: AsRef<[u8]>>(
         .get(..invoking.header_len() + 8)
         .unwrap_or(original);
     let icmp_len = ICMP_HEADER_LEN + quote.len();
-    let total = ipv4::HEADER_LEN + icmp_len;
+    let total = IPV4_HEADER_LEN + icmp_len;
     let out = out.get_mut(..total)?;
-    let (ip, icmp) = out.split_at_mut(ipv4::HEADER_LEN);
+    out.get_mut(..IPV4_HEADER_LEN)?.copy_from_slice(&V4_HEADER);
+    let mut ip = Ipv4Packet::new_fitted(out).ok()?;
+    ip.set_src_addr(from);
+    ip.set_dst_addr(invoking.src_addr());
+    ip.fill_checksum();
 
-    // IPv4 header: no options, id 0, not fragmented.
-    ip.fill(0);
-    ip[0] = 0x45;
-    ip[1] = TOS_INTERNETWORK_CONTROL;
-    // `total` is at most 20 + 8 + 60 + 8 bytes, so it fits a u16.
-    ip[2..4].copy_from_slice(&u16::try_from(total).ok()?.to_be_bytes());
-    ip[8] = REPLY_HOP_LIMIT;
-    ip[9] = proto::ICMP;
-    ip[12..16].copy_from_slice(&from.octets());
-    ip[16..20].copy_from_slice(&invoking.src_addr().octets());
-    let sum = checksum::checksum(ip);
-    ip[10..12].copy_from_slice(&sum.to_be_bytes());
-
+    let mut icmp = IcmpPacket::new_checked(ip.payload_mut()).ok()?;
     let (ty, code) = error.v4();
-    icmp[..ICMP_HEADER_LEN].copy_from_slice(&[ty, code, 0, 0, 0, 0, 0, 0]);
-    icmp[ICMP_HEADER_LEN..].copy_from_slice(quote);
-    let sum = checksum::checksum(icmp);
-    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    icmp.set_type_code(ty, code);
+    icmp.set_rest_of_header(error.rest_of_header());
+    icmp.quote_mut().copy_from_slice(quote);
+    icmp.fill_checksum(0);
     Some(total)
 }
 
@@ -107,46 +125,50 @@ pub(crate) fn write_v6<T: AsRef<[u8]>>(
     invoking: &Ipv6Packet<T>,
     error: IcmpError,
 ) -> Option<usize> {
-    const OVERHEAD: usize = ipv6::HEADER_LEN + ICMP_HEADER_LEN;
+    const OVERHEAD: usize = IPV6_HEADER_LEN + ICMP_HEADER_LEN;
     let original = invoking.packet_bytes();
     let room = out
         .len()
         .checked_sub(OVERHEAD)?
         .min(IPV6_MIN_MTU - OVERHEAD);
     let quote_len = original.len().min(room);
-    if quote_len < original.len().min(ipv6::HEADER_LEN + 8) {
+    if quote_len < original.len().min(IPV6_HEADER_LEN + 8) {
         return None;
     }
     let quote = original.get(..quote_len)?;
     let icmp_len = ICMP_HEADER_LEN + quote_len;
-    let total = ipv6::HEADER_LEN + icmp_len;
+    let total = IPV6_HEADER_LEN + icmp_len;
     let out = out.get_mut(..total)?;
-    let (ip, icmp) = out.split_at_mut(ipv6::HEADER_LEN);
+    out.fill(0);
+    if let Some(first) = out.first_mut() {
+        *first = 0x60;
+    }
+    let mut ip = Ipv6Packet::new_fitted(out).ok()?;
+    ip.set_hop_limit(REPLY_HOP_LIMIT);
+    ip.set_next_header(proto::ICMPV6);
+    ip.set_src_addr(from);
+    ip.set_dst_addr(invoking.src_addr());
+    let pseudo = ip.pseudo_header(proto::ICMPV6, icmp_len);
 
-    let to = invoking.src_addr();
-    ip[..4].copy_from_slice(&[0x60, 0, 0, 0]);
-    // `icmp_len` is at most 1240, so it fits a u16.
-    let payload_len = u16::try_from(icmp_len).ok()?;
-    ip[4..6].copy_from_slice(&payload_len.to_be_bytes());
-    ip[6] = proto::ICMPV6;
-    ip[7] = REPLY_HOP_LIMIT;
-    ip[8..24].copy_from_slice(&from.octets());
-    ip[24..40].copy_from_slice(&to.octets());
-
+    let mut icmp = IcmpPacket::new_checked(ip.payload_mut()).ok()?;
     let (ty, code) = error.v6();
-    icmp[..ICMP_HEADER_LEN].copy_from_slice(&[ty, code, 0, 0, 0, 0, 0, 0]);
-    icmp[ICMP_HEADER_LEN..].copy_from_slice(quote);
-    let pseudo = checksum::pseudo_header_v6(from, to, proto::ICMPV6, u32::from(payload_len));
-    let sum = checksum::finish(checksum::sum(icmp, pseudo));
-    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    icmp.set_type_code(ty, code);
+    icmp.set_rest_of_header(error.rest_of_header());
+    icmp.quote_mut().copy_from_slice(quote);
+    icmp.fill_checksum(pseudo);
     Some(total)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::testutil::{pkt, verify_icmpv6_checksum};
-    use super::super::transport::Transport;
     use super::*;
+    use crate::testing::{pkt, valid};
+    use crate::wire::checksum;
+    use crate::wire::Transport;
+
+    fn verify_icmpv6_checksum(p: &Ipv6Packet<&[u8]>) -> bool {
+        valid(p.packet_bytes())
+    }
 
     #[test]
     fn v4_unreachable_bytes() {
@@ -166,7 +188,7 @@ mod tests {
         assert_eq!(reply.ttl(), 64);
         assert_eq!(reply.total_len(), n);
         let icmp = reply.payload();
-        assert!(checksum::verify(icmp), "ICMP checksum");
+        assert!(checksum::verify(icmp, 0), "ICMP checksum");
         assert_eq!(&icmp[..2], &[3, 0]);
         assert_eq!(&icmp[4..8], &[0; 4]);
         // The original header and the first 8 payload bytes (the UDP header).
@@ -193,7 +215,7 @@ mod tests {
         assert_eq!(n, 20 + 8 + 28 + 3);
         assert_eq!(&out[20..22], &[11, 0]);
         assert_eq!(&out[28..n], &orig[..]);
-        assert!(checksum::verify(&out[20..n]));
+        assert!(checksum::verify(&out[20..n], 0));
     }
 
     #[test]
@@ -282,5 +304,43 @@ mod tests {
             write_v6(&mut none, from, &invoking, IcmpError::TimeExceeded),
             None
         );
+    }
+
+    #[test]
+    fn v4_fragmentation_needed_carries_the_next_hop_mtu() {
+        let orig = pkt("10.244.1.2", "10.244.2.3")
+            .dont_frag(true)
+            .tcp(40000, 443)
+            .payload(&[0x11; 1480])
+            .build();
+        let invoking = Ipv4Packet::new_checked(&orig[..]).unwrap();
+        let mut out = [0u8; 1500];
+        let error = IcmpError::PacketTooBig { mtu: 1420 };
+        let n = write_v4(&mut out, Ipv4Addr::new(10, 244, 1, 1), &invoking, error).unwrap();
+        // RFC 1191: type 3 code 4, checksum, unused 16 bits, next-hop MTU.
+        assert_eq!(&out[20..22], &[3, 4]);
+        assert_eq!(&out[24..28], &[0, 0, 0x05, 0x8c]);
+        assert!(checksum::verify(&out[20..n], 0));
+        assert_eq!(&out[28..n], &orig[..28], "header and 8 bytes quoted");
+    }
+
+    #[test]
+    fn v6_packet_too_big_carries_the_mtu() {
+        let orig = pkt("fd00:244:1::2", "fd00:244:2::3")
+            .udp(1, 2)
+            .payload(&[0x22; 1452])
+            .build();
+        let invoking = Ipv6Packet::new_checked(&orig[..]).unwrap();
+        let mut out = [0u8; 2000];
+        let from: Ipv6Addr = "fd00:244:1::1".parse().unwrap();
+        let error = IcmpError::PacketTooBig { mtu: 1420 };
+        let n = write_v6(&mut out, from, &invoking, error).unwrap();
+        assert_eq!(n, 1280, "RFC 4443: as much as fits in the minimum MTU");
+        let reply = Ipv6Packet::new_checked(&out[..n]).unwrap();
+        assert!(verify_icmpv6_checksum(&reply));
+        // RFC 8201 / 4443 3.2: type 2 code 0, then the 32-bit MTU.
+        assert_eq!(&reply.payload()[..2], &[2, 0]);
+        assert_eq!(&reply.payload()[4..8], &1420u32.to_be_bytes());
+        assert_eq!(&reply.payload()[8..], &orig[..1232]);
     }
 }

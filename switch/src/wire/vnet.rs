@@ -4,6 +4,8 @@
 //! The kernel writes it in the host's byte order for a TUN (virtio's
 //! "legacy" little-endian on the little-endian hosts weft runs on).
 
+use super::L4Checksum;
+
 /// Length of `struct virtio_net_hdr` (without `num_buffers`).
 pub const VNET_HDR_LEN: usize = 10;
 
@@ -27,7 +29,9 @@ pub const GSO_ECN: u8 = 0x80;
 /// A decoded virtio-net header.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct VnetHdr {
+    /// `F_*` bits.
     pub flags: u8,
+    /// `GSO_*`, maybe with [`GSO_ECN`].
     pub gso_type: u8,
     /// Length of the headers (a hint; not trusted).
     pub hdr_len: u16,
@@ -42,15 +46,15 @@ pub struct VnetHdr {
 impl VnetHdr {
     /// Decodes the first [`VNET_HDR_LEN`] bytes of `b`; `None` if shorter.
     pub fn decode(b: &[u8]) -> Option<Self> {
-        let b: &[u8; VNET_HDR_LEN] = b.get(..VNET_HDR_LEN)?.try_into().ok()?;
-        let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+        let b: [u8; VNET_HDR_LEN] = b.get(..VNET_HDR_LEN)?.try_into().ok()?;
+        let [flags, gso_type, h0, h1, g0, g1, s0, s1, o0, o1] = b;
         Some(Self {
-            flags: b[0],
-            gso_type: b[1],
-            hdr_len: u16_at(2),
-            gso_size: u16_at(4),
-            csum_start: u16_at(6),
-            csum_offset: u16_at(8),
+            flags,
+            gso_type,
+            hdr_len: u16::from_le_bytes([h0, h1]),
+            gso_size: u16::from_le_bytes([g0, g1]),
+            csum_start: u16::from_le_bytes([s0, s1]),
+            csum_offset: u16::from_le_bytes([o0, o1]),
         })
     }
 
@@ -60,12 +64,11 @@ impl VnetHdr {
         let Some(b) = out.get_mut(..VNET_HDR_LEN) else {
             return;
         };
-        b[0] = self.flags;
-        b[1] = self.gso_type;
-        b[2..4].copy_from_slice(&self.hdr_len.to_le_bytes());
-        b[4..6].copy_from_slice(&self.gso_size.to_le_bytes());
-        b[6..8].copy_from_slice(&self.csum_start.to_le_bytes());
-        b[8..10].copy_from_slice(&self.csum_offset.to_le_bytes());
+        let [h0, h1] = self.hdr_len.to_le_bytes();
+        let [g0, g1] = self.gso_size.to_le_bytes();
+        let [s0, s1] = self.csum_start.to_le_bytes();
+        let [o0, o1] = self.csum_offset.to_le_bytes();
+        b.copy_from_slice(&[self.flags, self.gso_type, h0, h1, g0, g1, s0, s1, o0, o1]);
     }
 
     /// The GSO type without the ECN bit.
@@ -81,6 +84,15 @@ impl VnetHdr {
     /// Whether a checksum is left to complete.
     pub fn needs_csum(&self) -> bool {
         self.flags & F_NEEDS_CSUM != 0
+    }
+
+    /// What the packet's transport checksum field holds, by this header.
+    pub fn checksum_state(&self) -> L4Checksum {
+        if self.needs_csum() {
+            L4Checksum::Partial
+        } else {
+            L4Checksum::Full
+        }
     }
 }
 

@@ -3,7 +3,12 @@
 //! `Dataplane` on a UDP socket bound to its end of a veth pair (the
 //! underlay). Pods ping each other (raw ICMP sockets: no `ping` binary
 //! needed) and move TCP streams across; the tests then check status,
-//! counters, peer changes, garbage on the port, and shutdown.
+//! counters, peer changes, garbage on the port, and shutdown; and what a
+//! pod cannot do (issue 10): a packet too big for the tunnel with DF set is
+//! answered with ICMP "fragmentation needed" that the pod's kernel learns
+//! the MTU from, and crafted virtio-net offload metadata (written with
+//! python3 through AF_PACKET + PACKET_VNET_HDR) is refused by cause, never
+//! amplified into thousands of datagrams.
 //!
 //! They fail (never skip) without root. Every test makes its own namespaces
 //! under unique names and deletes them in `Drop` guards, so they run in
@@ -30,6 +35,8 @@ use weft_node_agent::netlink::Route;
 use weft_node_agent::netns::{self, NetNs};
 use weft_node_agent::tun::{create_pod_tun, ensure_host_tun, PortSpec, Tun, TunOptions};
 use weft_node_agent::wg::{self, Identity, Tunnel};
+use weft_switch::offload::{vnet::GSO_TCPV4, VNET_HDR_LEN};
+use weft_switch::testing;
 
 mod support;
 use support::{checksum, icmp_echo, ip, net, raw_icmp_socket, TestNs};
@@ -1062,6 +1069,202 @@ async fn dual_stack_pods_through_a_dual_stack_socket(offload: bool) {
     );
 }
 
+// ------------------------------------------------- path MTU and offloads
+
+/// Sends one ICMP echo request with `len` payload bytes to `dst` from the
+/// calling thread's namespace (a raw socket: the kernel sets DF while the
+/// packet fits the route's MTU, as path MTU discovery wants).
+fn echo_here(dst: Ipv4Addr, len: usize) -> Result<(), String> {
+    let sock = raw_icmp_socket(AddressFamily::Inet, TimeVal::milliseconds(200))?;
+    let to = SockaddrIn::from(SocketAddrV4::new(dst, 0));
+    sendto(
+        sock.as_raw_fd(),
+        &icmp_echo(8, 0x7e57, 1, &vec![0x5a; len]),
+        &to,
+        MsgFlags::empty(),
+    )
+    .map(|_| ())
+    .map_err(|e| format!("sendto: {e}"))
+}
+
+/// The MTU a namespace's kernel has learnt for `dst` (an ICMP
+/// "fragmentation needed" makes a route exception), if any.
+fn learnt_mtu(ns: &str, dst: Ipv4Addr) -> Option<u32> {
+    let out = ip(&["-n", ns, "route", "get", &dst.to_string()]);
+    let text = String::from_utf8_lossy(&out);
+    let mut words = text.split_whitespace();
+    words.find(|w| *w == "mtu")?;
+    words.next()?.parse().ok()
+}
+
+async fn a_pods_oversized_df_packet_is_answered_with_the_tunnel_mtu(offload: bool) {
+    let (a, b) = mesh("pmtu", offload).await;
+    ping(&a.pod.ns, b.pod_addr(), PING).await.expect("A -> B");
+    assert_eq!(learnt_mtu(&a.pod.name, b.pod_addr()), None);
+    // The pod believes its link takes 9000 bytes; the tunnel takes MTU.
+    ip(&["-n", &a.pod.name, "link", "set", "eth0", "mtu", "9000"]);
+    let dst = b.pod_addr();
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let learnt = loop {
+        let ns = a.pod.ns.clone();
+        netns::run_in_async(&ns, move || echo_here(dst, 3000))
+            .await
+            .expect("enter pod A")
+            .expect("send a 3028-byte echo request");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Some(mtu) = learnt_mtu(&a.pod.name, dst) {
+            break mtu;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pod A never learnt the path MTU; status: {:#?}",
+            a.status().await
+        );
+    };
+    assert_eq!(
+        learnt, MTU,
+        "ICMP fragmentation needed carried the tunnel MTU"
+    );
+    let status = a.status().await;
+    assert!(drops(&status, "packet_too_big") >= 1, "{status:#?}");
+    // Nothing too big reached B: its pod saw only the first ping's echoes.
+    let sb = b.status().await;
+    assert!(sb.forwarded_to_ports <= 10, "{sb:#?}");
+    // The engine serves the pod as before.
+    ping(&a.pod.ns, b.pod_addr(), PING)
+        .await
+        .expect("A -> B after the MTU was learnt");
+}
+
+/// Writes `frame` (a 10-byte virtio-net header, then an IP packet) `count`
+/// times into the network through `ifname` of namespace `ns`, as a pod
+/// with CAP_NET_RAW can: an AF_PACKET socket with PACKET_VNET_HDR, so the
+/// kernel hands the agent's TUN whatever offload metadata the header says.
+/// Returns how many writes the pod's kernel took.
+fn send_with_vnet_header(ns: &str, ifname: &str, frame: &[u8], count: u32) -> u32 {
+    const SCRIPT: &str = r#"
+import socket, sys
+ifname, count = sys.argv[1], int(sys.argv[2])
+frame = sys.stdin.buffer.read()
+SOL_PACKET, PACKET_VNET_HDR, ETH_P_IP = 263, 15, 0x0800
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
+s.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
+s.bind((ifname, ETH_P_IP))
+sent = 0
+for _ in range(count):
+    try:
+        s.send(frame)
+        sent += 1
+    except OSError as e:
+        print(e, file=sys.stderr)
+print(sent)
+"#;
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "python3", "-c", SCRIPT, ifname])
+        .arg(count.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run python3 in the pod (scripts/test-all installs it)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(frame)
+        .expect("write the frame");
+    // `count` sends on a local socket, then exit: 20 s is plenty. (Its
+    // output is a few lines: the pipes cannot fill while it runs.)
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("python3").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("python3 did not finish within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("python3");
+    assert!(
+        out.status.success(),
+        "python3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("python3 prints how many it sent")
+}
+
+/// A pod's TCP/IPv4 super-packet to B's pod (30 000 payload bytes, DF)
+/// with a virtio-net header saying `gso_size`.
+fn crafted_super_packet(gso_size: u16) -> Vec<u8> {
+    let p = testing::Fixture::tcp_stream(false, 1, 30_000, 0).build();
+    let (hdr, p) = testing::as_partial(p, GSO_TCPV4, gso_size);
+    let mut frame = vec![0u8; VNET_HDR_LEN];
+    hdr.encode(&mut frame);
+    frame.extend_from_slice(&p);
+    frame
+}
+
+async fn a_pods_crafted_offload_metadata_is_refused_by_cause_and_not_amplified() {
+    let (a, b) = mesh("vnethdr", true).await;
+    ping(&a.pod.ns, b.pod_addr(), PING).await.expect("A -> B");
+    let before = b.status().await.peers[0].rx_packets;
+
+    // gso_size 1: one write would be 30 000 one-byte segments, each a
+    // WireGuard datagram. Refused whole, by cause.
+    let sent = send_with_vnet_header(&a.pod.name, "eth0", &crafted_super_packet(1), 20);
+    assert!(sent > 0, "the pod's kernel took none of the writes");
+    let sa = wait_status(&a, Duration::from_secs(5), "gso_size 1 refused", |s| {
+        drops(s, "tun_gso_size_too_small") >= u64::from(sent)
+    })
+    .await;
+    assert_eq!(
+        drops(&sa, "tun_gso_size_too_small"),
+        u64::from(sent),
+        "{sa:#?}"
+    );
+    assert!(
+        sa.offload.tun_super_packets_read >= u64::from(sent),
+        "{sa:#?}"
+    );
+
+    // gso_size 9000 (segments over the tunnel MTU, DF): refused before
+    // segmenting, answered with the MTU; UDP GSO stays on for the node.
+    let sent = send_with_vnet_header(&a.pod.name, "eth0", &crafted_super_packet(9000), 5);
+    assert!(sent > 0, "the pod's kernel took none of the writes");
+    let sa = wait_status(&a, Duration::from_secs(5), "gso_size 9000 refused", |s| {
+        drops(s, "packet_too_big") >= u64::from(sent)
+    })
+    .await;
+    assert!(sa.offload.udp_gso, "UDP GSO stays on: {sa:#?}");
+    assert_eq!(
+        drops(&sa, "tun_gso_above_mtu"),
+        0,
+        "the switch refused first"
+    );
+
+    // B got no flood: a handful of datagrams (keepalives, pings) at most.
+    let after = b.status().await.peers[0].rx_packets;
+    assert!(
+        after - before < 50,
+        "B received {} datagrams",
+        after - before
+    );
+    // And the engine serves the pod as before.
+    ping(&a.pod.ns, b.pod_addr(), PING)
+        .await
+        .expect("A -> B after the crafted writes");
+    let server = SocketAddr::new(IpAddr::V4(b.pod_addr()), 5010);
+    tcp_transfer(&a.pod.ns, &b.pod.ns, server, 1 << 20).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crafted_offload_metadata_from_a_pod() {
+    a_pods_crafted_offload_metadata_is_refused_by_cause_and_not_amplified().await
+}
+
 // ------------------------------------------------------ both data paths
 
 /// Runs each test twice: with offloads (TSO/GRO super-packets on the TUNs,
@@ -1099,4 +1302,5 @@ in_both_modes!(
     detach_hands_the_tun_back_and_shutdown_joins_the_thread,
     bad_configuration_is_rejected_with_reasons,
     dual_stack_pods_through_a_dual_stack_socket,
+    a_pods_oversized_df_packet_is_answered_with_the_tunnel_mtu,
 );

@@ -31,7 +31,7 @@ use super::peers::{Peer, PeerTable};
 use super::ports::PortTable;
 use super::udp::TxBatch;
 use crate::wg::{Encap, Gate, Identity};
-use weft_switch::offload::{segment, segment_count, Coalescer, VnetHdr, VNET_HDR_LEN};
+use weft_switch::offload::{check, segment, segment_count, Coalescer, VnetHdr, VNET_HDR_LEN};
 use weft_switch::{Action, PeerId, PortId, Route, Switch};
 
 /// Reads from one TUN per round, before other fds get their turn.
@@ -239,7 +239,13 @@ impl Core {
         if !offloaded {
             count_write(link.write(pkt, len), dst, 1, counters);
         } else if link.offload() {
-            // Local traffic stays a super-packet: the kernel takes it whole.
+            // Local traffic stays a super-packet: the kernel takes it whole,
+            // and would split it by what its header claims, so the header
+            // is held to the rules segmenting applies.
+            if let Err(cause) = check(packet, &hdr, mtu) {
+                counters.offload_drop(cause);
+                return segments;
+            }
             if hdr.is_gso() {
                 counters.super_written = counters.super_written.wrapping_add(1);
             }

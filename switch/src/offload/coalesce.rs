@@ -39,10 +39,10 @@
 //!   checksum field holding the pseudo-header sum, and a GSO header.
 //! - No allocation after [`Coalescer::new`], no panic on any input.
 
-use super::merge::{ident, same_ip_headers, same_tcp_headers, FlowKey};
+use super::merge::{same_ip_headers, same_tcp_headers, FlowKey};
 use crate::wire::tcp_flags::{ACK, PSH};
 use crate::wire::vnet::{F_NEEDS_CSUM, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4};
-use crate::wire::{FlowPacket, IpPacket, L4Checksum, L4Proto, VnetHdr, VNET_HDR_LEN};
+use crate::wire::{FlowPacket, L4Checksum, L4Proto, VnetHdr, VNET_HDR_LEN};
 
 /// The largest IP packet an item grows to.
 pub const MAX_ITEM: usize = 65_535;
@@ -210,7 +210,7 @@ impl<D: Copy + PartialEq> Coalescer<D> {
             seg: payload,
             segments: 1,
             next_seq: tcp.map_or(0, |t| t.seq().wrapping_add(payload as u32)),
-            last_id: ident(&p),
+            last_id: p.ident(),
             open: joins && flags & PSH == 0 && len + payload <= MAX_ITEM,
         });
         true
@@ -222,15 +222,11 @@ impl<D: Copy + PartialEq> Coalescer<D> {
             return false;
         };
         let payload = p.total_len() - p.header_len();
-        let dont_frag = match p.ip() {
-            IpPacket::V4(ip) => ip.dont_frag(),
-            IpPacket::V6(_) => true,
-        };
         let common = head.header_len() == p.header_len()
             && head.ip_header_len() == p.ip_header_len()
             && payload <= it.seg
             && it.len + payload <= MAX_ITEM
-            && (dont_frag || ident(p) == it.last_id.wrapping_add(1));
+            && (p.dont_frag() || p.ident() == it.last_id.wrapping_add(1));
         match p.tcp() {
             Some(t) => common && t.seq() == it.next_seq && same_tcp_headers(&head, p),
             None => common && it.segments < MAX_UDP_SEGMENTS && same_ip_headers(&head, p),
@@ -251,7 +247,7 @@ impl<D: Copy + PartialEq> Coalescer<D> {
         it.len += payload.len();
         it.next_seq = it.next_seq.wrapping_add(payload.len() as u32);
         it.segments += 1;
-        it.last_id = ident(p);
+        it.last_id = p.ident();
         if p.tcp().is_some_and(|t| t.flags() & PSH != 0) {
             // The merged packet carries the last segment's PSH.
             let head = buf.get_mut(VNET_HDR_LEN..VNET_HDR_LEN + it.len);

@@ -38,14 +38,6 @@ impl FlowKey {
     }
 }
 
-/// The IPv4 identification, or 0 for IPv6.
-pub(super) fn ident<T: AsRef<[u8]>>(p: &FlowPacket<T>) -> u16 {
-    match p.ip() {
-        IpPacket::V4(ip) => ip.ident(),
-        IpPacket::V6(_) => 0,
-    }
-}
-
 /// Whether the IP headers of `a` and `b` agree on everything but lengths,
 /// IPv4 ID and checksum.
 pub(super) fn same_ip_headers<A: AsRef<[u8]>, B: AsRef<[u8]>>(

@@ -23,6 +23,6 @@ mod tests;
 pub use crate::wire::vnet::{self, VnetHdr, VNET_HDR_LEN};
 pub use coalesce::{CoalesceStats, Coalescer};
 pub use segment::{
-    complete, segment, segment_count, SegmentError, MAX_TSO_SEGMENTS, MAX_USO_SEGMENTS,
+    check, complete, segment, segment_count, SegmentError, MAX_TSO_SEGMENTS, MAX_USO_SEGMENTS,
     MIN_GSO_SIZE,
 };

@@ -21,6 +21,8 @@
 //!   TCP, the UDP length and checksum.
 //! - Not GSO: one packet; a partial checksum (`NEEDS_CSUM`) is completed
 //!   ([`complete`]).
+//! - [`check`] applies the same header checks to a super-packet that goes
+//!   out whole (to a TUN with offloads).
 //! - No allocation, no panic on any input.
 
 use crate::wire::vnet::{GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4};
@@ -143,10 +145,7 @@ fn plan(pkt: &[u8], hdr: &VnetHdr, mtu: usize) -> Result<Plan, SegmentError> {
         .get_mut(..hlen)
         .ok_or(SegmentError::Malformed)?
         .copy_from_slice(p.headers());
-    let id = match p.ip() {
-        IpPacket::V4(ip) => ip.ident(),
-        IpPacket::V6(_) => 0,
-    };
+    let id = p.ident();
     let (seq, flags) = p.tcp().map_or((0, 0), |t| (t.seq(), t.flags()));
     Ok(Plan {
         template,
@@ -174,6 +173,18 @@ pub fn segment_count(pkt: &[u8], hdr: &VnetHdr) -> usize {
     }
 }
 
+/// Holds a super-packet's virtio-net header to the rules [`segment`]
+/// applies, without splitting it: for an egress that takes it whole (a TUN
+/// with offloads, whose kernel would split it by what the header claims).
+/// Returns how many segments it stands for (1 for a packet that is not
+/// GSO).
+pub fn check(pkt: &[u8], hdr: &VnetHdr, mtu: usize) -> Result<usize, SegmentError> {
+    if !hdr.is_gso() {
+        return Ok(1);
+    }
+    plan(pkt, hdr, mtu).map(|p| p.count)
+}
+
 /// Splits `pkt` (an IP packet, after its virtio-net header `hdr`) into
 /// packets of at most `hdr.gso_size` payload bytes, none longer than `mtu`
 /// (the egress path's MTU), and calls `emit` with each, in order. Returns
@@ -189,17 +200,9 @@ pub fn segment(
         emit(pkt.get(..len).ok_or(SegmentError::Malformed)?);
         return Ok(1);
     }
-    let Plan {
-        template,
-        hlen,
-        payload,
-        gso,
-        count,
-        id,
-        seq,
-        flags,
-    } = plan(pkt, hdr, mtu)?;
-    let template = template.get(..hlen).ok_or(SegmentError::Malformed)?;
+    let plan = plan(pkt, hdr, mtu)?;
+    let (hlen, payload, gso, count) = (plan.hlen, plan.payload, plan.gso, plan.count);
+    let template = plan.template.get(..hlen).ok_or(SegmentError::Malformed)?;
     for i in 0..count {
         let off = i * gso;
         let seg_len = gso.min(payload - off.min(payload));
@@ -217,10 +220,10 @@ pub fn segment(
             .map_err(|_| SegmentError::Malformed)?;
         // Segment counts are capped far below 2^16 and sequence space is
         // modular: the truncating conversions are the arithmetic wanted.
-        s.set_ident(id.wrapping_add(i as u16));
+        s.set_ident(plan.id.wrapping_add(i as u16));
         if let Some(mut t) = s.tcp_mut() {
-            t.set_seq(seq.wrapping_add(off as u32));
-            let mut f = flags;
+            t.set_seq(plan.seq.wrapping_add(off as u32));
+            let mut f = plan.flags;
             if i > 0 {
                 f &= !tcp_flags::CWR;
             }

@@ -179,6 +179,23 @@ impl<T: AsRef<[u8]>> FlowPacket<T> {
             .unwrap_or_default()
     }
 
+    /// The IPv4 identification; 0 for IPv6 (see [`Self::set_ident`]).
+    pub fn ident(&self) -> u16 {
+        match &self.ip {
+            IpPacket::V4(p) => p.ident(),
+            IpPacket::V6(_) => 0,
+        }
+    }
+
+    /// Whether the packet may not be fragmented: IPv4 DF, always for IPv6
+    /// (routers never fragment it).
+    pub fn dont_frag(&self) -> bool {
+        match &self.ip {
+            IpPacket::V4(p) => p.dont_frag(),
+            IpPacket::V6(_) => true,
+        }
+    }
+
     /// Source port.
     pub fn src_port(&self) -> u16 {
         if let Some(t) = self.tcp() {

@@ -16,8 +16,14 @@ fn split_mtu(
     mtu: usize,
 ) -> Result<Vec<Vec<u8>>, SegmentError> {
     let (hdr, mut buf) = as_partial(p.build(), gso_type, gso);
+    let checked = check(&buf, &hdr, mtu);
     let mut out = Vec::new();
-    let n = segment(&mut buf, &hdr, mtu, |s| out.push(s.to_vec()))?;
+    let result = segment(&mut buf, &hdr, mtu, |s| out.push(s.to_vec()));
+    if hdr.is_gso() {
+        // `check` says what `segment` does to the header, without splitting.
+        assert_eq!(checked, result, "check and segment agree");
+    }
+    let n = result?;
     assert_eq!(n, out.len());
     assert_eq!(
         n,

@@ -129,7 +129,8 @@ fn main() -> ExitCode {
 
 fn oci(rootfs: &std::path::Path, spec: &ImageSpec, mtime: u64, out: &PathBuf) -> Result<()> {
     let tmp = out.with_extension("tar.tmp");
-    let mut file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let mut file =
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let summary = write_layout(rootfs, spec, mtime, &mut file);
     let summary = match summary {
         Ok(s) => s,

@@ -136,7 +136,14 @@ mod tests {
         let names: Vec<&str> = seen.iter().map(|(n, _, _)| n.as_str()).collect();
         assert_eq!(
             names,
-            ["a.conf", "link", "usr/", "usr/local/", "usr/local/bin/", "usr/local/bin/tool"]
+            [
+                "a.conf",
+                "link",
+                "usr/",
+                "usr/local/",
+                "usr/local/bin/",
+                "usr/local/bin/tool"
+            ]
         );
         assert_eq!(seen[5].1, 0o755);
         assert_eq!(seen[0].1, 0o644);

@@ -138,6 +138,10 @@ mod tests {
         spec.name = "localhost:5000/weft:1".into();
         assert_eq!(tag(&spec.name), Some("1"));
         spec.env = vec!["PATH".into()];
-        assert!(spec.validate().unwrap_err().to_string().contains("KEY=VALUE"));
+        assert!(spec
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("KEY=VALUE"));
     }
 }

@@ -64,7 +64,12 @@ fn scripts_refuse_bad_input_with_one_line() -> Result<()> {
         &[],
         "weft-image not found",
     )?;
-    fails_with("images/node/build", &["--frobnicate"], &[], "unknown argument")?;
+    fails_with(
+        "images/node/build",
+        &["--frobnicate"],
+        &[],
+        "unknown argument",
+    )?;
 
     // No QEMU.
     let no_qemu = empty.path().join("qemu-system-x86_64");
@@ -77,19 +82,45 @@ fn scripts_refuse_bad_input_with_one_line() -> Result<()> {
     // No token (or no control plane, or no CA hash) with the others.
     fails_with(
         "images/node/run",
-        &["up", "--name", &name, "--control-plane", "192.0.2.1:7443", "--ca-hash", &hash],
+        &[
+            "up",
+            "--name",
+            &name,
+            "--control-plane",
+            "192.0.2.1:7443",
+            "--ca-hash",
+            &hash,
+        ],
         vm_env,
         "--token is required",
     )?;
     fails_with(
         "images/node/run",
-        &["up", "--name", &name, token[0], token[1], "--ca-hash", &hash],
+        &[
+            "up",
+            "--name",
+            &name,
+            token[0],
+            token[1],
+            "--ca-hash",
+            &hash,
+        ],
         vm_env,
         "--control-plane HOST:PORT is required",
     )?;
     fails_with(
         "images/node/run",
-        &["up", "--name", &name, "--control-plane", "192.0.2.1:7443", "--token", "nope", "--ca-hash", &hash],
+        &[
+            "up",
+            "--name",
+            &name,
+            "--control-plane",
+            "192.0.2.1:7443",
+            "--token",
+            "nope",
+            "--ca-hash",
+            &hash,
+        ],
         vm_env,
         "is not a join token",
     )?;
@@ -102,8 +133,18 @@ fn scripts_refuse_bad_input_with_one_line() -> Result<()> {
         "no node image",
     )?;
     // Nonsense.
-    fails_with("images/node/run", &["up", "--name", "Bad Name"], vm_env, "--name")?;
-    fails_with("images/node/run", &["up", "--nodes", "two"], vm_env, "--nodes must be a number")?;
+    fails_with(
+        "images/node/run",
+        &["up", "--name", "Bad Name"],
+        vm_env,
+        "--name",
+    )?;
+    fails_with(
+        "images/node/run",
+        &["up", "--nodes", "two"],
+        vm_env,
+        "--nodes must be a number",
+    )?;
     fails_with("images/node/run", &["frob"], vm_env, "unknown command")?;
     fails_with("images/node/run", &[], vm_env, "no command")?;
     // Nothing up.
@@ -113,7 +154,10 @@ fn scripts_refuse_bad_input_with_one_line() -> Result<()> {
         vm_env,
         "is up",
     )?;
-    assert!(!state.join(&name).exists(), "a refused run left state behind");
+    assert!(
+        !state.join(&name).exists(),
+        "a refused run left state behind"
+    );
     // The helper itself: a socket nobody serves is one line and exit 125.
     let out = run(
         Command::new(bins.join("weft-image"))

@@ -55,7 +55,13 @@ fn sandboxes_on_two_nodes_get_weft_addresses_reach_each_other_and_go_cleanly() -
         let cni = cni_dirs(tmp.path(), node, &bins)?;
         let containerd = Containerd::start(Some(&node.ns), PAUSE, Some(&cni))?;
         containerd.ctr(
-            &["-n", "k8s.io", "images", "import", &pause.display().to_string()],
+            &[
+                "-n",
+                "k8s.io",
+                "images",
+                "import",
+                &pause.display().to_string(),
+            ],
             Duration::from_secs(60),
         )?;
         nodes.push((node.clone(), containerd));
@@ -74,7 +80,11 @@ fn sandboxes_on_two_nodes_get_weft_addresses_reach_each_other_and_go_cleanly() -
                 attempt: 0,
             }),
             hostname: name.clone(),
-            log_directory: tmp.path().join(format!("logs-{}", node.name)).display().to_string(),
+            log_directory: tmp
+                .path()
+                .join(format!("logs-{}", node.name))
+                .display()
+                .to_string(),
             linux: Some(LinuxPodSandboxConfig::default()),
             ..PodSandboxConfig::default()
         };
@@ -113,7 +123,12 @@ fn sandboxes_on_two_nodes_get_weft_addresses_reach_each_other_and_go_cleanly() -
         r.containerd.restart()?;
         let mut cri = r.containerd.cri(&rt)?;
         let (ip, netns) = sandbox_network(&rt, &mut cri, &r.sandbox)?;
-        assert_eq!((ip, &netns), (r.ip, &r.netns), "{} after a restart", r.node.name);
+        assert_eq!(
+            (ip, &netns),
+            (r.ip, &r.netns),
+            "{} after a restart",
+            r.node.name
+        );
     }
     reach_each_other(&runtimes)?;
     clock.lap("containerd restarted on both nodes; still reachable");
@@ -172,9 +187,10 @@ fn cni_dirs(root: &Path, node: &NodeRecord, bins: &Path) -> Result<Cni> {
         std::os::unix::fs::symlink(&src, cni.bin_dir.join(plugin)).map_err(io)?;
     }
     let template = std::fs::read_to_string(repo().join("cni/10-weft.conflist")).map_err(io)?;
-    let list = template
-        .replace("\"1.1.0\"", "\"1.0.0\"")
-        .replace("/run/weft/agent.sock", &node.api_socket.display().to_string());
+    let list = template.replace("\"1.1.0\"", "\"1.0.0\"").replace(
+        "/run/weft/agent.sock",
+        &node.api_socket.display().to_string(),
+    );
     std::fs::write(cni.conf_dir.join("10-weft.conflist"), list).map_err(io)?;
     Ok(cni)
 }
@@ -193,7 +209,10 @@ fn sandbox_network(
         .status
         .ok_or_else(|| E2eError::failed("PodSandboxStatus without a status"))?;
     if s.state != SANDBOX_READY {
-        return Err(E2eError::failed(format!("sandbox {id} is not ready ({})", s.state)));
+        return Err(E2eError::failed(format!(
+            "sandbox {id} is not ready ({})",
+            s.state
+        )));
     }
     let ip: IpAddr = s
         .network

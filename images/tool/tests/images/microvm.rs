@@ -11,8 +11,7 @@ use weft_e2e::{E2eError, Result};
 use weft_images::vm;
 
 use crate::support::{
-    bin_dir, repo, require_root, run, run_ok, unique, wait_until, ChildGuard, NetnsGuard,
-    Stopwatch,
+    bin_dir, repo, require_root, run, run_ok, unique, wait_until, ChildGuard, NetnsGuard, Stopwatch,
 };
 
 /// The bound of `run up` (boot to ready, two VMs under software emulation
@@ -111,41 +110,50 @@ fn two_microvm_nodes_ping_and_move_10_mib_through_weft() -> Result<()> {
         Command::new("ip")
             .args(["netns", "exec", &ns.name])
             .arg(bins.join("weft-control-plane"))
-            .args(["--listen", "192.0.2.1:7443", "--advertise-address", "192.0.2.1:7443"])
+            .args([
+                "--listen",
+                "192.0.2.1:7443",
+                "--advertise-address",
+                "192.0.2.1:7443",
+            ])
             .arg("--state-dir")
             .arg(&cp_dir)
             .env("NO_COLOR", "1"),
         &tmp.path().join("cp.log"),
     )?;
     let admin = cp_dir.join("admin.conf");
-    let token = wait_until("the control plane to issue a token", Duration::from_secs(60), || {
-        if !cp.running() {
-            return Err("weft-control-plane exited (see cp.log)".into());
-        }
-        if !admin.exists() {
-            return Err("no admin.conf yet".into());
-        }
-        let out = run(
-            Command::new("ip")
-                .args(["netns", "exec", &ns.name])
-                .arg(bins.join("weftctl"))
-                .args(["token", "create", "--usages", "2", "--ttl", "1h"])
-                .env("WEFT_CONFIG", &admin),
-            Duration::from_secs(10),
-        )
-        .map_err(|e| e.to_string())?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let word = |flag: &str| {
-            text.split_whitespace()
-                .skip_while(|w| *w != flag)
-                .nth(1)
-                .map(str::to_string)
-        };
-        match (word("--token"), word("--ca-hash")) {
-            (Some(t), Some(h)) => Ok((t, h)),
-            _ => Err(format!("weftctl token create said: {text}")),
-        }
-    })?;
+    let token = wait_until(
+        "the control plane to issue a token",
+        Duration::from_secs(60),
+        || {
+            if !cp.running() {
+                return Err("weft-control-plane exited (see cp.log)".into());
+            }
+            if !admin.exists() {
+                return Err("no admin.conf yet".into());
+            }
+            let out = run(
+                Command::new("ip")
+                    .args(["netns", "exec", &ns.name])
+                    .arg(bins.join("weftctl"))
+                    .args(["token", "create", "--usages", "2", "--ttl", "1h"])
+                    .env("WEFT_CONFIG", &admin),
+                Duration::from_secs(10),
+            )
+            .map_err(|e| e.to_string())?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let word = |flag: &str| {
+                text.split_whitespace()
+                    .skip_while(|w| *w != flag)
+                    .nth(1)
+                    .map(str::to_string)
+            };
+            match (word("--token"), word("--ca-hash")) {
+                (Some(t), Some(h)) => Ok((t, h)),
+                _ => Err(format!("weftctl token create said: {text}")),
+            }
+        },
+    )?;
     clock.lap("control plane up, token created");
 
     let cluster = VmCluster {
@@ -190,7 +198,10 @@ fn two_microvm_nodes_ping_and_move_10_mib_through_weft() -> Result<()> {
     // Both nodes see each other as peers at the control plane's word.
     for (node, other) in [("n1", "n2"), ("n2", "n1")] {
         let status = cluster.exec(node, "weftctl status", Duration::from_secs(60))?;
-        assert!(status.contains(other), "{node} has no peer {other}:\n{status}");
+        assert!(
+            status.contains(other),
+            "{node} has no peer {other}:\n{status}"
+        );
     }
     for (node, dst) in [("n1", &ip2), ("n2", &ip1)] {
         let out = cluster.exec(
@@ -198,7 +209,10 @@ fn two_microvm_nodes_ping_and_move_10_mib_through_weft() -> Result<()> {
             &format!("{in_pod} ping -c 3 -W 10 {dst}"),
             Duration::from_secs(90),
         )?;
-        assert!(out.contains("0% packet loss") && !out.contains("100% packet loss"), "{out}");
+        assert!(
+            out.contains("0% packet loss") && !out.contains("100% packet loss"),
+            "{out}"
+        );
     }
     clock.lap("pods ping each other across the VMs");
 

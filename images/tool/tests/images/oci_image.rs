@@ -43,15 +43,25 @@ fn agent_image_is_reproducible_imports_and_runs() -> Result<()> {
     clock.lap("built twice, same sha256");
 
     let ctd = Containerd::start(None, "docker.io/weft/pause:1", None)?;
-    let version = run_ok(
-        Command::new(bins.join("weft-agent")).arg("--version"),
-        CTR,
-    )?;
+    let version = run_ok(Command::new(bins.join("weft-agent")).arg("--version"), CTR)?;
     let tag = version
         .split_whitespace()
         .nth(1)
         .ok_or_else(|| E2eError::failed(format!("weft-agent --version said {version:?}")))?;
     let image = format!("docker.io/weft/weft-agent:{tag}");
+    // The DaemonSet runs this image (Docker Hub's short form), never
+    // pulling it, and the commands it names are the image's.
+    let manifest = std::fs::read_to_string(repo().join("deploy/kubernetes/weft-agent.yaml"))
+        .map_err(|e| E2eError::io("deploy/kubernetes/weft-agent.yaml", e))?;
+    let short = format!("image: weft/weft-agent:{tag}");
+    assert_eq!(
+        manifest.matches(&short).count(),
+        2,
+        "the DaemonSet's images are not {short}"
+    );
+    assert_eq!(manifest.matches("imagePullPolicy: IfNotPresent").count(), 2);
+    assert!(manifest.contains(r#"command: ["/usr/local/bin/weft-install-cni"]"#));
+    assert!(manifest.contains(r#"command: ["/usr/local/bin/weft-agent"]"#));
     let imported = ctd.ctr(
         &["-n", "k8s.io", "images", "import", &a.display().to_string()],
         CTR,
@@ -64,7 +74,16 @@ fn agent_image_is_reproducible_imports_and_runs() -> Result<()> {
     // Its agent runs inside a container.
     let id = format!("weft-version-{}", std::process::id());
     let out = ctd.ctr(
-        &["-n", "k8s.io", "run", "--rm", &image, &id, "/usr/local/bin/weft-agent", "--version"],
+        &[
+            "-n",
+            "k8s.io",
+            "run",
+            "--rm",
+            &image,
+            &id,
+            "/usr/local/bin/weft-agent",
+            "--version",
+        ],
         CTR,
     )?;
     assert_eq!(out.trim(), version.trim());
@@ -73,13 +92,29 @@ fn agent_image_is_reproducible_imports_and_runs() -> Result<()> {
     // the network list into the host directories mounted at /host.
     let host = tmp.path().join("host");
     std::fs::create_dir_all(&host).map_err(|e| E2eError::io("host dir", e))?;
-    let mount = format!("type=bind,src={},dst=/host,options=rbind:rw", host.display());
+    let mount = format!(
+        "type=bind,src={},dst=/host,options=rbind:rw",
+        host.display()
+    );
     let id = format!("weft-install-{}", std::process::id());
     let out = ctd.ctr(
-        &["-n", "k8s.io", "run", "--rm", "--mount", &mount, &image, &id, "/usr/local/bin/weft-install-cni"],
+        &[
+            "-n",
+            "k8s.io",
+            "run",
+            "--rm",
+            "--mount",
+            &mount,
+            &image,
+            &id,
+            "/usr/local/bin/weft-install-cni",
+        ],
         CTR,
     )?;
-    assert!(out.contains("installed /host/opt/cni/bin/weft-cni"), "{out}");
+    assert!(
+        out.contains("installed /host/opt/cni/bin/weft-cni"),
+        "{out}"
+    );
     let installed = std::fs::read(host.join("opt/cni/bin/weft-cni"))
         .map_err(|e| E2eError::io("installed weft-cni", e))?;
     let built = std::fs::read(bins.join("weft-cni")).map_err(|e| E2eError::io("weft-cni", e))?;

@@ -149,7 +149,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     /// `ctr --address SOCKET ARGS...`.
     pub fn ctr(&self, args: &[&str], timeout: Duration) -> Result<String> {
         run_ok(
-            Command::new("ctr").arg("--address").arg(&self.socket).args(args),
+            Command::new("ctr")
+                .arg("--address")
+                .arg(&self.socket)
+                .args(args),
             timeout,
         )
     }

@@ -192,8 +192,13 @@ impl CriClient {
     }
 
     pub async fn version(&mut self) -> Result<VersionResponse, String> {
-        self.call("Version", VersionRequest { version: "v1".into() })
-            .await
+        self.call(
+            "Version",
+            VersionRequest {
+                version: "v1".into(),
+            },
+        )
+        .await
     }
 
     pub async fn run_pod_sandbox(&mut self, config: PodSandboxConfig) -> Result<String, String> {

@@ -51,7 +51,10 @@ pub fn bin_dir() -> Result<PathBuf> {
                 "weft-image",
             ] {
                 if !dir.join(b).is_file() {
-                    return Err(format!("{} is missing after cargo build", dir.join(b).display()));
+                    return Err(format!(
+                        "{} is missing after cargo build",
+                        dir.join(b).display()
+                    ));
                 }
             }
             Ok(dir)
@@ -69,7 +72,12 @@ fn cargo_build(dir: &Path) -> std::result::Result<(), String> {
     if dir.file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");
     }
-    for p in ["weft-node-agent", "weftctl", "weft-control-plane", "weft-images"] {
+    for p in [
+        "weft-node-agent",
+        "weftctl",
+        "weft-control-plane",
+        "weft-images",
+    ] {
         cmd.args(["-p", p]);
     }
     cmd.arg("--manifest-path")
@@ -84,14 +92,19 @@ fn cargo_build(dir: &Path) -> std::result::Result<(), String> {
             || k.starts_with("CARGO_MANIFEST_")
             || k.starts_with("CARGO_BIN_EXE_")
             || k.starts_with("CARGO_CFG_")
-            || ["CARGO_CRATE_NAME", "CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"]
-                .contains(&k)
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "OUT_DIR",
+            ]
+            .contains(&k)
         {
             cmd.env_remove(&key);
         }
     }
-    let out = run(&mut cmd, Duration::from_secs(30 * 60))
-        .map_err(|e| format!("cargo build: {e}"))?;
+    let out =
+        run(&mut cmd, Duration::from_secs(30 * 60)).map_err(|e| format!("cargo build: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
@@ -121,8 +134,18 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> Result<Output> {
             buf
         })
     };
-    let out = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let err = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
     let deadline = Instant::now() + timeout;
     let status = loop {
         match child.try_wait() {

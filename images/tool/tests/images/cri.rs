@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use weft_client::agent_api::{AgentClient, Pod};
+use weft_agent_api::{AgentClient, Pod};
 use weft_e2e::{E2eError, Result};
-use weftctl::lab::{ping_stats_in, Binaries, ClusterGuard, ClusterSpec, NodeRecord};
+use weft_lab::{ping_stats_in, Binaries, ClusterGuard, ClusterSpec, NodeRecord};
 
 use crate::support::containerd::{runtime, Cni, Containerd};
 use crate::support::cri_api::{

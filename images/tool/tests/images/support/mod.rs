@@ -41,7 +41,7 @@ pub fn bin_dir() -> Result<PathBuf> {
     static BUILT: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
     BUILT
         .get_or_init(|| {
-            let dir = weftctl::lab::profile_dir().map_err(|e| e.to_string())?;
+            let dir = weft_lab::profile_dir().map_err(|e| e.to_string())?;
             cargo_build(&dir)?;
             for b in [
                 "weft-agent",

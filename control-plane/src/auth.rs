@@ -9,15 +9,28 @@
 //! with tonic's own TLS (`Server::builder().tls_config(..)`), which is what
 //! puts the peer certificates into each request.
 //!
-//! [`require_admin`] and [`require_node`] turn the identity into the
-//! `Unauthenticated` / `PermissionDenied` statuses the API documents.
+//! [`require_admin`], [`require_node`], [`require_self`] and
+//! [`require_reader`] turn the identity into an [`AuthError`], which
+//! [`crate::status`] maps to the `UNAUTHENTICATED` / `PERMISSION_DENIED`
+//! statuses the API documents.
 
 use std::fmt;
 
-use tonic::{Request, Status};
+use tonic::Request;
 use x509_parser::certificate::X509Certificate;
 
 use crate::pki::{ADMINS_ORG, NODES_ORG};
+
+/// Why a caller may not make a call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No (recognized) credential where one is needed (UNAUTHENTICATED).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A credential that may not make this call (PERMISSION_DENIED).
+    #[error("{0}")]
+    PermissionDenied(String),
+}
 
 /// The authenticated caller of an RPC.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,27 +97,52 @@ fn single<'a>(cert: &'a X509Certificate<'_>, attr: Attr) -> Option<&'a str> {
 }
 
 /// Allows only the admin credential.
-pub fn require_admin<T>(req: &Request<T>) -> Result<(), Status> {
+pub fn require_admin<T>(req: &Request<T>) -> Result<(), AuthError> {
     match identity(req) {
         Identity::Admin => Ok(()),
-        Identity::Node(name) => Err(Status::permission_denied(format!(
+        Identity::Node(name) => Err(AuthError::PermissionDenied(format!(
             "node credentials cannot call Admin; use admin.conf (the caller is node {name})"
         ))),
-        Identity::Anonymous => Err(Status::unauthenticated(
-            "this call needs the admin credential (admin.conf); none was presented",
+        Identity::Anonymous => Err(AuthError::Unauthenticated(
+            "this call needs the admin credential (admin.conf); none was presented".into(),
         )),
     }
 }
 
 /// Allows only a node credential; returns the node's name.
-pub fn require_node<T>(req: &Request<T>) -> Result<String, Status> {
+pub fn require_node<T>(req: &Request<T>) -> Result<String, AuthError> {
     match identity(req) {
         Identity::Node(name) => Ok(name),
-        Identity::Admin => Err(Status::permission_denied(
-            "the admin credential cannot make node calls; they need the node credential that Join returned",
+        Identity::Admin => Err(AuthError::PermissionDenied(
+            "the admin credential cannot make node calls; they need the node credential that Join returned".into(),
         )),
-        Identity::Anonymous => Err(Status::unauthenticated(
-            "this call needs the node credential that Join returned; none was presented (join the cluster first)",
+        Identity::Anonymous => Err(AuthError::Unauthenticated(
+            "this call needs the node credential that Join returned; none was presented (join the cluster first)".into(),
+        )),
+    }
+}
+
+/// Allows only the node named `name` (a node changes only its own record);
+/// returns the name.
+pub fn require_self<T>(req: &Request<T>, name: &str) -> Result<String, AuthError> {
+    let caller = require_node(req)?;
+    if caller != name {
+        return Err(AuthError::PermissionDenied(format!(
+            "node {caller} may only change its own record, not {}",
+            crate::untrusted::untrusted(name)
+        )));
+    }
+    Ok(caller)
+}
+
+/// Allows any node credential or the admin credential (reading the
+/// cluster, e.g. `Watch`).
+pub fn require_reader<T>(req: &Request<T>) -> Result<(), AuthError> {
+    match identity(req) {
+        Identity::Admin | Identity::Node(_) => Ok(()),
+        Identity::Anonymous => Err(AuthError::Unauthenticated(
+            "Watch needs a node credential (from Join) or the admin credential; none was presented"
+                .into(),
         )),
     }
 }

@@ -89,6 +89,35 @@ pub struct Config {
     #[arg(long, env = "WEFT_LOG_JSON")]
     pub log_json: bool,
 
+    /// Seconds a new connection has to finish its TLS handshake and send the
+    /// HTTP/2 preface before it is closed.
+    #[arg(
+        long = "handshake-timeout",
+        env = "WEFT_HANDSHAKE_TIMEOUT",
+        default_value_t = 10
+    )]
+    pub handshake_timeout_seconds: u32,
+
+    /// Most connections served at once (including ones still handshaking);
+    /// more are closed at once. Keep it below the process's file limit.
+    #[arg(long, env = "WEFT_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+
+    /// Most connections at once from one source (an IPv4 address or an
+    /// IPv6 /64); more are closed at once.
+    #[arg(long, env = "WEFT_MAX_CONNECTIONS_PER_SOURCE", default_value_t = 256)]
+    pub max_connections_per_source: usize,
+
+    /// Accept loopback addresses as node endpoints (every node on one host).
+    /// Default: true when --listen is a loopback address, false otherwise.
+    #[arg(
+        long,
+        env = "WEFT_ALLOW_LOOPBACK_ENDPOINTS",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub allow_loopback_endpoints: Option<bool>,
+
     #[command(flatten)]
     pub store: StoreFlags,
 }
@@ -210,6 +239,12 @@ pub struct Settings {
     pub store: StoreChoice,
     /// The file of the key that encrypts private keys stored in etcd.
     pub cluster_secret: PathBuf,
+    /// Time for a connection's TLS handshake and HTTP/2 preface.
+    pub handshake_timeout: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_source: usize,
+    /// Whether loopback addresses are acceptable node endpoints.
+    pub allow_loopback_endpoints: bool,
 }
 
 impl Config {
@@ -269,6 +304,14 @@ impl Config {
             return bad("--wireguard-port must not be 0".into());
         }
         let store = self.store.validate()?;
+        if self.handshake_timeout_seconds == 0 {
+            return bad("--handshake-timeout must be at least 1 second".into());
+        }
+        if self.max_connections == 0 || self.max_connections_per_source == 0 {
+            return bad(
+                "--max-connections and --max-connections-per-source must be at least 1".into(),
+            );
+        }
         let advertise = match &self.advertise_address {
             Some(a) => {
                 check_host_port(a)
@@ -334,6 +377,12 @@ impl Config {
                 .cluster_secret
                 .clone()
                 .unwrap_or_else(|| self.state_dir.join("cluster-secret")),
+            handshake_timeout: Duration::from_secs(u64::from(self.handshake_timeout_seconds)),
+            max_connections: self.max_connections,
+            max_connections_per_source: self.max_connections_per_source,
+            allow_loopback_endpoints: self
+                .allow_loopback_endpoints
+                .unwrap_or(self.listen.ip().is_loopback()),
         })
     }
 }
@@ -378,6 +427,12 @@ mod tests {
         assert_eq!(s.advertise, "127.0.0.1:7443");
         assert_eq!(s.lease_ttl, Duration::from_secs(40));
         assert_eq!(s.store, StoreChoice::Redb);
+        assert_eq!(s.handshake_timeout, Duration::from_secs(10));
+        assert_eq!(
+            (s.max_connections, s.max_connections_per_source),
+            (4096, 256)
+        );
+        assert!(!s.allow_loopback_endpoints, "listening on 0.0.0.0");
     }
 
     #[test]
@@ -407,6 +462,23 @@ mod tests {
     }
 
     #[test]
+    fn loopback_endpoints_follow_the_listen_address_unless_set() {
+        let on = |args: &[&str]| parse(args).validate().unwrap().allow_loopback_endpoints;
+        assert!(on(&["--listen", "127.0.0.1:7443"]));
+        assert!(!on(&["--listen", "192.0.2.1:7443"]));
+        assert!(on(&[
+            "--listen",
+            "192.0.2.1:7443",
+            "--allow-loopback-endpoints"
+        ]));
+        assert!(!on(&[
+            "--listen",
+            "127.0.0.1:7443",
+            "--allow-loopback-endpoints=false"
+        ]));
+    }
+
+    #[test]
     fn bad_flags_name_the_flag() {
         let cases: &[(&[&str], &str)] = &[
             (
@@ -424,6 +496,8 @@ mod tests {
             ),
             (&["--cluster-dns", "10.1.1.1"], "outside --service-cidr"),
             (&["--lease-ttl", "0"], "--lease-ttl"),
+            (&["--handshake-timeout", "0"], "--handshake-timeout"),
+            (&["--max-connections", "0"], "--max-connections"),
             (
                 &["--advertise-address", "nohostport"],
                 "--advertise-address",

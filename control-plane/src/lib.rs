@@ -17,4 +17,7 @@ pub mod registry;
 pub mod server;
 pub mod service;
 pub mod shared_pki;
+pub mod status;
 pub mod store;
+pub mod transport;
+pub mod untrusted;

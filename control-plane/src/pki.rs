@@ -31,7 +31,6 @@ use rcgen::{
 };
 use rustls::client::danger::ServerCertVerifier as _;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use weft_client::{Credentials, SERVER_NAME};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
@@ -53,8 +52,6 @@ const LEAF_VALIDITY: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 const RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 /// Certificates start this long in the past, for clocks slightly behind.
 const BACKDATE: Duration = Duration::from_secs(5 * 60);
-/// TLS handshakes that take longer are dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Larger CSRs are refused before parsing.
 const MAX_CSR_LEN: usize = 16 * 1024;
 
@@ -131,6 +128,9 @@ pub enum PkiError {
     /// Writing an admin credentials file failed.
     #[error(transparent)]
     AdminConf(weft_client::ClientError),
+    /// The serving identity could not be turned into a TLS configuration.
+    #[error("building the TLS server configuration: {0}")]
+    Tls(String),
 }
 
 /// The cluster CA and the serving identity, loaded from the state directory.
@@ -201,16 +201,37 @@ impl Pki {
         &self.server_cert_pem
     }
 
-    /// TLS for the gRPC server: the serving certificate with the CA in its
-    /// chain (joining nodes pin the CA from the chain), and optional client
-    /// certificates verified against the CA (`Join` comes without one).
-    pub fn server_tls_config(&self) -> ServerTlsConfig {
-        let chain = format!("{}{}", with_newline(&self.server_cert_pem), self.ca_pem);
-        ServerTlsConfig::new()
-            .identity(Identity::from_pem(chain, &self.server_key_pem))
-            .client_ca_root(Certificate::from_pem(&self.ca_pem))
-            .client_auth_optional(true)
-            .timeout(HANDSHAKE_TIMEOUT)
+    /// TLS for the gRPC server (rustls, ALPN `h2`): the serving
+    /// certificate with the CA in its chain (joining nodes pin the CA from
+    /// the chain), and optional client certificates verified against the
+    /// CA (`Join` comes without one). The transport applies the handshake
+    /// timeout.
+    pub fn server_rustls_config(&self) -> Result<Arc<rustls::ServerConfig>, PkiError> {
+        use rustls_pki_types::pem::PemObject as _;
+        use rustls_pki_types::PrivateKeyDer;
+        let tls = |e: &dyn fmt::Display| PkiError::Tls(e.to_string());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca_der.clone()).map_err(|e| tls(&e))?;
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::clone(&provider),
+        )
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| tls(&e))?;
+        let leaf =
+            CertificateDer::from_pem_slice(self.server_cert_pem.as_bytes()).map_err(|e| tls(&e))?;
+        let key =
+            PrivateKeyDer::from_pem_slice(self.server_key_pem.as_bytes()).map_err(|e| tls(&e))?;
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| tls(&e))?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(vec![leaf, self.ca_der.clone()], key)
+            .map_err(|e| tls(&e))?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(Arc::new(config))
     }
 
     /// Signs a node's CSR: the CSR's signature must verify, and only its
@@ -608,12 +629,4 @@ fn check_key_matches(
 /// Writes a file atomically (temporary sibling, fsync, rename) with `mode`.
 fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), PkiError> {
     weft_files::write_atomic(path, contents, mode).map_err(io_err("writing", path))
-}
-
-fn with_newline(s: &str) -> String {
-    if s.ends_with('\n') {
-        s.to_string()
-    } else {
-        format!("{s}\n")
-    }
 }

@@ -1,8 +1,10 @@
 //! Running the control plane: open the state dir and the store (PKI shared
 //! through etcd for replicas, admin.conf), serve `weft.v1.Cluster`,
 //! `weft.v1.Admin`, `grpc.health.v1` and server reflection over TLS on a
-//! listener the caller hands in, run the leader tasks (lease sweeping) while
-//! this replica leads, and stop when the caller's shutdown future resolves.
+//! listener the caller hands in (through [`crate::transport`]: connection
+//! caps, handshake timeout, message-size limit), run the leader tasks (lease
+//! sweeping) while this replica leads, and stop when the caller's shutdown
+//! future resolves.
 //!
 //! [`run`] is what the binary calls; [`spawn`] runs the same code in the
 //! background for tests and benchmarks (on `127.0.0.1:0`).
@@ -15,7 +17,6 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tonic::transport::server::TcpIncoming;
 use weft_proto::v1::admin_server::AdminServer;
 use weft_proto::v1::cluster_server::ClusterServer;
 
@@ -29,6 +30,7 @@ use crate::store::etcd::election::EtcdElection;
 use crate::store::etcd::EtcdStore;
 use crate::store::redb::RedbStore;
 use crate::store::Store;
+use crate::transport::{self, ConnStats, ConnStatsSnapshot, MessageSizeLayer};
 
 /// Why the control plane could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -185,11 +187,22 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    serve_counting(cp, listener, Arc::default(), shutdown).await
+}
+
+/// [`serve`], counting refused and timed-out connections in `stats`.
+async fn serve_counting(
+    cp: ControlPlane,
+    listener: TcpListener,
+    stats: Arc<ConnStats>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
     let ControlPlane {
         registry,
         election,
         leading,
     } = cp;
+    let settings = registry.settings().clone();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stop_tx = Arc::new(stop_tx);
 
@@ -221,13 +234,27 @@ pub async fn serve(
     let addr = listener
         .local_addr()
         .map_err(|e| ServerError::Serve(e.to_string()))?;
+    let accept = transport::AcceptConfig {
+        tls: registry
+            .pki()
+            .server_rustls_config()
+            .map_err(|e| ServerError::Serve(e.to_string()))?,
+        handshake_timeout: settings.handshake_timeout,
+        max_connections: settings.max_connections,
+        max_connections_per_source: settings.max_connections_per_source,
+    };
+    let incoming = tokio_stream::wrappers::ReceiverStream::new(transport::spawn_accept(
+        listener,
+        accept,
+        stats,
+        stop_rx.clone(),
+    ));
     tracing::info!(%addr, ca_hash = %registry.pki().ca_hash(), store = %registry.store().describe(), "control plane serving");
 
     let result = tonic::transport::Server::builder()
-        .tls_config(registry.pki().server_tls_config())
-        .map_err(|e| ServerError::Serve(format!("TLS: {e}")))?
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .layer(MessageSizeLayer::new(transport::MAX_MESSAGE_BYTES))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -236,10 +263,9 @@ pub async fn serve(
             stop_rx.clone(),
         )))
         .add_service(AdminServer::new(AdminService::new(registry.clone())))
-        // With an incoming stream of our own, tonic's `tcp_nodelay` does
-        // not apply: set it on the incoming (else every reply waits ~40 ms
+        // The accept loop sets TCP_NODELAY (else every reply waits ~40 ms
         // for a delayed ACK).
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), {
+        .serve_with_incoming_shutdown(incoming, {
             let stop_tx = stop_tx.clone();
             async move {
                 shutdown.await;
@@ -268,6 +294,7 @@ pub struct Running {
     pub addr: SocketAddr,
     /// Its state dir (holds admin.conf and ca.crt).
     pub state_dir: PathBuf,
+    stats: Arc<ConnStats>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), ServerError>>>,
     leading: watch::Receiver<bool>,
@@ -287,6 +314,11 @@ impl Running {
     /// Path of the admin credentials.
     pub fn admin_conf(&self) -> PathBuf {
         self.state_dir.join(ADMIN_CONF)
+    }
+
+    /// Connections refused or closed by the transport so far.
+    pub fn connection_stats(&self) -> ConnStatsSnapshot {
+        self.stats.snapshot()
     }
 
     /// Stop serving and wait for it.
@@ -325,12 +357,19 @@ pub async fn spawn(mut settings: Settings) -> Result<Running, ServerError> {
     let cp = open(&settings).await?;
     let leading = cp.leading.subscribe();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(serve(cp, listener, async move {
-        let _ = rx.await;
-    }));
+    let stats = Arc::new(ConnStats::default());
+    let task = tokio::spawn(serve_counting(
+        cp,
+        listener,
+        Arc::clone(&stats),
+        async move {
+            let _ = rx.await;
+        },
+    ));
     Ok(Running {
         addr,
         state_dir: settings.state_dir,
+        stats,
         stop: Some(tx),
         task: Some(task),
         leading,

@@ -781,7 +781,7 @@ async fn credentials_are_checked_for_every_call() {
         .into_inner()
         .node
         .unwrap();
-    assert_eq!(n2.endpoints, vec!["192.0.2.10:51820"]);
+    assert_eq!(n2.endpoints, vec![endpoint(2)]);
 
     // A node may change itself; bad values are refused.
     let e = c1

@@ -43,22 +43,34 @@ impl TestServer {
         let interceptor = move |req: tonic::Request<()>| {
             record.lock().unwrap().push(Seen {
                 identity: auth::identity(&req),
-                admin: auth::require_admin(&req).map_err(|s| s.code()),
-                node: auth::require_node(&req).map_err(|s| s.code()),
+                admin: auth::require_admin(&req).map_err(|e| tonic::Status::from(e).code()),
+                node: auth::require_node(&req).map_err(|e| tonic::Status::from(e).code()),
             });
             Ok(req)
         };
         let (_reporter, health) = tonic_health::server::health_reporter();
         let (stop, stopped) = oneshot::channel::<()>();
+        // The control plane's own transport: rustls, caps, preface deadline.
+        let (_stop_accept, stop_rx) = tokio::sync::watch::channel(false);
+        let incoming = weft_control_plane::transport::spawn_accept(
+            listener,
+            weft_control_plane::transport::AcceptConfig {
+                tls: pki.server_rustls_config().unwrap(),
+                handshake_timeout: std::time::Duration::from_secs(10),
+                max_connections: 64,
+                max_connections_per_source: 64,
+            },
+            Default::default(),
+            stop_rx,
+        );
         let server = Server::builder()
-            .tls_config(pki.server_tls_config())
-            .unwrap()
             .layer(tonic::service::InterceptorLayer::new(interceptor))
             .add_service(health)
             .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
-                async {
+                tokio_stream::wrappers::ReceiverStream::new(incoming),
+                async move {
                     let _ = stopped.await;
+                    drop(_stop_accept);
                 },
             );
         tokio::spawn(server);
@@ -600,14 +612,14 @@ fn identities_of_odd_certificates_and_requests() {
 
     let req = tonic::Request::new(());
     assert_eq!(auth::identity(&req), Identity::Anonymous);
-    let status = auth::require_admin(&req).unwrap_err();
+    let status = tonic::Status::from(auth::require_admin(&req).unwrap_err());
     assert_eq!(status.code(), Code::Unauthenticated);
     assert_eq!(
         status.message(),
         "this call needs the admin credential (admin.conf); none was presented"
     );
     assert_eq!(
-        auth::require_node(&req).unwrap_err().code(),
+        tonic::Status::from(auth::require_node(&req).unwrap_err()).code(),
         Code::Unauthenticated
     );
 }

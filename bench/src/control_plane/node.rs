@@ -42,6 +42,14 @@ fn public_key(idx: usize) -> String {
     base64::engine::general_purpose::STANDARD.encode(key)
 }
 
+/// A distinct underlay endpoint per node (the control plane refuses an
+/// endpoint another node holds): 198.18.0.0/15, the benchmarking range.
+fn endpoint(idx: usize) -> String {
+    let ip =
+        std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(198, 18, 0, 1)) + idx as u32);
+    format!("{ip}:51820")
+}
+
 /// Which fan-out change a node record carries, if any.
 fn fanout_index(node: &Node) -> Option<usize> {
     let ep = node.endpoints.first()?;
@@ -215,7 +223,7 @@ async fn set_up(
             token: ctx.token.clone(),
             node_name: name.clone(),
             public_key: public_key(idx),
-            endpoints: vec!["192.0.2.10:51820".into()],
+            endpoints: vec![endpoint(idx)],
             labels: Default::default(),
             csr_pem,
         })
@@ -357,6 +365,8 @@ mod tests {
         assert_eq!(node_index("bench-00042"), Some(42));
         assert_eq!(node_index("other"), None);
         assert_ne!(public_key(1), public_key(2));
+        assert_eq!(endpoint(0), "198.18.0.1:51820");
+        assert_eq!(endpoint(300), "198.18.1.45:51820");
         assert_eq!(
             base64::engine::general_purpose::STANDARD
                 .decode(public_key(7))

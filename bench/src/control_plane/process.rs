@@ -66,6 +66,12 @@ impl ServerProcess {
             // whole run so the lease sweeper writes nothing.
             .arg("--lease-ttl")
             .arg("3600")
+            // Every simulated node connects from this host: lift the
+            // per-source and total connection caps.
+            .arg("--max-connections")
+            .arg("1000000")
+            .arg("--max-connections-per-source")
+            .arg("1000000")
             .args(extra)
             .env("WEFT_LOG", log_level)
             .envs(env.iter().map(|(k, v)| (k, v)))

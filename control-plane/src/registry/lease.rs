@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use tokio::time::Instant;
 use weft_proto::v1::{Node, NodeState};
 
+use super::claims::{self, IndexView};
 use super::{is_ready, Registry, RegistryError, MAX_ATTEMPTS};
 use crate::model;
 use crate::store::{Compare, Op, Txn};
@@ -29,25 +30,29 @@ impl Registry {
         ))
     }
 
-    /// Write `node` back if its record is still at `revision`.
-    async fn put_node_if(&self, node: &Node, revision: u64) -> Result<Option<u64>, RegistryError> {
+    /// Write `node` back if its record is still at `revision`, with
+    /// `claims` (index writes) in the same transaction.
+    async fn put_node_if(
+        &self,
+        node: &Node,
+        revision: u64,
+        claims: claims::ClaimWrites,
+    ) -> Result<Option<u64>, RegistryError> {
         let mut stored = node.clone();
         stored.revision = 0;
         stored.last_renewal_unix_ms = 0;
         let key = model::node_key(&node.name);
-        let out = self
-            .store
-            .txn(Txn {
-                compares: vec![Compare::ModRevision {
-                    key: key.clone(),
-                    revision,
-                }],
-                ops: vec![Op::Put {
-                    key,
-                    value: model::encode_node(&stored),
-                }],
-            })
-            .await?;
+        let mut compares = vec![Compare::ModRevision {
+            key: key.clone(),
+            revision,
+        }];
+        compares.extend(claims.compares);
+        let mut ops = claims.ops;
+        ops.push(Op::Put {
+            key,
+            value: model::encode_node(&stored),
+        });
+        let out = self.store.txn(Txn { compares, ops }).await?;
         Ok(out.succeeded.then_some(out.revision))
     }
 
@@ -67,7 +72,11 @@ impl Registry {
                 return Ok(NodeState::Ready);
             }
             node.state = NodeState::Ready as i32;
-            if self.put_node_if(&node, kv.mod_revision).await?.is_some() {
+            if self
+                .put_node_if(&node, kv.mod_revision, Default::default())
+                .await?
+                .is_some()
+            {
                 tracing::info!(node = %name, "node Ready again");
                 return Ok(NodeState::Ready);
             }
@@ -77,16 +86,20 @@ impl Registry {
         )))
     }
 
-    /// Apply a node's change to its own record.
+    /// Apply a node's change to its own record. A new key or endpoint that
+    /// another node holds is refused (see `claims`).
     pub async fn update_node(&self, name: &str, update: NodeUpdate) -> Result<Node, RegistryError> {
+        let rules = self.endpoint_rules();
         let endpoints = update
             .endpoints
             .as_deref()
-            .map(model::validate_endpoints)
+            .map(|e| model::validate_endpoints(e, &rules))
             .transpose()?;
-        if let Some(k) = &update.public_key {
-            model::parse_public_key(k)?;
-        }
+        let public_key = update
+            .public_key
+            .as_deref()
+            .map(|k| model::parse_public_key(k).map(|b| model::encode_public_key(&b)))
+            .transpose()?;
         if let Some(l) = &update.labels {
             model::validate_labels(l)?;
         }
@@ -94,16 +107,26 @@ impl Registry {
             let Some((mut node, kv)) = self.get_node(name).await? else {
                 return Err(Self::not_found(name));
             };
+            let old = claims::claims_of_node(&node);
             if let Some(e) = &endpoints {
                 node.endpoints = e.clone();
             }
-            if let Some(k) = &update.public_key {
+            if let Some(k) = &public_key {
                 node.public_key = k.clone();
             }
             if let Some(l) = &update.labels {
                 node.labels = l.clone();
             }
-            if let Some(rev) = self.put_node_if(&node, kv.mod_revision).await? {
+            let new = claims::claims_of_node(&node);
+            let mut index = IndexView::default();
+            index
+                .read(
+                    self.store.as_ref(),
+                    old.iter().chain(&new).cloned().collect(),
+                )
+                .await?;
+            let writes = claims::plan(name, &old, &new, &index, &Default::default())?;
+            if let Some(rev) = self.put_node_if(&node, kv.mod_revision, writes).await? {
                 node.revision = rev;
                 tracing::info!(node = %name, "node record updated");
                 return Ok(node);
@@ -137,7 +160,11 @@ impl Registry {
             } else if age > ttl && is_ready(&node) {
                 let mut n = node.clone();
                 n.state = NodeState::NotReady as i32;
-                if self.put_node_if(&n, node.revision).await?.is_some() {
+                if self
+                    .put_node_if(&n, node.revision, Default::default())
+                    .await?
+                    .is_some()
+                {
                     tracing::warn!(node = %node.name, age_s = age.as_secs(), "lease expired: node NotReady");
                     not_ready += 1;
                 }

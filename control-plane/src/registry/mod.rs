@@ -14,7 +14,10 @@
 //!   replica (see `renewals.rs`).
 //! - Stored node records carry `revision = 0`; readers fill in the key's
 //!   `mod_revision`.
+//! - A WireGuard public key or an underlay endpoint belongs to at most one
+//!   node, by an index written in the same transactions (`claims`).
 
+mod claims;
 mod error;
 mod join;
 mod lease;
@@ -119,6 +122,7 @@ impl Registry {
             shared_leases,
         };
         registry.reload_allocations().await?;
+        registry.reconcile_claims().await?;
         Ok(registry)
     }
 
@@ -135,6 +139,26 @@ impl Registry {
     /// The checked settings.
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// What node endpoints may not be: loopback unless allowed, and the
+    /// control plane's own listen and advertise addresses.
+    pub fn endpoint_rules(&self) -> model::EndpointRules {
+        let s = &self.settings;
+        let mut own = Vec::new();
+        if !s.listen.ip().is_unspecified() {
+            own.push(s.listen);
+        }
+        if let Ok(a) = s.advertise.parse::<std::net::SocketAddr>() {
+            own.push(a);
+        }
+        for a in &mut own {
+            *a = std::net::SocketAddr::new(a.ip().to_canonical(), a.port());
+        }
+        model::EndpointRules {
+            allow_loopback: s.allow_loopback_endpoints,
+            control_plane: own,
+        }
     }
 
     /// The settings every node shares, as sent to nodes.
@@ -204,13 +228,23 @@ impl Registry {
         Ok(node)
     }
 
-    /// Remove a node now (admin or `Leave`): delete its record and its CIDR
-    /// allocation in one transaction. `Ok(None)` if there is no such node.
+    /// Remove a node now (admin or `Leave`): delete its record, its CIDR
+    /// allocation and its key and endpoint claims in one transaction.
+    /// `Ok(None)` if there is no such node.
     pub async fn remove_node(&self, name: &str, why: &str) -> Result<Option<Node>, RegistryError> {
         for _ in 0..MAX_ATTEMPTS {
             let Some((node, kv)) = self.get_node(name).await? else {
                 return Ok(None);
             };
+            let old = claims::claims_of_node(&node);
+            let mut index = claims::IndexView::default();
+            index.read(self.store.as_ref(), old.clone()).await?;
+            let w = claims::plan(name, &old, &[], &index, &Default::default())?;
+            let mut compares = vec![Compare::ModRevision {
+                key: kv.key.clone(),
+                revision: kv.mod_revision,
+            }];
+            compares.extend(w.compares);
             let mut ops = vec![
                 Op::Delete {
                     key: kv.key.clone(),
@@ -219,21 +253,13 @@ impl Registry {
                     key: model::lease_key(name),
                 },
             ];
+            ops.extend(w.ops);
             if let Ok(cidr) = node.pod_cidr.parse::<IpNet>() {
                 ops.push(Op::Delete {
                     key: model::ipam_key(&cidr),
                 });
             }
-            let out = self
-                .store
-                .txn(Txn {
-                    compares: vec![Compare::ModRevision {
-                        key: kv.key.clone(),
-                        revision: kv.mod_revision,
-                    }],
-                    ops,
-                })
-                .await?;
+            let out = self.store.txn(Txn { compares, ops }).await?;
             if out.succeeded {
                 self.allocations().release(name);
                 self.leases().remove(name);

@@ -12,7 +12,8 @@ use weft_proto::v1::{
 };
 
 use crate::auth;
-use crate::registry::{is_ready, Registry};
+use crate::registry::{is_ready, Registry, RegistryError};
+use crate::untrusted::untrusted;
 
 /// The `Admin` service.
 #[derive(Clone)]
@@ -28,7 +29,11 @@ impl AdminService {
 }
 
 fn no_such_node(name: &str) -> Status {
-    Status::not_found(format!("no node named {name:?}; see `weftctl nodes`"))
+    RegistryError::NotFound(format!(
+        "no node named {}; see `weftctl nodes`",
+        untrusted(name)
+    ))
+    .into()
 }
 
 #[tonic::async_trait]

@@ -1,7 +1,7 @@
 //! The gRPC services: thin adapters from `weft.v1` messages to the
 //! [`Registry`](crate::registry::Registry), plus authorization. Every
-//! refusal becomes a precise gRPC status through
-//! [`RegistryError::into_status`](crate::registry::RegistryError::into_status).
+//! refusal is a domain error that [`crate::status`] turns into a precise
+//! gRPC status.
 
 mod admin;
 mod cluster;
@@ -9,4 +9,4 @@ mod watch;
 
 pub use admin::AdminService;
 pub use cluster::ClusterService;
-pub use watch::{LINGER, MAX_BATCH, SNAPSHOT_PART};
+pub use watch::{WatchError, LINGER, MAX_BATCH, SNAPSHOT_PART};

@@ -43,37 +43,56 @@ pub const LINGER: Duration = Duration::from_millis(10);
 /// response may exceed this by the rest of one transaction).
 pub const MAX_BATCH: usize = 64;
 
+/// Why a watch could not start, or ended.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    /// The client resumes from a revision the store has not reached
+    /// (OUT_OF_RANGE).
+    #[error(
+        "resume revision {resume} is ahead of this control plane's revision {head} \
+         (was it restored from a backup?); watch again with resume_revision 0 for a fresh snapshot"
+    )]
+    AheadOfHead { resume: Revision, head: Revision },
+    /// The stream fell behind the store's buffers (ABORTED).
+    #[error("this watch fell behind the control plane's buffers; watch again with resume_revision {last}")]
+    Lagged { last: Revision },
+    /// The control plane is stopping (UNAVAILABLE).
+    #[error("the control plane is shutting down; watch again")]
+    ShuttingDown,
+    /// The store ended the watch (UNAVAILABLE).
+    #[error("the control plane's store closed the watch; watch again")]
+    Closed,
+    /// Reading the store failed; a compacted resume revision is
+    /// OUT_OF_RANGE (watch again from 0).
+    #[error("{0}")]
+    Registry(#[from] RegistryError),
+}
+
+impl From<StoreError> for WatchError {
+    fn from(e: StoreError) -> Self {
+        WatchError::Registry(RegistryError::Store(e))
+    }
+}
+
 /// Start a watch for one client.
 pub async fn watch_nodes(
     registry: Arc<Registry>,
     resume: u64,
     shutdown: tokio::sync::watch::Receiver<bool>,
-) -> Result<WatchResponseStream, Status> {
+) -> Result<WatchResponseStream, WatchError> {
     let store = registry.store().clone();
     let mut parts = std::collections::VecDeque::new();
     let (last, events) = if resume == 0 {
         let (nodes, rev) = registry.list_nodes().await?;
-        let events = store.watch(NODES_PREFIX, rev).await.map_err(store_status)?;
+        let events = store.watch(NODES_PREFIX, rev).await?;
         parts.extend(snapshot_parts(nodes, rev, &registry));
         (rev, events)
     } else {
-        let head = store.revision().await.map_err(store_status)?;
+        let head = store.revision().await?;
         if resume > head {
-            return Err(Status::out_of_range(format!(
-                "resume revision {resume} is ahead of this control plane's revision {head} \
-                 (was it restored from a backup?); watch again with resume_revision 0 for a fresh snapshot"
-            )));
+            return Err(WatchError::AheadOfHead { resume, head });
         }
-        let events = store
-            .watch(NODES_PREFIX, resume)
-            .await
-            .map_err(|e| match e {
-                StoreError::Compacted { .. } => Status::out_of_range(format!(
-                    "{e}: watch again with resume_revision 0 for a fresh snapshot"
-                )),
-                e => store_status(e),
-            })?;
-        (resume, events)
+        (resume, store.watch(NODES_PREFIX, resume).await?)
     };
     let keepalive = registry.settings().watch_keepalive;
     let state = Watcher {
@@ -153,7 +172,7 @@ impl Watcher {
                         Some(Ok(e)) => e,
                         other => {
                             self.done = true;
-                            return Some(Err(self.end_status(other)));
+                            return Some(Err(self.end_status(other).into()));
                         }
                     },
                     _ = tokio::time::sleep(self.keepalive) => {
@@ -164,7 +183,7 @@ impl Watcher {
                     }
                     _ = self.shutdown.changed() => {
                         self.done = true;
-                        return Some(Err(Status::unavailable("the control plane is shutting down; watch again")));
+                        return Some(Err(WatchError::ShuttingDown.into()));
                     }
                 }
             }
@@ -197,7 +216,7 @@ impl Watcher {
                     push(&mut batch, e);
                 }
                 Some(other) => {
-                    self.failed = Some(self.end_status(other));
+                    self.failed = Some(self.end_status(other).into());
                     break;
                 }
             }
@@ -206,15 +225,12 @@ impl Watcher {
         Some(Ok(WatchResponse { events: batch }))
     }
 
-    /// The status that ends a stream whose store watch ended or failed.
-    fn end_status(&self, ev: Option<Result<Event, StoreError>>) -> Status {
+    /// Why a stream whose store watch ended or failed ends.
+    fn end_status(&self, ev: Option<Result<Event, StoreError>>) -> WatchError {
         match ev {
-            Some(Err(StoreError::Lagged)) => Status::aborted(format!(
-                "this watch fell behind the control plane's buffers; watch again with resume_revision {}",
-                self.last
-            )),
-            Some(Err(e)) => store_status(e),
-            _ => Status::unavailable("the control plane's store closed the watch; watch again"),
+            Some(Err(StoreError::Lagged)) => WatchError::Lagged { last: self.last },
+            Some(Err(e)) => e.into(),
+            _ => WatchError::Closed,
         }
     }
 }
@@ -240,8 +256,4 @@ fn push(batch: &mut Vec<WatchEvent>, ev: Event) {
             object: Some(change::Object::Node(node)),
         })),
     });
-}
-
-fn store_status(e: StoreError) -> Status {
-    RegistryError::Store(e).into_status()
 }

@@ -74,6 +74,11 @@ pub async fn token(cp: &Running, usages: u32, ttl: u64) -> (String, String) {
     (r.token_string, r.ca_cert_hash)
 }
 
+/// A distinct endpoint per key seed: no two nodes may share one.
+pub fn endpoint(seed: u8) -> String {
+    format!("192.0.2.{seed}:51820")
+}
+
 pub fn key(seed: u8) -> String {
     base64::engine::general_purpose::STANDARD.encode([seed; 32])
 }
@@ -110,6 +115,7 @@ pub async fn pinned(cp: &Running, ca_hash: &str) -> ClusterClient<Channel> {
     ClusterClient::new(ch)
 }
 
+/// Join `name` with `key(key_seed)` at `endpoint(key_seed)`.
 pub async fn join(
     cp: &Running,
     token: &str,
@@ -118,11 +124,9 @@ pub async fn join(
     key_seed: u8,
 ) -> Result<TestNode, tonic::Status> {
     let (key_pem, csr) = weft_client::generate_csr(name).unwrap();
-    let r = pinned(cp, ca_hash)
-        .await
-        .join(join_request(token, name, &key(key_seed), &csr))
-        .await?
-        .into_inner();
+    let mut req = join_request(token, name, &key(key_seed), &csr);
+    req.endpoints = vec![endpoint(key_seed)];
+    let r = pinned(cp, ca_hash).await.join(req).await?.into_inner();
     let creds = Credentials {
         server: cp.addr.to_string(),
         ca_pem: r.ca_pem.clone(),

@@ -10,19 +10,23 @@
 //! revoking the token). If the batch transaction loses such a race, the
 //! batch is retried against fresh state (a few times, after a random pause:
 //! replicas on one etcd race on the id counter), then its joins one by one.
+//!
+//! The node's public key and endpoints are claimed in the same transaction
+//! (see `claims`): a key or endpoint another node holds is refused, and of
+//! two concurrent joins with one key exactly one commits.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+mod plan;
 
-use ipnet::IpNet;
+use std::collections::{BTreeMap, HashSet};
+
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use weft_proto::v1::{Node, NodeState};
+use weft_proto::v1::Node;
 
-use super::tokens::{check_token, CheckedToken};
-use super::{unix_ms, Registry, RegistryError, MAX_ATTEMPTS};
-use crate::ipam::AllocError;
+use super::{Registry, RegistryError, MAX_ATTEMPTS};
 use crate::model::{self, NEXT_NODE_ID_KEY};
-use crate::store::{Compare, KeyValue, Op, Txn};
+use crate::store::{Compare, Op, Txn};
+use plan::Plan;
 
 /// Most joins in one transaction. Every watcher receives a transaction's
 /// events in one message, so this bounds watch message sizes (and with them
@@ -58,6 +62,7 @@ pub struct Joined {
 pub(super) struct Pending {
     token: weft_client::JoinToken,
     name: String,
+    /// Canonical base64.
     public_key: String,
     endpoints: Vec<String>,
     labels: BTreeMap<String, String>,
@@ -72,29 +77,6 @@ pub(super) struct JoinQueue {
     leader: tokio::sync::Mutex<()>,
 }
 
-/// What one join does to the store, decided against the batch's view.
-struct Plan {
-    node: Node,
-    created: bool,
-    compares: Vec<Compare>,
-    ops: Vec<Op>,
-    cidr: Option<IpNet>,
-}
-
-/// The state a batch decides against, updated as each join is planned.
-struct BatchView {
-    now_ms: i64,
-    tokens: HashMap<String, Result<CheckedToken, String>>,
-    /// Token records changed by this batch (id -> record), written once.
-    token_updates: HashMap<String, crate::model::TokenRecord>,
-    nodes: HashMap<String, Option<(Node, KeyValue)>>,
-    claimed_names: HashSet<String>,
-    reserved_cidrs: HashSet<IpNet>,
-    next_id: u64,
-    next_id_rev: u64,
-    ids_used: bool,
-}
-
 impl Registry {
     /// Join (or re-join) the cluster. See `Cluster.Join` in the proto for
     /// the rules.
@@ -104,8 +86,8 @@ impl Registry {
                 RegistryError::Unauthenticated(format!("malformed join token: {e}"))
             })?;
         model::validate_node_name(&input.node_name)?;
-        model::parse_public_key(&input.public_key)?;
-        let endpoints = model::validate_endpoints(&input.endpoints)?;
+        let public_key = model::encode_public_key(&model::parse_public_key(&input.public_key)?);
+        let endpoints = model::validate_endpoints(&input.endpoints, &self.endpoint_rules())?;
         model::validate_labels(&input.labels)?;
         if input.csr_pem.trim().is_empty() {
             return Err(RegistryError::Invalid(
@@ -127,7 +109,7 @@ impl Registry {
             .push(Pending {
                 token,
                 name: input.node_name,
-                public_key: input.public_key,
+                public_key,
                 endpoints,
                 labels: input.labels,
                 certificate_pem,
@@ -327,181 +309,4 @@ impl Registry {
         }
         Ok(deferred)
     }
-
-    /// Read what a batch needs: its tokens, its nodes, the id counter.
-    async fn read_view(&self, batch: &[Pending]) -> Result<BatchView, RegistryError> {
-        let now_ms = unix_ms();
-        let mut tokens = HashMap::new();
-        let mut nodes = HashMap::new();
-        for p in batch {
-            if !tokens.contains_key(p.token.id()) {
-                let checked = match check_token(self.store.as_ref(), &p.token, now_ms).await {
-                    Ok(t) => Ok(t),
-                    Err(RegistryError::Unauthenticated(m)) => Err(m),
-                    Err(e) => return Err(e),
-                };
-                tokens.insert(p.token.id().to_string(), checked);
-            }
-            if !nodes.contains_key(&p.name) {
-                nodes.insert(p.name.clone(), self.get_node(&p.name).await?);
-            }
-        }
-        let (next_id, next_id_rev) = match self.store.get(NEXT_NODE_ID_KEY).await? {
-            Some(kv) => {
-                let id = std::str::from_utf8(&kv.value)
-                    .ok()
-                    .and_then(|s| s.parse::<u64>().ok())
-                    .ok_or_else(|| {
-                        RegistryError::Corrupt("meta/next-node-id is not a number".into())
-                    })?;
-                (id, kv.mod_revision)
-            }
-            None => (1, 0),
-        };
-        Ok(BatchView {
-            now_ms,
-            tokens,
-            token_updates: HashMap::new(),
-            nodes,
-            claimed_names: HashSet::new(),
-            reserved_cidrs: HashSet::new(),
-            next_id,
-            next_id_rev,
-            ids_used: false,
-        })
-    }
-
-    /// Decide one join against the batch's view, updating the view.
-    fn plan(&self, view: &mut BatchView, p: &Pending) -> Result<Plan, RegistryError> {
-        let token = match view.tokens.get(p.token.id()) {
-            Some(Ok(t)) => t,
-            Some(Err(msg)) => return Err(RegistryError::Unauthenticated(msg.clone())),
-            None => {
-                return Err(RegistryError::Corrupt(
-                    "token missing from the batch view".into(),
-                ))
-            }
-        };
-        // The secret was checked per token id; a second join with the same
-        // id but another secret must be checked too.
-        super::tokens::verify_secret(&token.record, &p.token)?;
-        let name = p.name.as_str();
-        let mut compares = Vec::new();
-        let mut ops = Vec::new();
-        let existing = view.nodes.get(name).cloned().flatten();
-        let (node, created, cidr) = match existing {
-            Some((mut node, kv)) if node.public_key == p.public_key => {
-                // Idempotent re-join: same id and CIDR; no token usage.
-                node.endpoints = p.endpoints.clone();
-                node.labels = p.labels.clone();
-                node.state = NodeState::Ready as i32;
-                compares.push(Compare::ModRevision {
-                    key: kv.key.clone(),
-                    revision: kv.mod_revision,
-                });
-                (node, false, None)
-            }
-            Some((node, _)) if super::is_ready(&node) => {
-                return Err(RegistryError::AlreadyExists(format!(
-                    "node name {name:?} is held by a live node with a different key ({}...); \
-                     choose another name, or remove it first with `weftctl node remove {name}`",
-                    model::key_fingerprint(&node.public_key)
-                )));
-            }
-            Some((mut node, kv)) => {
-                // Takeover of a NotReady node's name: a new key, the same id
-                // and CIDR.
-                use_token(view, token.record.clone())?;
-                node.public_key = p.public_key.clone();
-                node.endpoints = p.endpoints.clone();
-                node.labels = p.labels.clone();
-                node.state = NodeState::Ready as i32;
-                compares.push(Compare::ModRevision {
-                    key: kv.key.clone(),
-                    revision: kv.mod_revision,
-                });
-                (node, true, None)
-            }
-            None => {
-                let allocations = self.allocations();
-                let cidr = allocations
-                    .pool()
-                    .first_free(|n| view.reserved_cidrs.contains(n) || allocations.is_taken(n))
-                    .ok_or_else(|| {
-                        let pool = allocations.pool();
-                        RegistryError::Exhausted(
-                            AllocError::Exhausted {
-                                cluster: pool.cluster(),
-                                prefix: pool.node_prefix(),
-                                total: pool.len(),
-                            }
-                            .to_string(),
-                        )
-                    })?;
-                drop(allocations);
-                use_token(view, token.record.clone())?;
-                view.reserved_cidrs.insert(cidr);
-                let id = view.next_id;
-                view.next_id += 1;
-                view.ids_used = true;
-                compares.push(Compare::Absent {
-                    key: model::node_key(name),
-                });
-                compares.push(Compare::Absent {
-                    key: model::ipam_key(&cidr),
-                });
-                ops.push(Op::Put {
-                    key: model::ipam_key(&cidr),
-                    value: name.as_bytes().to_vec(),
-                });
-                let node = Node {
-                    id,
-                    name: name.to_string(),
-                    public_key: p.public_key.clone(),
-                    endpoints: p.endpoints.clone(),
-                    pod_cidr: cidr.to_string(),
-                    labels: p.labels.clone(),
-                    state: NodeState::Ready as i32,
-                    last_renewal_unix_ms: 0,
-                    joined_unix_ms: view.now_ms,
-                    revision: 0,
-                };
-                (node, true, Some(cidr))
-            }
-        };
-        let mut stored = node.clone();
-        stored.revision = 0;
-        stored.last_renewal_unix_ms = 0;
-        ops.push(Op::Put {
-            key: model::node_key(name),
-            value: model::encode_node(&stored),
-        });
-        Ok(Plan {
-            node,
-            created,
-            compares,
-            ops,
-            cidr,
-        })
-    }
-}
-
-/// Spend one usage of a token in the batch's view.
-fn use_token(view: &mut BatchView, stored: crate::model::TokenRecord) -> Result<(), RegistryError> {
-    let record = view
-        .token_updates
-        .entry(stored.id.clone())
-        .or_insert(stored);
-    match record.usages_left {
-        Some(0) => {
-            return Err(RegistryError::Unauthenticated(format!(
-                "join token {} is used up ({} joins); create another with `weftctl token create`",
-                record.id, record.used
-            )))
-        }
-        Some(n) => record.usages_left = Some(n - 1),
-        None => {}
-    }
-    record.used = record.used.saturating_add(1);
-    Ok(())
 }

@@ -325,3 +325,56 @@ async fn a_store_without_the_index_is_indexed_on_open() {
     let owner = store.get(&key1).await.unwrap().unwrap().value;
     assert_eq!(owner, b"old-a", "the node that joined first keeps the key");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_etcd_too_one_key_has_one_winner_and_big_claims_fit_the_txn_limit() {
+    let etcd = weft_control_plane::store::etcd::local::LocalEtcd::start(1)
+        .await
+        .unwrap();
+    let url = etcd.store_url();
+    let dir = tempfile::tempdir().unwrap();
+    let cp = Arc::new(start(dir.path(), &["--store", url.as_str()]).await);
+    let (tok, hash) = token(&cp, 0, 0).await;
+    let mut tasks = vec![];
+    for i in 0..12u8 {
+        let (cp, tok, hash) = (cp.clone(), tok.clone(), hash.clone());
+        tasks.push(tokio::spawn(async move {
+            join_at(
+                &cp,
+                &tok,
+                &hash,
+                &format!("racer-{i}"),
+                77,
+                &endpoint(i + 1),
+            )
+            .await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(e) => assert_eq!(e.code(), Code::AlreadyExists, "{e:?}"),
+        }
+    }
+    assert_eq!(ok, 1);
+    // Joins with 16 endpoints each, at once: their claims exceed one etcd
+    // transaction together, so the batch is cut, and every join lands.
+    let mut tasks = vec![];
+    for i in 0..20u8 {
+        let (cp, tok, hash) = (cp.clone(), tok.clone(), hash.clone());
+        tasks.push(tokio::spawn(async move {
+            let name = format!("wide-{i}");
+            let (_, csr) = weft_client::generate_csr(&name).unwrap();
+            let mut req = join_request(&tok, &name, &key(100 + i), &csr);
+            req.endpoints = (0..16)
+                .map(|p| format!("198.51.100.{i}:{}", 1000 + p))
+                .collect();
+            pinned(&cp, &hash).await.join(req).await.map(|_| ())
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(node_count(&cp).await, 21);
+}

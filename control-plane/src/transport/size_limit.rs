@@ -93,10 +93,11 @@ where
             let peeked = Peeked::read(body).await;
             if let Some(len) = peeked.declared_len() {
                 if len > limit as u64 {
-                    let status = tonic::Status::from(TooLarge {
+                    let status: tonic::Status = TooLarge {
                         len,
                         limit: limit as u64,
-                    });
+                    }
+                    .into();
                     return Ok(status.into_http());
                 }
             }

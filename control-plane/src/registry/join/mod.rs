@@ -136,9 +136,11 @@ impl Registry {
     /// Commit `batch` (and joins deferred from it) until every join has an
     /// answer.
     async fn run_batches(&self, mut queued: Vec<Pending>) {
-        // A new node's join adds at most three compares and three ops (its
+        // A new node's join adds at least three compares and three ops (its
         // node and CIDR keys, its token), plus one of each for the id
         // counter: keep batches within the store's transaction limit.
+        // (`commit_batch` defers joins whose key and endpoint claims would
+        // go over it.)
         let per_batch = MAX_JOIN_BATCH.min((self.store.max_txn_ops().saturating_sub(1) / 3).max(1));
         let mut lost = 0;
         while !queued.is_empty() {
@@ -214,13 +216,23 @@ impl Registry {
         };
         let mut deferred = Vec::new();
         let mut planned: Vec<(Pending, Plan)> = Vec::new();
+        // Compares (and, separately, ops) the transaction may still take;
+        // one of each is kept for the id counter.
+        let budget = self.store.max_txn_ops().saturating_sub(1);
+        let mut used = 0usize;
         for p in batch {
             if view.claimed_names.contains(&p.name) {
                 deferred.push(p);
                 continue;
             }
+            let cost = view.worst_cost(&p);
+            if !planned.is_empty() && used.saturating_add(cost) > budget {
+                deferred.push(p);
+                continue;
+            }
             match self.plan(&mut view, &p) {
                 Ok(plan) => {
+                    used += cost;
                     view.claimed_names.insert(p.name.clone());
                     planned.push((p, plan));
                 }

@@ -47,6 +47,20 @@ pub(super) struct BatchView {
     pub(super) ids_used: bool,
 }
 
+impl BatchView {
+    /// The most compares (and the most ops) planning `p` can add: its node,
+    /// its CIDR, its token, its new claims and the claims of the record it
+    /// replaces.
+    pub(super) fn worst_cost(&self, p: &Pending) -> usize {
+        let new = claims::claims_of(&p.public_key, &p.endpoints).len();
+        let old = match self.nodes.get(&p.name) {
+            Some(Some((n, _))) => claims::claims_of_node(n).len(),
+            _ => 0,
+        };
+        3 + new + old
+    }
+}
+
 impl Registry {
     /// Read what a batch needs: its tokens, its nodes, the id counter.
     pub(super) async fn read_view(&self, batch: &[Pending]) -> Result<BatchView, RegistryError> {

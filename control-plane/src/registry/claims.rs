@@ -202,17 +202,22 @@ impl Registry {
 
     /// One pass; `None` if a write lost a race (run again).
     async fn reconcile_once(&self) -> Result<Option<usize>, RegistryError> {
-        let (node_kvs, _) = self.store.range(NODES_PREFIX).await?;
-        let mut nodes: Vec<(Node, KeyValue)> = Vec::with_capacity(node_kvs.len());
-        for kv in node_kvs {
-            nodes.push((super::decode_node_kv(&kv)?, kv));
-        }
+        // The index first, then the nodes: every writer changes a node and
+        // its entries in one transaction, so an entry read here belongs to
+        // a node state no older than the nodes read next, and each write
+        // below compares what it read (a change in between fails it, and
+        // the pass runs again).
         let mut index: HashMap<String, (String, u64)> = HashMap::new();
         for prefix in [KEYS_PREFIX, ENDPOINTS_PREFIX] {
             for kv in self.store.range(prefix).await?.0 {
                 let entry = owner_of(&kv);
                 index.insert(kv.key, entry);
             }
+        }
+        let (node_kvs, _) = self.store.range(NODES_PREFIX).await?;
+        let mut nodes: Vec<(Node, KeyValue)> = Vec::with_capacity(node_kvs.len());
+        for kv in node_kvs {
+            nodes.push((super::decode_node_kv(&kv)?, kv));
         }
         nodes.sort_by_key(|(n, _)| (n.joined_unix_ms, n.id));
         let claims: HashMap<&str, Vec<String>> = nodes

@@ -10,6 +10,9 @@
 //! revoking the token). If the batch transaction loses such a race, the
 //! batch is retried against fresh state (a few times, after a random pause:
 //! replicas on one etcd race on the id counter), then its joins one by one.
+//! A batch is cut where its compares or ops would pass the store's
+//! transaction limit (`Store::max_txn_ops`, counting each join's key and
+//! endpoint claims); the joins after the cut go first in the next batch.
 //!
 //! The node's public key and endpoints are claimed in the same transaction
 //! (see `claims`): a key or endpoint another node holds is refused, and of

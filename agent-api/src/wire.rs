@@ -369,8 +369,16 @@ impl Request {
         if text.is_empty() {
             return Err(ErrorBody::invalid("empty request line"));
         }
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| ErrorBody::invalid(format!("request is not valid JSON: {e}")))?;
+        let value = serde_json::from_str::<Unique>(text)
+            .map_err(|e| {
+                ErrorBody::invalid(if e.is_data() {
+                    // Only [`Unique`] raises data errors: a repeated key.
+                    format!("request {e}")
+                } else {
+                    format!("request is not valid JSON: {e}")
+                })
+            })?
+            .0;
         let Value::Object(mut fields) = value else {
             return Err(ErrorBody::invalid(
                 "a request must be a JSON object with an \"op\" field",
@@ -402,6 +410,77 @@ impl Request {
                 OPS.join(", ")
             ))),
         }
+    }
+}
+
+/// A JSON value in which no object repeats a key (serde_json keeps the
+/// last of repeated keys silently, so `{"op":"ping","op":"pod_del",...}`
+/// would mean whatever its last "op" says).
+struct Unique(Value);
+
+impl<'de> Deserialize<'de> for Unique {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(UniqueVisitor).map(Unique)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Unique(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut fields = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if fields.contains_key(&key) {
+                return Err(serde::de::Error::custom(format_args!(
+                    "repeats the key {key:?}: each key may appear once"
+                )));
+            }
+            let Unique(value) = map.next_value()?;
+            fields.insert(key, value);
+        }
+        Ok(Value::Object(fields))
     }
 }
 
@@ -490,6 +569,22 @@ mod tests {
         );
         let m = err("{\"op\":\"pod_add\",\"id\":5}");
         assert!(m.contains("invalid type"), "{m}");
+        // A repeated key, "op" or any other, at any depth, is refused
+        // (serde_json alone would keep the last one).
+        let m = err(r#"{"op":"ping","op":"pod_del","id":"a"}"#);
+        assert!(
+            m.starts_with("request repeats the key \"op\": each key may appear once"),
+            "{m}"
+        );
+        let m = err(r#"{"op":"pod_del","id":"a","id":"b"}"#);
+        assert!(m.contains("repeats the key \"id\""), "{m}");
+        let m = err(r#"{"op":"pod_add","id":"a","x":[{"k":1,"k":2}]}"#);
+        assert!(m.contains("repeats the key \"k\""), "{m}");
+        // Values of every kind still parse.
+        assert!(Request::parse(
+            br#"{"op":"pod_add","id":"a","create_netns":true,"pod_name":null}"#
+        )
+        .is_ok());
         assert!(Request::parse(b"\xff")
             .unwrap_err()
             .message

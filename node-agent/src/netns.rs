@@ -119,21 +119,44 @@ struct Inner {
 
 impl NetNs {
     /// Opens the network namespace at `path`, e.g. `/run/netns/pod1` or
-    /// `/proc/1234/ns/net`.
+    /// `/proc/1234/ns/net`. Never blocks and never opens anything that is
+    /// not a namespace: the path is first resolved to an `O_PATH` handle
+    /// (which opens nothing: a FIFO, socket or device is not touched), its
+    /// file type and file system are checked on that handle, and only then
+    /// is that very inode opened for reading, non-blocking, through
+    /// `/proc/self/fd`. The last component may be a link (`/proc/PID/ns/net`
+    /// is one), which is why `O_NOFOLLOW` is not used: following it through
+    /// an `O_PATH` handle is harmless.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, NetNsError> {
         let path = path.as_ref();
-        let file = OpenOptions::new()
+        let handle = OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_CLOEXEC)
+            .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
             .open(path)
             .map_err(|e| match e.kind() {
                 io::ErrorKind::NotFound => NetNsError::NotFound { path: path.into() },
                 _ => NetNsError::os("opening network namespace", path, e),
             })?;
-        check_netns(&file, path)?;
-        let meta = file
+        let meta = handle
             .metadata()
             .map_err(|e| NetNsError::os("inspecting", path, e))?;
+        check_file_type(&meta, path)?;
+        let fs = fstatfs(&handle).map_err(|errno| NetNsError::errno("inspecting", path, errno))?;
+        if fs.filesystem_type() != NSFS_MAGIC {
+            return Err(NetNsError::NotANetNs {
+                path: path.into(),
+                found: "a plain file, not a mounted namespace".into(),
+            });
+        }
+        // The same inode, now opened for `setns`; O_NONBLOCK in case the
+        // checks above were ever fooled.
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(format!("/proc/self/fd/{}", handle.as_raw_fd()))
+            .map_err(|e| NetNsError::os("opening network namespace", path, e))?;
+        drop(handle);
+        check_netns(&file, path)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path: path.into(),
@@ -301,18 +324,37 @@ where
     }
 }
 
-/// Checks that `file` (opened from `path`) is a namespace, and not of
-/// another kind than net where that can be told: a namespace opened through
+/// Refuses anything a namespace file cannot be (nsfs inodes are regular
+/// files), naming what it is instead.
+fn check_file_type(meta: &std::fs::Metadata, path: &Path) -> Result<(), NetNsError> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    let found = if t.is_file() {
+        return Ok(());
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_socket() {
+        "a unix socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "not a regular file"
+    };
+    Err(NetNsError::NotANetNs {
+        path: path.into(),
+        found: found.into(),
+    })
+}
+
+/// Checks that `file` (opened from `path`, and on nsfs) is a network
+/// namespace, not one of another kind, where that can be told: a namespace opened through
 /// `/proc` reads `net:[INODE]` in `/proc/self/fd`; a bind-mounted one reads
 /// as its path, and its kind shows only when `setns` refuses it.
 fn check_netns(file: &File, path: &Path) -> Result<(), NetNsError> {
-    let fs = fstatfs(file).map_err(|errno| NetNsError::errno("inspecting", path, errno))?;
-    if fs.filesystem_type() != NSFS_MAGIC {
-        return Err(NetNsError::NotANetNs {
-            path: path.into(),
-            found: "a plain file, not a mounted namespace".into(),
-        });
-    }
     let link = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
         .map_err(|e| NetNsError::os("inspecting", path, e))?;
     let link = link.to_string_lossy();
@@ -465,6 +507,43 @@ mod tests {
         let file = tempfile::NamedTempFile::new().unwrap();
         let err = NetNs::open(file.path()).unwrap_err();
         assert!(matches!(err, NetNsError::NotANetNs { .. }), "{err}");
+    }
+
+    /// What could block `open(2)` or have side effects (a FIFO without a
+    /// writer, a socket, a device, a directory) is refused at once, by its
+    /// type, without being opened.
+    #[test]
+    fn fifos_sockets_devices_and_directories_are_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let sock = dir.path().join("sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let cases = [
+            (fifo.as_path(), "a FIFO (named pipe)"),
+            (sock.as_path(), "a unix socket"),
+            (Path::new("/dev/null"), "a character device"),
+            (dir.path(), "a directory"),
+        ];
+        for (path, found) in cases {
+            // On a thread, so that a regression fails the test instead of
+            // hanging it.
+            let (tx, rx) = std::sync::mpsc::channel();
+            let p = path.to_owned();
+            std::thread::spawn(move || {
+                let _ = tx.send(NetNs::open(&p).map(|_| ()).map_err(|e| e.to_string()));
+            });
+            let result = rx
+                .recv_timeout(std::time::Duration::from_secs(5))
+                .unwrap_or_else(|_| panic!("opening {} blocked", path.display()));
+            assert_eq!(
+                result,
+                Err(format!(
+                    "{} is not a network namespace ({found})",
+                    path.display()
+                ))
+            );
+        }
     }
 
     #[test]

@@ -89,6 +89,7 @@ impl Node {
             public_key: self.public_key,
             endpoint: Some(self.underlay()),
             allowed: cidrs(self.n, self.dual),
+            ready: true,
         }
     }
 
@@ -965,6 +966,7 @@ async fn bad_configuration_is_rejected_with_reasons(offload: bool) {
             public_key: wg::public_key_of([0x99; 32]),
             endpoint: None,
             allowed: vec![net("10.244.1.0/24")],
+            ready: true,
         })
         .await
         .unwrap_err();

@@ -69,6 +69,7 @@ impl Node {
             public_key: self.public_key,
             endpoint: Some(underlay(self.n)),
             allowed: vec![net(&format!("10.244.{}.0/24", self.n))],
+            ready: true,
         }
     }
 }

@@ -12,6 +12,13 @@
 //! another pod CIDR ends the loop with [`AgentError::PodCidrChanged`] (the
 //! agent must restart). Without a token it logs what to do and keeps
 //! trying to renew; the data plane keeps the last known peers meanwhile.
+//!
+//! Independence: the renewals run on a thread of their own (`weft-lease`,
+//! with its own single-threaded runtime and its own gRPC channel to the
+//! control plane), so nothing the rest of the agent does (a local-API
+//! request stuck in a syscall, busy runtime workers) can delay them and
+//! turn the node NotReady. The channel other tasks use after a re-join is
+//! still made on the agent's main runtime.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -19,6 +26,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tonic::transport::Channel;
 use tonic::Code;
 use weft_proto::v1::cluster_client::ClusterClient;
 use weft_proto::v1::{NodeState, RenewLeaseRequest, UpdateNodeRequest};
@@ -28,10 +36,39 @@ use super::core::{lock, Shared};
 use super::error::AgentError;
 use super::join::{self, JoinFailure, JoinParams};
 
-/// Renews the lease until `stop`; see the module docs.
+/// Renews the lease until `stop`; see the module docs. Returns when the
+/// `weft-lease` thread does.
 pub(super) async fn lease_loop(
     shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) -> Result<(), AgentError> {
+    let main = tokio::runtime::Handle::current();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("weft-lease".into())
+        .spawn(move || {
+            let result = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(renew_loop(shared, stop, main)),
+                Err(e) => Err(AgentError::Protocol(format!(
+                    "starting the lease thread's runtime: {e}"
+                ))),
+            };
+            let _ = done_tx.send(result);
+        })
+        .map_err(|e| AgentError::Protocol(format!("starting the lease thread: {e}")))?;
+    done_rx
+        .await
+        .map_err(|_| AgentError::Protocol("the lease thread ended without a result".into()))?
+}
+
+/// The loop of the `weft-lease` thread; `main` is the agent's runtime.
+async fn renew_loop(
+    shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
+    main: tokio::runtime::Handle,
 ) -> Result<(), AgentError> {
     let ttl_seconds = lock(&shared.node).settings.lease_ttl_seconds.max(1);
     let mut lease = Lease {
@@ -40,6 +77,8 @@ pub(super) async fn lease_loop(
         failures: 0,
         removed_reports: 0,
         due: Instant::now(),
+        channel: None,
+        main,
     };
     loop {
         tokio::select! {
@@ -63,20 +102,26 @@ struct Lease {
     removed_reports: u64,
     /// When to renew next.
     due: Instant,
+    /// The lease thread's own channel, and the `channel_gen` it was made
+    /// for (a re-join replaces the credential).
+    channel: Option<(u64, Channel)>,
+    /// The agent's main runtime, where shared channels are made.
+    main: tokio::runtime::Handle,
 }
 
 impl Lease {
     /// One renewal, and what follows from its answer.
     async fn step(&mut self, shared: &Shared) -> Result<(), AgentError> {
         let t = &shared.cfg.timing;
-        let mut client = ClusterClient::new(shared.channel());
+        let channel = self.channel(shared);
+        let mut client = ClusterClient::new(channel.clone());
         let renewed =
             tokio::time::timeout(t.rpc_timeout, client.renew_lease(RenewLeaseRequest {})).await;
         let status = match renewed {
             Ok(Ok(r)) => {
                 let r = r.into_inner();
                 self.renewed(shared, r.lease_ttl_seconds, r.state);
-                reconcile_self(shared).await;
+                reconcile_self(shared, channel).await;
                 return Ok(());
             }
             Ok(Err(s)) => s,
@@ -86,7 +131,7 @@ impl Lease {
             )),
         };
         if status.code() == Code::NotFound {
-            if on_removed(shared, &mut self.removed_reports).await? {
+            if on_removed(shared, &mut self.removed_reports, &self.main).await? {
                 // Re-joined: renew at once (and check our record).
                 self.backoff.reset();
                 self.due = Instant::now();
@@ -101,6 +146,29 @@ impl Lease {
         }
         self.due = Instant::now() + renew_interval(self.ttl).min(self.backoff.next_delay());
         Ok(())
+    }
+
+    /// A channel made on this (the lease) thread's runtime, so that its
+    /// connection never waits on the main runtime; the shared one if the
+    /// credential cannot make one (it made the shared one already).
+    fn channel(&mut self, shared: &Shared) -> Channel {
+        let generation = *shared.channel_gen.borrow();
+        if let Some((g, channel)) = &self.channel {
+            if *g == generation {
+                return channel.clone();
+            }
+        }
+        let made = weft_client::connect_lazy(&lock(&shared.creds));
+        match made {
+            Ok(channel) => {
+                self.channel = Some((generation, channel.clone()));
+                channel
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the lease thread cannot make its own channel; using the shared one");
+                shared.channel()
+            }
+        }
     }
 
     fn renewed(&mut self, shared: &Shared, ttl_seconds: u32, state: i32) {
@@ -135,7 +203,11 @@ fn renew_interval(ttl: Duration) -> Duration {
 
 /// The node is gone from the cluster. Re-joins if there is a token:
 /// `Ok(true)` re-joined, `Ok(false)` not (yet), `Err` the agent must stop.
-async fn on_removed(shared: &Shared, reports: &mut u64) -> Result<bool, AgentError> {
+async fn on_removed(
+    shared: &Shared,
+    reports: &mut u64,
+    main: &tokio::runtime::Handle,
+) -> Result<bool, AgentError> {
     lock(&shared.link).removed = true;
     let name = shared.cfg.name.clone();
     let Some(token) = shared.cfg.token.clone() else {
@@ -182,7 +254,11 @@ async fn on_removed(shared: &Shared, reports: &mut u64) -> Result<bool, AgentErr
     };
     joined.credentials.save(shared.paths.credentials())?;
     joined.node.save(&shared.paths.node())?;
-    let channel = weft_client::connect_lazy(&joined.credentials)?;
+    // Made on the main runtime: the watch uses it there.
+    let channel = {
+        let _main = main.enter();
+        weft_client::connect_lazy(&joined.credentials)?
+    };
     let old_cidr = lock(&shared.node).pod_cidr;
     *lock(&shared.creds) = joined.credentials;
     *lock(&shared.channel) = channel;
@@ -205,7 +281,7 @@ async fn on_removed(shared: &Shared, reports: &mut u64) -> Result<bool, AgentErr
 }
 
 /// Makes the control plane's record of this node carry our endpoint and key.
-async fn reconcile_self(shared: &Shared) {
+async fn reconcile_self(shared: &Shared, channel: Channel) {
     let Some(me) = lock(&shared.table).me().cloned() else {
         return;
     };
@@ -229,7 +305,7 @@ async fn reconcile_self(shared: &Shared) {
         labels: Default::default(),
         replace_labels: false,
     };
-    let mut client = ClusterClient::new(shared.channel());
+    let mut client = ClusterClient::new(channel);
     match tokio::time::timeout(shared.cfg.timing.rpc_timeout, client.update_node(request)).await {
         Ok(Ok(_)) => tracing::info!("the control plane has this node's endpoint and key"),
         Ok(Err(s)) => {

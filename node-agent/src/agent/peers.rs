@@ -13,9 +13,19 @@
 //! - a record whose key or pod CIDR does not parse is not a peer (logged),
 //!   an unparseable endpoint makes a peer without endpoint (it can still
 //!   reach us);
-//! - the revision only moves forward along a stream; a snapshot sets it.
+//! - the revision only moves forward along a stream; a snapshot sets it;
+//! - a public key belongs to one peer: when several nodes claim one key,
+//!   the established claimant keeps it and the others are not peers
+//!   (logged once per claimant and holder, and counted in
+//!   [`PeerTable::key_conflicts`]). Established means: seen with that key
+//!   at the earliest watch revision by this agent (persisted in
+//!   `peers.json` as `key-since`), then the earliest join, then the lowest
+//!   node id. So a newer node (or a node that changes its key) can never
+//!   take an existing peer's key and cut it off, even across restarts;
+//! - a peer carries its readiness ([`PeerSpec::ready`]): the data plane
+//!   starts no handshake toward a NotReady node.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 
 use base64::Engine as _;
@@ -92,6 +102,13 @@ pub struct PeerRecord {
     pub pod_cidr: String,
     /// Whether its lease is current.
     pub ready: bool,
+    /// When it first joined (Unix ms), as the control plane says.
+    #[serde(default)]
+    pub joined_unix_ms: i64,
+    /// The watch revision at which this agent first saw the node with its
+    /// current key (who holds a key first keeps it).
+    #[serde(default)]
+    pub key_since: u64,
 }
 
 impl PeerRecord {
@@ -104,7 +121,14 @@ impl PeerRecord {
             endpoints: n.endpoints.clone(),
             pod_cidr: n.pod_cidr.clone(),
             ready: n.state != NodeState::NotReady as i32,
+            joined_unix_ms: n.joined_unix_ms,
+            key_since: 0,
         }
+    }
+
+    /// Who holds a contested key: the smaller claims first.
+    fn claim_order(&self) -> (u64, i64, u64, &str) {
+        (self.key_since, self.joined_unix_ms, self.id, &self.name)
     }
 
     /// The first endpoint that parses as `ip:port`.
@@ -128,6 +152,7 @@ impl PeerRecord {
             public_key: key,
             endpoint: self.endpoint(),
             allowed: vec![cidr.trunc()],
+            ready: self.ready,
         })
     }
 }
@@ -154,7 +179,18 @@ pub struct PeerTable {
     /// Parts of a snapshot still coming (`Snapshot.more`): its revision and
     /// the nodes so far.
     partial: Option<(u64, Vec<Node>)>,
+    /// Claimants refused because another peer holds their key: claimant
+    /// name -> holder name (as of the last event).
+    refused: BTreeMap<String, String>,
+    /// (claimant, holder) pairs already logged, so each conflict is logged
+    /// once however often it comes back (bounded).
+    logged: BTreeSet<(String, String)>,
+    /// Refusals since start (each new claimant/holder conflict counts once).
+    key_conflicts: u64,
 }
+
+/// At most this many conflicts are remembered as logged.
+const MAX_LOGGED_CONFLICTS: usize = 1024;
 
 impl PeerTable {
     /// A table for the node `self_name`, starting from a persisted set.
@@ -162,15 +198,38 @@ impl PeerTable {
         let peers = peers
             .into_iter()
             .filter(|p| p.name != self_name)
-            .map(|p| (p.name.clone(), p))
+            .map(|mut p| {
+                // A cache from before keys were tracked: as of its revision.
+                if p.key_since == 0 {
+                    p.key_since = revision;
+                }
+                (p.name.clone(), p)
+            })
             .collect();
-        Self {
+        let mut table = Self {
             self_name: self_name.to_string(),
             revision,
             peers,
             me: None,
             partial: None,
-        }
+            refused: BTreeMap::new(),
+            logged: BTreeSet::new(),
+            key_conflicts: 0,
+        };
+        table.note_conflicts();
+        table
+    }
+
+    /// Claimants refused since start because another peer holds their
+    /// public key (each conflict counted once).
+    pub fn key_conflicts(&self) -> u64 {
+        self.key_conflicts
+    }
+
+    /// Claimants refused right now: claimant name -> the peer holding its
+    /// key.
+    pub fn refused(&self) -> &BTreeMap<String, String> {
+        &self.refused
     }
 
     /// The last revision seen (0: none; watch from a snapshot).
@@ -199,12 +258,74 @@ impl PeerTable {
         self.me.as_ref()
     }
 
-    /// The data plane's view of every usable peer.
+    /// The data plane's view of every usable peer: for each public key,
+    /// only the claimant that holds it.
     pub fn specs(&self) -> Vec<PeerSpec> {
-        self.peers
+        self.effective().into_values().collect()
+    }
+
+    /// Every usable peer that holds its key, by name, and the refused
+    /// claimants with their holders.
+    fn resolve(&self) -> (BTreeMap<String, PeerSpec>, BTreeMap<String, String>) {
+        let usable: Vec<(&PeerRecord, PeerSpec)> = self
+            .peers
             .values()
-            .filter_map(|r| r.to_spec().ok())
-            .collect()
+            .filter_map(|r| Some((r, r.to_spec().ok()?)))
+            .collect();
+        let mut holders: HashMap<[u8; 32], &PeerRecord> = HashMap::new();
+        for (r, spec) in &usable {
+            let holder = holders.entry(spec.public_key).or_insert(r);
+            if r.claim_order() < holder.claim_order() {
+                *holder = r;
+            }
+        }
+        let mut effective = BTreeMap::new();
+        let mut refused = BTreeMap::new();
+        for (r, spec) in usable {
+            match holders.get(&spec.public_key) {
+                Some(h) if h.name != r.name => {
+                    refused.insert(r.name.clone(), h.name.clone());
+                }
+                _ => {
+                    effective.insert(r.name.clone(), spec);
+                }
+            }
+        }
+        (effective, refused)
+    }
+
+    fn effective(&self) -> BTreeMap<String, PeerSpec> {
+        self.resolve().0
+    }
+
+    /// Updates the refused set after a change: logs and counts each new
+    /// conflict once.
+    fn note_conflicts(&mut self) {
+        let (_, refused) = self.resolve();
+        for (claimant, holder) in &refused {
+            if self.refused.get(claimant) == Some(holder) {
+                continue;
+            }
+            let pair = (claimant.clone(), holder.clone());
+            if !self.logged.contains(&pair) {
+                self.key_conflicts += 1;
+                tracing::warn!(
+                    peer = %claimant,
+                    holder = %holder,
+                    "refusing node {claimant} as a peer: its public key is already held by peer {holder}, which had it first; \
+                     {holder} stays. One key belongs to one node: remove the node that should not have it (`weftctl node remove`)"
+                );
+                if self.logged.len() < MAX_LOGGED_CONFLICTS {
+                    self.logged.insert(pair);
+                }
+            }
+        }
+        for (claimant, holder) in &self.refused {
+            if !refused.contains_key(claimant) {
+                tracing::info!(peer = %claimant, was_held_by = %holder, "node no longer conflicts with another peer's key");
+            }
+        }
+        self.refused = refused;
     }
 
     /// Applies one watch event.
@@ -225,15 +346,17 @@ impl PeerTable {
                 let mut peers = BTreeMap::new();
                 let mut me = None;
                 for n in &nodes {
-                    let r = PeerRecord::from_node(n);
+                    let mut r = PeerRecord::from_node(n);
                     if r.name == self.self_name {
                         me = Some(r);
                     } else if usable(&r) {
+                        r.key_since = self.key_since(&r, event.revision);
                         peers.insert(r.name.clone(), r);
                     }
                 }
                 self.peers = peers;
                 self.revision = event.revision;
+                self.note_conflicts();
                 out.me = Some(me.clone());
                 self.me = me;
                 out.actions.push(PeerAction::SetAll(self.specs()));
@@ -255,7 +378,7 @@ impl PeerTable {
                 let Some(change::Object::Node(n)) = &c.object else {
                     return out;
                 };
-                let r = PeerRecord::from_node(n);
+                let mut r = PeerRecord::from_node(n);
                 let put = c.r#type == ChangeType::Put as i32;
                 let delete = c.r#type == ChangeType::Delete as i32;
                 if r.name == self.self_name {
@@ -266,10 +389,16 @@ impl PeerTable {
                         self.me = None;
                         out.me = Some(None);
                     }
-                } else if put {
-                    self.put(r, &mut out.actions);
-                } else if delete && self.peers.remove(&r.name).is_some() {
-                    out.actions.push(PeerAction::Remove(r.name));
+                } else if put || delete {
+                    let before = self.effective();
+                    if put {
+                        r.key_since = self.key_since(&r, event.revision);
+                        self.put(r);
+                    } else {
+                        self.peers.remove(&r.name);
+                    }
+                    self.note_conflicts();
+                    out.actions = diff(&before, &self.effective());
                 }
             }
             Some(watch_event::Event::Keepalive(_)) if event.revision > self.revision => {
@@ -282,24 +411,51 @@ impl PeerTable {
         out
     }
 
-    fn put(&mut self, r: PeerRecord, actions: &mut Vec<PeerAction>) {
-        let old = self.peers.get(&r.name).and_then(|o| o.to_spec().ok());
+    /// The `key_since` of `r` seen at `revision`: kept from the record
+    /// this table has if the key is the same, else `revision`.
+    fn key_since(&self, r: &PeerRecord, revision: u64) -> u64 {
+        match self.peers.get(&r.name) {
+            Some(old) if old.public_key.trim() == r.public_key.trim() && old.key_since > 0 => {
+                old.key_since
+            }
+            _ => revision,
+        }
+    }
+
+    fn put(&mut self, r: PeerRecord) {
         match r.to_spec() {
-            Ok(spec) => {
-                let name = r.name.clone();
-                self.peers.insert(name, r);
-                if old.as_ref() != Some(&spec) {
-                    actions.push(PeerAction::Set(spec));
-                }
+            Ok(_) => {
+                self.peers.insert(r.name.clone(), r);
             }
             Err(why) => {
                 tracing::warn!(peer = %r.name, reason = %why, "ignoring a node that cannot be a peer");
-                if self.peers.remove(&r.name).is_some() {
-                    actions.push(PeerAction::Remove(r.name));
-                }
+                self.peers.remove(&r.name);
             }
         }
     }
+}
+
+/// The actions that turn the peer set `before` into `after`: removals
+/// first, then changed peers (which may free a key), then new ones.
+fn diff(
+    before: &BTreeMap<String, PeerSpec>,
+    after: &BTreeMap<String, PeerSpec>,
+) -> Vec<PeerAction> {
+    let mut actions: Vec<PeerAction> = before
+        .keys()
+        .filter(|name| !after.contains_key(*name))
+        .map(|name| PeerAction::Remove(name.clone()))
+        .collect();
+    let changed = after
+        .iter()
+        .filter(|(name, spec)| before.get(*name).is_some_and(|b| b != *spec));
+    let added = after.iter().filter(|(name, _)| !before.contains_key(*name));
+    actions.extend(
+        changed
+            .chain(added)
+            .map(|(_, spec)| PeerAction::Set(spec.clone())),
+    );
+    actions
 }
 
 fn usable(r: &PeerRecord) -> bool {
@@ -389,14 +545,20 @@ mod tests {
             vec!["10.244.1.0/24".parse::<IpNet>().unwrap()]
         );
 
-        // A state-only change is no data-plane change.
+        // Readiness is part of the data plane's view (no handshakes toward
+        // a NotReady node); a change of anything else is not.
         let out = t.apply(&change(
             6,
             ChangeType::Put,
             node("b", 2, "10.244.1.0/24", false),
         ));
-        assert!(out.actions.is_empty() && out.changed);
+        assert!(out.changed);
+        assert!(matches!(&out.actions[..], [PeerAction::Set(p)] if p.name == "b" && !p.ready));
         assert!(!t.records()[0].ready);
+        let mut relabelled = node("b", 2, "10.244.1.0/24", false);
+        relabelled.labels.insert("k".into(), "v".into());
+        let out = t.apply(&change(6, ChangeType::Put, relabelled));
+        assert!(out.actions.is_empty() && out.changed);
         // A new endpoint is.
         let mut b = node("b", 2, "10.244.1.0/24", true);
         b.endpoints = vec!["192.0.2.99:51820".into()];
@@ -453,6 +615,101 @@ mod tests {
         ));
         let out = t.apply(&change(3, ChangeType::Put, bad_key));
         assert_eq!(out.actions, vec![PeerAction::Remove("b".into())]);
+    }
+
+    fn with_key(mut n: Node, seed: u8) -> Node {
+        n.public_key = base64::engine::general_purpose::STANDARD.encode([seed; 32]);
+        n
+    }
+
+    fn set_names(actions: &[PeerAction]) -> Vec<String> {
+        actions.iter().flat_map(names).collect()
+    }
+
+    /// Issue 10, item 1: a node that joins with another node's key (or
+    /// takes it with UpdateNode) never displaces the peer that held it,
+    /// on a change, in a snapshot, or after a restart from the cache.
+    #[test]
+    fn a_newer_claimant_of_a_key_never_displaces_the_established_peer() {
+        let mut t = PeerTable::new("me", 0, vec![]);
+        let mut n1 = node("n1", 2, "10.244.1.0/24", true);
+        n1.joined_unix_ms = 1_000;
+        t.apply(&snapshot(
+            4,
+            vec![node("me", 1, "10.244.0.0/24", true), n1.clone()],
+        ));
+        // "a-dup" sorts before "n1" and joins with n1's key.
+        let mut dup = with_key(node("a-dup", 9, "10.244.9.0/24", true), 2);
+        dup.joined_unix_ms = 2_000;
+        let out = t.apply(&change(5, ChangeType::Put, dup.clone()));
+        assert!(out.actions.is_empty(), "{:?}", out.actions);
+        assert_eq!(
+            t.specs()
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>(),
+            ["n1"]
+        );
+        assert_eq!(t.refused().get("a-dup").map(String::as_str), Some("n1"));
+        assert_eq!(t.key_conflicts(), 1);
+        // Every later event keeps it that way, and counts the conflict once.
+        let mut moved = dup.clone();
+        moved.endpoints = vec!["192.0.2.99:51820".into()];
+        assert!(t
+            .apply(&change(6, ChangeType::Put, moved))
+            .actions
+            .is_empty());
+        let out = t.apply(&snapshot(
+            7,
+            vec![
+                node("me", 1, "10.244.0.0/24", true),
+                dup.clone(),
+                n1.clone(),
+            ],
+        ));
+        assert_eq!(set_names(&out.actions), ["n1"]);
+        assert_eq!(t.key_conflicts(), 1);
+
+        // After a restart from the cache (peers.json): still n1.
+        let mut restarted = PeerTable::new("me", t.revision(), t.records());
+        assert_eq!(
+            restarted
+                .specs()
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>(),
+            ["n1"]
+        );
+        let out = restarted.apply(&snapshot(8, vec![dup.clone(), n1.clone()]));
+        assert_eq!(set_names(&out.actions), ["n1"]);
+
+        // An established node that takes another's key (UpdateNode) loses
+        // too, whatever its join time.
+        let mut n3 = node("n3", 3, "10.244.3.0/24", true);
+        n3.joined_unix_ms = 1;
+        t.apply(&change(9, ChangeType::Put, n3.clone()));
+        let out = t.apply(&change(10, ChangeType::Put, with_key(n3.clone(), 2)));
+        assert_eq!(out.actions, vec![PeerAction::Remove("n3".into())]);
+        assert_eq!(t.refused().get("n3").map(String::as_str), Some("n1"));
+
+        // When the holder goes, the claimant that saw it first gets it.
+        let out = t.apply(&change(11, ChangeType::Delete, n1.clone()));
+        assert_eq!(out.actions[0], PeerAction::Remove("n1".into()));
+        assert_eq!(set_names(&out.actions[1..]), ["a-dup"]);
+        assert_eq!(t.refused().get("n3").map(String::as_str), Some("a-dup"));
+        assert!(!t.refused().contains_key("a-dup"));
+    }
+
+    #[test]
+    fn on_a_fresh_start_the_earliest_joined_claimant_holds_the_key() {
+        let mut first = node("zz-first", 2, "10.244.1.0/24", true);
+        first.joined_unix_ms = 1_000;
+        let mut later = with_key(node("a-later", 3, "10.244.2.0/24", true), 2);
+        later.joined_unix_ms = 5_000;
+        let mut t = PeerTable::new("me", 0, vec![]);
+        let out = t.apply(&snapshot(3, vec![later, first]));
+        assert_eq!(set_names(&out.actions), ["zz-first"]);
+        assert_eq!(t.key_conflicts(), 1);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit};
 use tracing::{debug, debug_span, Instrument};
 use weft_agent_api::{ErrorBody, ErrorCode, Request, Response, MAX_REQUEST_BYTES};
 
-use super::{handlers, Services, IDLE_TIMEOUT, MAX_CONNECTIONS, WRITE_TIMEOUT};
+use super::{handlers, Services, IDLE_TIMEOUT, MAX_CONNECTIONS, REQUEST_TIMEOUT, WRITE_TIMEOUT};
 
 /// What reading one request line gave.
 #[derive(Debug, PartialEq, Eq)]
@@ -105,7 +105,8 @@ pub(super) async fn serve_connection(
                 Ok(Ok(Line::Complete)) => match Request::parse(&buf) {
                     Ok(request) => {
                         let op = request.op();
-                        let response = handlers::handle(&services, request).await;
+                        let response =
+                            handlers::handle_bounded(&services, request, REQUEST_TIMEOUT).await;
                         debug!(op, ok = response.ok, "request served");
                         (response, false)
                     }

@@ -1,20 +1,59 @@
 //! What each op does, and the one place that maps domain errors to API
 //! error codes.
 
+use std::time::Duration;
+
 use base64::Engine;
+use tracing::warn;
 use weft_agent_api::{
     DataplaneInfo, DropCount, ErrorBody, ErrorCode, OffloadInfo, PeerInfo, PodDelResult, PodList,
     PodResult, PongResult, PortInfo, Request, Response, StatusResult,
 };
 
-use super::Services;
+use super::{Services, STATUS_TIMEOUT};
 use crate::dataplane::{DataplaneError, DataplaneStatus};
 use crate::netns::NetNsError;
-use crate::pods::PodError;
+use crate::pods::{validate_id, PodError};
 use crate::tun::{KernelError, TunError};
 
+/// Carries out one request on a task of its own and waits for it at most
+/// `deadline`: past it, the answer is `unavailable` and the task goes on
+/// (a request that started is carried out, as when its client goes away).
+pub(super) async fn handle_bounded(
+    services: &Services,
+    request: Request,
+    deadline: Duration,
+) -> Response {
+    let op = request.op();
+    let services = services.clone();
+    let task = tokio::spawn(async move { handle(&services, request).await });
+    match tokio::time::timeout(deadline, task).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(join)) => {
+            warn!(op, error = %join, "an API request failed");
+            Response::failure(ErrorBody::new(
+                ErrorCode::Internal,
+                format!("{op} failed inside the agent: {join}; see its log"),
+            ))
+        }
+        Err(_elapsed) => {
+            warn!(
+                op,
+                ?deadline,
+                "an API request did not finish in time; it goes on in the background"
+            );
+            Response::failure(ErrorBody::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "{op} did not finish within {deadline:?}; the agent goes on with it in the background (see its log); check with pod_get or pod_list before retrying"
+                ),
+            ))
+        }
+    }
+}
+
 /// Carries out one request.
-pub(super) async fn handle(services: &Services, request: Request) -> Response {
+async fn handle(services: &Services, request: Request) -> Response {
     match request {
         Request::Ping => Response::success(&PongResult {
             version: env!("CARGO_PKG_VERSION").into(),
@@ -24,12 +63,15 @@ pub(super) async fn handle(services: &Services, request: Request) -> Response {
             Ok(pod) => Response::success(&PodResult { pod: pod.to_api() }),
             Err(e) => Response::failure(error_body(&e)),
         },
-        Request::PodGet { id } => match services.pods.get(&id).await {
-            Some(pod) => Response::success(&PodResult { pod: pod.to_api() }),
-            None => Response::failure(ErrorBody::new(
-                ErrorCode::NotFound,
-                format!("no pod with id {id:?} on this node"),
-            )),
+        Request::PodGet { id } => match validate_id(&id) {
+            Err(why) => Response::failure(ErrorBody::new(ErrorCode::Invalid, why)),
+            Ok(()) => match services.pods.get(&id).await {
+                Some(pod) => Response::success(&PodResult { pod: pod.to_api() }),
+                None => Response::failure(ErrorBody::new(
+                    ErrorCode::NotFound,
+                    format!("no pod with id {id:?} on this node"),
+                )),
+            },
         },
         Request::PodDel { id } => match services.pods.del(&id).await {
             Ok(pod) => Response::success(&PodDelResult {
@@ -52,12 +94,22 @@ pub(super) async fn handle(services: &Services, request: Request) -> Response {
 /// The `status` answer: the node's info, its pod count, and the data
 /// plane's status (or why it did not answer). Also what the Prometheus
 /// endpoint renders ([`crate::metrics`]).
+/// Never waits on the pod table (a pod operation may hold it) and at most
+/// [`STATUS_TIMEOUT`] on the data plane.
 pub async fn status(services: &Services) -> StatusResult {
     let node = services.node.node_info();
-    let pods = services.pods.list().await.len();
-    let (dataplane, dataplane_error) = match services.dataplane.dataplane_status().await {
-        Ok(s) => (Some(dataplane_info(s)), None),
-        Err(e) => (None, Some(e.to_string())),
+    let pods = services.pods.count();
+    let answer = tokio::time::timeout(STATUS_TIMEOUT, services.dataplane.dataplane_status()).await;
+    let (dataplane, dataplane_error) = match answer {
+        Ok(Ok(s)) => (Some(dataplane_info(s)), None),
+        Ok(Err(e)) => (None, Some(e.to_string())),
+        Err(_) => (
+            None,
+            Some(format!(
+                "the data plane did not answer within {} s",
+                STATUS_TIMEOUT.as_secs()
+            )),
+        ),
     };
     StatusResult {
         node,
@@ -160,8 +212,118 @@ fn netns_code(e: &NetNsError) -> ErrorCode {
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
+    use std::sync::Arc;
+
+    use futures::future::BoxFuture;
+    use weft_agent_api::NodeInfo;
 
     use super::*;
+    use crate::api::{DataplaneStatusSource, NodeInfoSource};
+    use crate::pods::{MemoryPortSink, PodManager};
+
+    /// A data plane that never answers (a wedged engine).
+    struct Wedged;
+
+    impl DataplaneStatusSource for Wedged {
+        fn dataplane_status(&self) -> BoxFuture<'_, Result<DataplaneStatus, DataplaneError>> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    struct Node;
+
+    impl NodeInfoSource for Node {
+        fn node_info(&self) -> NodeInfo {
+            NodeInfo {
+                name: "n1".into(),
+                ..NodeInfo::default()
+            }
+        }
+    }
+
+    async fn services(dir: &std::path::Path) -> Services {
+        let pods = PodManager::open_with(
+            dir,
+            "10.244.1.0/24".parse().unwrap(),
+            "10.244.1.1".parse().unwrap(),
+            1420,
+            Arc::new(MemoryPortSink::new()),
+        )
+        .await
+        .unwrap();
+        Services {
+            pods: Arc::new(pods),
+            dataplane: Arc::new(Wedged),
+            node: Arc::new(Node),
+        }
+    }
+
+    /// Issue 10, item 2: nothing the API serves can hang a connection.
+    #[tokio::test(start_paused = true)]
+    async fn a_request_that_does_not_finish_is_answered_unavailable_at_its_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let services = services(dir.path()).await;
+        let deadline = Duration::from_millis(100);
+        let started = tokio::time::Instant::now();
+        let response = handle_bounded(&services, Request::Status, deadline).await;
+        assert_eq!(started.elapsed(), deadline);
+        let error = response.error.unwrap();
+        assert_eq!(error.code, ErrorCode::Unavailable);
+        assert!(
+            error
+                .message
+                .starts_with("status did not finish within 100ms"),
+            "{}",
+            error.message
+        );
+        // Status itself gives up on the data plane after STATUS_TIMEOUT, and
+        // still reports the node and its pods.
+        let started = tokio::time::Instant::now();
+        let response = handle_bounded(&services, Request::Status, Duration::from_secs(60)).await;
+        assert_eq!(started.elapsed(), STATUS_TIMEOUT);
+        let status: weft_agent_api::StatusResult =
+            serde_json::from_value(response.result.unwrap()).unwrap();
+        assert_eq!(status.node.name, "n1");
+        assert_eq!(status.pods, 0);
+        assert!(status.dataplane.is_none());
+        assert_eq!(
+            status.dataplane_error.as_deref(),
+            Some("the data plane did not answer within 5 s")
+        );
+    }
+
+    /// `pod_del` and `pod_get` refuse the ids `pod_add` refuses.
+    #[tokio::test]
+    async fn ids_pod_add_refuses_are_refused_by_pod_del_and_pod_get() {
+        let dir = tempfile::tempdir().unwrap();
+        let services = services(dir.path()).await;
+        for id in ["../../etc/passwd", "", "a//b", "-x", "a b"] {
+            for request in [
+                Request::PodDel { id: id.into() },
+                Request::PodGet { id: id.into() },
+            ] {
+                let response = handle(&services, request.clone()).await;
+                let error = response
+                    .error
+                    .unwrap_or_else(|| panic!("{request:?} accepted"));
+                assert_eq!(error.code, ErrorCode::Invalid, "{request:?}");
+                assert!(
+                    error.message.starts_with(&format!("invalid pod id {id:?}")),
+                    "{}",
+                    error.message
+                );
+            }
+        }
+        // A valid unknown id is still fine for pod_del (idempotent).
+        let response = handle(
+            &services,
+            Request::PodDel {
+                id: "c1/eth0".into(),
+            },
+        )
+        .await;
+        assert!(response.ok);
+    }
 
     #[test]
     fn codes() {

@@ -16,6 +16,15 @@
 //!   within [`IDLE_TIMEOUT`]; a longer line is answered with an `invalid`
 //!   error and the connection is closed; a silent connection is closed.
 //!   Bad input gets a precise error response, never a panic.
+//! - Every request is bounded in time: it runs on a task of its own and
+//!   the connection waits for it at most [`REQUEST_TIMEOUT`], then answers
+//!   `unavailable` (the request goes on in the background, as one whose
+//!   client went away) and serves the next line; `status` waits at most
+//!   [`STATUS_TIMEOUT`] for the data plane and never for the pod table.
+//!   Nothing a request does blocks a runtime worker (namespaces are opened
+//!   without blocking, kernel steps run on threads of their own), so the
+//!   agent's other tasks (the lease, the watch, the metrics) never wait on
+//!   the API.
 //! - A request that started is carried out even if its client goes away.
 //!   On shutdown the listener stops accepting, idle connections are closed
 //!   and requests in flight get [`SHUTDOWN_GRACE`] to finish. The socket
@@ -52,6 +61,14 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long writing one response may take.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the connection waits for one request before answering
+/// `unavailable` (below the clients' own 30 s timeout, so they get the
+/// precise error rather than a timeout of theirs).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long `status` (and so a metrics scrape) waits for the data plane.
+pub const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long requests in flight may take to finish after shutdown.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

@@ -93,6 +93,9 @@ impl Core {
                 tunnel,
                 traffic: PeerTraffic::default(),
                 expired: false,
+                ready: spec.ready,
+                unanswered: 0,
+                unanswered_logged: None,
                 span,
             },
         );
@@ -101,10 +104,13 @@ impl Core {
         // our previous incarnation: what they send on those is dropped
         // (wg_no_session) until a new handshake, and they would only start
         // one when their keepalive and rekey timers run out (~15 s).
+        // Not toward a NotReady node: it answers when it comes back.
         if let (Some(endpoint), Some(peer)) = (endpoint, self.peers.get_mut(id)) {
-            if let Some(n) = peer.tunnel.initiate(self.tx.slot()) {
-                self.tx.commit(n, endpoint);
-                peer.count_tx(n);
+            if peer.may_initiate() {
+                if let Some(n) = peer.tunnel.initiate(self.tx.slot()) {
+                    self.tx.commit(n, endpoint);
+                    peer.count_tx(n);
+                }
             }
         }
         Ok(())
@@ -139,6 +145,18 @@ impl Core {
             info!(parent: &peer.span, allowed = ?spec.allowed, "peer's allowed prefixes changed");
             peer.allowed = spec.allowed;
         }
+        let mut handshake_now = false;
+        if spec.ready != peer.ready {
+            peer.ready = spec.ready;
+            if spec.ready {
+                info!(parent: &peer.span, "peer's node is Ready again: handshakes resume");
+                handshake_now = true;
+            } else {
+                info!(parent: &peer.span, "peer's node is NotReady: no handshakes toward it until it is Ready (it may still start one)");
+            }
+            peer.unanswered = 0;
+            peer.unanswered_logged = None;
+        }
         // A configured endpoint applies when it changes; re-sending the same
         // one (a watch snapshot) does not undo roaming.
         if spec.endpoint != peer.configured_endpoint {
@@ -148,11 +166,14 @@ impl Core {
                 peer.endpoint = Some(endpoint);
                 // Without a session, a handshake may be waiting on the old
                 // endpoint's retry timer (5 s): start one at the new one now.
-                if peer.tunnel.last_handshake().is_none() {
-                    if let Some(n) = peer.tunnel.initiate(self.tx.slot()) {
-                        self.tx.commit(n, endpoint);
-                        peer.count_tx(n);
-                    }
+                handshake_now = true;
+            }
+        }
+        if handshake_now && peer.ready && peer.tunnel.last_handshake().is_none() {
+            if let Some(endpoint) = peer.endpoint {
+                if let Some(n) = peer.tunnel.initiate(self.tx.slot()) {
+                    self.tx.commit(n, endpoint);
+                    peer.count_tx(n);
                 }
             }
         }

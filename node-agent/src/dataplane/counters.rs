@@ -16,6 +16,9 @@ use weft_switch::offload::SegmentError;
 pub(crate) enum EngineDrop {
     /// Routed to a peer that has no endpoint yet.
     PeerNoEndpoint,
+    /// Routed to a peer without a session whose node is NotReady (no
+    /// handshake is started toward it).
+    PeerNotReady,
     /// A handshake initiation from a static key that is not a peer.
     UnknownPeerKey,
     /// A message whose receiver index belongs to no current peer.
@@ -28,6 +31,9 @@ pub(crate) enum EngineDrop {
     UdpSendFull,
     /// `sendmmsg` refused the datagram (unreachable, too big, ...).
     UdpSendError,
+    /// In a UDP GSO message the kernel refused as malformed (its datagrams
+    /// over the path MTU: a pod's crafted super-packet).
+    UdpGsoInvalid,
     /// A TUN's queue was full.
     TunQueueFull,
     /// Writing to a TUN failed (the device is down or gone).
@@ -36,14 +42,16 @@ pub(crate) enum EngineDrop {
 
 impl EngineDrop {
     /// Every reason, in counter order.
-    pub(crate) const ALL: [EngineDrop; 9] = [
+    pub(crate) const ALL: [EngineDrop; 11] = [
         Self::PeerNoEndpoint,
+        Self::PeerNotReady,
         Self::UnknownPeerKey,
         Self::UnknownIndex,
         Self::UdpTruncated,
         Self::UdpNoSource,
         Self::UdpSendFull,
         Self::UdpSendError,
+        Self::UdpGsoInvalid,
         Self::TunQueueFull,
         Self::TunWriteError,
     ];
@@ -52,12 +60,14 @@ impl EngineDrop {
     pub(crate) const fn as_str(self) -> &'static str {
         match self {
             Self::PeerNoEndpoint => "peer_no_endpoint",
+            Self::PeerNotReady => "peer_not_ready",
             Self::UnknownPeerKey => "wg_unknown_peer",
             Self::UnknownIndex => "wg_unknown_index",
             Self::UdpTruncated => "udp_truncated",
             Self::UdpNoSource => "udp_no_source",
             Self::UdpSendFull => "udp_send_full",
             Self::UdpSendError => "udp_send_error",
+            Self::UdpGsoInvalid => "udp_gso_invalid",
             Self::TunQueueFull => "tun_queue_full",
             Self::TunWriteError => "tun_write_error",
         }

@@ -8,11 +8,19 @@
 //! - Each round: wait for readiness (or the next tick), apply queued
 //!   commands, then serve every ready fd up to a budget (per TUN,
 //!   `TUN_BUDGET` reads and `TUN_SEGMENT_BUDGET` packets, a super-packet
-//!   counting as its segments; for the socket, [`UDP_BUDGET`] `recvmmsg`
-//!   batches, each followed by writing out what was coalesced). An fd that
+//!   counting as its segments; for the socket, [`UDP_DATA_BUDGET`]
+//!   transport data datagrams within at most [`UDP_MAX_BATCHES`] `recvmmsg`
+//!   batches, each followed by writing out what was coalesced), then up to
+//!   `HANDSHAKE_BUDGET` queued handshake messages. An fd (or queue) that
 //!   used its budget stays marked ready and is served again next round
 //!   without waiting, so one busy pod cannot starve the rest, and no edge
 //!   is lost. The round ends by flushing the send batch.
+//! - Data first, handshakes after, on separate budgets: reading a
+//!   handshake message costs a rate check and at most two BLAKE2s (its
+//!   Diffie-Hellman waits in the queue), so a flood of them is read out of
+//!   the socket about as fast as it arrives and data never waits behind it
+//!   in the kernel's receive buffer; the queue and the per-source rate
+//!   bound the Diffie-Hellman work.
 //! - Pod TUNs handed in are registered under the token `PORT_BASE + id`,
 //!   deregistered and handed back on detach; they stay persistent.
 
@@ -31,6 +39,7 @@ use tracing::{debug, error, info, info_span, warn};
 use super::control::Command;
 use super::counters::EngineCounters;
 use super::forward::{Core, GRO_SLOTS};
+use super::handshakes::HandshakeQueue;
 use super::link::Link;
 use super::peers::PeerTable;
 use super::ports::{Port, PortTable};
@@ -44,8 +53,13 @@ use weft_switch::{PortId, Switch};
 /// How often WireGuard's timers run (boringtun's own device uses 250 ms).
 pub(super) const TICK: Duration = Duration::from_millis(250);
 
-/// `recvmmsg` batches per round.
-pub(super) const UDP_BUDGET: usize = 4;
+/// Transport data datagrams read per round, at most (as 4 full batches).
+pub(super) const UDP_DATA_BUDGET: u64 = 4 * BATCH as u64;
+
+/// `recvmmsg` batches per round, at most: handshake messages cost little to
+/// read (their crypto waits in the queue), so a round drains up to this
+/// many to keep a flood of them from filling the socket's buffer.
+pub(super) const UDP_MAX_BATCHES: usize = 64;
 
 const WAKER: Token = Token(0);
 const UDP: Token = Token(1);
@@ -143,6 +157,8 @@ pub(super) fn start(
                     dec: vec![0; VNET_HDR_LEN + MAX_DATAGRAM + 64].into_boxed_slice(),
                     scratch: vec![0; 4096].into_boxed_slice(),
                     counters: EngineCounters::default(),
+                    handshakes: HandshakeQueue::new(),
+                    data_datagrams: 0,
                     host_read_error_logged: false,
                     offload,
                     udp_gro: udp_offloads.gro,
@@ -174,6 +190,8 @@ struct Readiness {
     commands: bool,
     udp: bool,
     host: bool,
+    /// Handshake messages are queued.
+    handshakes: bool,
     /// Indexed by `PortId`: whether it is in `ports`.
     port: Vec<bool>,
     ports: Vec<PortId>,
@@ -194,7 +212,7 @@ impl Readiness {
     }
 
     fn any(&self) -> bool {
-        self.commands || self.udp || self.host || !self.ports.is_empty()
+        self.commands || self.udp || self.host || self.handshakes || !self.ports.is_empty()
     }
 }
 
@@ -249,7 +267,7 @@ impl Engine {
             let now = Instant::now();
             self.serve(now);
             if now >= next_tick {
-                self.core.tick();
+                self.core.tick(now);
                 next_tick = now + TICK;
             }
             self.core.flush();
@@ -278,11 +296,16 @@ impl Engine {
             // Keep the (empty) list's capacity for the next round.
             self.ready.serving = serving;
         }
+        // Handshakes after the data, on their own budget.
+        self.ready.handshakes = self.core.serve_handshakes(now);
     }
 
-    /// Reads up to [`UDP_BUDGET`] batches. Returns whether there may be more.
+    /// Reads batches until the socket is empty, [`UDP_DATA_BUDGET`] data
+    /// datagrams were handled, or [`UDP_MAX_BATCHES`] batches were read.
+    /// Returns whether there may be more.
     fn drain_udp(&mut self, now: Instant) -> bool {
-        for _ in 0..UDP_BUDGET {
+        let data_before = self.core.data_datagrams;
+        for _ in 0..UDP_MAX_BATCHES {
             match self.rx.recv() {
                 Ok(n) => {
                     for i in 0..n {
@@ -294,6 +317,9 @@ impl Engine {
                     // new edge.
                     if n < BATCH {
                         return false;
+                    }
+                    if self.core.data_datagrams.wrapping_sub(data_before) >= UDP_DATA_BUDGET {
+                        return true;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,

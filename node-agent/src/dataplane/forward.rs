@@ -26,6 +26,7 @@ use std::time::Instant;
 use tracing::warn;
 
 use super::counters::{EngineCounters, EngineDrop};
+use super::handshakes::HandshakeQueue;
 use super::link::Link;
 use super::peers::{Peer, PeerTable};
 use super::ports::PortTable;
@@ -77,6 +78,10 @@ pub(super) struct Core {
     pub(super) udp_gro: bool,
     /// Decrypted TCP segments on their way to a TUN, to be coalesced.
     pub(super) gro: Coalescer<Source>,
+    /// Admitted handshake messages waiting for their turn.
+    pub(super) handshakes: HandshakeQueue,
+    /// Transport data datagrams received (the UDP read budget counts them).
+    pub(super) data_datagrams: u64,
 }
 
 /// The TUN of `dst`.
@@ -117,11 +122,15 @@ pub(super) fn count_write(
             Source::Port(_) => counters.to_ports = counters.to_ports.wrapping_add(n),
             Source::Peer(_) => {}
         },
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-            counters.drop_n(EngineDrop::TunQueueFull, n)
-        }
+        Err(e) if queue_full(&e) => counters.drop_n(EngineDrop::TunQueueFull, n),
         Err(_) => counters.drop_n(EngineDrop::TunWriteError, n),
     }
+}
+
+/// Whether a TUN write failed because the device's queue is full: EAGAIN
+/// (a non-blocking fd) or ENOBUFS (no room for the packet).
+pub(super) fn queue_full(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::ENOBUFS)
 }
 
 /// Encrypts `packet` for `peer` into the send batch.
@@ -135,6 +144,12 @@ pub(super) fn encrypt_to(
         counters.drop(EngineDrop::PeerNoEndpoint);
         return;
     };
+    if !peer.may_initiate() {
+        // No session, and the node is NotReady: a packet would start a
+        // handshake toward it.
+        counters.drop(EngineDrop::PeerNotReady);
+        return;
+    }
     match peer.tunnel.encapsulate(packet, tx.slot()) {
         Encap::Send(n) => {
             tx.commit(n, dst);
@@ -328,6 +343,7 @@ impl Core {
         let mut counters = self.counters.clone();
         counters.drop_n(EngineDrop::UdpSendFull, self.tx.stats.full);
         counters.drop_n(EngineDrop::UdpSendError, self.tx.stats.errors);
+        counters.drop_n(EngineDrop::UdpGsoInvalid, self.tx.stats.gso_invalid);
         counters
     }
 }

@@ -3,7 +3,11 @@
 //! source), and WireGuard's timer tick.
 //!
 //! Contract:
-//! - Each datagram -> [`Gate::classify`] -> the peer (by static key for a
+//! - Each datagram -> [`Gate::admit`](crate::wg::Gate::admit): data goes
+//!   on at once; a handshake message within its source's rate and with
+//!   valid MACs waits in the handshake queue, served after the round's
+//!   data ([`Core::serve_handshakes`], [`Gate::route`](crate::wg::Gate::route))
+//!   -> the peer (by static key for a
 //!   handshake initiation, by receiver index otherwise) -> its
 //!   [`Tunnel`](crate::wg::Tunnel) -> replies to the source, packets queued
 //!   during a handshake to the peer, and decrypted packets through
@@ -19,15 +23,16 @@
 //!   source address.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::counters::EngineDrop;
 use super::forward::{count_write, encrypt_to, link_of, send_back, write_item, Core, Source};
+use super::handshakes::HANDSHAKE_BUDGET;
 use super::peers::Peer;
 use super::udp::{Message, TxBatch};
-use crate::wg::{roams, Decap, Inbound, MessageKind, PeerRef, Timer, WgDrop};
+use crate::wg::{roams, Admit, Decap, Inbound, MessageKind, PeerRef, Timer, WgDrop};
 use weft_switch::offload::VNET_HDR_LEN;
 use weft_switch::{Action, PeerId};
 
@@ -56,43 +61,90 @@ impl Core {
         }
     }
 
-    /// Handles one datagram from `src`.
+    /// Handles one datagram from `src`: data at once; a handshake message
+    /// is admitted by the gate (source rate, MACs, cookies) into the queue
+    /// that [`Core::serve_handshakes`] works through after the data.
     fn on_datagram(&mut self, src: SocketAddr, bytes: &[u8], now: Instant) {
         let out = &mut self.dec[VNET_HDR_LEN..];
-        let (id, kind) = match self.gate.classify(src.ip(), bytes, out) {
-            Inbound::Drop(reason) => {
-                self.counters.wg_drop(reason);
-                return;
+        match self.gate.admit(src.ip(), bytes, now, out) {
+            Admit::Data(index) => {
+                self.data_datagrams = self.data_datagrams.wrapping_add(1);
+                match self.peers.by_index(index) {
+                    Some((id, _)) => self.hand_to_peer(id, MessageKind::Data, src, bytes, now),
+                    None => self.counters.drop(EngineDrop::UnknownIndex),
+                }
             }
-            Inbound::CookieReply(n) => {
+            Admit::Handshake => {
+                if !self.handshakes.push(src, bytes) {
+                    self.counters.wg_drop(WgDrop::HandshakeBacklog);
+                }
+                if self.handshakes.backlogged() {
+                    self.gate.backlog(now);
+                }
+            }
+            Admit::CookieReply(n) => {
                 self.counters.wg_drop(WgDrop::UnderLoad);
                 self.counters.cookies_sent = self.counters.cookies_sent.wrapping_add(1);
                 if let Some(cookie) = out.get(..n) {
                     self.tx.push(cookie, src);
                 }
-                return;
             }
-            Inbound::Peer {
-                peer: PeerRef::Key(key),
-                kind,
-            } => match self.peers.id_by_key(&key) {
-                Some(id) => (id, kind),
-                None => {
-                    self.counters.drop(EngineDrop::UnknownPeerKey);
-                    return;
+            Admit::Drop(reason) => self.counters.wg_drop(reason),
+        }
+    }
+
+    /// Works through up to [`HANDSHAKE_BUDGET`] queued handshake messages:
+    /// finds each one's peer (an X25519 for an initiation) and hands it to
+    /// the peer's tunnel. Returns whether more are waiting.
+    pub(super) fn serve_handshakes(&mut self, now: Instant) -> bool {
+        for _ in 0..HANDSHAKE_BUDGET {
+            let Some(queued) = self.handshakes.pop() else {
+                return false;
+            };
+            let bytes = queued.bytes();
+            let (id, kind) = match self.gate.route(bytes) {
+                Inbound::Drop(reason) => {
+                    self.counters.wg_drop(reason);
+                    continue;
                 }
-            },
-            Inbound::Peer {
-                peer: PeerRef::Index(index),
-                kind,
-            } => match self.peers.by_index(index) {
-                Some((id, _)) => (id, kind),
-                None => {
-                    self.counters.drop(EngineDrop::UnknownIndex);
-                    return;
-                }
-            },
-        };
+                Inbound::CookieReply(_) => continue,
+                Inbound::Peer {
+                    peer: PeerRef::Key(key),
+                    kind,
+                } => match self.peers.id_by_key(&key) {
+                    Some(id) => (id, kind),
+                    None => {
+                        self.counters.drop(EngineDrop::UnknownPeerKey);
+                        continue;
+                    }
+                },
+                Inbound::Peer {
+                    peer: PeerRef::Index(index),
+                    kind,
+                } => match self.peers.by_index(index) {
+                    Some((id, _)) => (id, kind),
+                    None => {
+                        self.counters.drop(EngineDrop::UnknownIndex);
+                        continue;
+                    }
+                },
+            };
+            self.hand_to_peer(id, kind, queued.src, bytes, now);
+        }
+        !self.handshakes.is_empty()
+    }
+
+    /// Hands a datagram from `src`, of `kind`, to peer `id`'s tunnel, and
+    /// does what its answer says.
+    fn hand_to_peer(
+        &mut self,
+        id: PeerId,
+        kind: MessageKind,
+        src: SocketAddr,
+        bytes: &[u8],
+        now: Instant,
+    ) {
+        let out = &mut self.dec[VNET_HDR_LEN..];
         let Some(peer) = self.peers.get_mut(id) else {
             return;
         };
@@ -105,6 +157,19 @@ impl Core {
             peer.endpoint = Some(src);
         }
         match result {
+            Decap::Done if kind == MessageKind::CookieReply => {
+                // The peer is under load and sent a cookie for our
+                // initiation: initiate again now, with the cookie (MAC2),
+                // rather than after the 5 s retry timer.
+                if peer.tunnel.last_handshake().is_none() && peer.may_initiate() {
+                    if let Some(dst) = peer.endpoint {
+                        if let Some(n) = peer.tunnel.initiate(self.tx.slot()) {
+                            self.tx.commit(n, dst);
+                            peer.count_tx(n);
+                        }
+                    }
+                }
+            }
             Decap::Done => {}
             Decap::Drop(reason) => self.counters.wg_drop(reason),
             Decap::Cookie(n) => {
@@ -118,6 +183,7 @@ impl Core {
                     MessageKind::HandshakeInit | MessageKind::HandshakeResponse
                 ) {
                     peer.expired = false;
+                    note_answered(peer);
                     debug!(parent: &peer.span, endpoint = %src, message = ?kind, "handshake");
                 }
                 send_reply(peer, &mut self.tx, out, n, src);
@@ -202,17 +268,30 @@ impl Core {
         });
     }
 
-    /// Runs every peer's timers (every [`TICK`](super::engine::TICK)).
-    pub(super) fn tick(&mut self) {
-        self.gate.tick();
+    /// Runs every peer's timers (every [`TICK`](super::engine::TICK)),
+    /// in the peer's span (so WireGuard's own events name it). A peer that
+    /// may not be handshaken with (NotReady, no session) gets no timers:
+    /// they would only retry handshakes toward it.
+    pub(super) fn tick(&mut self, now: Instant) {
+        self.gate.tick(now);
         let Core { peers, tx, .. } = self;
         for (_, peer) in peers.iter_mut() {
-            match peer.tunnel.update_timers(tx.slot()) {
+            if !peer.may_initiate() {
+                continue;
+            }
+            let span = peer.span.clone();
+            let out = tx.slot();
+            let timer = span.in_scope(|| peer.tunnel.update_timers(out));
+            let initiation = matches!(timer, Timer::Send(_)) && out.first() == Some(&1);
+            match timer {
                 Timer::Idle => {}
                 Timer::Send(n) => {
                     if let Some(dst) = peer.endpoint {
                         tx.commit(n, dst);
                         peer.count_tx(n);
+                        if initiation {
+                            note_unanswered(peer, now);
+                        }
                     }
                 }
                 Timer::Expired => {
@@ -227,6 +306,37 @@ impl Core {
             }
         }
     }
+}
+
+/// How often an unanswered peer's handshakes are logged, at most.
+const UNANSWERED_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Counts a handshake initiation the timers sent (the previous one went
+/// unanswered for 5 s, or a rekey), and logs a peer whose handshakes go
+/// unanswered: at the first retry, then at most once a minute.
+fn note_unanswered(peer: &mut Peer, now: Instant) {
+    peer.unanswered = peer.unanswered.saturating_add(1);
+    if peer.unanswered < 2 {
+        return;
+    }
+    if peer
+        .unanswered_logged
+        .is_some_and(|t| now.saturating_duration_since(t) < UNANSWERED_LOG_INTERVAL)
+    {
+        return;
+    }
+    peer.unanswered_logged = Some(now);
+    warn!(parent: &peer.span, endpoint = ?peer.endpoint, attempts = peer.unanswered,
+        "handshakes to this peer go unanswered; retrying every 5 s (logged at most once a minute)");
+}
+
+/// A completed handshake: the peer answers again.
+fn note_answered(peer: &mut Peer) {
+    if peer.unanswered_logged.is_some() {
+        info!(parent: &peer.span, attempts = peer.unanswered, "the peer answers handshakes again");
+    }
+    peer.unanswered = 0;
+    peer.unanswered_logged = None;
 }
 
 /// Sends `buf[..n]`, produced by `peer`'s tunnel, back to `src`.

@@ -22,7 +22,8 @@
 //!
 //! Design (files): `engine` (the thread and its epoll loop), `forward`
 //! (packets from TUNs, and the state they share), `inbound` (datagrams
-//! from peers, timers), `control` (commands, status), `peers` and `ports`
+//! from peers, timers), `handshakes` (the queue of admitted handshake
+//! messages, served after the data), `control` (commands, status), `peers` and `ports`
 //! (tables indexed by the switch's ids), `link` (a TUN and its offloads),
 //! `udp` (socket tuning, `recvmmsg`/`sendmmsg` batches with GSO/GRO),
 //! `offload` (sans-IO segmenting and coalescing) and `counters`. WireGuard
@@ -38,6 +39,7 @@ mod control;
 mod counters;
 mod engine;
 mod forward;
+mod handshakes;
 mod inbound;
 mod link;
 mod peers;
@@ -91,6 +93,13 @@ pub struct PeerSpec {
     pub endpoint: Option<SocketAddr>,
     /// Inner source addresses allowed from it and routed to it: its pod CIDR(s).
     pub allowed: Vec<IpNet>,
+    /// Whether the control plane reports the node Ready. Toward a NotReady
+    /// node the data plane starts no handshake (no retries, none for
+    /// traffic: packets for it without a session are dropped as
+    /// `peer_not_ready`); it still answers one the node starts, and a
+    /// session that exists keeps working. Handshakes resume when it is
+    /// Ready again.
+    pub ready: bool,
 }
 
 /// A pod port to attach: an open TUN (already configured in the pod's

@@ -50,6 +50,13 @@ pub(super) struct Peer {
     pub(super) traffic: PeerTraffic,
     /// Whether the session is expired (logged once per expiry).
     pub(super) expired: bool,
+    /// Whether the control plane reports the node Ready (see
+    /// [`PeerSpec::ready`](super::PeerSpec::ready)).
+    pub(super) ready: bool,
+    /// Handshake initiations the timers sent since the last completed
+    /// handshake, and when that was last logged (rate-limited).
+    pub(super) unanswered: u32,
+    pub(super) unanswered_logged: Option<std::time::Instant>,
     pub(super) span: Span,
 }
 
@@ -58,6 +65,12 @@ impl Peer {
     pub(super) fn count_tx(&mut self, len: usize) {
         self.traffic.tx_bytes = self.traffic.tx_bytes.wrapping_add(len as u64);
         self.traffic.tx_packets = self.traffic.tx_packets.wrapping_add(1);
+    }
+
+    /// Whether the data plane may start a handshake toward it: only while
+    /// its node is Ready, or while a session exists (rekeying it).
+    pub(super) fn may_initiate(&self) -> bool {
+        self.ready || self.tunnel.last_handshake().is_some()
     }
 
     /// Counts an authenticated datagram of `len` bytes from the peer.
@@ -196,6 +209,9 @@ mod tests {
             tunnel: Tunnel::new(&me, public_key, None, index).unwrap(),
             traffic: PeerTraffic::default(),
             expired: false,
+            ready: true,
+            unanswered: 0,
+            unanswered_logged: None,
             span: Span::none(),
         }
     }

@@ -6,6 +6,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -14,7 +15,7 @@ use tokio::sync::Mutex;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::alloc::AddressPool;
-use super::record::{validate_add, AddPod, PodRecord};
+use super::record::{validate_add, validate_id, AddPod, PodRecord};
 use super::sink::PortSink;
 use super::store;
 use super::PodError;
@@ -34,6 +35,9 @@ pub struct PodManager {
     /// The records by id; held across each whole operation, which
     /// serialises them.
     table: Mutex<BTreeMap<String, PodRecord>>,
+    /// How many records the table held when it was last written: read
+    /// without the lock (by `status`, which must not wait on an operation).
+    count: AtomicUsize,
 }
 
 impl fmt::Debug for PodManager {
@@ -121,6 +125,7 @@ impl PodManager {
             mtu,
             sink,
             table: Mutex::new(BTreeMap::new()),
+            count: AtomicUsize::new(0),
         };
         if let Some(old) = state.node_cidr.filter(|old| *old != pool.cidr()) {
             warn!(old = %old, new = %pool.cidr(), "the node CIDR changed; pods outside it are removed");
@@ -140,6 +145,7 @@ impl PodManager {
             manager.persist(&table).await?;
         }
         let attached = table.values().filter(|r| r.attached).count();
+        manager.count.store(table.len(), Ordering::Relaxed);
         info!(pods = table.len(), attached, cidr = %pool.cidr(), "pods loaded");
         drop(table);
         Ok(manager)
@@ -187,6 +193,12 @@ impl PodManager {
     /// Every pod, by id.
     pub async fn list(&self) -> Vec<PodRecord> {
         self.table.lock().await.values().cloned().collect()
+    }
+
+    /// How many pods there are, without waiting for an operation in
+    /// progress (it counts the records as last written).
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
     }
 
     /// One pod by id.
@@ -389,8 +401,10 @@ impl PodManager {
         })
     }
 
-    /// Deletes a pod; `Ok(None)` if there is none. See the module contract.
+    /// Deletes a pod; `Ok(None)` if there is none. An id that `add` would
+    /// refuse is refused the same way. See the module contract.
     pub async fn del(&self, id: &str) -> Result<Option<PodRecord>, PodError> {
+        validate_id(id).map_err(PodError::Invalid)?;
         let span = info_span!("pod", id = %id);
         async {
             let mut table = self.table.lock().await;
@@ -447,6 +461,7 @@ impl PodManager {
     /// Writes the table to the state file.
     async fn persist(&self, table: &BTreeMap<String, PodRecord>) -> Result<(), PodError> {
         let records: Vec<PodRecord> = table.values().cloned().collect();
+        self.count.store(records.len(), Ordering::Relaxed);
         let bytes = store::encode(self.pool.cidr(), &records);
         let path = self.state_path.clone();
         let written = tokio::task::spawn_blocking(move || store::save(&path, &bytes)).await;

@@ -9,21 +9,27 @@
 //! - Nothing panics on any input bytes or any buffer size: boringtun panics
 //!   on a too-small output buffer, so every call checks [`MIN_OUT`] and the
 //!   packet length first and returns an error instead.
-//! - [`Gate`] looks at every datagram before any peer is known: it checks
-//!   the MAC of handshake messages, applies the under-load cookie rule
-//!   (answering with a cookie reply), and says how to find the peer: by the
-//!   static key inside a handshake initiation, or by the receiver index of
-//!   anything else (`receiver_idx >> 8` is the 24-bit index the peer's
-//!   [`Tunnel`] was created with; see [`tunnel_index_of`]).
+//! - [`Gate`] looks at every datagram before any peer is known, as kernel
+//!   WireGuard does: data passes at once; a handshake message must be
+//!   within its source address's token bucket ([`SourceLimiter`]: 20 a
+//!   second, bursts of 5), checked before any cryptography, then have a
+//!   valid MAC1 and, under load ([`LoadMeter`]: more than
+//!   [`HANDSHAKE_RATE_LIMIT`] a second, or a backlog), a valid MAC2 (else
+//!   it is answered with a cookie reply, itself within the source's
+//!   bucket). Then it says how to find the peer: by the static key inside a
+//!   handshake initiation, or by the receiver index of anything else
+//!   (`receiver_idx >> 8` is the 24-bit index the peer's [`Tunnel`] was
+//!   created with; see [`tunnel_index_of`]).
 //! - [`Tunnel`] is one peer's session state (`Tunn`): encapsulate, decapsulate,
 //!   flush packets queued during a handshake, and timers.
 //! - [`roams`] is the roaming rule: which authenticated messages may move a
 //!   peer's endpoint to the datagram's source address.
 //!
-//! Files: this one (keys, message kinds, drop reasons), `gate` and
-//! `tunnel`.
+//! Files: this one (keys, message kinds, drop reasons), `gate`, `limit`
+//! (the rate limits) and `tunnel`.
 
 mod gate;
+mod limit;
 mod tunnel;
 
 #[cfg(test)]
@@ -32,7 +38,8 @@ mod tests;
 use boringtun::noise::errors::WireGuardError;
 use boringtun::x25519::{PublicKey, StaticSecret};
 
-pub use gate::{Gate, Inbound, HANDSHAKE_RATE_LIMIT};
+pub use gate::{Admit, Gate, Inbound, HANDSHAKE_RATE_LIMIT};
+pub use limit::{LoadMeter, SourceLimiter, PER_SOURCE_BURST, PER_SOURCE_RATE};
 pub use tunnel::{roams, Decap, Encap, Timer, Tunnel, TunnelError};
 
 /// The smallest output buffer any call accepts: a handshake initiation
@@ -139,11 +146,17 @@ pub enum WgDrop {
     /// answer to an initiation superseded by the peer's own (both sides
     /// started a handshake at once, e.g. both agents just started).
     StaleHandshake,
+    /// A handshake message over its source address's rate (20 a second,
+    /// bursts of 5): dropped before any cryptography.
+    RateLimited,
+    /// A handshake message admitted while the queue of handshakes waiting
+    /// for the engine was full.
+    HandshakeBacklog,
 }
 
 impl WgDrop {
     /// Every reason, in a stable order.
-    pub const ALL: [WgDrop; 11] = [
+    pub const ALL: [WgDrop; 13] = [
         Self::Invalid,
         Self::BadMac,
         Self::UndecryptableInit,
@@ -155,6 +168,8 @@ impl WgDrop {
         Self::Expired,
         Self::BufferTooSmall,
         Self::StaleHandshake,
+        Self::RateLimited,
+        Self::HandshakeBacklog,
     ];
 
     /// The stable metric label.
@@ -171,6 +186,8 @@ impl WgDrop {
             Self::Expired => "wg_expired",
             Self::BufferTooSmall => "wg_buffer_too_small",
             Self::StaleHandshake => "wg_stale_handshake",
+            Self::RateLimited => "wg_rate_limited",
+            Self::HandshakeBacklog => "wg_handshake_backlog",
         }
     }
 

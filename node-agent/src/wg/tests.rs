@@ -2,6 +2,7 @@
 //! static key, the roaming rule, queued packets, cookies, and garbage.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::Instant;
 
 use proptest::prelude::*;
 
@@ -58,7 +59,7 @@ fn handshake(a: &mut Node, b: &mut Node) -> (Tunnel, Tunnel) {
     let init = sent(ta.encapsulate(&[], &mut a.out), &a.out);
 
     assert_eq!(
-        b.gate.classify(src(1), &init, &mut b.out),
+        b.gate.classify(src(1), &init, Instant::now(), &mut b.out),
         Inbound::Peer {
             peer: PeerRef::Key(a.identity.public_key()),
             kind: MessageKind::HandshakeInit
@@ -70,7 +71,8 @@ fn handshake(a: &mut Node, b: &mut Node) -> (Tunnel, Tunnel) {
     };
 
     assert_eq!(
-        a.gate.classify(src(2), &response, &mut a.out),
+        a.gate
+            .classify(src(2), &response, Instant::now(), &mut a.out),
         Inbound::Peer {
             peer: PeerRef::Index(A_INDEX),
             kind: MessageKind::HandshakeResponse
@@ -84,7 +86,8 @@ fn handshake(a: &mut Node, b: &mut Node) -> (Tunnel, Tunnel) {
     while ta.next_queued(&mut a.out).is_some() {}
 
     assert_eq!(
-        b.gate.classify(src(1), &keepalive, &mut b.out),
+        b.gate
+            .classify(src(1), &keepalive, Instant::now(), &mut b.out),
         Inbound::Peer {
             peer: PeerRef::Index(B_INDEX),
             kind: MessageKind::Data
@@ -124,7 +127,7 @@ fn handshake_routes_by_key_then_by_index_and_data_flows_both_ways() {
     let wire = sent(ta.encapsulate(&packet, &mut a.out), &a.out);
     assert_eq!(wire.len(), packet.len() + DATA_OVERHEAD);
     assert_eq!(
-        b.gate.classify(src(1), &wire, &mut b.out),
+        b.gate.classify(src(1), &wire, Instant::now(), &mut b.out),
         Inbound::Peer {
             peer: PeerRef::Index(B_INDEX),
             kind: MessageKind::Data
@@ -139,7 +142,7 @@ fn handshake_routes_by_key_then_by_index_and_data_flows_both_ways() {
     let back = ipv4_packet(60, 0xcd);
     let wire = sent(tb.encapsulate(&back, &mut b.out), &b.out);
     assert_eq!(
-        a.gate.classify(src(2), &wire, &mut a.out),
+        a.gate.classify(src(2), &wire, Instant::now(), &mut a.out),
         Inbound::Peer {
             peer: PeerRef::Index(A_INDEX),
             kind: MessageKind::Data
@@ -158,7 +161,7 @@ fn handshake_init_is_identified_by_the_senders_static_key() {
     let mut out = vec![0; 2048];
     let init = sent(tc.encapsulate(&[], &mut out), &out);
     assert_eq!(
-        b.gate.classify(src(3), &init, &mut b.out),
+        b.gate.classify(src(3), &init, Instant::now(), &mut b.out),
         Inbound::Peer {
             peer: PeerRef::Key(c.identity.public_key()),
             kind: MessageKind::HandshakeInit
@@ -169,7 +172,7 @@ fn handshake_init_is_identified_by_the_senders_static_key() {
     let mut to_a = c.tunnel_to(&a, 10);
     let init = sent(to_a.encapsulate(&[], &mut out), &out);
     assert_eq!(
-        b.gate.classify(src(3), &init, &mut b.out),
+        b.gate.classify(src(3), &init, Instant::now(), &mut b.out),
         Inbound::Drop(WgDrop::BadMac)
     );
 }
@@ -278,16 +281,16 @@ fn replays_are_rejected_and_do_not_roam() {
 #[test]
 fn under_load_the_gate_answers_with_a_cookie_the_initiator_accepts() {
     let (mut a, b) = (Node::new(1), Node::new(2));
-    let loaded = Gate::new(&b.identity, 0);
+    let mut loaded = Gate::new(&b.identity, 0);
     let mut ta = a.tunnel_to(&b, A_INDEX);
     let init = sent(ta.encapsulate(&[], &mut a.out), &a.out);
     let mut out = vec![0; 256];
-    let Inbound::CookieReply(n) = loaded.classify(src(1), &init, &mut out) else {
+    let Inbound::CookieReply(n) = loaded.classify(src(1), &init, Instant::now(), &mut out) else {
         panic!("expected a cookie reply");
     };
     let cookie = out[..n].to_vec();
     assert_eq!(
-        a.gate.classify(src(2), &cookie, &mut a.out),
+        a.gate.classify(src(2), &cookie, Instant::now(), &mut a.out),
         Inbound::Peer {
             peer: PeerRef::Index(A_INDEX),
             kind: MessageKind::CookieReply
@@ -300,7 +303,7 @@ fn under_load_the_gate_answers_with_a_cookie_the_initiator_accepts() {
 
 #[test]
 fn garbage_is_classified_not_panicked_on() {
-    let b = Node::new(2);
+    let mut b = Node::new(2);
     let mut out = vec![0; 2048];
     let cases: Vec<(Vec<u8>, Inbound)> = vec![
         (vec![], Inbound::Drop(WgDrop::Invalid)),
@@ -336,7 +339,7 @@ fn garbage_is_classified_not_panicked_on() {
     ];
     for (datagram, want) in cases {
         assert_eq!(
-            b.gate.classify(src(9), &datagram, &mut out),
+            b.gate.classify(src(9), &datagram, Instant::now(), &mut out),
             want,
             "{datagram:?}"
         );
@@ -347,7 +350,7 @@ fn garbage_is_classified_not_panicked_on() {
     data[..4].copy_from_slice(&[4, 0, 0, 0]);
     data[4..8].copy_from_slice(&(B_INDEX << 8).to_le_bytes());
     assert_eq!(
-        b.gate.classify(src(9), &data, &mut out),
+        b.gate.classify(src(9), &data, Instant::now(), &mut out),
         Inbound::Peer {
             peer: PeerRef::Index(B_INDEX),
             kind: MessageKind::Data
@@ -367,7 +370,7 @@ fn garbage_is_classified_not_panicked_on() {
 
 #[test]
 fn small_buffers_are_errors_not_panics() {
-    let (a, b) = (Node::new(1), Node::new(2));
+    let (mut a, b) = (Node::new(1), Node::new(2));
     let mut ta = a.tunnel_to(&b, A_INDEX);
     let mut tiny = [0u8; 16];
     assert_eq!(
@@ -384,7 +387,8 @@ fn small_buffers_are_errors_not_panics() {
         Decap::Drop(WgDrop::BufferTooSmall)
     );
     assert_eq!(
-        a.gate.classify(src(1), &[1; 148], &mut tiny),
+        a.gate
+            .classify(src(1), &[1; 148], Instant::now(), &mut tiny),
         Inbound::Drop(WgDrop::BufferTooSmall)
     );
     assert_eq!(ta.next_queued(&mut tiny), None);
@@ -420,13 +424,92 @@ proptest! {
         kind in 0u8..6,
         body in proptest::collection::vec(any::<u8>(), 0..300),
     ) {
-        let (a, b) = (Node::new(1), Node::new(2));
+        let (a, mut b) = (Node::new(1), Node::new(2));
         let mut tb = b.tunnel_to(&a, B_INDEX);
         let mut datagram = vec![kind, 0, 0, 0];
         datagram.extend_from_slice(&body);
         let mut out = vec![0; 2048];
-        let _ = b.gate.classify(src(9), &datagram, &mut out);
+        let _ = b.gate.classify(src(9), &datagram, Instant::now(), &mut out);
         let _ = tb.decapsulate(src(9), &datagram, &mut out);
         let _ = tb.decapsulate(src(9), &body, &mut out);
     }
+}
+
+/// Issue 10, item 4: a source flooding valid handshake initiations gets
+/// its burst, then nothing, refused before any MAC or Diffie-Hellman;
+/// other sources and every data message go on.
+#[test]
+fn a_source_flooding_handshakes_is_limited_before_any_crypto() {
+    let (a, mut b) = (Node::new(1), Node::new(2));
+    let mut out = vec![0; 2048];
+    let mut ta = a.tunnel_to(&b, A_INDEX);
+    let init = sent(ta.encapsulate(&[], &mut out), &out);
+    let t0 = Instant::now();
+    let results: Vec<Admit> = (0..100)
+        .map(|_| b.gate.admit(src(1), &init, t0, &mut b.out))
+        .collect();
+    let burst = PER_SOURCE_BURST as usize;
+    assert!(results[..burst].iter().all(|r| *r == Admit::Handshake));
+    assert!(results[burst..]
+        .iter()
+        .all(|r| *r == Admit::Drop(WgDrop::RateLimited)));
+    // Refused by rate, not by MAC: garbage from the source is not looked at.
+    assert_eq!(
+        b.gate.admit(src(1), &[1; 148], t0, &mut b.out),
+        Admit::Drop(WgDrop::RateLimited)
+    );
+    assert_eq!(
+        b.gate.admit(src(2), &init, t0, &mut b.out),
+        Admit::Handshake
+    );
+    let mut data = vec![0x11; 64];
+    data[..4].copy_from_slice(&[4, 0, 0, 0]);
+    data[4..8].copy_from_slice(&(B_INDEX << 8).to_le_bytes());
+    assert_eq!(
+        b.gate.admit(src(1), &data, t0, &mut b.out),
+        Admit::Data(B_INDEX)
+    );
+    // A second later the source has its rate again.
+    let later = t0 + std::time::Duration::from_secs(1);
+    let again = (0..100)
+        .filter(|_| b.gate.admit(src(1), &init, later, &mut b.out) == Admit::Handshake)
+        .count();
+    assert_eq!(again, burst);
+}
+
+/// Under load (many sources), an initiation without a cookie is answered
+/// with a cookie reply; the initiator's next one carries it and is
+/// admitted.
+#[test]
+fn under_load_only_initiations_with_a_cookie_are_admitted() {
+    let (a, b) = (Node::new(1), Node::new(2));
+    let mut gate = Gate::new(&b.identity, 3);
+    let mut out = vec![0; 2048];
+    let mut ta = a.tunnel_to(&b, A_INDEX);
+    let init = sent(ta.encapsulate(&[], &mut out), &out);
+    let t0 = Instant::now();
+    for i in 10..14 {
+        let _ = gate.admit(src(i), &init, t0, &mut out);
+    }
+    assert!(gate.under_load(t0));
+    let Admit::CookieReply(n) = gate.admit(src(1), &init, t0, &mut out) else {
+        panic!("expected a cookie reply under load");
+    };
+    let cookie = out[..n].to_vec();
+    assert_eq!(ta.decapsulate(src(2), &cookie, &mut out), Decap::Done);
+    let n = ta.initiate(&mut out).expect("a new initiation");
+    let with_cookie = out[..n].to_vec();
+    assert_eq!(
+        gate.admit(src(1), &with_cookie, t0, &mut out),
+        Admit::Handshake
+    );
+    assert!(matches!(
+        gate.route(&with_cookie),
+        Inbound::Peer {
+            kind: MessageKind::HandshakeInit,
+            ..
+        }
+    ));
+    // A second later, without new load, no cookie is needed.
+    assert!(!gate.under_load(t0 + std::time::Duration::from_secs(1)));
 }

@@ -15,10 +15,18 @@
 //!   sends them with one `sendmmsg` per [`TxBatch::flush`] (or when full).
 //!   With GSO, consecutive datagrams to one destination of one size (the
 //!   last of a run may be shorter) go as one message with a `UDP_SEGMENT`
-//!   size: one trip through the stack for up to 64 of them. If the kernel
-//!   refuses a GSO message, GSO is turned off for good and the run is sent
-//!   datagram by datagram. A full socket buffer drops the rest of the
-//!   batch (counted); nothing blocks.
+//!   size: one trip through the stack for up to 64 of them. A full socket
+//!   buffer drops the rest of the batch (counted); nothing blocks.
+//! - A GSO message the kernel refuses is handled by cause, never by turning
+//!   GSO off for good: `EINVAL`/`EMSGSIZE` say this message is malformed
+//!   (e.g. datagrams over the path MTU, from a pod's crafted super-packet):
+//!   its datagrams are dropped and counted ([`TxStats::gso_invalid`]), GSO
+//!   stays on. Any other refusal (`EIO`: the route cannot checksum for us)
+//!   means the kernel will not segment on this socket: that run is sent
+//!   datagram by datagram and GSO is off for a while, tried again after
+//!   [`GSO_RETRY_INITIAL`], doubling up to [`GSO_RETRY_MAX`] while it keeps
+//!   failing; so is a streak of [`GSO_INVALID_STREAK`] malformed messages
+//!   with no accepted one between them.
 //! - Addresses: an IPv4-mapped IPv6 source is reported as IPv4, and an IPv4
 //!   destination is mapped when the socket is IPv6 (dual-stack).
 //! - No allocation after construction. The raw `mmsghdr`s (module `sys`,
@@ -30,6 +38,7 @@ mod sys;
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
 
 use nix::sys::socket::{getsockopt, setsockopt, sockopt, SockaddrStorage};
 use sys::{OutMsg, RecvHeaders, SendHeaders};
@@ -53,6 +62,16 @@ const GSO_MAX_SEGMENTS: usize = 64;
 
 /// Bytes per GSO message: its UDP payload must fit one IP packet.
 const GSO_MAX_BYTES: usize = 65_000;
+
+/// How long UDP GSO stays off after the kernel first refuses it.
+pub(super) const GSO_RETRY_INITIAL: Duration = Duration::from_secs(1);
+
+/// The longest it stays off (the delay doubles while refusals go on).
+pub(super) const GSO_RETRY_MAX: Duration = Duration::from_secs(300);
+
+/// Malformed GSO messages in a row (none accepted between them) that mean
+/// the socket refuses GSO rather than those messages.
+pub(super) const GSO_INVALID_STREAK: u32 = 16;
 
 /// The kernel socket buffers asked for, each way.
 pub(super) const SOCKET_BUFFER_BYTES: usize = 8 << 20;
@@ -182,6 +201,67 @@ pub(super) struct TxStats {
     pub(super) errors: u64,
     /// GSO messages sent (each carrying several datagrams).
     pub(super) gso_messages: u64,
+    /// Dropped: in a GSO message the kernel refused as malformed.
+    pub(super) gso_invalid: u64,
+}
+
+/// Whether UDP GSO is on, and when to try it again if not.
+#[derive(Debug, Clone, Copy)]
+struct Gso {
+    /// The kernel has UDP GSO at all (probed at start).
+    supported: bool,
+    /// Runs are joined into GSO messages now.
+    on: bool,
+    /// While off: when to turn it on again.
+    retry_at: Option<Instant>,
+    /// The next off period.
+    backoff: Duration,
+    /// Malformed GSO messages since the last accepted one.
+    invalid_streak: u32,
+}
+
+impl Gso {
+    fn new(supported: bool) -> Self {
+        Self {
+            supported,
+            on: supported,
+            retry_at: None,
+            backoff: GSO_RETRY_INITIAL,
+            invalid_streak: 0,
+        }
+    }
+
+    /// Turns it off for the current backoff (doubling the next one).
+    fn refused(&mut self, error: &io::Error, now: Instant) {
+        if !self.on {
+            return;
+        }
+        self.on = false;
+        self.invalid_streak = 0;
+        self.retry_at = Some(now + self.backoff);
+        tracing::warn!(error = %error, retry_in = ?self.backoff,
+            "UDP GSO refused by the kernel; sending datagrams one by one for now");
+        self.backoff = (self.backoff * 2).min(GSO_RETRY_MAX);
+    }
+
+    /// Turns it on again if its off period is over.
+    fn resume(&mut self, now: Instant) {
+        if self.on || !self.supported || self.retry_at.is_some_and(|t| now < t) {
+            return;
+        }
+        self.on = true;
+        self.retry_at = None;
+        tracing::info!("trying UDP GSO again");
+    }
+
+    /// A GSO message was accepted.
+    fn accepted(&mut self) {
+        self.invalid_streak = 0;
+        if self.backoff > GSO_RETRY_INITIAL {
+            self.backoff = GSO_RETRY_INITIAL;
+            tracing::info!("UDP GSO works again");
+        }
+    }
 }
 
 /// A queued message's bookkeeping next to its [`OutMsg`].
@@ -198,7 +278,7 @@ struct Run {
 pub(super) struct TxBatch {
     socket: UdpSocket,
     v6: bool,
-    gso: bool,
+    gso: Gso,
     arena: Box<[u8]>,
     /// Bytes of the arena in use.
     tail: usize,
@@ -215,7 +295,7 @@ impl TxBatch {
         Self {
             socket,
             v6,
-            gso,
+            gso: Gso::new(gso),
             arena: vec![0; TX_ARENA_SLOTS * TX_SLOT].into_boxed_slice(),
             tail: 0,
             msgs: Vec::with_capacity(BATCH),
@@ -225,9 +305,9 @@ impl TxBatch {
         }
     }
 
-    /// Whether GSO is (still) on.
+    /// Whether GSO is on now.
     pub(super) fn gso(&self) -> bool {
-        self.gso
+        self.gso.on
     }
 
     /// The next free slot ([`TX_SLOT`] bytes); sends the batch first if it
@@ -246,7 +326,7 @@ impl TxBatch {
             return;
         }
         let len = len.min(TX_SLOT);
-        if self.gso && self.join_run(len, dst) {
+        if self.gso.on && self.join_run(len, dst) {
             self.tail += len;
             return;
         }
@@ -311,9 +391,18 @@ impl TxBatch {
 
     /// Sends everything queued.
     pub(super) fn flush(&mut self) {
+        if !self.gso.on && self.gso.supported {
+            self.gso.resume(Instant::now());
+        }
         let fd = self.socket.as_raw_fd();
         let mut start = 0;
         while start < self.msgs.len() {
+            if self.msgs[start].segment > 0 && !self.gso.on {
+                // Queued as a run before GSO went off.
+                self.send_singly(start);
+                start += 1;
+                continue;
+            }
             match self.headers.send(fd, &self.arena, &self.msgs[start..]) {
                 Ok(0) => {
                     self.stats.errors += self.datagrams(start..self.msgs.len());
@@ -321,10 +410,14 @@ impl TxBatch {
                 }
                 Ok(sent) => {
                     self.stats.sent += self.datagrams(start..start + sent);
-                    self.stats.gso_messages += self.msgs[start..start + sent]
+                    let gso = self.msgs[start..start + sent]
                         .iter()
                         .filter(|m| m.segment > 0)
                         .count() as u64;
+                    if gso > 0 {
+                        self.gso.accepted();
+                    }
+                    self.stats.gso_messages += gso;
                     start += sent;
                 }
                 Err(e) => match e.raw_os_error() {
@@ -333,15 +426,21 @@ impl TxBatch {
                         self.stats.full += self.datagrams(start..self.msgs.len());
                         break;
                     }
+                    Some(libc::EINVAL | libc::EMSGSIZE) if self.msgs[start].segment > 0 => {
+                        // This message is malformed (datagrams over the
+                        // path MTU, too many of them): drop it, keep GSO.
+                        self.stats.gso_invalid += self.datagrams(start..start + 1);
+                        self.gso.invalid_streak += 1;
+                        if self.gso.invalid_streak >= GSO_INVALID_STREAK {
+                            self.gso.refused(&e, Instant::now());
+                        }
+                        start += 1;
+                    }
                     Some(errno) if self.msgs[start].segment > 0 && !per_destination(errno) => {
                         // The kernel will not segment for us (no checksum
-                        // offload on the route, too big for the path...):
-                        // send this run datagram by datagram, and no more
-                        // runs.
-                        if self.gso {
-                            tracing::warn!(error = %e, "UDP GSO refused; sending datagrams one by one");
-                        }
-                        self.gso = false;
+                        // offload on the route...): this run datagram by
+                        // datagram, and no runs for a while.
+                        self.gso.refused(&e, Instant::now());
                         self.send_singly(start);
                         start += 1;
                     }

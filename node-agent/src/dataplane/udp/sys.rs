@@ -267,18 +267,14 @@ mod tests {
     use std::net::UdpSocket;
     use std::os::fd::AsRawFd;
 
-    use super::super::{tune, RxBatch, TxBatch};
+    use super::super::{tune, RxBatch, TxBatch, GSO_INVALID_STREAK, GSO_RETRY_INITIAL};
 
-    #[test]
-    fn a_refused_gso_message_falls_back_to_single_datagrams() {
-        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
-        tune(&a, 1 << 20, true).unwrap();
-        tune(&b, 1 << 20, false).unwrap();
+    /// `a` with UDP checksums off: the kernel then refuses every GSO
+    /// message with EINVAL, as it does a message of over-MTU datagrams.
+    fn no_checksums(a: &UdpSocket) {
         let one: libc::c_int = 1;
         // SAFETY: `a` is a live socket; SO_NO_CHECK reads one int from the
-        // pointer, which points at a local that outlives the call. Without
-        // UDP checksums the kernel refuses GSO (EINVAL).
+        // pointer, which points at a local that outlives the call.
         let rc = unsafe {
             libc::setsockopt(
                 a.as_raw_fd(),
@@ -289,6 +285,28 @@ mod tests {
             )
         };
         assert_eq!(rc, 0);
+    }
+
+    /// Receives datagrams for up to `wait`: how many arrived.
+    fn drain(rx: &mut RxBatch, wait: std::time::Duration) -> usize {
+        let mut got = 0;
+        let deadline = std::time::Instant::now() + wait;
+        while std::time::Instant::now() < deadline {
+            match rx.recv() {
+                Ok(n) => (0..n).for_each(|i| got += rx.get(i).datagrams().count()),
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn a_malformed_gso_message_is_dropped_and_counted_and_gso_stays_on() {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        tune(&a, 1 << 20, true).unwrap();
+        tune(&b, 1 << 20, false).unwrap();
+        no_checksums(&a);
         let b_addr = b.local_addr().unwrap();
         let mut rx = RxBatch::new(&b);
         let mut tx = TxBatch::new(a, true);
@@ -296,18 +314,45 @@ mod tests {
             tx.push(&[i; 300], b_addr);
         }
         tx.flush();
-        assert!(!tx.gso(), "GSO is off after the refusal");
-        assert_eq!((tx.stats.sent, tx.stats.errors), (10, 0));
-        let mut got = 0;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while got < 10 && std::time::Instant::now() < deadline {
-            if let Ok(n) = rx.recv() {
-                for i in 0..n {
-                    assert_eq!(rx.get(i).bytes, [got as u8; 300]);
-                    got += 1;
-                }
+        assert!(tx.gso(), "one refused message does not turn GSO off");
+        assert_eq!(
+            (tx.stats.sent, tx.stats.gso_invalid, tx.stats.errors),
+            (0, 10, 0)
+        );
+        // Single datagrams still go.
+        tx.push(&[7; 300], b_addr);
+        tx.flush();
+        assert_eq!(tx.stats.sent, 1);
+        assert_eq!(drain(&mut rx, std::time::Duration::from_millis(300)), 1);
+    }
+
+    #[test]
+    fn a_streak_of_refusals_turns_gso_off_for_a_while_then_it_is_tried_again() {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        tune(&a, 1 << 20, true).unwrap();
+        tune(&b, 1 << 20, false).unwrap();
+        no_checksums(&a);
+        let b_addr = b.local_addr().unwrap();
+        let mut rx = RxBatch::new(&b);
+        let mut tx = TxBatch::new(a, true);
+        for _ in 0..GSO_INVALID_STREAK {
+            for i in 0..4u8 {
+                tx.push(&[i; 300], b_addr);
             }
+            tx.flush();
         }
-        assert_eq!(got, 10);
+        assert!(!tx.gso(), "a socket that refuses every GSO message");
+        // Off: runs go datagram by datagram, and arrive.
+        for i in 0..4u8 {
+            tx.push(&[i; 300], b_addr);
+        }
+        tx.flush();
+        assert_eq!(tx.stats.sent, 4);
+        assert_eq!(drain(&mut rx, std::time::Duration::from_millis(300)), 4);
+        // After the off period GSO is tried again (a flush turns it on).
+        std::thread::sleep(GSO_RETRY_INITIAL + std::time::Duration::from_millis(100));
+        tx.flush();
+        assert!(tx.gso(), "GSO is tried again after {GSO_RETRY_INITIAL:?}");
     }
 }

@@ -30,6 +30,9 @@ class Endpoints:
     server_addr: str
     tunnel_pids: dict = field(default_factory=dict)  # name -> pid
     notes: dict = field(default_factory=dict)
+    # weft only: how each agent was started (for benchmarks that restart
+    # one): dicts of name, ns, argv, env, socket, proc. Not reported.
+    agents: list = field(default_factory=list)
 
 
 @dataclass
@@ -109,6 +112,7 @@ def setup_weft(sb, tools):
          "--description", "weft-bench dataplane", "-o", "json"], ns=n1, timeout=15).stdout)
 
     agents = []
+    started = []
     for i, ns in enumerate((n1, n2), start=1):
         state = os.path.join(sb.workdir, f"agent-n{i}")
         socket = os.path.join(sb.workdir, f"agent-n{i}.sock")
@@ -121,6 +125,8 @@ def setup_weft(sb, tools):
                 "--ca-hash", token["ca_cert_hash"]]
         agent_env = dict(env, WEFT_TOKEN=token["token"])
         agents.append((sb.spawn(f"weft-agent-n{i}", argv, ns=ns, env=agent_env), socket))
+        started.append({"name": f"weft-agent-n{i}", "ns": ns, "argv": argv,
+                        "env": agent_env, "socket": socket, "proc": agents[-1][0]})
 
     def status(proc, socket):
         _check_alive(proc)
@@ -151,6 +157,7 @@ def setup_weft(sb, tools):
         notes={"pods": [a for _, a in pods],
                "pod_cidrs": [s["node"]["pod_cidr"] for s in final],
                "mtu": [s["node"]["mtu"] for s in final]},
+        agents=started,
     )
 
 

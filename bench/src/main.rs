@@ -4,6 +4,9 @@
 //! (a separate process) over gRPC + TLS and hold watches; measures joins/s,
 //! convergence, watch fan-out latency and the control plane's CPU and
 //! memory. See bench/README.md.
+//!
+//! `weft-bench flood`: sends valid WireGuard handshake initiations at a
+//! fixed rate from many source addresses, for `bench/flood.sh`.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -11,6 +14,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 mod control_plane;
+mod flood;
 mod procfs;
 
 #[derive(Debug, Parser)]
@@ -25,10 +29,24 @@ enum Command {
     /// Control-plane scale: joins/s, watch convergence, fan-out latency,
     /// server CPU and peak RSS with N simulated nodes.
     ControlPlane(control_plane::Args),
+    /// A handshake-initiation flood toward one agent (bench/flood.sh).
+    Flood(flood::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let args = match cli.command {
+        Command::Flood(args) => {
+            return match flood::main(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("weft-bench flood: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::ControlPlane(args) => args,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -41,9 +59,7 @@ fn main() -> ExitCode {
     };
     // `block_on` runs the benchmark on this (the main) thread: the control
     // plane child is tied to it by PR_SET_PDEATHSIG.
-    let code = match cli.command {
-        Command::ControlPlane(args) => runtime.block_on(control_plane::main(args)),
-    };
+    let code = runtime.block_on(control_plane::main(args));
     runtime.shutdown_timeout(Duration::from_secs(2));
     match code {
         Ok(code) => code,

@@ -44,20 +44,20 @@ pub enum AgentApiError {
         path: PathBuf,
     },
     /// Any other failure to connect.
-    #[error("connecting to weft-agent at {}: {source}", path.display())]
+    #[error("connecting to weft-agent at {}: {cause}", path.display())]
     Connect {
         /// The socket path.
         path: PathBuf,
         /// The OS error.
-        source: io::Error,
+        cause: io::Error,
     },
     /// Sending or receiving failed.
-    #[error("talking to weft-agent at {}: {source}", path.display())]
+    #[error("talking to weft-agent at {}: {cause}", path.display())]
     Io {
         /// The socket path.
         path: PathBuf,
         /// The OS error.
-        source: io::Error,
+        cause: io::Error,
     },
     /// The agent did not answer in time.
     #[error("weft-agent at {} did not answer {op} within {timeout:?}", path.display())]
@@ -110,7 +110,10 @@ impl AgentApiError {
             io::ErrorKind::NotFound => Self::NoSocket { path },
             io::ErrorKind::ConnectionRefused => Self::NotListening { path },
             io::ErrorKind::PermissionDenied => Self::PermissionDenied { path },
-            _ => Self::Connect { path, source },
+            _ => Self::Connect {
+                path,
+                cause: source,
+            },
         }
     }
 
@@ -120,7 +123,10 @@ impl AgentApiError {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
                 Self::Timeout { path, op, timeout }
             }
-            _ => Self::Io { path, source },
+            _ => Self::Io {
+                path,
+                cause: source,
+            },
         }
     }
 }
@@ -188,9 +194,9 @@ impl AgentClient {
         let set = stream
             .set_read_timeout(Some(timeout))
             .and_then(|()| stream.set_write_timeout(Some(timeout)));
-        set.map_err(|source| AgentApiError::Io {
+        set.map_err(|cause| AgentApiError::Io {
             path: self.path.clone(),
-            source,
+            cause,
         })?;
         self.timeout = timeout;
         Ok(())

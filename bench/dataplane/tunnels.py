@@ -103,12 +103,12 @@ def setup_weft(sb, tools):
         _check_alive(cp)
         if not os.path.exists(admin_conf):
             return False
-        sb.run([weftctl, "--config", admin_conf, "cluster", "info"], ns=n1, timeout=5)
+        sb.run([weftctl, "cluster", "info", "--config", admin_conf], ns=n1, timeout=5)
         return True
 
     wait_for("the control plane to answer", cp_ready, 30)
     token = json.loads(sb.run(
-        [weftctl, "--config", admin_conf, "token", "create", "--ttl", "1h", "--usages", "2",
+        [weftctl, "token", "create", "--config", admin_conf, "--ttl", "1h", "--usages", "2",
          "--description", "weft-bench dataplane", "-o", "json"], ns=n1, timeout=15).stdout)
 
     agents = []

@@ -26,6 +26,7 @@
 
 use std::error::Error as _;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -280,15 +281,13 @@ impl TlsConnector {
                 tracing::debug!(server = %self.server, "connected to the control plane");
                 Ok(channel)
             }
-            Err(source) => {
-                Err(lock(&self.failure)
-                    .take()
-                    .unwrap_or_else(|| ClientError::Connect {
-                        server: self.server.to_string(),
-                        reason: error_chain(&source),
-                        source,
-                    }))
-            }
+            Err(error) => Err(lock(&self.failure)
+                .take()
+                .unwrap_or_else(|| ClientError::Connect {
+                    server: self.server.to_string(),
+                    reason: error_chain(&error),
+                    error,
+                })),
         }
     }
 
@@ -329,19 +328,20 @@ impl TlsConnector {
         }
         let tcp = TcpStream::connect(server)
             .await
-            .map_err(|source| ClientError::Tcp {
+            .map_err(|cause| ClientError::Tcp {
                 server: server.to_string(),
-                source,
+                cause,
             })?;
         // Small gRPC frames should not wait for Nagle.
         let _ = tcp.set_nodelay(true);
+        let reached = tcp.peer_addr().ok();
         let name =
             ServerName::try_from(SERVER_NAME).map_err(|e| ClientError::TlsConfig(e.to_string()))?;
         let tls = self
             .tls
             .connect(name, tcp)
             .await
-            .map_err(|e| self.explain(server, e))?;
+            .map_err(|e| self.explain(server, e, reached))?;
         if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
             return Err(ClientError::Handshake {
                 server: server.to_string(),
@@ -353,8 +353,15 @@ impl TlsConnector {
         Ok(TokioIo::new(tls))
     }
 
-    /// Turns a failed handshake into the most precise error we know.
-    fn explain(&self, server: &str, err: std::io::Error) -> ClientError {
+    /// Turns a failed handshake with `server` (reached at `reached`, the
+    /// address the TCP connection went to) into the most precise error we
+    /// know.
+    fn explain(
+        &self,
+        server: &str,
+        err: std::io::Error,
+        reached: Option<SocketAddr>,
+    ) -> ClientError {
         if let Some(pin) = &self.pin {
             if let Some(mismatch) = lock(pin).mismatch.take() {
                 return mismatch;
@@ -366,6 +373,7 @@ impl TlsConnector {
             .and_then(|e| e.downcast_ref::<rustls::Error>())
         {
             Some(rustls::Error::InvalidCertificate(cert_err)) => ClientError::ServerCertRejected {
+                reached: reached.map_or_else(|| server.clone(), |a| a.to_string()),
                 server,
                 reason: describe_cert_error(cert_err),
             },
@@ -387,9 +395,12 @@ impl TlsConnector {
 
 fn describe_cert_error(err: &CertificateError) -> String {
     match err {
-        CertificateError::UnknownIssuer | CertificateError::BadSignature => {
-            format!("it is not signed by the cluster CA this client trusts ({err:?})")
-        }
+        CertificateError::UnknownIssuer | CertificateError::BadSignature => format!(
+            "it is not signed by the cluster CA this client trusts ({err:?}); what answered \
+             may not be this cluster's control plane (another service on that address, another \
+             cluster's control plane, or the control plane runs in a network namespace this \
+             host does not reach)"
+        ),
         CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
             format!("it is not valid for the name {SERVER_NAME:?}")
         }

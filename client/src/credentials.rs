@@ -35,9 +35,9 @@ impl Credentials {
     /// Reads and checks a credentials file.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ClientError> {
         let path = path.as_ref();
-        let text = fs::read_to_string(path).map_err(|source| ClientError::ReadCredentials {
+        let text = fs::read_to_string(path).map_err(|cause| ClientError::ReadCredentials {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         if let Ok(meta) = fs::metadata(path) {
             let mode = meta.permissions().mode() & 0o777;
@@ -46,9 +46,9 @@ impl Credentials {
             }
         }
         let creds: Credentials =
-            serde_json::from_str(&text).map_err(|source| ClientError::ParseCredentials {
+            serde_json::from_str(&text).map_err(|cause| ClientError::ParseCredentials {
                 path: path.to_path_buf(),
-                source,
+                cause,
             })?;
         creds
             .check()
@@ -81,11 +81,11 @@ impl Credentials {
         let mut json =
             serde_json::to_string_pretty(self).map_err(|e| ClientError::WriteCredentials {
                 path: path.to_path_buf(),
-                source: std::io::Error::other(e),
+                cause: std::io::Error::other(e),
             })?;
         json.push('\n');
         write_private_file(path, json.as_bytes())
-            .map_err(|(path, source)| ClientError::WriteCredentials { path, source })
+            .map_err(|(path, cause)| ClientError::WriteCredentials { path, cause })
     }
 }
 

@@ -1,6 +1,10 @@
 //! [`ClientError`]: everything that can go wrong while loading credentials or
 //! connecting to the control plane. Messages name the file, server or value
 //! at fault so a person can act on them.
+//!
+//! Each message is whole: it includes its cause, so no variant also
+//! returns that cause from `source()` (anyhow's `{:#}` would print it a
+//! second time).
 
 use std::io;
 use std::path::PathBuf;
@@ -20,7 +24,7 @@ pub enum ClientError {
     },
     /// The join token is malformed.
     #[error("bad join token: {0}")]
-    BadToken(#[from] TokenError),
+    BadToken(TokenError),
     /// The CA hash is not of the form `sha256:<64 hex digits>`.
     #[error("bad CA hash {input:?}: {reason}")]
     BadCaHash {
@@ -41,20 +45,20 @@ pub enum ClientError {
     #[error("unparseable certificate: {0}")]
     BadCertificate(String),
     /// A credentials file could not be read.
-    #[error("reading credentials {path}: {source}")]
+    #[error("reading credentials {path}: {cause}")]
     ReadCredentials {
         /// The file.
         path: PathBuf,
         /// The IO error.
-        source: io::Error,
+        cause: io::Error,
     },
     /// A credentials file is not JSON of the expected shape.
-    #[error("parsing credentials {path}: {source}")]
+    #[error("parsing credentials {path}: {cause}")]
     ParseCredentials {
         /// The file.
         path: PathBuf,
         /// The JSON error, with line and column.
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     /// A credentials file parsed, but one of its fields is unusable.
     #[error("credentials {path}: {reason}")]
@@ -65,31 +69,31 @@ pub enum ClientError {
         reason: String,
     },
     /// A credentials file could not be written.
-    #[error("writing credentials {path}: {source}")]
+    #[error("writing credentials {path}: {cause}")]
     WriteCredentials {
         /// The file (or its temporary sibling).
         path: PathBuf,
         /// The IO error.
-        source: io::Error,
+        cause: io::Error,
     },
     /// Generating a key pair or certificate signing request failed.
     #[error("generating the key and CSR: {0}")]
-    Csr(#[from] rcgen::Error),
+    Csr(rcgen::Error),
     /// The TLS client configuration could not be built.
     #[error("building the TLS configuration: {0}")]
     TlsConfig(String),
     /// No TCP connection to the server could be opened.
-    #[error("connecting to {server}: {source}")]
+    #[error("connecting to {server}: {cause}")]
     Tcp {
         /// The control-plane address.
         server: String,
         /// The IO error.
-        source: io::Error,
+        cause: io::Error,
     },
     /// The server presented no CA certificate with the pinned hash.
     #[error(
         "the server's CA does not match the pinned CA hash: expected {expected}, the server presented {}; \
-         check the --ca-cert-hash from `weftctl token create`, or someone is intercepting the connection",
+         check the --ca-hash from `weftctl token create`, or someone is intercepting the connection",
         if presented.is_empty() { "no CA certificate".to_string() } else { presented.join(", ") }
     )]
     CaPinMismatch {
@@ -100,10 +104,16 @@ pub enum ClientError {
     },
     /// The server's certificate did not verify against the cluster CA for
     /// [`crate::SERVER_NAME`].
-    #[error("the certificate of {server} was rejected: {reason}")]
+    #[error(
+        "the certificate presented by {} was rejected: {reason}",
+        reached_text(server, reached)
+    )]
     ServerCertRejected {
         /// The control-plane address.
         server: String,
+        /// The address the connection reached (`server` resolved), which
+        /// may not be the control plane at all.
+        reached: String,
         /// Why it was rejected.
         reason: String,
     },
@@ -122,10 +132,31 @@ pub enum ClientError {
         server: String,
         /// The transport error with its causes, on one line.
         reason: String,
-        /// The transport error.
-        #[source]
-        source: tonic::transport::Error,
+        /// The transport error (its text and causes are in `reason`).
+        error: tonic::transport::Error,
     },
+}
+
+/// "192.0.2.1:7443", or "192.0.2.1:7443 (cp.example:7443)" when the
+/// address reached is not the one given.
+fn reached_text(server: &str, reached: &str) -> String {
+    if server == reached {
+        server.to_string()
+    } else {
+        format!("{reached} ({server})")
+    }
+}
+
+impl From<TokenError> for ClientError {
+    fn from(e: TokenError) -> Self {
+        Self::BadToken(e)
+    }
+}
+
+impl From<rcgen::Error> for ClientError {
+    fn from(e: rcgen::Error) -> Self {
+        Self::Csr(e)
+    }
 }
 
 #[cfg(test)]

@@ -59,14 +59,14 @@ const MAX_CSR_LEN: usize = 16 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
     /// A file or directory could not be read, written or created.
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}: {cause}")]
     Io {
         /// What was being done ("reading", "writing", ...).
         action: &'static str,
         /// The file or directory.
         path: PathBuf,
         /// The IO error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A certificate file holds no certificate, or an unusable one.
     #[error("{path}: {reason}")]
@@ -118,12 +118,12 @@ pub enum PkiError {
     #[error("bad node name {0:?} for a certificate: it must be 1 to 64 printable characters")]
     BadNodeName(String),
     /// Building or signing a certificate failed.
-    #[error("issuing the {what}: {source}")]
+    #[error("issuing the {what}: {cause}")]
     Issue {
         /// Which certificate.
         what: &'static str,
         /// The rcgen error.
-        source: rcgen::Error,
+        cause: rcgen::Error,
     },
     /// Writing an admin credentials file failed.
     #[error(transparent)]
@@ -267,9 +267,9 @@ impl Pki {
         let params = client_params(node_name, NODES_ORG);
         let cert = params
             .signed_by(&csr.public_key, &self.issuer)
-            .map_err(|source| PkiError::Issue {
+            .map_err(|cause| PkiError::Issue {
                 what: "node certificate",
-                source,
+                cause,
             })?;
         tracing::info!(node = node_name, "issued a node certificate");
         Ok(cert.pem())
@@ -281,9 +281,9 @@ impl Pki {
         let key = new_key("admin key")?;
         let cert = client_params(ADMIN_COMMON_NAME, ADMINS_ORG)
             .signed_by(&key, &self.issuer)
-            .map_err(|source| PkiError::Issue {
+            .map_err(|cause| PkiError::Issue {
                 what: "admin certificate",
-                source,
+                cause,
             })?;
         Ok(Credentials {
             server: server.to_string(),
@@ -337,9 +337,9 @@ fn load_or_create_ca(dir: &Path) -> Result<(String, CertificateDer<'static>, Key
                 KeyUsagePurpose::DigitalSignature,
             ];
             set_validity(&mut params, CA_VALIDITY);
-            let cert = params.self_signed(&key).map_err(|source| PkiError::Issue {
+            let cert = params.self_signed(&key).map_err(|cause| PkiError::Issue {
                 what: "cluster CA",
-                source,
+                cause,
             })?;
             write_file(&key_path, key.serialize_pem().as_bytes(), 0o600)?;
             write_file(&crt, cert.pem().as_bytes(), 0o644)?;
@@ -402,9 +402,9 @@ fn load_or_issue_serving(
     set_validity(&mut params, LEAF_VALIDITY);
     let cert = params
         .signed_by(&key, issuer)
-        .map_err(|source| PkiError::Issue {
+        .map_err(|cause| PkiError::Issue {
             what: "serving certificate",
-            source,
+            cause,
         })?;
     write_file(&key_path, key.serialize_pem().as_bytes(), 0o600)?;
     write_file(&crt, cert.pem().as_bytes(), 0o644)?;
@@ -551,16 +551,15 @@ fn set_validity(params: &mut CertificateParams, lifetime: Duration) {
 }
 
 fn new_key(what: &'static str) -> Result<KeyPair, PkiError> {
-    KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
-        .map_err(|source| PkiError::Issue { what, source })
+    KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|cause| PkiError::Issue { what, cause })
 }
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> PkiError {
     let path = path.to_path_buf();
-    move |source| PkiError::Io {
+    move |cause| PkiError::Io {
         action,
         path,
-        source,
+        cause,
     }
 }
 

@@ -272,9 +272,13 @@ async fn server_from_another_ca_is_rejected_by_the_client() {
         matches!(err, ClientError::ServerCertRejected { .. }),
         "{err:?}"
     );
+    let text = err.to_string();
+    assert!(text.contains("not signed by the cluster CA"), "{text}");
+    // Which address answered, and that it may be something else.
+    assert!(text.contains(&server.server()), "{text}");
     assert!(
-        err.to_string().contains("not signed by the cluster CA"),
-        "{err}"
+        text.contains("may not be this cluster's control plane"),
+        "{text}"
     );
 }
 

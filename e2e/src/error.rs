@@ -16,12 +16,12 @@ pub enum E2eError {
     #[error(transparent)]
     NetNs(#[from] NetNsError),
     /// A socket, file or process operation failed.
-    #[error("{what}: {source}")]
+    #[error("{what}: {cause}")]
     Io {
         /// What was being done.
         what: String,
         /// Why it failed.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A bounded wait ran out.
     #[error("{what}: not within {timeout:?} (last: {last})")]
@@ -40,10 +40,10 @@ pub enum E2eError {
 
 impl E2eError {
     /// An [`E2eError::Io`] for `what`.
-    pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+    pub fn io(what: impl Into<String>, cause: std::io::Error) -> Self {
         Self::Io {
             what: what.into(),
-            source,
+            cause,
         }
     }
 

@@ -97,9 +97,9 @@ pub(crate) fn run(program: &str, args: &[&str], timeout: Duration) -> Result<Out
         .stderr(Stdio::piped())
         .process_group(0)
         .spawn()
-        .map_err(|source| LabError::Spawn {
+        .map_err(|cause| LabError::Spawn {
             command: command.clone(),
-            source,
+            cause,
         })?;
     let stdout = collect(child.stdout.take());
     let stderr = collect(child.stderr.take());

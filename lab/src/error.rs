@@ -1,4 +1,7 @@
 //! The one error type of the lab layer.
+//!
+//! Every message includes its cause, so no variant also returns it from
+//! `source()` (anyhow's `{:#}` would print it twice).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -62,20 +65,20 @@ pub enum LabError {
         timeout: Duration,
     },
     /// An external command could not be started.
-    #[error("cannot start `{command}`: {source}")]
+    #[error("cannot start `{command}`: {cause}")]
     Spawn {
         /// The full command line.
         command: String,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A filesystem or socket operation failed.
-    #[error("{context}: {source}")]
+    #[error("{context}: {cause}")]
     Io {
         /// What was being done, with the path.
         context: String,
         /// Why it failed.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The state file exists but cannot be used.
     #[error("lab state {path}: {reason}")]
@@ -202,10 +205,10 @@ impl LabError {
         }
     }
 
-    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+    pub(crate) fn io(context: impl Into<String>, cause: std::io::Error) -> Self {
         LabError::Io {
             context: context.into(),
-            source,
+            cause,
         }
     }
 }

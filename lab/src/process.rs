@@ -231,12 +231,12 @@ pub(crate) fn spawn(
         .stderr(log2)
         .process_group(0)
         .spawn()
-        .map_err(|source| LabError::Spawn {
+        .map_err(|cause| LabError::Spawn {
             command: super::cmd::command_line(
                 "ip",
                 &[&["netns", "exec", ns, program][..], args].concat(),
             ),
-            source,
+            cause,
         })?;
     let pid = child.id();
     let start_ticks = proc_stat(pid).map(|s| s.start_ticks).unwrap_or(0);

@@ -6,6 +6,8 @@ pub mod agent;
 pub mod api;
 pub mod cni;
 pub mod dataplane;
+pub mod host_mounts;
+pub mod logging;
 pub mod metrics;
 pub mod netlink;
 pub mod netns;

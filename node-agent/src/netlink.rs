@@ -44,12 +44,12 @@ pub enum NetlinkError {
     #[error(transparent)]
     InvalidName(#[from] InvalidIfName),
     /// The netlink socket or its driver thread could not be set up.
-    #[error("opening a netlink socket in {scope}: {source}")]
+    #[error("opening a netlink socket in {scope}: {cause}")]
     Connect {
         /// The namespace, as shown to people.
         scope: Arc<str>,
         /// The OS error.
-        source: io::Error,
+        cause: io::Error,
     },
     /// No interface has that name.
     #[error("no network interface named {name} in {scope}")]
@@ -68,24 +68,24 @@ pub enum NetlinkError {
         reason: &'static str,
     },
     /// The kernel refused the request.
-    #[error("{op} in {scope}: {source}")]
+    #[error("{op} in {scope}: {cause}")]
     Kernel {
         /// The operation, e.g. "setting MTU 1420 on tun0".
         op: String,
         /// The namespace, as shown to people.
         scope: Arc<str>,
         /// The errno the kernel answered.
-        source: io::Error,
+        cause: io::Error,
     },
     /// The netlink exchange itself failed (closed connection, bad reply).
-    #[error("{op} in {scope}: {source}")]
+    #[error("{op} in {scope}: {cause}")]
     Protocol {
         /// The operation.
         op: String,
         /// The namespace, as shown to people.
         scope: Arc<str>,
         /// The rtnetlink error (boxed: it can carry a whole message).
-        source: Box<rtnetlink::Error>,
+        cause: Box<rtnetlink::Error>,
     },
 }
 
@@ -183,7 +183,7 @@ impl Netlink {
         let thread_scope = scope.clone();
         let connect_error = |source| NetlinkError::Connect {
             scope: scope.clone(),
-            source,
+            cause: source,
         };
         thread::Builder::new()
             .name("weft-netlink".into())
@@ -201,7 +201,10 @@ impl Netlink {
                     Ok(runtime) => runtime,
                     Err(source) => {
                         let scope = thread_scope;
-                        let _ = tx.send(Err(NetlinkError::Connect { scope, source }));
+                        let _ = tx.send(Err(NetlinkError::Connect {
+                            scope,
+                            cause: source,
+                        }));
                         return;
                     }
                 };
@@ -216,7 +219,10 @@ impl Netlink {
                         }
                         Err(source) => {
                             let scope = thread_scope;
-                            let _ = tx.send(Err(NetlinkError::Connect { scope, source }));
+                            let _ = tx.send(Err(NetlinkError::Connect {
+                                scope,
+                                cause: source,
+                            }));
                         }
                     }
                 });
@@ -416,12 +422,12 @@ impl Netlink {
             rtnetlink::Error::NetlinkError(message) => NetlinkError::Kernel {
                 op,
                 scope,
-                source: message.to_io(),
+                cause: message.to_io(),
             },
             source => NetlinkError::Protocol {
                 op,
                 scope,
-                source: Box::new(source),
+                cause: Box::new(source),
             },
         }
     }

@@ -7,7 +7,12 @@
 //! - [`NetNs::create_named`] and [`NetNs::delete_named`] do what
 //!   `ip netns add` / `ip netns delete` do, including iproute2's shared
 //!   mount setup of `/run/netns`, so `ip -n NAME` sees our namespaces and we
-//!   see its.
+//!   see its. They mount and unmount in the host's mount namespace
+//!   ([`crate::host_mounts`]), so a namespace an agent started by
+//!   `ip netns exec` creates is visible on the host and outlives the agent.
+//! - [`NetNs::open`] of a path this process's own mount namespace does not
+//!   show as a namespace tries the host's view of that path too (when its
+//!   `/run/netns` only receives the host's mounts).
 //! - [`run_in`] and [`run_in_async`] run a closure on a fresh OS thread that
 //!   entered the namespace. Nothing here ever switches the namespace of the
 //!   calling thread, so tokio workers and the main thread stay in the host
@@ -67,25 +72,35 @@ pub enum NetNsError {
         /// Which rule it breaks.
         reason: &'static str,
     },
+    /// The host's mount namespace could not be entered to mount or unmount.
+    #[error("{op} {}: {cause}", path.display())]
+    HostMounts {
+        /// What was being done.
+        op: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// Why entering failed, and what to do.
+        cause: crate::host_mounts::HostMountsError,
+    },
     /// The caller lacks the capability (usually `CAP_SYS_ADMIN`).
-    #[error("permission denied {op} {} (needs root or CAP_SYS_ADMIN): {source}", path.display())]
+    #[error("permission denied {op} {} (needs root or CAP_SYS_ADMIN): {cause}", path.display())]
     PermissionDenied {
         /// What was being done, e.g. "entering network namespace".
         op: &'static str,
         /// The path involved.
         path: PathBuf,
         /// The OS error.
-        source: io::Error,
+        cause: io::Error,
     },
     /// Any other OS failure.
-    #[error("{op} {}: {source}", path.display())]
+    #[error("{op} {}: {cause}", path.display())]
     Os {
         /// What was being done, e.g. "bind-mounting a new namespace on".
         op: &'static str,
         /// The path involved.
         path: PathBuf,
         /// The OS error.
-        source: io::Error,
+        cause: io::Error,
     },
 }
 
@@ -93,8 +108,16 @@ impl NetNsError {
     fn os(op: &'static str, path: &Path, source: io::Error) -> Self {
         let path = path.to_owned();
         match source.raw_os_error() {
-            Some(libc::EPERM | libc::EACCES) => Self::PermissionDenied { op, path, source },
-            _ => Self::Os { op, path, source },
+            Some(libc::EPERM | libc::EACCES) => Self::PermissionDenied {
+                op,
+                path,
+                cause: source,
+            },
+            _ => Self::Os {
+                op,
+                path,
+                cause: source,
+            },
         }
     }
 
@@ -127,8 +150,28 @@ impl NetNs {
     /// `/proc/self/fd`. The last component may be a link (`/proc/PID/ns/net`
     /// is one), which is why `O_NOFOLLOW` is not used: following it through
     /// an `O_PATH` handle is harmless.
+    ///
+    /// If this process has a mount namespace of its own and the path is
+    /// missing or a plain file there, the host's view of the path is tried
+    /// too (a namespace mounted on the host after this process's mount
+    /// namespace stopped receiving its mounts).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, NetNsError> {
         let path = path.as_ref();
+        match Self::open_here(path) {
+            Err(e @ (NetNsError::NotFound { .. } | NetNsError::NotANetNs { .. }))
+                if crate::host_mounts::receives_only() =>
+            {
+                match crate::host_mounts::run(|| Self::open_here(path)) {
+                    Ok(Ok(ns)) => Ok(ns),
+                    _ => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// [`NetNs::open`] in this thread's own mount namespace only.
+    fn open_here(path: &Path) -> Result<Self, NetNsError> {
         let handle = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
@@ -185,10 +228,22 @@ impl NetNs {
     }
 
     /// Creates the named namespace `NAME`, like `ip netns add NAME`: a new
-    /// network namespace bind-mounted on `/run/netns/NAME`. Its loopback is
-    /// down, as with iproute2.
+    /// network namespace bind-mounted on `/run/netns/NAME`, in the host's
+    /// mount namespace. Its loopback is down, as with iproute2.
     pub fn create_named(name: &str) -> Result<Self, NetNsError> {
         let path = Self::named_path(name)?;
+        crate::host_mounts::run(|| Self::create_named_here(name, &path)).map_err(|cause| {
+            NetNsError::HostMounts {
+                op: "creating network namespace",
+                path: path.clone(),
+                cause,
+            }
+        })?
+    }
+
+    /// [`NetNs::create_named`] in this thread's mount namespace.
+    fn create_named_here(name: &str, path: &Path) -> Result<Self, NetNsError> {
+        let path = path.to_path_buf();
         prepare_run_dir(Path::new(NETNS_RUN_DIR))?;
         // The mount point; O_EXCL makes a concurrent create of the same name
         // fail here rather than stack two mounts.
@@ -205,7 +260,7 @@ impl NetNs {
                 },
                 _ => NetNsError::os("creating the mount point", &path, e),
             })?;
-        let created = bind_new_netns(&path).and_then(|()| Self::open(&path));
+        let created = bind_new_netns(&path).and_then(|()| Self::open_here(&path));
         if created.is_err() {
             let _ = umount2(&path, MntFlags::MNT_DETACH);
             let _ = std::fs::remove_file(&path);
@@ -216,10 +271,23 @@ impl NetNs {
     }
 
     /// Deletes the named namespace `NAME`, like `ip netns delete NAME`:
-    /// unmounts and removes `/run/netns/NAME`. The namespace itself goes
-    /// away once no process, fd or [`NetNs`] refers to it.
+    /// unmounts and removes `/run/netns/NAME`, in the host's mount
+    /// namespace. The namespace itself goes away once no process, fd or
+    /// [`NetNs`] refers to it.
     pub fn delete_named(name: &str) -> Result<(), NetNsError> {
         let path = Self::named_path(name)?;
+        crate::host_mounts::run(|| Self::delete_named_here(name, &path)).map_err(|cause| {
+            NetNsError::HostMounts {
+                op: "deleting network namespace",
+                path: path.clone(),
+                cause,
+            }
+        })?
+    }
+
+    /// [`NetNs::delete_named`] in this thread's mount namespace.
+    fn delete_named_here(name: &str, path: &Path) -> Result<(), NetNsError> {
+        let path = path.to_path_buf();
         if std::fs::symlink_metadata(&path).is_err() {
             return Err(NetNsError::NotFound { path });
         }

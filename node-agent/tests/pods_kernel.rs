@@ -362,7 +362,8 @@ async fn failed_adds_roll_back_completely() {
     assert!(matches!(err, PodError::Invalid(_)), "{err}");
     let err = pods.add(create("a/b")).await.unwrap_err();
     assert!(
-        err.to_string().contains("cannot name a network namespace"),
+        err.to_string()
+            .contains("the agent names the network namespace it creates after the pod"),
         "{err}"
     );
 

@@ -8,8 +8,6 @@ mod render;
 
 use cmd::{admin, check, lab, pod, status};
 
-use std::path::PathBuf;
-
 use clap::{Parser, Subcommand};
 
 /// weftctl: manage a weft cluster (join tokens, nodes, cluster info), this
@@ -17,15 +15,6 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "weftctl", version, about)]
 struct Cli {
-    /// Admin credentials file written by the control plane (admin.conf).
-    #[arg(
-        long,
-        global = true,
-        env = "WEFT_CONFIG",
-        default_value = "/var/lib/weft/control-plane/admin.conf"
-    )]
-    config: PathBuf,
-
     #[command(subcommand)]
     command: Command,
 }
@@ -33,20 +22,19 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Join tokens: create, list, revoke.
-    #[command(subcommand)]
-    Token(admin::TokenCommand),
+    Token(admin::TokenArgs),
     /// List the cluster's nodes.
     Nodes {
-        /// Output format.
+        #[command(flatten)]
+        admin: admin::AdminConfig,
+        /// Output: `table` (text for people) or `json` (for scripts).
         #[arg(short = 'o', long, value_enum, default_value_t = output::Format::Table)]
         output: output::Format,
     },
     /// Act on one node.
-    #[command(subcommand)]
-    Node(admin::NodeCommand),
+    Node(admin::NodeArgs),
     /// Cluster settings, counts and version.
-    #[command(subcommand)]
-    Cluster(admin::ClusterCommand),
+    Cluster(admin::ClusterArgs),
     /// Pods on this node, through the local agent: add, del, list.
     Pod(pod::PodArgs),
     /// This node as its agent sees it: control-plane link, peers, drops.
@@ -54,12 +42,13 @@ enum Command {
     /// Connectivity check across real hosts: inventory, run, cluster (root).
     Check(check::CheckArgs),
     /// A whole weft cluster on this machine, in network namespaces: up,
-    /// status, exec, logs, down (root).
+    /// status, exec, ping, check, restart, logs, down (root).
     Lab(lab::LabArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
+    init_logging();
     // The lab is synchronous and runs its own runtimes where it needs them.
     if let Command::Lab(args) = cli.command {
         std::process::exit(lab::run(args));
@@ -80,10 +69,10 @@ fn main() {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Token(cmd) => admin::token(&cli.config, cmd).await,
-            Command::Nodes { output } => admin::nodes(&cli.config, output).await,
-            Command::Node(cmd) => admin::node(&cli.config, cmd).await,
-            Command::Cluster(cmd) => admin::cluster(&cli.config, cmd).await,
+            Command::Token(a) => admin::token(&a.admin.config, a.command).await,
+            Command::Nodes { admin, output } => admin::nodes(&admin.config, output).await,
+            Command::Node(a) => admin::node(&a.admin.config, a.command).await,
+            Command::Cluster(a) => admin::cluster(&a.admin.config, a.command).await,
             Command::Pod(args) => pod::run(args).await,
             Command::Status(args) => status::run(args).await,
             Command::Lab(_) | Command::Check(_) => Ok(()),
@@ -93,4 +82,18 @@ fn main() {
         eprintln!("weftctl: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// Warnings of the libraries weftctl uses (e.g. a credentials file others
+/// can read) on stderr; WEFT_LOG for more. Colour only on a terminal.
+fn init_logging() {
+    use std::io::IsTerminal as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(colour)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

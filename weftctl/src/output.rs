@@ -3,7 +3,7 @@
 /// How a list command prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// An aligned table.
+    /// Text for people: aligned tables, one-line results.
     Table,
     /// JSON, one document.
     Json,

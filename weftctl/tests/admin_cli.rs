@@ -5,11 +5,12 @@ use std::process::Command;
 
 use clap::Parser;
 
+/// `weftctl ARGS... --config CONFIG`.
 fn weftctl(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_weftctl"))
+        .args(args)
         .arg("--config")
         .arg(config)
-        .args(args)
         .output()
         .expect("weftctl runs");
     (
@@ -139,4 +140,92 @@ fn a_missing_config_says_where_to_find_admin_conf() {
         err.contains("/nonexistent/admin.conf") && err.contains("--state-dir"),
         "{err}"
     );
+    // One line, and the cause once (not "...(os error 2): ...(os error 2)").
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert_eq!(err.matches("/nonexistent/admin.conf").count(), 1, "{err}");
+}
+
+/// Out-of-range token flags are refused before anything is contacted, with
+/// the allowed range.
+#[test]
+fn token_flags_state_their_range() {
+    let conf = std::path::Path::new("/nonexistent/admin.conf");
+    let (code, _, err) = weftctl(conf, &["token", "create", "--ttl", "0"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("a token lives from 1s to 365d"), "{err}");
+    let (code, _, err) = weftctl(conf, &["token", "create", "--usages", "-1"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("\"-1\" is not a number of nodes from 0 (unlimited) to 4294967295"),
+        "{err}"
+    );
+}
+
+/// `--config` is offered by the admin commands only.
+#[test]
+fn config_is_an_admin_flag_only() {
+    let help = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_weftctl"))
+            .args(args)
+            .arg("--help")
+            .output()
+            .expect("weftctl runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for admin in [
+        &["token", "create"][..],
+        &["nodes"],
+        &["node", "remove"],
+        &["cluster", "info"],
+    ] {
+        assert!(help(admin).contains("--config"), "{admin:?}");
+    }
+    for other in [
+        &["pod", "add"][..],
+        &["status"],
+        &["lab", "up"],
+        &["lab", "status"],
+    ] {
+        assert!(!help(other).contains("--config"), "{other:?}");
+    }
+}
+
+/// Without --config or WEFT_CONFIG, weftctl reads the default path; when
+/// that is missing, the cause shows once.
+#[test]
+fn no_config_at_all_names_the_cause_once() {
+    let out = Command::new(env!("CARGO_BIN_EXE_weftctl"))
+        .env_remove("WEFT_CONFIG")
+        .args(["token", "list"])
+        .output()
+        .expect("weftctl runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    if std::path::Path::new("/var/lib/weft/control-plane/admin.conf").exists() {
+        // A machine with a real control plane: nothing to see here.
+        return;
+    }
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.matches("(os error 2)").count(), 1, "{err}");
+    assert!(
+        err.contains("/var/lib/weft/control-plane/admin.conf"),
+        "{err}"
+    );
+}
+
+/// A control plane that is not there: the server and the cause, once each.
+#[test]
+fn an_unreachable_control_plane_names_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = weft_control_plane::pki::Pki::load_or_create(dir.path(), &[]).unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let creds = pki.issue_admin_credentials(&addr).unwrap();
+    let conf = dir.path().join("admin.conf");
+    creds.save(&conf).unwrap();
+    let (code, _, err) = weftctl(&conf, &["nodes"]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.matches(&addr).count(), 1, "{err}");
+    assert_eq!(err.matches("(os error 111)").count(), 1, "{err}");
 }

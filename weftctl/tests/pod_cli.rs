@@ -211,11 +211,29 @@ async fn pod_add_list_del_and_status() {
     assert_eq!(status["dataplane"]["ports"].as_array().unwrap().len(), 2);
 
     // Errors from the agent: one line on stderr, exit 1.
+    // Names: one rule, the one the help states.
     let (code, _, err) = run(&socket, &["pod", "add", "bad name"]).await;
     assert_eq!(code, 1);
+    assert!(
+        err.starts_with("weftctl: invalid pod name \"bad name\": it does not follow the rule. The pod's name: 1 to 253 ASCII letters"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let (code, _, err) = run(&socket, &["pod", "add", "web/1"]).await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("\"web/1\": it holds '/' and no --netns is given")
+            && err.contains("'/' is allowed only with --netns"),
+        "{err}"
+    );
+    let (_, help, _) = run(&socket, &["pod", "add", "--help"]).await;
+    assert!(help.contains("'/' is allowed only with --netns"), "{help}");
+    // Adding it again changes nothing, and says so.
+    let (code, out, err) = run(&socket, &["pod", "add", &web]).await;
+    assert_eq!(code, 0, "{err}");
     assert_eq!(
-        err,
-        "weftctl: invalid pod id \"bad name\": may only hold ASCII letters, digits, '.', '_', '-' and '/'\n"
+        out,
+        format!("pod {web} already existed: 10.80.0.2 on eth0 in /run/netns/{web}\n")
     );
     let (code, _, err) = run(&socket, &["pod", "add", &web, "--ifname", "eth9"]).await;
     assert_eq!(code, 1);

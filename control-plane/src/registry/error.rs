@@ -28,7 +28,7 @@ pub enum RegistryError {
     #[error("{0}")]
     Conflict(String),
     /// The store failed (UNAVAILABLE).
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
     /// Stored data could not be read back (INTERNAL).
     #[error("{0}")]

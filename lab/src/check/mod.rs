@@ -369,24 +369,30 @@ pub fn run(
     let results = results
         .into_inner()
         .map_err(|_| LabError::InvalidArgument("a ping thread panicked".to_string()))?;
+    // A check that could not even send (its source's namespace is gone or
+    // unusable) fails with the others running on; why is said once per
+    // source in `not_run`.
     let mut done = Vec::with_capacity(checks.len());
+    let mut not_run: Vec<String> = Vec::new();
+    let mut failed_sources: Vec<String> = Vec::new();
     for (mut c, result) in checks.into_iter().zip(results) {
-        c.stats = match result {
-            Some(r) => r?,
-            None => {
-                return Err(LabError::InvalidArgument(format!(
-                    "the check {} -> {} did not run",
-                    c.from, c.to
-                )))
+        match result {
+            Some(Ok(stats)) => c.stats = stats,
+            Some(Err(e)) => {
+                if !failed_sources.contains(&c.from) {
+                    not_run.push(format!("{}: {e}", c.from));
+                    failed_sources.push(c.from.clone());
+                }
             }
-        };
+            None => not_run.push(format!("{} -> {}: did not run", c.from, c.to)),
+        }
         done.push(c);
     }
     Ok(Connectivity {
         inventory: inventory.clone(),
         checks: done,
         elapsed: start.elapsed(),
-        not_run: Vec::new(),
+        not_run,
     })
 }
 
@@ -494,6 +500,39 @@ mod tests {
         let n2 = p.iter().find(|c| c.from == "n2").unwrap();
         assert_eq!(n2.from_netns, None);
         assert_eq!(n2.from_node, "n2");
+    }
+
+    /// A source whose namespace cannot be entered (here a plain file, as a
+    /// namespace whose mount is gone leaves behind) fails its checks and
+    /// says why once; it does not abort the others.
+    #[test]
+    fn an_unusable_source_namespace_fails_its_checks_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = dir.path().join("stale");
+        std::fs::write(&stale, b"").unwrap();
+        let mut inv = inventory();
+        inv.pods[0].netns = stale.clone();
+        let checks: Vec<Check> = plan(&inv)
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.from == "n1-p1")
+            .collect();
+        let n = checks.len();
+        let probe = Probe {
+            count: 1,
+            timeout: Duration::from_millis(100),
+        };
+        let result = run(&inv, checks, probe).unwrap();
+        assert_eq!(result.checks.len(), n);
+        assert!(result.checks.iter().all(|c| !c.ok()));
+        assert!(!result.all_ok());
+        assert_eq!(result.not_run.len(), 1, "{:?}", result.not_run);
+        assert!(
+            result.not_run[0].starts_with("n1-p1: ")
+                && result.not_run[0].contains(&stale.display().to_string()),
+            "{:?}",
+            result.not_run
+        );
     }
 
     #[test]

@@ -35,6 +35,7 @@
 mod admin;
 mod agent;
 mod connectivity;
+mod liveness;
 mod record;
 mod spec;
 mod up;
@@ -52,6 +53,7 @@ use weft_proto::v1::admin_client::AdminClient;
 
 pub use crate::check::{Check, CheckKind, Connectivity};
 pub use agent::LAB_METRICS;
+pub use liveness::LiveProcess;
 pub use record::{
     Binaries, ClusterPod, ClusterRecord, ControlPlaneRecord, NodeRecord, CONTROL_PLANE_LABEL,
 };
@@ -174,6 +176,67 @@ impl Cluster {
             .find(|p| p.label == label)
             .filter(|p| super::process_is_running(p))
             .map(|p| p.pid)
+    }
+
+    /// What runs for `label` (`cp` or a node, `nK`) now: the recorded
+    /// process, one started by hand in its place (same namespace and state
+    /// dir), or nothing.
+    pub fn live_process(&self, label: &str) -> LiveProcess {
+        let recorded = self.lab.state().processes.iter().find(|p| p.label == label);
+        let cp = &self.record.control_plane;
+        let (ns, state_dir) = if label == CONTROL_PLANE_LABEL {
+            (&cp.ns, &cp.state_dir)
+        } else if let Some(n) = self.record.node(label) {
+            (&n.ns, &n.state_dir)
+        } else {
+            return LiveProcess::Stopped;
+        };
+        liveness::find(recorded, ns, state_dir)
+    }
+
+    /// Restarts `label` (`cp` or a node, `nK`): stops what runs for it (the
+    /// recorded process or one started by hand; SIGTERM, then SIGKILL),
+    /// then starts it with the command line `lab.json` recorded and waits
+    /// until it is ready (an agent keeps its state dir, so it does not join
+    /// again). Returns what runs afterwards.
+    pub fn restart(&mut self, label: &str) -> Result<LiveProcess, LabError> {
+        if label != CONTROL_PLANE_LABEL {
+            self.node_record(label)?;
+        }
+        match self.live_process(label) {
+            LiveProcess::Running { .. } => self
+                .stop_process(label, Signal::SIGTERM)
+                .map_err(|e| e.in_step(format!("stopping {label}")))?,
+            LiveProcess::RestartedByHand { pid, start_ticks } => {
+                let ns = match self.record.node(label) {
+                    Some(n) => n.ns.clone(),
+                    None => self.record.control_plane.ns.clone(),
+                };
+                let mut by_hand = LabProcess::from_record(super::ProcessRecord {
+                    label: label.to_string(),
+                    ns,
+                    program: String::new(),
+                    args: Vec::new(),
+                    pid,
+                    start_ticks,
+                    log_path: self
+                        .lab
+                        .state_dir()
+                        .join("logs")
+                        .join(format!("{label}.log")),
+                });
+                by_hand
+                    .kill()
+                    .map_err(|e| e.in_step(format!("stopping {label} (pid {pid})")))?;
+            }
+            LiveProcess::Stopped => {}
+        }
+        if label == CONTROL_PLANE_LABEL {
+            self.start_control_plane()?;
+        } else {
+            self.start_agent(label)?;
+        }
+        Ok(self.live_process(label))
     }
 
     /// The status of node `node`'s agent, over its API socket.
@@ -360,15 +423,31 @@ impl Cluster {
         token: Option<&admin::JoinToken>,
     ) -> Result<LabProcess, LabError> {
         let cp = &self.record.control_plane;
-        let ca_hash = token.map(|t| t.ca_hash.as_str());
-        let args = agent::agent_args(cp, node, ca_hash);
+        // A restart runs the command line recorded when the agent was first
+        // started; a join builds it.
+        let recorded = match token {
+            None => self
+                .lab
+                .state()
+                .processes
+                .iter()
+                .find(|p| p.label == node.name)
+                .cloned(),
+            Some(_) => None,
+        };
+        let (program, args) = match recorded {
+            Some(r) => (r.program, r.args),
+            None => (
+                self.record.binaries.agent.display().to_string(),
+                agent::agent_args(cp, node, token.map(|t| t.ca_hash.as_str())),
+            ),
+        };
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         // Plain text logs: they go to files.
         let mut env = vec![("WEFT_LOG", self.log_filter.as_str()), ("NO_COLOR", "1")];
         if let Some(t) = token {
             env.push(("WEFT_TOKEN", t.token.as_str()));
         }
-        let program = self.record.binaries.agent.display().to_string();
         self.lab
             .spawn_in(&node.ns, &node.name, &program, &args, &env)
     }

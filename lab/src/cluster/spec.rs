@@ -223,9 +223,9 @@ pub fn cargo_build_binaries(
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
-        .map_err(|source| LabError::Spawn {
+        .map_err(|cause| LabError::Spawn {
             command: command.clone(),
-            source,
+            cause,
         })?;
     let deadline = Instant::now() + BUILD_TIMEOUT;
     loop {

@@ -20,6 +20,8 @@ const MAX_MTU: u32 = 65535;
 const MIN_MTU: u32 = 576;
 /// The longest unix socket path (`sun_path` less its NUL).
 const MAX_SOCKET_PATH: usize = 107;
+/// The longest `--join-timeout`, in seconds (a day).
+const MAX_JOIN_TIMEOUT: u64 = 86_400;
 
 /// weft node agent: joins this node to a weft cluster and switches pod
 /// traffic between TUN devices and WireGuard tunnels to the other nodes.
@@ -112,6 +114,17 @@ pub struct RunArgs {
     )]
     pub api_socket: PathBuf,
 
+    /// How long the first join (while the state dir holds no identity)
+    /// keeps trying to reach the control plane before the agent gives up,
+    /// in seconds (1 to 86400). Once joined, the agent retries forever.
+    #[arg(
+        long,
+        env = "WEFT_JOIN_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = 30
+    )]
+    pub join_timeout: u64,
+
     /// Log JSON lines instead of human-readable text.
     #[arg(long, env = "WEFT_LOG_JSON")]
     pub log_json: bool,
@@ -174,6 +187,8 @@ fn first_line(e: &clap::Error) -> String {
 }
 
 /// What the command line asks for.
+// Made once per process, at start: the size of its variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Invocation {
     /// Run the agent.
@@ -203,6 +218,8 @@ pub struct AgentConfig {
     pub mtu: Option<u32>,
     /// The local API socket.
     pub api_socket: PathBuf,
+    /// How long a first join may try (`--join-timeout`).
+    pub join_timeout: std::time::Duration,
     /// JSON logs.
     pub log_json: bool,
     /// Data-plane offloads (TSO/GRO on TUNs, UDP GSO/GRO); off with
@@ -320,6 +337,12 @@ impl RunArgs {
                     ConfigError::Invalid(format!("--metrics-listen {m:?}: {why}"))
                 })?),
             };
+        if !(1..=MAX_JOIN_TIMEOUT).contains(&self.join_timeout) {
+            return bad(format!(
+                "--join-timeout {}: must be between 1 and {MAX_JOIN_TIMEOUT} seconds",
+                self.join_timeout
+            ));
+        }
         if self.state_dir.as_os_str().is_empty() {
             return bad("--state-dir must not be empty".into());
         }
@@ -343,6 +366,7 @@ impl RunArgs {
             listen_port: self.listen_port,
             mtu: self.mtu,
             api_socket: self.api_socket.clone(),
+            join_timeout: std::time::Duration::from_secs(self.join_timeout),
             log_json: self.log_json,
             offload: !self.no_offload,
             metrics_listen,
@@ -497,6 +521,7 @@ mod tests {
         );
         assert!(c.offload);
         assert!(c.metrics_listen.is_none());
+        assert_eq!(c.join_timeout, std::time::Duration::from_secs(30));
     }
 
     #[test]
@@ -543,6 +568,13 @@ mod tests {
             err(&["--control-plane", "cp:1", "--listen-port", "0"]).starts_with("--listen-port")
         );
         assert!(err(&["--control-plane", "cp:1", "--mtu", "100"]).starts_with("--mtu"));
+        for bad in ["0", "86401"] {
+            let e = err(&["--control-plane", "cp:1", "--join-timeout", bad]);
+            assert!(
+                e.starts_with("--join-timeout") && e.contains("1 and 86400"),
+                "{e}"
+            );
+        }
         assert!(err(&["--control-plane", "cp:1", "--bogus"]).contains("--bogus"));
         assert!(err(&["--control-plane", "cp:1", "--listen-port", "x"]).contains("--listen-port"));
         for bad in ["9590", "localhost:9590", "127.0.0.1:0", "[ff02::1]:9590"] {

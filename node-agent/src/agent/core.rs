@@ -59,6 +59,10 @@ pub struct Timing {
     pub persist_debounce: Duration,
     /// How often to re-apply the whole peer set after the sink failed.
     pub sink_retry: Duration,
+    /// How long a first join (no identity in the state dir yet) may try
+    /// before the agent gives up (`--join-timeout`); re-joins retry
+    /// forever.
+    pub first_join: Duration,
 }
 
 impl Default for Timing {
@@ -70,6 +74,7 @@ impl Default for Timing {
             watch_idle_timeout: Duration::from_secs(90),
             persist_debounce: Duration::from_millis(500),
             sink_retry: Duration::from_secs(5),
+            first_join: Duration::from_secs(30),
         }
     }
 }
@@ -239,8 +244,15 @@ impl AgentCore {
             }
             None => {
                 let params = first_join_params(&cfg, &paths)?;
-                let joined =
-                    join::join(&params, &key, cfg.timing.rpc_timeout, cfg.timing.backoff()).await?;
+                let timing = &cfg.timing;
+                let joined = join::join_first(
+                    &params,
+                    &key,
+                    timing.rpc_timeout,
+                    timing.backoff(),
+                    timing.first_join,
+                )
+                .await?;
                 joined.credentials.save(paths.credentials())?;
                 joined.node.save(&paths.node())?;
                 (joined.node, joined.credentials, 1)

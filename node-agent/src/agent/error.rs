@@ -30,14 +30,14 @@ pub enum AgentError {
         reason: String,
     },
     /// A file operation failed.
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}: {cause}")]
     Io {
         /// What was being done.
         op: &'static str,
         /// The file or directory.
         path: PathBuf,
         /// The IO error.
-        source: io::Error,
+        cause: io::Error,
     },
     /// Connecting to the control plane failed for good (a CA pin mismatch,
     /// a rejected certificate, a bad credential file).
@@ -52,6 +52,24 @@ pub enum AgentError {
         code: tonic::Code,
         /// The control plane's message.
         message: String,
+    },
+    /// A first join found no control plane to answer within the time
+    /// allowed (`--join-timeout`).
+    #[error(
+        "no control plane answered at {control_plane} within {}s ({attempts} join attempt(s); the last: {last}); \
+         check --control-plane, that the control plane runs and that this node reaches it \
+         (--join-timeout allows more time)",
+        waited.as_secs()
+    )]
+    JoinTimedOut {
+        /// The control-plane address tried.
+        control_plane: String,
+        /// How long the agent tried.
+        waited: std::time::Duration,
+        /// How many attempts it made.
+        attempts: u32,
+        /// Why the last attempt failed.
+        last: String,
     },
     /// The control plane answered with something unusable.
     #[error("the control plane's answer is unusable: {0}")]
@@ -76,7 +94,7 @@ impl AgentError {
         Self::Io {
             op,
             path: path.to_path_buf(),
-            source,
+            cause: source,
         }
     }
 

@@ -6,7 +6,11 @@
 //! unreachable or unavailable is; a refused token, a bad name, a name held
 //! by another key, a CA pin mismatch is not. [`join`] retries the transient
 //! ones with backoff and returns the credential and `node.json` record; it
-//! writes nothing (the caller persists).
+//! writes nothing (the caller persists). [`join`] is for re-joins (the node
+//! has joined before, so the control plane exists: retry until it answers);
+//! [`join_first`] is for a first join, where a wrong or unreachable address
+//! is likelier than an outage: it gives up after a bounded time with
+//! [`AgentError::JoinTimedOut`].
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -173,6 +177,55 @@ pub async fn join(
             }
             Err(JoinFailure { error, .. }) => return Err(error),
         }
+    }
+}
+
+/// A first join: like [`join`], but gives up once `limit` has passed since
+/// the start (an attempt in flight is cut short), naming the address, the
+/// attempts and the last failure.
+pub async fn join_first(
+    p: &JoinParams,
+    key: &NodeKey,
+    timeout: Duration,
+    mut backoff: Backoff,
+    limit: Duration,
+) -> Result<Joined, AgentError> {
+    let start = tokio::time::Instant::now();
+    let deadline = start + limit;
+    let mut attempts = 0u32;
+    let gave_up = |attempts: u32, last: String| AgentError::JoinTimedOut {
+        control_plane: p.control_plane.clone(),
+        waited: limit,
+        attempts,
+        last,
+    };
+    loop {
+        attempts += 1;
+        let error = match tokio::time::timeout_at(deadline, join_once(p, key, timeout)).await {
+            Err(_) => {
+                return Err(gave_up(
+                    attempts,
+                    format!("no answer from {} yet", p.control_plane),
+                ))
+            }
+            Ok(Ok(j)) => {
+                tracing::info!(node = %j.node.name, id = j.node.id, pod_cidr = %j.node.pod_cidr, "joined the cluster");
+                return Ok(j);
+            }
+            Ok(Err(JoinFailure {
+                error,
+                transient: true,
+            })) => error,
+            Ok(Err(JoinFailure { error, .. })) => return Err(error),
+        };
+        let delay = backoff.next_delay();
+        if tokio::time::Instant::now() + delay >= deadline {
+            // No time for another attempt after this pause: say so now.
+            tokio::time::sleep_until(deadline).await;
+            return Err(gave_up(attempts, error.to_string()));
+        }
+        tracing::warn!(error = %error, retry_in = ?delay, gives_up_in = ?deadline.saturating_duration_since(tokio::time::Instant::now()), "join failed; retrying");
+        tokio::time::sleep(delay).await;
     }
 }
 

@@ -25,14 +25,14 @@ use super::files;
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// The file exists but could not be read, or a new one not written.
-    #[error("private key {path}: {op}: {source}")]
+    #[error("private key {path}: {op}: {cause}")]
     Io {
         /// The key file.
         path: PathBuf,
         /// What was being done.
         op: &'static str,
         /// The IO error.
-        source: io::Error,
+        cause: io::Error,
     },
     /// Group or others may read (or write) the file.
     #[error(
@@ -101,7 +101,7 @@ impl NodeKey {
     pub fn load_or_generate(path: &Path) -> Result<(Self, bool), KeyError> {
         match Self::load(path) {
             Ok(key) => Ok((key, false)),
-            Err(KeyError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            Err(KeyError::Io { cause, .. }) if cause.kind() == io::ErrorKind::NotFound => {
                 let key = Self::generate();
                 let mut text = key.private_base64();
                 text.push('\n');
@@ -109,7 +109,7 @@ impl NodeKey {
                     KeyError::Io {
                         path: path.to_path_buf(),
                         op: "writing a new key",
-                        source,
+                        cause: source,
                     }
                 })?;
                 tracing::info!(path = %path.display(), public_key = %key.public_base64(), "generated a new WireGuard key");
@@ -124,7 +124,7 @@ impl NodeKey {
         let io_err = |op, source| KeyError::Io {
             path: path.to_path_buf(),
             op,
-            source,
+            cause: source,
         };
         let meta = fs::metadata(path).map_err(|e| io_err("inspecting", e))?;
         if !meta.is_file() {

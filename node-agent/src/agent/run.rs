@@ -2,12 +2,16 @@
 //!
 //! [`run`] takes the checked flags and a shutdown future, and in order:
 //! loads the key (a bad key file fails before anything else), probes the
-//! underlay toward the control plane (default endpoint and MTU), binds the
-//! WireGuard UDP socket, the local API socket (so a second agent on the
-//! node is refused before it changes anything) and the metrics listener
-//! (`--metrics-listen`), brings up the
-//! [`AgentCore`] (joining on first start), creates or re-attaches the host TUN `weft0` (the node's overlay
-//! address, routes to the cluster and service CIDRs), starts the
+//! underlay toward the control plane (default endpoint and MTU), then
+//! takes everything it needs on this machine before it talks to the
+//! control plane, so that a start that cannot work never registers a node
+//! or spends a token use: the WireGuard UDP socket, the local API socket (a
+//! second agent on the node is refused here), the metrics listener
+//! (`--metrics-listen`), a write in the state dir, and the host TUN `weft0`
+//! (created, or re-attached after a restart; one another process holds is
+//! refused). Then it brings up the [`AgentCore`] (joining on first start),
+//! configures `weft0` (the node's overlay address, routes to the cluster
+//! and service CIDRs), starts the
 //! [`Dataplane`] and hands it to the core (which applies the persisted peers
 //! at once), opens the [`PodManager`], and serves the local API and the
 //! metrics (both from the same [`Services`]). Errors are
@@ -43,7 +47,9 @@ use crate::dataplane::{Dataplane, DataplaneConfig, DataplaneError};
 use crate::metrics::{self, MetricsError};
 use crate::netns::{NetNs, NetNsError};
 use crate::pods::{PodError, PodManager};
-use crate::tun::{ensure_host_tun, KernelError, PortSpec};
+use crate::tun::{
+    configure_host_tun, open_host_tun, KernelError, PortSpec, Tun, TunError, TunOptions,
+};
 
 /// The host port's interface name.
 pub const HOST_IFNAME: &str = "weft0";
@@ -68,16 +74,22 @@ pub enum RunError {
     },
     /// The host network namespace could not be opened.
     #[error("opening the host network namespace: {0}")]
-    NetNs(#[from] NetNsError),
+    NetNs(NetNsError),
     /// The host port could not be set up.
     #[error("setting up the host port {HOST_IFNAME}: {0}")]
-    HostTun(#[from] KernelError),
+    HostTun(KernelError),
+    /// Another process holds the host port's TUN device.
+    #[error(
+        "the TUN device {HOST_IFNAME} is held by another process (another weft-agent in this \
+         network namespace?); stop it first: this agent has not joined or changed anything"
+    )]
+    HostTunBusy,
     /// The data plane did not start.
     #[error("starting the data plane: {0}")]
-    Dataplane(#[from] DataplaneError),
+    Dataplane(DataplaneError),
     /// The pods could not be opened.
     #[error("opening this node's pods: {0}")]
-    Pods(#[from] PodError),
+    Pods(PodError),
     /// The local API failed.
     #[error(transparent)]
     Api(#[from] ApiError),
@@ -89,12 +101,39 @@ pub enum RunError {
     Leave(String),
 }
 
+// Each message above includes its cause, so these are plain `From`s rather
+// than `#[from]` (which would also make the cause the `source()`, and
+// anyhow's `{:#}` would print it twice).
+impl From<NetNsError> for RunError {
+    fn from(e: NetNsError) -> Self {
+        Self::NetNs(e)
+    }
+}
+
+impl From<KernelError> for RunError {
+    fn from(e: KernelError) -> Self {
+        Self::HostTun(e)
+    }
+}
+
+impl From<DataplaneError> for RunError {
+    fn from(e: DataplaneError) -> Self {
+        Self::Dataplane(e)
+    }
+}
+
+impl From<PodError> for RunError {
+    fn from(e: PodError) -> Self {
+        Self::Pods(e)
+    }
+}
+
 impl RunError {
     /// Whether this is a configuration problem (exit 64).
     pub fn is_config(&self) -> bool {
         match self {
             Self::Agent(e) => e.is_config(),
-            Self::Udp { .. } => true,
+            Self::Udp { .. } | Self::HostTunBusy => true,
             Self::Api(ApiError::InUse { .. } | ApiError::NotASocket { .. }) => true,
             Self::Metrics(MetricsError::Bind { .. }) => true,
             _ => false,
@@ -138,6 +177,14 @@ pub async fn run(
         api: api::bind(&cfg.api_socket)?,
         metrics: cfg.metrics_listen.map(metrics::bind).transpose()?,
     };
+    check_writable(&paths.dir)?;
+    let ns = NetNs::current()?;
+    let (host_tun, created_tun) = open_host_tun(&ns, HOST_IFNAME, &TunOptions::persistent())
+        .await
+        .map_err(|e| match e {
+            KernelError::Tun(TunError::Busy { .. }) => RunError::HostTunBusy,
+            e => RunError::HostTun(e),
+        })?;
 
     let core_cfg = CoreConfig {
         control_plane: cfg.control_plane.clone(),
@@ -148,13 +195,24 @@ pub async fn run(
         state_dir: cfg.state_dir.clone(),
         mtu,
         listen_port: cfg.listen_port,
-        timing: Timing::default(),
+        timing: Timing {
+            first_join: cfg.join_timeout,
+            ..Timing::default()
+        },
     };
     let core = tokio::select! {
-        c = AgentCore::bootstrap_with_key(core_cfg, key.clone()) => c?,
+        c = AgentCore::bootstrap_with_key(core_cfg, key.clone()) => c,
         _ = stopped() => {
             tracing::info!("stopped before the node had joined");
+            discard_new_tun(host_tun, created_tun);
             return Ok(());
+        }
+    };
+    let core = match core {
+        Ok(core) => core,
+        Err(e) => {
+            discard_new_tun(host_tun, created_tun);
+            return Err(e.into());
         }
     };
     let node = core.node();
@@ -162,14 +220,13 @@ pub async fn run(
     let host_net = IpNet::new(host_address, node.pod_cidr.prefix_len())
         .map_err(|e| AgentError::Protocol(format!("the pod CIDR {}: {e}", node.pod_cidr)))?;
 
-    let ns = NetNs::current()?;
     let spec = PortSpec::host(
         HOST_IFNAME,
         host_net,
         mtu,
         &[node.settings.cluster_cidr, node.settings.service_cidr],
     );
-    let host_tun = ensure_host_tun(&ns, &spec).await?;
+    configure_host_tun(&ns, &spec).await?;
     tracing::info!(interface = HOST_IFNAME, address = %host_net, mtu, "host port ready");
 
     let dataplane = Arc::new(Dataplane::start(
@@ -328,6 +385,36 @@ async fn underlay_defaults(cfg: &AgentConfig) -> (Option<SocketAddr>, u32) {
             tracing::warn!(error = %e, mtu, "cannot probe the underlay toward the control plane; \
                 announcing no endpoint unless --endpoint is given (peers learn it when this node sends)");
             (cfg.endpoint, mtu)
+        }
+    }
+}
+
+/// Fails unless a file can be created in the state dir (a read-only or
+/// foreign-owned dir would otherwise fail only after the join, when
+/// `credentials.json` is written).
+fn check_writable(dir: &std::path::Path) -> Result<(), RunError> {
+    let probe = dir.join(format!(".weft-agent-write-check-{}", std::process::id()));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .and_then(|f| f.sync_all());
+    let _ = std::fs::remove_file(&probe);
+    written.map_err(|e| {
+        RunError::Agent(AgentError::io(
+            "the state dir is not writable: creating a file in",
+            dir,
+            e,
+        ))
+    })
+}
+
+/// Removes `weft0` again if this start created it and then gave up before
+/// using it, so a failed first start leaves no interface behind.
+fn discard_new_tun(tun: Tun, created: bool) {
+    if created {
+        if let Err(e) = tun.set_persist(false) {
+            tracing::warn!(error = %e, interface = HOST_IFNAME, "could not remove the TUN device this start created");
         }
     }
 }

@@ -54,12 +54,12 @@ pub enum UnderlayError {
         reason: String,
     },
     /// The kernel has no route toward it.
-    #[error("finding the route toward {addr}: {source}")]
+    #[error("finding the route toward {addr}: {cause}")]
     Route {
         /// The resolved address.
         addr: SocketAddr,
         /// The socket error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -80,7 +80,7 @@ pub async fn probe(control_plane: &str, timeout: Duration) -> Result<Underlay, U
         .find(|a| a.is_ipv4())
         .or_else(|| addrs.first())
         .ok_or_else(|| resolve_err("no addresses".to_string()))?;
-    let local_ip = route_source(addr).map_err(|source| UnderlayError::Route { addr, source })?;
+    let local_ip = route_source(addr).map_err(|cause| UnderlayError::Route { addr, cause })?;
     let interface = interface_of(local_ip);
     let mtu = match &interface {
         Some(name) => match link_mtu(name).await {

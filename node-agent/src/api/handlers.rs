@@ -191,7 +191,7 @@ fn error_code(e: &PodError) -> ErrorCode {
             _ => ErrorCode::Internal,
         },
         PodError::Kernel(KernelError::Netlink(_)) => ErrorCode::Internal,
-        PodError::Dataplane { source, .. } => match source {
+        PodError::Dataplane { cause, .. } => match cause {
             DataplaneError::NotRunning => ErrorCode::Unavailable,
             _ => ErrorCode::Internal,
         },
@@ -205,7 +205,9 @@ fn netns_code(e: &NetNsError) -> ErrorCode {
         | NetNsError::NotANetNs { .. }
         | NetNsError::InvalidName { .. } => ErrorCode::Invalid,
         NetNsError::AlreadyExists { .. } => ErrorCode::AlreadyExists,
-        NetNsError::PermissionDenied { .. } | NetNsError::Os { .. } => ErrorCode::Internal,
+        NetNsError::PermissionDenied { .. }
+        | NetNsError::Os { .. }
+        | NetNsError::HostMounts { .. } => ErrorCode::Internal,
     }
 }
 
@@ -355,7 +357,7 @@ mod tests {
             (
                 PodError::Dataplane {
                     id: "a".into(),
-                    source: DataplaneError::NotRunning,
+                    cause: DataplaneError::NotRunning,
                 },
                 ErrorCode::Unavailable,
             ),

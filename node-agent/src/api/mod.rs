@@ -117,11 +117,8 @@ pub struct Services {
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// The socket could not be set up.
-    #[error("local API socket {path}: {source}")]
-    Socket {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("local API socket {path}: {cause}")]
+    Socket { path: String, cause: std::io::Error },
     /// Another live agent answers on the socket.
     #[error("local API socket {path}: another weft-agent is serving on it; stop it first, or give this agent another socket path")]
     InUse { path: String },
@@ -159,7 +156,7 @@ pub async fn serve_on(
     let listener =
         tokio::net::UnixListener::from_std(std_listener).map_err(|source| ApiError::Socket {
             path: path.display().to_string(),
-            source,
+            cause: source,
         })?;
     info!(socket = %path.display(), "local API listening");
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -56,7 +56,7 @@ impl ApiListener {
 fn socket_err(path: &Path, source: io::Error) -> ApiError {
     ApiError::Socket {
         path: path.display().to_string(),
-        source,
+        cause: source,
     }
 }
 

@@ -20,7 +20,7 @@ fn main() {
         Invocation::Run(c) => c.log_json,
         Invocation::Leave(c) => c.log_json,
     };
-    init_logging(json);
+    weft_node_agent::logging::init("info", json);
     let code = match real_main(invocation) {
         Ok(()) => 0,
         Err(e) => {
@@ -49,33 +49,6 @@ fn real_main(invocation: Invocation) -> anyhow::Result<()> {
             }
         }
     })
-}
-
-fn init_logging(json: bool) {
-    let asked = std::env::var("WEFT_LOG").unwrap_or_default();
-    let mut filter = tracing_subscriber::EnvFilter::try_new(&asked)
-        .ok()
-        .filter(|_| !asked.trim().is_empty())
-        // netlink-packet-route warns about every kernel attribute it does not
-        // know (e.g. IFLA_INET6_CONF sizes on newer kernels): noise for an
-        // operator, so only its errors show unless WEFT_LOG asks for more.
-        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info,netlink_packet_route=error"));
-    // boringtun logs every timer event (`HANDSHAKE(REKEY_TIMEOUT)` every
-    // 5 s per unreachable peer); the data plane logs what matters of them
-    // itself, per peer and rate-limited. Unless WEFT_LOG names boringtun.
-    if !asked.contains("boringtun") {
-        if let Ok(off) = "boringtun=off".parse() {
-            filter = filter.add_directive(off);
-        }
-    }
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }
 
 async fn shutdown_signal() {

@@ -4,5 +4,7 @@
 //! Install it as `/opt/cni/bin/weft-cni`; see `docs/cni.md`.
 
 fn main() {
+    // Warnings only, on stderr (stdout is the CNI result); WEFT_LOG for more.
+    weft_node_agent::logging::init("warn", false);
     std::process::exit(weft_node_agent::cni::shell::main());
 }

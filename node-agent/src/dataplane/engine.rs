@@ -71,7 +71,7 @@ fn port_token(id: PortId) -> Token {
 }
 
 fn io_error(op: &'static str) -> impl FnOnce(io::Error) -> DataplaneError {
-    move |source| DataplaneError::Io { op, source }
+    move |cause| DataplaneError::Io { op, cause }
 }
 
 /// What [`start`] hands back to the handle.
@@ -401,7 +401,7 @@ impl Engine {
             self.core.switch.remove_pod_port(id);
             return Err(DataplaneError::Io {
                 op: "registering a pod TUN",
-                source: e,
+                cause: e,
             });
         }
         info!(port = %pod.id, ifname = link.tun().name(), addresses = ?pod.addresses, offload = link.offload(), "pod port attached");

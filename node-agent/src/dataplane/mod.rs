@@ -177,10 +177,10 @@ pub enum DataplaneError {
     #[error("{0}")]
     Rejected(String),
     /// An OS call failed.
-    #[error("{op}: {source}")]
+    #[error("{op}: {cause}")]
     Io {
         op: &'static str,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -233,9 +233,9 @@ impl Dataplane {
         self.commands
             .send(command(reply))
             .map_err(|_| DataplaneError::NotRunning)?;
-        self.waker.wake().map_err(|source| DataplaneError::Io {
+        self.waker.wake().map_err(|cause| DataplaneError::Io {
             op: "waking the data plane",
-            source,
+            cause,
         })?;
         answer.await.map_err(|_| DataplaneError::NotRunning)?
     }

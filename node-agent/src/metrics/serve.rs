@@ -16,27 +16,27 @@ use crate::api::{self, Services};
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
     /// The listener could not be bound (or handed to the runtime).
-    #[error("binding the metrics listener {addr}: {source}")]
+    #[error("binding the metrics listener {addr}: {cause}")]
     Bind {
         /// The address asked for.
         addr: SocketAddr,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Serving stopped with an error.
-    #[error("serving metrics on {addr}: {source}")]
+    #[error("serving metrics on {addr}: {cause}")]
     Serve {
         /// The bound address.
         addr: SocketAddr,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
 /// Binds `addr` for [`serve_on`] (a plain std listener, so the agent can
 /// bind at start-up, before its runtime work begins).
 pub fn bind(addr: SocketAddr) -> Result<TcpListener, MetricsError> {
-    let bind_err = |source| MetricsError::Bind { addr, source };
+    let bind_err = |cause| MetricsError::Bind { addr, cause };
     let listener = TcpListener::bind(addr).map_err(bind_err)?;
     listener.set_nonblocking(true).map_err(bind_err)?;
     Ok(listener)
@@ -53,9 +53,9 @@ pub async fn serve_on(
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let listener =
-        tokio::net::TcpListener::from_std(listener).map_err(|source| MetricsError::Bind {
+        tokio::net::TcpListener::from_std(listener).map_err(|cause| MetricsError::Bind {
             addr: requested,
-            source,
+            cause,
         })?;
     let addr = listener.local_addr().unwrap_or(requested);
     tracing::info!(%addr, "metrics listening");
@@ -65,7 +65,7 @@ pub async fn serve_on(
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
-        .map_err(|source| MetricsError::Serve { addr, source })?;
+        .map_err(|cause| MetricsError::Serve { addr, cause })?;
     tracing::debug!(%addr, "metrics stopped");
     Ok(())
 }

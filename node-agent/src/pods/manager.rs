@@ -213,7 +213,9 @@ impl PodManager {
             Some(path) => path.clone(),
             None => NetNs::named_path(&req.id).map_err(|e| {
                 PodError::Invalid(format!(
-                    "pod id {:?} cannot name a network namespace to create: {e}",
+                    "pod id {:?}: the agent names the network namespace it creates after the \
+                     pod ({e}); give the pod an existing namespace (a netns path) or an id \
+                     without '/'",
                     req.id
                 ))
             })?,
@@ -342,9 +344,9 @@ impl PodManager {
                     addresses: vec![record.address],
                 };
                 let attached = self.sink.attach(port).await;
-                attached.map_err(|source| PodError::Dataplane {
+                attached.map_err(|cause| PodError::Dataplane {
                     id: record.id.clone(),
-                    source,
+                    cause,
                 })
             }
         };
@@ -393,10 +395,10 @@ impl PodManager {
             tun,
             addresses: vec![record.address],
         };
-        self.sink.attach(port).await.map_err(|source| {
+        self.sink.attach(port).await.map_err(|cause| {
             Reattach::Failed(PodError::Dataplane {
                 id: record.id.clone(),
-                source,
+                cause,
             })
         })
     }

@@ -73,12 +73,12 @@ pub enum PodError {
     #[error(transparent)]
     Kernel(#[from] KernelError),
     /// The data plane refused the pod's port, or is not running.
-    #[error("attaching pod {id} to the data plane: {source}")]
+    #[error("attaching pod {id} to the data plane: {cause}")]
     Dataplane {
         /// The pod id.
         id: String,
         /// The data plane's error.
-        source: DataplaneError,
+        cause: DataplaneError,
     },
     /// The state file cannot be read, written, or is corrupt.
     #[error("pod state {}: {reason}", path.display())]

@@ -109,7 +109,7 @@ impl Tun {
             .write(true)
             .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(TUN_DEVICE)
-            .map_err(|source| TunError::DeviceUnavailable { source })?;
+            .map_err(|cause| TunError::DeviceUnavailable { cause })?;
         sys::set_iff(file.as_fd(), name, options.iff_flags(exclusive)).map_err(|err| {
             match Errno::from_raw(err.raw_os_error().unwrap_or(0)) {
                 Errno::EBUSY if exclusive => TunError::AlreadyExists { name: name.into() },
@@ -122,7 +122,7 @@ impl Tun {
                 _ => TunError::Ioctl {
                     op: "TUNSETIFF",
                     name: name.into(),
-                    source: err,
+                    cause: err,
                 },
             }
         })?;
@@ -233,7 +233,7 @@ impl Tun {
             TunError::Ioctl {
                 op,
                 name: self.name.clone(),
-                source,
+                cause: source,
             }
         }
     }
@@ -265,7 +265,7 @@ fn interface_exists(name: &str) -> Result<bool, TunError> {
         Err(errno) => Err(TunError::Ioctl {
             op: "SIOCGIFINDEX",
             name: name.into(),
-            source: errno.into(),
+            cause: errno.into(),
         }),
     }
 }

@@ -29,8 +29,8 @@ use thiserror::Error;
 
 pub use device::{AsyncTun, Tun};
 pub use port::{
-    attach_existing_pod_tun, create_pod_tun, delete_pod_tun, ensure_host_tun, port_state,
-    KernelError, PortSpec, PortState,
+    attach_existing_pod_tun, configure_host_tun, create_pod_tun, delete_pod_tun, ensure_host_tun,
+    open_host_tun, port_state, KernelError, PortSpec, PortState,
 };
 
 /// The size of the virtio-net header (`struct virtio_net_hdr`, the
@@ -139,10 +139,10 @@ pub enum TunError {
     #[error(transparent)]
     InvalidName(#[from] InvalidIfName),
     /// `/dev/net/tun` cannot be opened (no TUN support, or no access).
-    #[error("cannot open /dev/net/tun: {source}")]
+    #[error("cannot open /dev/net/tun: {cause}")]
     DeviceUnavailable {
         /// The error from `open`.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Exclusive creation found an interface of that name.
     #[error("network interface {name} already exists")]
@@ -180,14 +180,14 @@ pub enum TunError {
         name: String,
     },
     /// Any other ioctl failure.
-    #[error("{op} on TUN device {name}: {source}")]
+    #[error("{op} on TUN device {name}: {cause}")]
     Ioctl {
         /// The operation, e.g. `TUNSETPERSIST`.
         op: &'static str,
         /// The interface name.
         name: String,
         /// The OS error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 

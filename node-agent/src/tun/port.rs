@@ -168,21 +168,43 @@ pub async fn delete_pod_tun(ns: &NetNs, ifname: &str) -> Result<bool, KernelErro
 /// Safe to call on every agent start. Addresses and routes not in `spec`
 /// are left alone.
 pub async fn ensure_host_tun(ns: &NetNs, spec: &PortSpec) -> Result<Tun, KernelError> {
-    validate_ifname(&spec.ifname).map_err(TunError::from)?;
+    let (tun, _) = open_host_tun(ns, &spec.ifname, &spec.options).await?;
+    configure_host_tun(ns, spec).await?;
+    Ok(tun)
+}
+
+/// The first half of [`ensure_host_tun`]: creates the persistent TUN
+/// `ifname` in `ns`, or attaches to it if it exists, without configuring
+/// it. Returns the device and whether this call created it. Fails with
+/// [`TunError::Busy`] if another process holds the device, and with
+/// [`TunError::DeviceUnavailable`] without `/dev/net/tun`: what an agent
+/// checks before it joins the cluster.
+pub async fn open_host_tun(
+    ns: &NetNs,
+    ifname: &str,
+    options: &TunOptions,
+) -> Result<(Tun, bool), KernelError> {
+    validate_ifname(ifname).map_err(TunError::from)?;
     let options = TunOptions {
         persist: true,
-        ..spec.options.clone()
+        ..options.clone()
     };
-    let name = spec.ifname.clone();
-    let tun = netns::run_in_async(ns, move || match Tun::create(&name, &options) {
-        Err(TunError::AlreadyExists { .. }) => Tun::attach(&name, &options),
-        other => other,
+    let name = ifname.to_owned();
+    let opened = netns::run_in_async(ns, move || match Tun::create(&name, &options) {
+        Err(TunError::AlreadyExists { .. }) => Tun::attach(&name, &options).map(|t| (t, false)),
+        other => other.map(|t| (t, true)),
     })
     .await??;
+    Ok(opened)
+}
+
+/// The second half of [`ensure_host_tun`]: brings the device's MTU,
+/// addresses, state and routes to `spec`.
+pub async fn configure_host_tun(ns: &NetNs, spec: &PortSpec) -> Result<(), KernelError> {
     let netlink = Netlink::connect_in(ns)?;
     configure(&netlink, spec).await?;
     info!(ifname = %spec.ifname, netns = %ns, addresses = ?spec.addresses, "host port ready");
-    Ok(tun)
+    Ok(())
 }
 
 /// MTU, state, addresses and routes of `ifname` in `ns`.

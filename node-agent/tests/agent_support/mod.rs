@@ -110,6 +110,7 @@ pub fn fast_timing() -> Timing {
         watch_idle_timeout: Duration::from_secs(30),
         persist_debounce: Duration::from_millis(50),
         sink_retry: Duration::from_millis(200),
+        first_join: Duration::from_secs(30),
     }
 }
 

@@ -1,11 +1,11 @@
 //! Admin commands: join tokens, nodes, cluster info. Each connects with the
 //! admin credentials (admin.conf) over mutual TLS.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use clap::Subcommand;
+use anyhow::{anyhow, Context, Result};
+use clap::{Args, Subcommand};
 use serde_json::json;
 use weft_proto::v1::admin_client::AdminClient;
 use weft_proto::v1::{
@@ -17,25 +17,89 @@ use crate::duration;
 use crate::output::Format;
 use crate::render::table;
 
+/// Where the admin credentials are: the admin commands' `--config`.
+#[derive(Debug, Args)]
+pub struct AdminConfig {
+    /// Admin credentials file written by the control plane (admin.conf in
+    /// its --state-dir).
+    #[arg(
+        long,
+        global = true,
+        env = "WEFT_CONFIG",
+        default_value = "/var/lib/weft/control-plane/admin.conf"
+    )]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[command(flatten)]
+    pub admin: AdminConfig,
+    #[command(subcommand)]
+    pub command: TokenCommand,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    pub admin: AdminConfig,
+    #[command(subcommand)]
+    pub command: NodeCommand,
+}
+
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    #[command(flatten)]
+    pub admin: AdminConfig,
+    #[command(subcommand)]
+    pub command: ClusterCommand,
+}
+
+/// The longest join-token TTL weftctl asks for.
+const MAX_TTL: Duration = Duration::from_secs(365 * 86_400);
+
+/// `--ttl`: a duration from 1s to 365d.
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let ttl = duration::parse(s)?;
+    if ttl.is_zero() || ttl > MAX_TTL {
+        return Err(format!(
+            "{s:?} is out of range: a token lives from 1s to 365d (e.g. 30m, 24h, 7d)"
+        ));
+    }
+    Ok(ttl)
+}
+
+/// `--usages`: 0 (unlimited) to 4294967295.
+fn parse_usages(s: &str) -> Result<u32, String> {
+    s.trim().parse::<u32>().map_err(|_| {
+        format!(
+            "{s:?} is not a number of nodes from 0 (unlimited) to {}",
+            u32::MAX
+        )
+    })
+}
+
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Create a join token and print the command that joins a node with it.
     Create {
-        /// How long the token is valid ("24h", "30m", "7d", or seconds).
-        #[arg(long, default_value = "24h", value_parser = duration::parse)]
+        /// How long the token is valid: 1s to 365d ("30m", "24h", "7d", or
+        /// seconds).
+        #[arg(long, default_value = "24h", value_parser = parse_ttl, allow_hyphen_values = true)]
         ttl: Duration,
-        /// How many nodes may join with it (0: unlimited).
-        #[arg(long, default_value_t = 0)]
+        /// How many nodes may join with it: 0 (unlimited) to 4294967295.
+        #[arg(long, default_value = "0", value_parser = parse_usages, allow_hyphen_values = true)]
         usages: u32,
         /// A note to find it by later.
         #[arg(long, default_value = "")]
         description: String,
-        /// Output format.
+        /// Output: `table` (text for people) or `json` (for scripts).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
     /// List join tokens (secrets are never shown again).
     List {
+        /// Output: `table` (text for people) or `json` (for scripts).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
@@ -59,21 +123,23 @@ pub enum NodeCommand {
 pub enum ClusterCommand {
     /// Cluster settings, counts and version.
     Info {
+        /// Output: `table` (text for people) or `json` (for scripts).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
 }
 
 async fn client(config: &Path) -> Result<(AdminClient<tonic::transport::Channel>, String)> {
-    let creds = weft_client::Credentials::load(config).with_context(|| {
-        format!(
-            "reading admin credentials {} (the control plane writes admin.conf into its --state-dir; point --config or WEFT_CONFIG at it)",
-            config.display()
+    // The client's errors name the file or the server and their cause, once.
+    let creds = weft_client::Credentials::load(config).map_err(|e| {
+        anyhow!(
+            "admin credentials: {e}; the control plane writes admin.conf into its --state-dir: \
+             point --config or WEFT_CONFIG at it"
         )
     })?;
     let channel = weft_client::connect(&creds)
         .await
-        .with_context(|| format!("connecting to the control plane at {}", creds.server))?;
+        .with_context(|| format!("reaching the control plane named in {}", config.display()))?;
     Ok((AdminClient::new(channel), creds.server))
 }
 
@@ -367,4 +433,29 @@ pub async fn cluster(config: &Path, cmd: ClusterCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_range() {
+        assert_eq!(parse_ttl("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_ttl("365d"), Ok(MAX_TTL));
+        for bad in ["0", "0s", "366d"] {
+            let e = parse_ttl(bad).unwrap_err();
+            assert!(e.contains("from 1s to 365d"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn usages_range() {
+        assert_eq!(parse_usages("0"), Ok(0));
+        assert_eq!(parse_usages("3"), Ok(3));
+        for bad in ["-1", "x", "4294967296"] {
+            let e = parse_usages(bad).unwrap_err();
+            assert!(e.contains("from 0 (unlimited) to 4294967295"), "{bad}: {e}");
+        }
+    }
 }

@@ -78,6 +78,7 @@ pub enum CheckCommand {
         all: bool,
         #[command(flatten)]
         probe: ProbeArgs,
+        /// Output: `table` (text for people) or `json` (for scripts).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
@@ -102,6 +103,7 @@ pub enum CheckCommand {
         weftctl: String,
         #[command(flatten)]
         probe: ProbeArgs,
+        /// Output: `table` (text for people) or `json` (for scripts).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },

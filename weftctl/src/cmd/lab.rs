@@ -1,5 +1,6 @@
 //! `weftctl lab`: a whole weft cluster on this machine, out of network
-//! namespaces (see docs/lab.md): `up`, `status`, `exec`, `logs`, `down`.
+//! namespaces (see docs/lab.md): `up`, `status`, `exec`, `ping`, `check`,
+//! `restart`, `logs`, `down`.
 //!
 //! Thin over [`weft_lab`]: it parses the arguments, shows progress on
 //! stderr, prints tables on stdout, and turns the outcome into an exit code
@@ -65,6 +66,7 @@ pub enum LabCommand {
     },
     /// Show the lab's nodes, pods (addresses, namespaces) and processes.
     Status {
+        /// Output: `table` (text for people) or `json` (for scripts).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
@@ -101,8 +103,20 @@ pub enum LabCommand {
     /// runs across real hosts (and the Vagrant lab). Exits 1 if any check
     /// fails.
     Check {
+        /// Output: `table` (text for people) or `json` (for scripts).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
+    },
+    /// Restart the control plane (cp) or a node's agent (n1) (root).
+    ///
+    /// Stops what runs for it (the process the lab started, or one started
+    /// by hand in its place), starts it again with the command line `lab up`
+    /// used (recorded in lab.json) and waits until it is ready. An agent
+    /// keeps its state dir: it does not join again, and its pods keep their
+    /// interfaces.
+    Restart {
+        /// cp, n1, n2, ...
+        process: String,
     },
     /// Print the log of the control plane (cp) or a node's agent (n1).
     Logs {
@@ -129,6 +143,7 @@ pub fn run(args: LabArgs) -> i32 {
         LabCommand::Exec { target, command } => exec(&args.select, &target, &command),
         LabCommand::Ping { from, to, count } => ping(&args.select, &from, &to, count),
         LabCommand::Check { output } => check(&args.select, output),
+        LabCommand::Restart { process } => restart(&args.select, &process).map(|()| 0),
         LabCommand::Logs { process, lines } => logs(&args.select, &process, lines).map(|()| 0),
         LabCommand::Down => down(&args.select).map(|()| 0),
     };
@@ -353,10 +368,37 @@ fn open(select: &LabSelect) -> Result<Cluster> {
 }
 
 fn process_state(cluster: &Cluster, label: &str) -> (Option<u32>, String) {
-    match cluster.running_pid(label) {
-        Some(pid) => (Some(pid), format!("running (pid {pid})")),
-        None => (None, "STOPPED".to_string()),
+    let live = cluster.live_process(label);
+    (live.pid(), live.describe())
+}
+
+fn restart(select: &LabSelect, process: &str) -> Result<()> {
+    require_root("restart")?;
+    let mut cluster = open(select)?;
+    if process != weft_lab::CONTROL_PLANE_LABEL && cluster.node(process).is_none() {
+        let nodes: Vec<&str> = cluster.nodes().iter().map(|n| n.name.as_str()).collect();
+        bail!(
+            "lab '{}' has no process {process:?}: cp (the control plane) or a node ({})",
+            cluster.name(),
+            nodes.join(", ")
+        );
     }
+    let before = cluster.live_process(process);
+    let after = cluster.restart(process)?;
+    let what = if process == weft_lab::CONTROL_PLANE_LABEL {
+        "the control plane".to_string()
+    } else {
+        format!("the agent of {process}")
+    };
+    let was = match before {
+        weft_lab::LiveProcess::Stopped => "it was stopped".to_string(),
+        other => format!("it was {}", other.describe()),
+    };
+    print_out(&format!(
+        "Restarted {what} ({was}): {}.\n",
+        after.describe()
+    ));
+    Ok(())
 }
 
 fn status(select: &LabSelect, output: Format) -> Result<()> {
@@ -370,7 +412,8 @@ fn status(select: &LabSelect, output: Format) -> Result<()> {
                 .nodes()
                 .iter()
                 .map(|n| {
-                    let (pid, _) = process_state(&cluster, &n.name);
+                    let live = cluster.live_process(&n.name);
+                    let pid = live.pid();
                     let peers = match statuses.get(&n.name) {
                         Some(Ok(s)) => s
                             .dataplane
@@ -390,7 +433,7 @@ fn status(select: &LabSelect, output: Format) -> Result<()> {
                     json!({ "name": n.name, "namespace": n.ns, "underlay": n.underlay,
                             "endpoint": n.endpoint, "overlay": n.overlay, "pod_cidr": n.pod_cidr,
                             "api_socket": n.api_socket, "state_dir": n.state_dir, "log": n.log,
-                            "pid": pid, "running": pid.is_some(), "peers": peers })
+                            "pid": pid, "running": pid.is_some(), "process": live, "peers": peers })
                 })
                 .collect();
             let pods: Vec<_> = cluster

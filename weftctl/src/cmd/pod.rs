@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use weft_agent_api::{AsyncAgentClient, Pod, PodAddRequest, DEFAULT_SOCKET};
+use weft_agent_api::{AsyncAgentClient, ErrorCode, Pod, PodAddRequest, DEFAULT_SOCKET};
 
 use crate::duration;
 use crate::output::Format;
@@ -36,21 +36,25 @@ pub struct PodArgs {
 #[derive(Debug, Subcommand)]
 pub enum PodCommand {
     /// Add a pod: an address from this node's pod CIDR on a TUN in its
-    /// network namespace. Without --netns the agent creates the namespace
-    /// NAME (see `ip netns`), and deletes it with the pod.
+    /// network namespace. Without --netns the agent creates the network
+    /// namespace NAME (/run/netns/NAME, as `ip netns add` would; it outlives
+    /// the agent), and deletes it with the pod. Adding a pod that exists
+    /// with the same settings changes nothing and says so.
     Add {
-        /// The pod's name (letters, digits, '.', '_', '-').
+        #[arg(help = POD_NAME_RULE)]
         name: String,
         /// Put the pod in this existing network namespace (e.g.
-        /// /run/netns/NAME or /proc/PID/ns/net).
+        /// /run/netns/NAME or /proc/PID/ns/net) instead of creating one.
         #[arg(long, conflicts_with = "create")]
         netns: Option<PathBuf>,
-        /// Let the agent create the namespace NAME (the default).
+        /// Have the agent create the namespace NAME; this is what happens
+        /// without --netns too, so the flag only makes it explicit.
         #[arg(long)]
         create: bool,
         /// The interface name inside the pod.
         #[arg(long, default_value = "eth0")]
         ifname: String,
+        /// Output: `table` (text for people) or `json` (for scripts).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
@@ -62,9 +66,40 @@ pub enum PodCommand {
     },
     /// List the pods on this node.
     List {
+        /// Output: `table` (text for people) or `json` (for scripts).
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+}
+
+/// The rule for pod names, as help and in errors.
+const POD_NAME_RULE: &str = "The pod's name: 1 to 253 ASCII letters, digits, '.', '_' or '-', \
+    starting with a letter or digit. '/' is allowed only with --netns: without it the name also \
+    names the network namespace the agent creates, and a namespace name cannot hold '/'.";
+
+/// Checks `name` against [`POD_NAME_RULE`]; `creating` when the agent is to
+/// create the namespace NAME.
+fn check_pod_name(name: &str, creating: bool) -> Result<()> {
+    let first_ok = name
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric());
+    let chars_ok = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'));
+    let segments_ok = !name
+        .split('/')
+        .any(|s| s.is_empty() || s == "." || s == "..");
+    let problem = if name.len() > 253 {
+        "it is longer than 253 bytes"
+    } else if !first_ok || !chars_ok || !segments_ok {
+        "it does not follow the rule"
+    } else if creating && name.contains('/') {
+        "it holds '/' and no --netns is given"
+    } else {
+        return Ok(());
+    };
+    bail!("invalid pod name {name:?}: {problem}. {POD_NAME_RULE}")
 }
 
 /// Connects to the agent; the error says whether it runs at all.
@@ -83,6 +118,13 @@ pub async fn run(args: PodArgs) -> Result<()> {
             ifname,
             output,
         } => {
+            check_pod_name(&name, netns.is_none())?;
+            // Whether it exists already, to say so (the add is idempotent).
+            let existed = match agent.pod_get(&name).await {
+                Ok(_) => true,
+                Err(e) if e.code() == Some(ErrorCode::NotFound) => false,
+                Err(e) => return Err(e.into()),
+            };
             let request = PodAddRequest {
                 id: name,
                 create_netns: netns.is_none(),
@@ -91,10 +133,11 @@ pub async fn run(args: PodArgs) -> Result<()> {
                 ..PodAddRequest::default()
             };
             let pod = agent.pod_add(request).await?;
+            let verb = if existed { "already existed" } else { "added" };
             match output {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&pod)?),
                 Format::Table => println!(
-                    "pod {} added: {} on {} in {}",
+                    "pod {} {verb}: {} on {} in {}",
                     pod.id, pod.address, pod.ifname, pod.netns
                 ),
             }
@@ -147,6 +190,28 @@ fn pod_table(pods: &[Pod], now: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pod_names_follow_one_rule() {
+        for ok in ["web", "a", "web-1.x_y", &"a".repeat(253)] {
+            assert!(check_pod_name(ok, true).is_ok(), "{ok}");
+        }
+        assert!(check_pod_name("c0ffee/eth0", false).is_ok());
+        for (bad, creating, problem) in [
+            ("", true, "does not follow the rule"),
+            ("bad name", true, "does not follow the rule"),
+            ("-a", true, "does not follow the rule"),
+            ("a//b", false, "does not follow the rule"),
+            ("a/../b", false, "does not follow the rule"),
+            (&"a".repeat(254), true, "longer than 253 bytes"),
+            ("web/1", true, "holds '/' and no --netns is given"),
+        ] {
+            let e = check_pod_name(bad, creating).unwrap_err().to_string();
+            assert!(e.contains(problem), "{bad:?}: {e}");
+            // The rule itself, the same text as the help.
+            assert!(e.ends_with(POD_NAME_RULE), "{e}");
+        }
+    }
 
     #[test]
     fn table_rows() {

@@ -16,6 +16,7 @@ use crate::render::table;
 pub struct StatusArgs {
     #[command(flatten)]
     pub socket: AgentSocket,
+    /// Output: `table` (text for people) or `json` (for scripts).
     #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
     pub output: Format,
 }

@@ -1,10 +1,15 @@
-//! The messages the docs quote are messages weft prints: every error
-//! quoted in a troubleshooting table (its first column, in backticks) or
-//! in a "Bad configuration exits with code 64" example block of docs/ is
-//! looked for in the workspace's Rust sources, piece by piece (the parts
-//! that vary, written `...`, `"x"`, `<name>` or numbers in the docs, are
-//! left out). A doc that quotes a message the code no longer prints fails
-//! here, naming the piece that is missing.
+//! Two checks on the workspace's messages, by reading its sources:
+//!
+//! - The messages the docs quote are messages weft prints: every error
+//!   quoted in a troubleshooting table (its first column, in backticks) or
+//!   in an example block of `weft-agent: ...` lines in docs/ is looked for
+//!   in the workspace's Rust sources, piece by piece (the parts that vary,
+//!   written `...`, `"x"`, `<name>` or numbers in the docs, are left out).
+//!   A doc that quotes a message the code no longer prints fails here,
+//!   naming the piece that is missing.
+//! - No `thiserror` variant both prints its cause (`{source}`, `{0}`) and
+//!   returns it from `source()` (a field named `source`, `#[source]` or
+//!   `#[from]`): anyhow's `{:#}` would print that cause twice.
 
 use std::path::{Path, PathBuf};
 
@@ -183,6 +188,107 @@ fn pieces_leave_out_what_varies() {
     assert_eq!(
         pieces("joining as node-7: the control plane refused (Unauthenticated): x"),
         vec!["joining as", "the control plane refused"]
+    );
+}
+
+/// The variants of `source_text` (one file) that print a cause they also
+/// return from `source()`, as "line N: the error attribute".
+fn doubled_causes(source_text: &str) -> Vec<String> {
+    let lines: Vec<&str> = source_text.lines().collect();
+    let mut found = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let Some(start) = line.find("#[error(") else {
+            continue;
+        };
+        if line[start..].starts_with("#[error(transparent") {
+            continue;
+        }
+        // The attribute (it may span lines), then the variant up to the
+        // next attribute or the end of its fields.
+        let mut attribute = String::new();
+        let mut j = i;
+        while j < lines.len() {
+            attribute.push_str(lines[j]);
+            if lines[j].trim_end().ends_with(")]") {
+                break;
+            }
+            j += 1;
+        }
+        let mut body = String::new();
+        for next in lines.iter().skip(j + 1) {
+            if next.contains("#[error(") || next.trim() == "}" {
+                break;
+            }
+            body.push_str(next);
+            body.push('\n');
+            if next.trim_start().starts_with("},") || next.trim_end().ends_with("),") {
+                break;
+            }
+        }
+        let named_source = body.lines().any(|l| l.trim_start().starts_with("source:"));
+        let marked = body.contains("#[source]") || body.contains("#[from]");
+        let prints_source = attribute.contains("{source");
+        let prints_zero = attribute.contains("{0");
+        if (prints_source && (named_source || marked)) || (prints_zero && marked) {
+            found.push(format!("line {}: {}", i + 1, attribute.trim()));
+        }
+    }
+    found
+}
+
+#[test]
+fn the_doubled_cause_check_finds_what_it_looks_for() {
+    let bad = r#"
+enum E {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("starting: {0}")]
+    Start(#[from] std::io::Error),
+    #[error("fine: {cause}")]
+    Fine { cause: std::io::Error },
+    #[error(transparent)]
+    Inner(#[from] Other),
+}
+"#;
+    let found = doubled_causes(bad);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(found[0].starts_with("line 3:"), "{found:?}");
+    assert!(found[1].starts_with("line 8:"), "{found:?}");
+}
+
+#[test]
+fn no_error_prints_a_cause_it_also_returns_as_its_source() {
+    fn walk(dir: &Path, found: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            if path.is_dir() {
+                if name != "target" && !name.to_string_lossy().starts_with('.') {
+                    walk(&path, found);
+                }
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && !path.ends_with("weftctl/tests/messages.rs")
+            {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                for hit in doubled_causes(&text) {
+                    found.push(format!("{}: {hit}", path.display()));
+                }
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(&root(), &mut found);
+    assert!(
+        found.is_empty(),
+        "these print their cause and also return it from source() (anyhow's {{:#}} \
+         prints it twice): rename the field (e.g. `cause`) or drop #[from]/#[source]:\n{}",
+        found.join("\n")
     );
 }
 

@@ -38,6 +38,7 @@
 #![forbid(unsafe_code)]
 
 pub mod defaults;
+pub mod endpoints;
 pub mod field;
 pub mod ip;
 pub mod manifest;

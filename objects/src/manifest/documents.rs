@@ -41,8 +41,58 @@ fn json_documents(text: &str) -> Vec<Document> {
     out
 }
 
+/// The deepest nesting of flow collections (`[`, `{`) in `text`, counting
+/// outside quoted scalars and comments. An over-estimate is harmless: a
+/// manifest never nests 128 flow levels.
+fn flow_depth(text: &str) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut prev = '\n';
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match quote {
+            Some('"') if c == '\\' => {
+                chars.next();
+            }
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None => match c {
+                '"' | '\'' if prev.is_whitespace() || matches!(prev, '[' | '{' | ',' | ':') => {
+                    quote = Some(c)
+                }
+                '#' if prev.is_whitespace() => {
+                    for c in chars.by_ref() {
+                        if c == '\n' {
+                            break;
+                        }
+                    }
+                }
+                '[' | '{' => {
+                    depth += 1;
+                    max = max.max(depth);
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+        prev = c;
+    }
+    max
+}
+
 fn yaml_documents(text: &str) -> Vec<Document> {
     let mut out = Vec::new();
+    // libyaml's scanner is quadratic in flow nesting depth: refuse deep
+    // nesting before it runs, so hostile input costs linear time.
+    if flow_depth(text) > MAX_DEPTH {
+        out.push((
+            0,
+            Err(format!(
+                "invalid YAML: nested deeper than {MAX_DEPTH} levels"
+            )),
+        ));
+        return out;
+    }
     for (i, doc) in yaml_serde::Deserializer::from_str(text).enumerate() {
         match Yaml::deserialize(doc) {
             Ok(y) => out.push((i, yaml_to_json(y, 0))),
@@ -137,6 +187,14 @@ mod tests {
         assert_eq!(docs[1].1.as_ref().unwrap()["b"], 2);
         let docs = documents("{\"a\": 1} {");
         assert!(docs[1].1.is_err());
+    }
+
+    #[test]
+    fn flow_depth_ignores_quotes_and_comments() {
+        assert_eq!(flow_depth("a: [1, [2]]\nb: {c: [3]}\n"), 2);
+        assert_eq!(flow_depth("a: \"[[[[\"\nb: '{{{'\n# [[[[\nc: d[e\n"), 1);
+        assert_eq!(flow_depth(r#"a: "x\"[[""#), 0);
+        assert_eq!(flow_depth(&"[".repeat(200)), 200);
     }
 
     #[test]

@@ -64,7 +64,7 @@ pub enum WatchError {
     Closed,
     /// Reading the store failed; a compacted resume revision is
     /// OUT_OF_RANGE (watch again from 0).
-    #[error("{0}")]
+    #[error(transparent)]
     Registry(#[from] RegistryError),
 }
 

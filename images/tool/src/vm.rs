@@ -45,20 +45,20 @@ impl CommandOutput {
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
     /// The socket could not be reached (the VM is not running?).
-    #[error("cannot connect to the VM's command channel {path}: {source}")]
+    #[error("cannot connect to the VM's command channel {path}: {cause}")]
     Connect {
         /// The socket.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Reading or writing the channel failed.
-    #[error("command channel {path}: {source}")]
+    #[error("command channel {path}: {cause}")]
     Io {
         /// The socket.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// No answer within the timeout.
     #[error("no answer on {path} within {timeout:?} (is the VM up and its /init serving ttyS1?)")]
@@ -82,13 +82,13 @@ pub enum VmError {
 /// unix socket `socket`, waiting at most `timeout` for it to finish.
 pub fn exec(socket: &Path, script: &str, timeout: Duration) -> Result<CommandOutput, VmError> {
     let deadline = Instant::now() + timeout;
-    let stream = UnixStream::connect(socket).map_err(|source| VmError::Connect {
+    let stream = UnixStream::connect(socket).map_err(|cause| VmError::Connect {
         path: socket.to_path_buf(),
-        source,
+        cause,
     })?;
-    let io = |source| VmError::Io {
+    let io = |cause| VmError::Io {
         path: socket.to_path_buf(),
-        source,
+        cause,
     };
     let id = request_id();
     let mut writer = stream.try_clone().map_err(io)?;

@@ -92,12 +92,12 @@ fn tag(name: &str) -> Option<&str> {
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {
     /// Reading the tree or writing the output failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file concerned.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The root of the tree is not a directory.
     #[error("{0} is not a directory")]
@@ -111,10 +111,10 @@ pub enum OciError {
 }
 
 impl OciError {
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: &Path, cause: std::io::Error) -> Self {
         OciError::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         }
     }
 }

@@ -132,6 +132,7 @@ async fn node(test: &str, n: u8, host: TestNs) -> Node {
             host_addresses: vec![host_v4],
             persistent_keepalive: None,
             offload: true,
+            mtu: 1420,
         },
         host_tun,
         udp,

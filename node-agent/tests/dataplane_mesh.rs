@@ -629,10 +629,7 @@ async fn udp_datagrams_arrive_intact(offload: bool) {
     // on a loaded 2-core machine with no weft drop counted): what this test
     // holds is that whatever arrives is intact, that most of it arrives,
     // and that weft itself drops nothing on the way.
-    assert!(
-        received >= COUNT / 2,
-        "{received}/{COUNT} arrived: {sb:#?}"
-    );
+    assert!(received >= COUNT / 2, "{received}/{COUNT} arrived: {sb:#?}");
     assert_eq!(drops(&sb, "tun_write_error"), 0, "{sb:#?}");
     // Bursts of 60 meet in B's receive batches: some went out coalesced
     // (GSO_UDP_L4), and the kernel took them.

@@ -208,6 +208,14 @@ pub struct PeerInfo {
     pub rx_packets: u64,
     /// Packets sent to it.
     pub tx_packets: u64,
+    /// Whether the control plane reports its node Ready (absent from
+    /// agents older than this field).
+    #[serde(default)]
+    pub ready: Option<bool>,
+    /// Packets for it that found no session: held for a handshake, or lost
+    /// if the handshake never completes (a dead node's pods show here).
+    #[serde(default)]
+    pub queued_packets: u64,
 }
 
 /// An attached pod port.

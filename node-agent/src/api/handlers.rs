@@ -137,6 +137,8 @@ fn dataplane_info(s: DataplaneStatus) -> DataplaneInfo {
                 tx_bytes: p.tx_bytes,
                 rx_packets: p.rx_packets,
                 tx_packets: p.tx_packets,
+                ready: Some(p.ready),
+                queued_packets: p.queued_packets,
             })
             .collect(),
         ports: s
@@ -387,6 +389,8 @@ mod tests {
                 tx_bytes: 2,
                 rx_packets: 3,
                 tx_packets: 4,
+                ready: false,
+                queued_packets: 5,
             }],
             drops: vec![("spoofed_source", 7)],
             ..DataplaneStatus::default()
@@ -397,6 +401,8 @@ mod tests {
         assert_eq!(p.endpoint.as_deref(), Some("192.0.2.2:51820"));
         assert_eq!(p.allowed, vec!["10.244.2.0/24"]);
         assert_eq!(p.last_handshake_ms, Some(1500));
+        assert_eq!(p.ready, Some(false));
+        assert_eq!(p.queued_packets, 5);
         assert_eq!(info.drops[0].reason, "spoofed_source");
     }
 }

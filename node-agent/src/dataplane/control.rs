@@ -241,6 +241,8 @@ impl Core {
                 tx_bytes: p.traffic.tx_bytes,
                 rx_packets: p.traffic.rx_packets,
                 tx_packets: p.traffic.tx_packets,
+                ready: p.ready,
+                queued_packets: p.traffic.queued_packets,
             })
             .collect();
         peers.sort_by(|a, b| a.name.cmp(&b.name));

@@ -157,7 +157,10 @@ pub(super) fn encrypt_to(
             counters.to_peers = counters.to_peers.wrapping_add(1);
         }
         // Held by the tunnel until its handshake completes.
-        Encap::Queued => counters.to_peers = counters.to_peers.wrapping_add(1),
+        Encap::Queued => {
+            peer.traffic.queued_packets = peer.traffic.queued_packets.wrapping_add(1);
+            counters.to_peers = counters.to_peers.wrapping_add(1);
+        }
         Encap::Drop(reason) => counters.wg_drop(reason),
     }
 }

@@ -126,6 +126,11 @@ pub struct PeerStatus {
     pub tx_bytes: u64,
     pub rx_packets: u64,
     pub tx_packets: u64,
+    /// Whether the control plane reports the peer's node Ready.
+    pub ready: bool,
+    /// Packets for the peer that found no session (held for a handshake,
+    /// or lost if the handshake never completes).
+    pub queued_packets: u64,
 }
 
 /// A snapshot of the data plane's state and counters.

@@ -32,6 +32,9 @@ pub(super) struct PeerTraffic {
     pub(super) tx_bytes: u64,
     /// Datagrams sent to the peer.
     pub(super) tx_packets: u64,
+    /// Packets for the peer that found no session: held by the tunnel for
+    /// its handshake (it keeps only the newest few; the rest are lost).
+    pub(super) queued_packets: u64,
 }
 
 /// One peer.

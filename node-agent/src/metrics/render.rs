@@ -90,6 +90,12 @@ fn peers(reg: &mut Registry, dp: &DataplaneInfo) {
             None,
             per_peer(|p| p.tx_packets),
         ),
+        (
+            "peer_no_session_packets",
+            "Packets for the peer that found no WireGuard session (held for a handshake, lost if it never completes)",
+            None,
+            per_peer(|p| p.queued_packets),
+        ),
     ];
     for (name, help, unit, samples) in traffic {
         counters(reg, name, help, unit, "peer", samples);
@@ -104,6 +110,19 @@ fn peers(reg: &mut Registry, dp: &DataplaneInfo) {
                 .set(secs);
         }
     }
+    let ready = Family::<Labels, Gauge>::default();
+    for p in &dp.peers {
+        if let Some(r) = p.ready {
+            ready
+                .get_or_create(&[("peer", p.name.clone())])
+                .set(i64::from(r));
+        }
+    }
+    reg.register(
+        "peer_ready",
+        "1 if the control plane reports the peer's node Ready, 0 if NotReady",
+        ready,
+    );
     reg.register_with_unit(
         "peer_last_handshake",
         "Time since the last completed WireGuard handshake with the peer (absent if none yet)",

@@ -114,6 +114,11 @@ fn peers_and_drops(d: &DataplaneInfo) -> String {
             .map(|p| {
                 vec![
                     p.name.clone(),
+                    match p.ready {
+                        Some(true) => "Ready".into(),
+                        Some(false) => "NotReady".into(),
+                        None => "-".into(),
+                    },
                     p.endpoint.clone().unwrap_or_else(|| "(none)".into()),
                     if p.allowed.is_empty() {
                         "(none)".into()
@@ -126,6 +131,7 @@ fn peers_and_drops(d: &DataplaneInfo) -> String {
                     },
                     bytes(p.rx_bytes),
                     bytes(p.tx_bytes),
+                    p.queued_packets.to_string(),
                 ]
             })
             .collect();
@@ -133,11 +139,13 @@ fn peers_and_drops(d: &DataplaneInfo) -> String {
         out.push_str(&table(
             &[
                 "NAME",
+                "STATE",
                 "ENDPOINT",
                 "ALLOWED",
                 "LATEST HANDSHAKE",
                 "RX",
                 "TX",
+                "NO SESSION",
             ],
             &rows,
         ));
@@ -215,10 +223,13 @@ mod tests {
                         last_handshake_ms: Some(12_000),
                         rx_bytes: 2048,
                         tx_bytes: 100,
+                        ready: Some(true),
                         ..PeerInfo::default()
                     },
                     PeerInfo {
                         name: "n3".into(),
+                        ready: Some(false),
+                        queued_packets: 12,
                         ..PeerInfo::default()
                     },
                 ],
@@ -256,9 +267,9 @@ pods:          2
 data plane:    running; forwarded 0 to pods, 0 to host, 0 to peers
 offloads:      TUN TSO/USO on, UDP GSO on, UDP GRO off; 5 super-packets read, 4 written, 30 segments coalesced, 7 GSO sends, 0 GRO receives
 
-NAME  ENDPOINT         ALLOWED        LATEST HANDSHAKE  RX        TX
-n2    192.0.2.2:51820  10.244.2.0/24  12s ago           2.00 KiB  100 B
-n3    (none)           (none)         never             0 B       0 B
+NAME  STATE     ENDPOINT         ALLOWED        LATEST HANDSHAKE  RX        TX     NO SESSION
+n2    Ready     192.0.2.2:51820  10.244.2.0/24  12s ago           2.00 KiB  100 B  0
+n3    NotReady  (none)           (none)         never             0 B       0 B    12
 
 DROP REASON  PACKETS
 no_route     4

@@ -10,6 +10,7 @@ fn peer(name: &str, handshake_ms: Option<u64>) -> PeerInfo {
         tx_bytes: 2000,
         rx_packets: 10,
         tx_packets: 20,
+        ready: Some(true),
         ..PeerInfo::default()
     }
 }
@@ -84,6 +85,8 @@ fn every_metric_is_rendered_with_help() {
             "weft_peer_receive_packets_total{peer=\"n3\"} 10",
             "weft_peer_transmit_packets_total{peer=\"n3\"} 20",
             "weft_peer_last_handshake_seconds{peer=\"n2\"} 1.5",
+            "weft_peer_ready{peer=\"n2\"} 1",
+            "weft_peer_no_session_packets_total{peer=\"n3\"} 0",
             "weft_dropped_packets_total{reason=\"link_local\"} 5",
             "weft_forwarded_packets_total{to=\"pod\"} 7",
             "weft_forwarded_packets_total{to=\"peer\"} 9",
@@ -96,7 +99,7 @@ fn every_metric_is_rendered_with_help() {
     // One HELP per metric family, one TYPE each.
     let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
     let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
-    assert_eq!(helps, 18, "{text}");
+    assert_eq!(helps, 20, "{text}");
     assert_eq!(helps, types);
     // The encoder ends each HELP with a period itself.
     assert!(

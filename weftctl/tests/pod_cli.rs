@@ -52,6 +52,8 @@ impl DataplaneStatusSource for Dataplane {
                 tx_bytes: 300,
                 rx_packets: 2,
                 tx_packets: 3,
+                ready: true,
+                queued_packets: 0,
             }],
             drops: vec![("no_route", 5), ("ttl_exceeded", 0)],
             ..DataplaneStatus::default()
@@ -192,8 +194,8 @@ async fn pod_add_list_del_and_status() {
         "node address:  10.80.0.1\n",
         "control plane: 192.0.2.1:7443 (connected, revision 42)\n",
         "pods:          2\n",
-        "NAME    ENDPOINT         ALLOWED       LATEST HANDSHAKE  RX        TX\n",
-        "node-b  192.0.2.2:51820  10.80.1.0/24  12s ago           2.00 KiB  300 B\n",
+        "NAME    STATE  ENDPOINT         ALLOWED       LATEST HANDSHAKE  RX        TX     NO SESSION\n",
+        "node-b  Ready  192.0.2.2:51820  10.80.1.0/24  12s ago           2.00 KiB  300 B  0\n",
         "DROP REASON  PACKETS\nno_route     5\n",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");

@@ -62,9 +62,10 @@ def build(cargo_args):
             continue
         target = msg["target"]
         pkg_dir = os.path.dirname(msg["manifest_path"])
-        pkg_name = msg["package_id"].split("#")[-1].split("@")[0]
-        if "/" in pkg_name or ":" in pkg_name:
-            pkg_name = os.path.basename(pkg_dir)
+        # "path+file:///…/node-agent#weft-node-agent@0.1.0", or
+        # "path+file:///…/weftctl#0.1.0" when the name is the directory's.
+        fragment = msg["package_id"].rsplit("#", 1)[-1]
+        pkg_name = fragment.split("@")[0] if "@" in fragment else os.path.basename(pkg_dir)
         name = target["name"]
         binaries.append((name, msg["executable"], pkg_dir, pkg_name, target["kind"]))
     return binaries

@@ -45,6 +45,9 @@ pub enum IcmpError {
     AdminProhibited,
     /// TTL / hop limit exceeded in transit: ICMP 11/0, ICMPv6 3/0.
     TimeExceeded,
+    /// Nothing listens there (a Service without endpoints, kube-proxy's
+    /// REJECT): ICMP 3/3, ICMPv6 1/4 (port unreachable).
+    PortUnreachable,
     /// Larger than the next hop's MTU, which it carries (path MTU
     /// discovery): ICMP 3/4 "fragmentation needed" (RFC 1191), ICMPv6 2/0
     /// "packet too big" (RFC 8201).
@@ -62,6 +65,7 @@ impl IcmpError {
             Self::HostUnreachable => (3, 1),
             Self::AdminProhibited => (3, 13),
             Self::TimeExceeded => (11, 0),
+            Self::PortUnreachable => (3, 3),
             Self::PacketTooBig { .. } => (3, 4),
         }
     }
@@ -73,6 +77,7 @@ impl IcmpError {
             Self::HostUnreachable => (1, 3),
             Self::AdminProhibited => (1, 1),
             Self::TimeExceeded => (3, 0),
+            Self::PortUnreachable => (1, 4),
             Self::PacketTooBig { .. } => (2, 0),
         }
     }

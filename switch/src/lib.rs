@@ -13,7 +13,8 @@
 //!   [`Switch::from_pod`], [`TokenBucket::try_take`]); `Instant::now` and
 //!   `SystemTime::now` are banned the same way.
 //! - **No allocation per packet.** The per-packet calls ([`Switch`]'s
-//!   `from_*`, [`offload::segment`], [`offload::Coalescer::push`]) work in
+//!   `from_*`, [`offload::segment`], [`offload::Coalescer::push`],
+//!   [`service::Translator::translate`]) work in
 //!   the caller's buffers or in memory reserved at construction.
 //!   Configuration (the control path) may allocate, and so does answering
 //!   a DNS query ([`dns`] says why).
@@ -23,7 +24,9 @@
 //!   non-test code, except where an `#[allow]` names the constructor that
 //!   proved the index. Malformed input becomes a counted drop.
 //! - `#![forbid(unsafe_code)]`; dependencies: std, `ipnet`, `thiserror`,
-//!   and `hickory-proto` for the DNS wire format.
+//!   `hickory-proto` for the DNS wire format, `siphasher` (the keyed hash
+//!   of the conntrack and affinity tables) and `rand_chacha` (the seeded
+//!   endpoint choice).
 //!
 //! # The packet path
 //!
@@ -35,17 +38,21 @@
 //!    only from its pod CIDR, the host port only from the node's overlay
 //!    addresses — a strict reverse-path check on the route table, after
 //!    dropping martians (`decide.rs`, `martian.rs`);
-//! 3. *slot:* **connection tracking** (`conntrack/`): 5-tuple -> entry
-//!    with NAT state, policy verdict, counters; bounded, no allocation per
-//!    packet;
+//! 3. *slot:* **connection tracking** ([`conntrack`]): 5-tuple -> entry
+//!    with NAT state, policy verdict, counters, Linux's timeouts; bounded,
+//!    no allocation per packet. Built, with step 5, as one call
+//!    ([`service::Translator::translate`]); hooking it into the decision
+//!    is the slot;
 //! 4. *slot:* **cluster DNS**: a query to the DNS VIP is answered by the
 //!    node itself into the caller's scratch buffer, before service
 //!    translation (the VIP has no endpoints to translate to). The answering
 //!    is built ([`dns`]: the zone, [`dns::answer`], the upstream
 //!    [`dns::Forwarder`]); hooking it into the decision is the slot;
-//! 5. *slot:* **service translation** (`nat/`): ClusterIP -> endpoint
-//!    with [`wire::FlowPacket::rewrite_dst`] (full or partial checksums,
-//!    super-packets included), replies reverse-translated;
+//! 5. *slot:* **service translation** ([`service`]): ClusterIP ->
+//!    endpoint with [`wire::FlowPacket::rewrite_dst`] (full or partial
+//!    checksums, super-packets included), replies and ICMP errors
+//!    reverse-translated from the entry, rejects for Services without
+//!    endpoints, hairpin;
 //! 6. *slot:* **network policy**: evaluated once per connection on the
 //!    translated addresses, the verdict kept in the conntrack entry. The
 //!    compiled tables and the verdict are built ([`policy`]); hooking them
@@ -78,6 +85,10 @@
 //!   header checks), `coalesce.rs` and `merge.rs` (GRO in software).
 //! - `dns/`: the cluster zone, the query answerer, the upstream forwarder.
 //! - `policy/`: NetworkPolicy compiled per local pod and direction.
+//! - `conntrack/`: the connection table (two keys per entry, TCP/UDP
+//!   states and timeouts, eviction order, per-source limits).
+//! - `service/`: the compiled service table, ClientIP affinity, endpoint
+//!   choice and the per-packet translation step.
 //! - `testing/` (cargo feature `testing`): the packet builder, the
 //!   independent checksum oracle and the test clock every test and
 //!   benchmark of the workspace uses.
@@ -101,6 +112,7 @@
 )]
 
 mod config;
+pub mod conntrack;
 mod counters;
 mod decide;
 pub mod dns;
@@ -112,6 +124,7 @@ pub mod policy;
 mod ports;
 mod prefix;
 mod ratelimit;
+pub mod service;
 pub mod wire;
 
 #[cfg(any(test, feature = "testing"))]

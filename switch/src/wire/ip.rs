@@ -33,6 +33,18 @@ impl<T: AsRef<[u8]>> IpPacket<T> {
         }
     }
 
+    /// The destination address of bytes that may not pass
+    /// [`Self::new_checked`], read from the fixed header of the family
+    /// the version nibble names (to count refused packets by where they
+    /// were going); `None` if even that is not there.
+    pub fn peek_dst_addr(b: &[u8]) -> Option<IpAddr> {
+        match b.first()? >> 4 {
+            4 => super::ipv4::peek_dst(b).map(IpAddr::V4),
+            6 => ipv6::peek_dst(b).map(IpAddr::V6),
+            _ => None,
+        }
+    }
+
     /// Whether this is IPv6.
     pub fn is_v6(&self) -> bool {
         matches!(self, Self::V6(_))

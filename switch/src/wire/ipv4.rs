@@ -63,6 +63,13 @@ fn checked_header_len(b: &[u8]) -> Result<usize, ParseError> {
     Ok(header_len)
 }
 
+/// The destination address of the fixed header at the start of `b`,
+/// without any other check: to tell where refused bytes were going.
+pub(crate) fn peek_dst(b: &[u8]) -> Option<Ipv4Addr> {
+    let a: [u8; 4] = b.get(field::DST..field::DST + 4)?.try_into().ok()?;
+    Some(Ipv4Addr::from(a))
+}
+
 impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// Checks untrusted bytes and wraps them.
     pub fn new_checked(buffer: T) -> Result<Self, ParseError> {

@@ -59,6 +59,13 @@ fn check_fixed(b: &[u8]) -> Result<(), ParseError> {
     Ok(())
 }
 
+/// The destination address of the fixed header at the start of `b`,
+/// without any other check: to tell where refused bytes were going.
+pub(crate) fn peek_dst(b: &[u8]) -> Option<Ipv6Addr> {
+    let a: [u8; 16] = b.get(field::DST..field::DST + 16)?.try_into().ok()?;
+    Some(Ipv6Addr::from(a))
+}
+
 impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     /// Checks untrusted bytes and wraps them.
     pub fn new_checked(buffer: T) -> Result<Self, ParseError> {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "weft/v1/types.proto",
+        "weft/v1/objects.proto",
         "weft/v1/cluster.proto",
         "weft/v1/admin.proto",
     ];
@@ -20,6 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     tonic_prost_build::configure()
         .btree_map(".")
+        .bytes(".")
         .compile_fds(fds)?;
     Ok(())
 }

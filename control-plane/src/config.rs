@@ -45,6 +45,15 @@ pub struct Config {
     #[arg(long, env = "WEFT_CLUSTER_DNS")]
     pub cluster_dns: Option<IpAddr>,
 
+    /// The range node ports are allocated from, FIRST-LAST (inclusive).
+    #[arg(
+        long,
+        env = "WEFT_SERVICE_NODE_PORT_RANGE",
+        default_value = "30000-32767",
+        value_parser = parse_port_range
+    )]
+    pub service_node_port_range: std::ops::RangeInclusive<u16>,
+
     /// The cluster DNS domain.
     #[arg(long, env = "WEFT_CLUSTER_DOMAIN", default_value = "cluster.local")]
     pub cluster_domain: String,
@@ -226,6 +235,8 @@ pub struct Settings {
     pub pool: Pool,
     pub service_cidr: IpNet,
     pub cluster_dns: IpAddr,
+    /// Node ports are allocated from this range.
+    pub node_port_range: std::ops::RangeInclusive<u16>,
     pub cluster_domain: String,
     /// host:port written into admin.conf and join commands.
     pub advertise: String,
@@ -364,6 +375,7 @@ impl Config {
             pool,
             service_cidr: self.service_cidr,
             cluster_dns,
+            node_port_range: self.service_node_port_range.clone(),
             cluster_domain: self.cluster_domain.clone(),
             advertise,
             tls_sans,
@@ -385,6 +397,18 @@ impl Config {
                 .unwrap_or(self.listen.ip().is_loopback()),
         })
     }
+}
+
+/// `FIRST-LAST`, 1 <= FIRST <= LAST <= 65535.
+fn parse_port_range(s: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
+    let bad = || format!("{s:?} is not a port range FIRST-LAST (e.g. 30000-32767)");
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let a: u16 = a.trim().parse().map_err(|_| bad())?;
+    let b: u16 = b.trim().parse().map_err(|_| bad())?;
+    if a == 0 || a > b {
+        return Err(bad());
+    }
+    Ok(a..=b)
 }
 
 /// The `n`-th address of a network (network address + n).

@@ -1,6 +1,8 @@
 //! weft's control plane: the gRPC `Cluster` and `Admin` services over TLS,
 //! node joins with kubeadm-style tokens, transactional pod-CIDR IPAM, node
-//! leases, and watch streams, on a revisioned store (embedded redb by
+//! leases, the cluster's Kubernetes objects (namespaces, pods, Services,
+//! NetworkPolicies, EndpointSlices) with ClusterIP/NodePort allocation and
+//! controllers, and watch streams, on a revisioned store (embedded redb by
 //! default).
 //!
 //! The binary (`main.rs`) only parses flags and calls [`server::run`].
@@ -9,9 +11,12 @@
 
 pub mod auth;
 pub mod config;
+pub mod controllers;
+pub mod feed;
 pub mod ipam;
 pub mod leader;
 pub mod model;
+pub mod objects;
 pub mod pki;
 pub mod registry;
 pub mod server;

@@ -21,6 +21,7 @@ use weft_proto::v1::admin_server::AdminServer;
 use weft_proto::v1::cluster_server::ClusterServer;
 
 use crate::config::{Settings, StoreChoice};
+use crate::feed::Feed;
 use crate::leader::{self, Election, LeaderTask, Solo};
 use crate::pki::Pki;
 use crate::registry::Registry;
@@ -135,10 +136,11 @@ pub async fn open_store(
     })
 }
 
-/// The tasks only the leading replica runs: the lease sweeper, and (with a
-/// shared store) the follower of renewals made through other replicas.
+/// The tasks only the leading replica runs: the lease sweeper, (with a
+/// shared store) the follower of renewals made through other replicas, and
+/// the object controllers (EndpointSlices, LoadBalancer ingress).
 /// Controllers that must run once per cluster are added here.
-pub fn leader_tasks(registry: &Arc<Registry>) -> Vec<LeaderTask> {
+pub fn leader_tasks(registry: &Arc<Registry>, feed: &Arc<Feed>) -> Vec<LeaderTask> {
     let sweeper = {
         let registry = registry.clone();
         LeaderTask::new("lease sweeper", move |mut term| {
@@ -168,7 +170,15 @@ pub fn leader_tasks(registry: &Arc<Registry>) -> Vec<LeaderTask> {
             async move { registry.follow_renewals(term).await }
         })
     };
-    vec![sweeper, renewals]
+    let controllers = {
+        let feed = feed.clone();
+        let store = registry.store().clone();
+        LeaderTask::new("object controllers", move |mut term| {
+            let (feed, store) = (feed.clone(), store.clone());
+            async move { crate::controllers::run(feed, store, async move { term.ended().await }).await }
+        })
+    };
+    vec![sweeper, renewals, controllers]
 }
 
 /// Serve until `shutdown` resolves.
@@ -206,9 +216,14 @@ async fn serve_counting(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stop_tx = Arc::new(stop_tx);
 
+    // The watch feed runs on every replica: every Watch stream and the
+    // controllers read from it.
+    let feed = Feed::new(registry.store().clone());
+    let feed_task = tokio::spawn(crate::feed::run(feed.clone(), stop_rx.clone()));
+
     let leader = tokio::spawn(leader::run(
         election,
-        leader_tasks(&registry),
+        leader_tasks(&registry, &feed),
         leading,
         stop_rx.clone(),
     ));
@@ -260,6 +275,7 @@ async fn serve_counting(
         .add_service(reflection_v1alpha)
         .add_service(ClusterServer::new(ClusterService::new(
             registry.clone(),
+            feed.clone(),
             stop_rx.clone(),
         )))
         .add_service(AdminServer::new(AdminService::new(registry.clone())))
@@ -278,6 +294,8 @@ async fn serve_counting(
     // when this returns (a restart in the same process can open it again).
     let _ = stop_tx.send(true);
     let _ = leader.await;
+    let _ = feed_task.await;
+    drop(feed);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while Arc::strong_count(&registry) > 1 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;

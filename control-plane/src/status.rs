@@ -25,6 +25,7 @@ impl From<RegistryError> for Status {
             RegistryError::PermissionDenied(_) => Status::permission_denied(msg),
             RegistryError::AlreadyExists(_) => Status::already_exists(msg),
             RegistryError::NotFound(_) => Status::not_found(msg),
+            RegistryError::FailedPrecondition(_) => Status::failed_precondition(msg),
             RegistryError::Exhausted(_) => Status::resource_exhausted(msg),
             RegistryError::Conflict(_) => Status::aborted(msg),
             RegistryError::Store(StoreError::Compacted { .. }) => Status::out_of_range(msg),
@@ -50,7 +51,9 @@ impl From<WatchError> for Status {
         match e {
             WatchError::AheadOfHead { .. } => Status::out_of_range(msg),
             WatchError::Lagged { .. } => Status::aborted(msg),
-            WatchError::ShuttingDown | WatchError::Closed => Status::unavailable(msg),
+            WatchError::ShuttingDown | WatchError::Closed { .. } | WatchError::NotReady => {
+                Status::unavailable(msg)
+            }
             WatchError::Registry(e) => e.into(),
         }
     }

@@ -6,12 +6,13 @@ mod duration;
 mod output;
 mod render;
 
-use cmd::{admin, check, lab, pod, status};
+use cmd::{admin, apply, check, get, lab, pod, status};
 
 use clap::{Parser, Subcommand};
 
-/// weftctl: manage a weft cluster (join tokens, nodes, cluster info), this
-/// node's pods and status, and a local lab cluster.
+/// weftctl: manage a weft cluster (join tokens, nodes, cluster info, and
+/// its Kubernetes objects: apply, get, delete, label), this node's pods and
+/// status, and a local lab cluster.
 #[derive(Debug, Parser)]
 #[command(name = "weftctl", version, about)]
 struct Cli {
@@ -35,6 +36,15 @@ enum Command {
     Node(admin::NodeArgs),
     /// Cluster settings, counts and version.
     Cluster(admin::ClusterArgs),
+    /// Create or update objects from Kubernetes manifests (kubectl apply).
+    Apply(apply::ApplyArgs),
+    /// List objects, or show some: namespaces, pods, services,
+    /// endpointslices, networkpolicies, nodes.
+    Get(get::GetArgs),
+    /// Delete objects by kind and name, or those a manifest describes.
+    Delete(apply::DeleteArgs),
+    /// Set (key=value) and remove (key-) labels of an object.
+    Label(get::LabelArgs),
     /// Pods on this node, through the local agent: add, del, list.
     Pod(pod::PodArgs),
     /// This node as its agent sees it: control-plane link, peers, drops.
@@ -73,6 +83,10 @@ fn main() {
             Command::Nodes { admin, output } => admin::nodes(&admin.config, output).await,
             Command::Node(a) => admin::node(&a.admin.config, a.command).await,
             Command::Cluster(a) => admin::cluster(&a.admin.config, a.command).await,
+            Command::Apply(a) => apply::apply(&a.admin.config.clone(), a).await,
+            Command::Get(a) => get::get(&a.admin.config.clone(), a).await,
+            Command::Delete(a) => apply::delete(&a.admin.config.clone(), a).await,
+            Command::Label(a) => get::label(&a.admin.config.clone(), a).await,
             Command::Pod(args) => pod::run(args).await,
             Command::Status(args) => status::run(args).await,
             Command::Lab(_) | Command::Check(_) => Ok(()),

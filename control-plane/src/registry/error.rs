@@ -18,6 +18,11 @@ pub enum RegistryError {
     /// The name is held by someone else (ALREADY_EXISTS).
     #[error("{0}")]
     AlreadyExists(String),
+    /// The request is valid but the cluster's state forbids it
+    /// (FAILED_PRECONDITION): deleting a pod or a system namespace, a label
+    /// that exists without overwrite.
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// No such node or token (NOT_FOUND).
     #[error("{0}")]
     NotFound(String),

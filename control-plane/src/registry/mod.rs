@@ -14,6 +14,8 @@
 //!   replica (see `renewals.rs`).
 //! - Stored node records carry `revision = 0`; readers fill in the key's
 //!   `mod_revision`.
+//! - Removing a node removes its pods in the same transaction (see
+//!   [`crate::objects::pods`]).
 //! - A WireGuard public key or an underlay endpoint belongs to at most one
 //!   node, by an index written in the same transactions (`claims`).
 
@@ -38,6 +40,7 @@ pub use lease::NodeUpdate;
 use crate::config::Settings;
 use crate::ipam::Allocations;
 use crate::model::{self, ClusterRecord, CLUSTER_KEY, IPAM_PREFIX, NODES_PREFIX};
+use crate::objects::Objects;
 use crate::pki::Pki;
 use crate::store::{Compare, KeyValue, Op, Revision, Store, Txn};
 
@@ -57,6 +60,8 @@ pub struct Registry {
     joins: join::JoinQueue,
     /// Whether renewals are written for other replicas (etcd store).
     shared_leases: bool,
+    /// The cluster's Kubernetes objects.
+    objects: Objects,
 }
 
 /// Wall-clock milliseconds since the Unix epoch.
@@ -113,6 +118,7 @@ impl Registry {
         }
         let shared_leases = matches!(settings.store, crate::config::StoreChoice::Etcd(_));
         let registry = Registry {
+            objects: Objects::new(store.clone(), &settings),
             allocations: Mutex::new(Allocations::new(settings.pool)),
             store,
             pki,
@@ -123,7 +129,13 @@ impl Registry {
         };
         registry.reload_allocations().await?;
         registry.reconcile_claims().await?;
+        registry.objects.ensure_system_namespaces().await?;
         Ok(registry)
+    }
+
+    /// The cluster's objects.
+    pub fn objects(&self) -> &Objects {
+        &self.objects
     }
 
     /// The store the registry writes to.
@@ -259,6 +271,21 @@ impl Registry {
                     key: model::ipam_key(&cidr),
                 });
             }
+            // The node's pods go in the same transaction; when they are too
+            // many for one, the surplus goes first in their own.
+            let pods = self.objects.node_removal(name).await?.into_txn();
+            let room = self
+                .store
+                .max_txn_ops()
+                .saturating_sub(ops.len().max(compares.len()));
+            if pods.ops.len() > room {
+                self.objects
+                    .shed_pods(name, pods.ops.len() - room + 1)
+                    .await?;
+                continue;
+            }
+            compares.extend(pods.compares);
+            ops.extend(pods.ops);
             let out = self.store.txn(Txn { compares, ops }).await?;
             if out.succeeded {
                 self.allocations().release(name);

@@ -6,11 +6,13 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use weft_proto::v1::admin_server::Admin;
 use weft_proto::v1::{
-    ClusterInfo, CreateTokenRequest, CreateTokenResponse, GetClusterInfoRequest, GetNodeRequest,
+    ApplyRequest, ApplyResponse, DeleteObjectsRequest, DeleteObjectsResponse, GetObjectsRequest,
+    GetObjectsResponse, LabelObjectRequest, LabelObjectResponse, ClusterInfo, CreateTokenRequest, CreateTokenResponse, GetClusterInfoRequest, GetNodeRequest,
     GetNodeResponse, ListNodesRequest, ListNodesResponse, ListTokensRequest, ListTokensResponse,
     RemoveNodeRequest, RemoveNodeResponse, RevokeTokenRequest, RevokeTokenResponse,
 };
 
+use super::objects;
 use crate::auth;
 use crate::registry::{is_ready, Registry, RegistryError};
 use crate::untrusted::untrusted;
@@ -130,5 +132,38 @@ impl Admin for AdminService {
             ca_cert_hash: self.registry.pki().ca_hash().to_string(),
             store: self.registry.store().describe(),
         }))
+    }
+
+    async fn apply(&self, req: Request<ApplyRequest>) -> Result<Response<ApplyResponse>, Status> {
+        auth::require_admin(&req)?;
+        let r = objects::apply(self.registry.objects(), req.into_inner()).await?;
+        Ok(Response::new(r))
+    }
+
+    async fn get_objects(
+        &self,
+        req: Request<GetObjectsRequest>,
+    ) -> Result<Response<GetObjectsResponse>, Status> {
+        auth::require_admin(&req)?;
+        let r = objects::get(self.registry.objects(), req.into_inner()).await?;
+        Ok(Response::new(r))
+    }
+
+    async fn delete_objects(
+        &self,
+        req: Request<DeleteObjectsRequest>,
+    ) -> Result<Response<DeleteObjectsResponse>, Status> {
+        auth::require_admin(&req)?;
+        let r = objects::delete(self.registry.objects(), req.into_inner()).await?;
+        Ok(Response::new(r))
+    }
+
+    async fn label_object(
+        &self,
+        req: Request<LabelObjectRequest>,
+    ) -> Result<Response<LabelObjectResponse>, Status> {
+        auth::require_admin(&req)?;
+        let r = objects::label(self.registry.objects(), req.into_inner()).await?;
+        Ok(Response::new(r))
     }
 }

@@ -5,12 +5,16 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use weft_proto::v1::cluster_server::Cluster;
 use weft_proto::v1::{
-    JoinRequest, JoinResponse, LeaveRequest, LeaveResponse, RenewLeaseRequest, RenewLeaseResponse,
-    UpdateNodeRequest, UpdateNodeResponse, WatchRequest,
+    JoinRequest, JoinResponse, LeaveRequest, LeaveResponse, ObjectRef, RegisterPodRequest,
+    RegisterPodResponse, RenewLeaseRequest, RenewLeaseResponse, SyncPodsRequest,
+    SyncPodsResponse, UnregisterPodRequest, UnregisterPodResponse, UpdateNodeRequest,
+    UpdateNodeResponse, WatchRequest,
 };
 
-use super::watch::{watch_nodes, WatchResponseStream};
+use super::objects::applied;
+use super::watch::{watch, WatchResponseStream};
 use crate::auth;
+use crate::feed::Feed;
 use crate::registry::{JoinInput, NodeUpdate, Registry, RegistryError};
 use crate::untrusted::untrusted;
 
@@ -18,13 +22,23 @@ use crate::untrusted::untrusted;
 #[derive(Clone)]
 pub struct ClusterService {
     registry: Arc<Registry>,
+    feed: Arc<Feed>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl ClusterService {
-    /// A service on `registry`; watch streams end when `shutdown` turns true.
-    pub fn new(registry: Arc<Registry>, shutdown: tokio::sync::watch::Receiver<bool>) -> Self {
-        ClusterService { registry, shutdown }
+    /// A service on `registry`, watches served from `feed`; watch streams
+    /// end when `shutdown` turns true.
+    pub fn new(
+        registry: Arc<Registry>,
+        feed: Arc<Feed>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        ClusterService {
+            registry,
+            feed,
+            shutdown,
+        }
     }
 }
 
@@ -62,7 +76,14 @@ impl Cluster for ClusterService {
     ) -> Result<Response<Self::WatchStream>, Status> {
         auth::require_reader(&req)?;
         let resume = req.get_ref().resume_revision;
-        let stream = watch_nodes(self.registry.clone(), resume, self.shutdown.clone()).await?;
+        let stream = watch(
+            &self.feed,
+            self.registry.cluster_settings(),
+            self.registry.settings().watch_keepalive,
+            resume,
+            self.shutdown.clone(),
+        )
+        .await?;
         Ok(Response::new(stream))
     }
 
@@ -101,5 +122,53 @@ impl Cluster for ClusterService {
                 Err(RegistryError::NotFound(format!("node {name} is not in the cluster")).into())
             }
         }
+    }
+
+    async fn register_pod(
+        &self,
+        req: Request<RegisterPodRequest>,
+    ) -> Result<Response<RegisterPodResponse>, Status> {
+        let node = auth::require_node(&req)?;
+        let r = req.into_inner();
+        let (a, _) = self.registry.objects().register_pod(&node, &r.pod).await?;
+        Ok(Response::new(RegisterPodResponse {
+            pod: Some(applied(&a)?),
+        }))
+    }
+
+    async fn unregister_pod(
+        &self,
+        req: Request<UnregisterPodRequest>,
+    ) -> Result<Response<UnregisterPodResponse>, Status> {
+        let node = auth::require_node(&req)?;
+        let r = req.into_inner();
+        let (found, revision) = self
+            .registry
+            .objects()
+            .unregister_pod(&node, &r.namespace, &r.name)
+            .await?;
+        Ok(Response::new(UnregisterPodResponse { found, revision }))
+    }
+
+    async fn sync_pods(
+        &self,
+        req: Request<SyncPodsRequest>,
+    ) -> Result<Response<SyncPodsResponse>, Status> {
+        let node = auth::require_node(&req)?;
+        let r = req.into_inner();
+        let (results, removed, revision) =
+            self.registry.objects().sync_pods(&node, &r.pods).await?;
+        Ok(Response::new(SyncPodsResponse {
+            pods: results.iter().map(applied).collect::<Result<_, _>>()?,
+            removed: removed
+                .into_iter()
+                .map(|(namespace, name)| ObjectRef {
+                    kind: "Pod".into(),
+                    namespace,
+                    name,
+                })
+                .collect(),
+            revision,
+        }))
     }
 }

@@ -5,8 +5,9 @@
 
 mod admin;
 mod cluster;
+mod objects;
 mod watch;
 
 pub use admin::AdminService;
 pub use cluster::ClusterService;
-pub use watch::{WatchError, LINGER, MAX_BATCH, SNAPSHOT_PART};
+pub use watch::{WatchError, LINGER, MAX_BATCH, PART_BYTES, SNAPSHOT_PART};

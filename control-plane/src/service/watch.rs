@@ -1,34 +1,40 @@
 //! The `Watch` stream: a snapshot (or a resume point), then every change to
-//! `nodes/`, each with its store revision, batched into responses, and
-//! keepalives in between.
+//! nodes and objects, each with its store revision, batched into
+//! responses, and keepalives in between. Served from the replica's
+//! [`Feed`], so a change is prepared once for every watcher.
 //!
 //! Contract, per stream:
 //! - A snapshot comes first (fresh watches only), in parts of at most
-//!   [`SNAPSHOT_PART`] nodes, one part per response.
-//! - Changes are batched: a response carries the first ready event plus
-//!   whatever else arrives within [`LINGER`], up to [`MAX_BATCH`] events; the
-//!   events of one store transaction are never split across responses.
+//!   [`SNAPSHOT_PART`] nodes or [`PART_BYTES`] of objects, one part per
+//!   response; the cluster settings are in the first.
+//! - Changes are batched: a response carries the first ready transaction
+//!   plus whatever else arrives within [`LINGER`], up to [`MAX_BATCH`]
+//!   events or [`PART_BYTES`]; the events of one store transaction are
+//!   never split across responses.
 //! - A keepalive (carrying the last revision sent) follows every
 //!   `watch_keepalive` of silence.
-//! - The stream ends with a status: ABORTED if it fell behind the store,
-//!   UNAVAILABLE on shutdown.
+//! - The stream ends with a status: ABORTED if it fell behind the feed,
+//!   UNAVAILABLE on shutdown or when the feed reloads (resume either way).
 //!
-//! The stream is a plain state machine polled by tonic: no task and no
-//! buffer per watcher beyond the store's own watch.
+//! The stream is a plain state machine polled by tonic: no task per
+//! watcher; the feed's batches are shared, not copied, until encoded.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{FutureExt, Stream, StreamExt};
+use futures::Stream;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tonic::Status;
 use weft_proto::v1::{
-    change, watch_event, Change, ChangeType, Keepalive, Node, Snapshot, WatchEvent, WatchResponse,
+    change, watch_event, Change, ChangeType, ClusterSettings, Keepalive, Snapshot, WatchEvent,
+    WatchResponse,
 };
 
-use crate::model::NODES_PREFIX;
-use crate::registry::{decode_node_kv, Registry, RegistryError};
-use crate::store::{Event, EventKind, Revision, StoreError, WatchStream};
+use crate::feed::{Batch, Feed, Frozen, Payload};
+use crate::registry::RegistryError;
+use crate::store::{Revision, StoreError};
 
 /// The stream type of `Cluster.Watch`.
 pub type WatchResponseStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
@@ -37,6 +43,10 @@ pub type WatchResponseStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, S
 /// 13 KB, because each stream keeps an encode buffer as large as the largest
 /// message it sent (2,000 watch streams x 200 KB would be 400 MB).
 pub const SNAPSHOT_PART: usize = 64;
+/// Most bytes of objects in one snapshot part or change batch (one
+/// transaction's changes are never split, so a batch may exceed it by the
+/// rest of one transaction).
+pub const PART_BYTES: usize = 32 * 1024;
 /// How long a batch waits for more events after its first one.
 pub const LINGER: Duration = Duration::from_millis(10);
 /// Most events in one response (a store transaction is never split, so a
@@ -53,17 +63,20 @@ pub enum WatchError {
          (was it restored from a backup?); watch again with resume_revision 0 for a fresh snapshot"
     )]
     AheadOfHead { resume: Revision, head: Revision },
-    /// The stream fell behind the store's buffers (ABORTED).
+    /// The stream fell behind the feed (ABORTED).
     #[error("this watch fell behind the control plane's buffers; watch again with resume_revision {last}")]
     Lagged { last: Revision },
     /// The control plane is stopping (UNAVAILABLE).
     #[error("the control plane is shutting down; watch again")]
     ShuttingDown,
-    /// The store ended the watch (UNAVAILABLE).
-    #[error("the control plane's store closed the watch; watch again")]
-    Closed,
-    /// Reading the store failed; a compacted resume revision is
-    /// OUT_OF_RANGE (watch again from 0).
+    /// The feed reloaded from the store (UNAVAILABLE).
+    #[error("the control plane's store watch restarted; watch again with resume_revision {last}")]
+    Closed { last: Revision },
+    /// The feed has not loaded the store yet (UNAVAILABLE).
+    #[error("the control plane is still loading its store; watch again shortly")]
+    NotReady,
+    /// Reading the store failed; a resume revision older than the kept
+    /// history is OUT_OF_RANGE (watch again from 0).
     #[error(transparent)]
     Registry(#[from] RegistryError),
 }
@@ -75,31 +88,23 @@ impl From<StoreError> for WatchError {
 }
 
 /// Start a watch for one client.
-pub async fn watch_nodes(
-    registry: Arc<Registry>,
+pub async fn watch(
+    feed: &Feed,
+    settings: ClusterSettings,
+    keepalive: Duration,
     resume: u64,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<WatchResponseStream, WatchError> {
-    let store = registry.store().clone();
-    let mut parts = std::collections::VecDeque::new();
-    let (last, events) = if resume == 0 {
-        let (nodes, rev) = registry.list_nodes().await?;
-        let events = store.watch(NODES_PREFIX, rev).await?;
-        parts.extend(snapshot_parts(nodes, rev, &registry));
-        (rev, events)
-    } else {
-        let head = store.revision().await?;
-        if resume > head {
-            return Err(WatchError::AheadOfHead { resume, head });
-        }
-        (resume, store.watch(NODES_PREFIX, resume).await?)
-    };
-    let keepalive = registry.settings().watch_keepalive;
+    let sub = feed.subscribe(resume).await?;
     let state = Watcher {
-        events,
-        parts,
-        last,
-        held: None,
+        snapshot: sub.snapshot.map(|f| SnapshotCursor {
+            frozen: f,
+            next: 0,
+            settings: Some(settings),
+        }),
+        backlog: sub.backlog,
+        live: sub.live,
+        last: sub.start,
         failed: None,
         done: false,
         keepalive,
@@ -114,146 +119,192 @@ pub async fn watch_nodes(
     )))
 }
 
-/// Cut a snapshot into parts of at most [`SNAPSHOT_PART`] nodes.
-fn snapshot_parts(nodes: Vec<Node>, rev: Revision, registry: &Registry) -> Vec<WatchResponse> {
-    let chunks: Vec<Vec<Node>> = if nodes.is_empty() {
-        vec![Vec::new()]
-    } else {
-        nodes.chunks(SNAPSHOT_PART).map(<[Node]>::to_vec).collect()
-    };
-    let n = chunks.len();
-    chunks
-        .into_iter()
-        .enumerate()
-        .map(|(i, nodes)| WatchResponse {
-            events: vec![WatchEvent {
-                revision: rev,
-                event: Some(watch_event::Event::Snapshot(Snapshot {
-                    nodes,
-                    settings: (i == 0).then(|| registry.cluster_settings()),
-                    more: i + 1 < n,
-                })),
-            }],
-        })
-        .collect()
+struct SnapshotCursor {
+    frozen: Frozen,
+    next: usize,
+    settings: Option<ClusterSettings>,
+}
+
+impl SnapshotCursor {
+    /// The next part, and whether more follow.
+    fn part(&mut self) -> (Snapshot, bool) {
+        let items = &self.frozen.items;
+        let mut snap = Snapshot {
+            settings: self.settings.take(),
+            ..Default::default()
+        };
+        let mut bytes = 0;
+        while self.next < items.len() {
+            match items[self.next].as_ref() {
+                Payload::Node(n) => {
+                    if snap.nodes.len() >= SNAPSHOT_PART {
+                        break;
+                    }
+                    snap.nodes.push(n.clone());
+                }
+                Payload::Object(o) => {
+                    if bytes >= PART_BYTES {
+                        break;
+                    }
+                    bytes += o.json.len();
+                    snap.objects.push(o.clone());
+                }
+            }
+            self.next += 1;
+        }
+        let more = self.next < items.len();
+        snap.more = more;
+        (snap, more)
+    }
 }
 
 struct Watcher {
-    events: WatchStream,
-    parts: std::collections::VecDeque<WatchResponse>,
-    /// The revision of the last event sent.
+    snapshot: Option<SnapshotCursor>,
+    backlog: VecDeque<Arc<Batch>>,
+    live: tokio::sync::broadcast::Receiver<Arc<Batch>>,
+    /// The revision of the last batch sent (or of the snapshot).
     last: Revision,
-    /// An event read past a full batch, for the next response.
-    held: Option<Event>,
-    /// An error to end the stream with after the batch in hand is sent.
-    failed: Option<Status>,
+    /// An error to end the stream with after the response in hand.
+    failed: Option<WatchError>,
     done: bool,
     keepalive: Duration,
     shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
+/// What is ready to send.
+enum Next {
+    Batch(Arc<Batch>),
+    Empty,
+    Failed(WatchError),
+}
+
 impl Watcher {
+    /// A batch from the backlog or the live feed, if one is ready.
+    fn try_next(&mut self) -> Next {
+        if let Some(b) = self.backlog.pop_front() {
+            return Next::Batch(b);
+        }
+        match self.live.try_recv() {
+            Ok(b) => Next::Batch(b),
+            Err(TryRecvError::Empty) => Next::Empty,
+            Err(TryRecvError::Lagged(_)) => Next::Failed(WatchError::Lagged { last: self.last }),
+            Err(TryRecvError::Closed) => Next::Failed(WatchError::Closed { last: self.last }),
+        }
+    }
+
+    fn recv_error(&self, e: RecvError) -> WatchError {
+        match e {
+            RecvError::Lagged(_) => WatchError::Lagged { last: self.last },
+            RecvError::Closed => WatchError::Closed { last: self.last },
+        }
+    }
+
+    fn keepalive(&self) -> WatchResponse {
+        WatchResponse {
+            events: vec![WatchEvent {
+                revision: self.last,
+                event: Some(watch_event::Event::Keepalive(Keepalive {})),
+            }],
+        }
+    }
+
     async fn next_response(&mut self) -> Option<Result<WatchResponse, Status>> {
         if self.done {
             return None;
         }
-        if let Some(part) = self.parts.pop_front() {
-            return Some(Ok(part));
+        if let Some(cursor) = &mut self.snapshot {
+            let rev = cursor.frozen.revision;
+            let (part, more) = cursor.part();
+            if !more {
+                self.snapshot = None;
+            }
+            return Some(Ok(WatchResponse {
+                events: vec![WatchEvent {
+                    revision: rev,
+                    event: Some(watch_event::Event::Snapshot(part)),
+                }],
+            }));
         }
         if let Some(e) = self.failed.take() {
             self.done = true;
-            return Some(Err(e));
+            return Some(Err(e.into()));
         }
-        let first = match self.held.take() {
-            Some(e) => e,
-            None => {
-                tokio::select! {
-                    ev = self.events.next() => match ev {
-                        Some(Ok(e)) => e,
-                        other => {
+        let first = loop {
+            let b = match self.try_next() {
+                Next::Batch(b) => b,
+                Next::Failed(e) => {
+                    self.done = true;
+                    return Some(Err(e.into()));
+                }
+                Next::Empty => tokio::select! {
+                    b = self.live.recv() => match b {
+                        Ok(b) => b,
+                        Err(e) => {
                             self.done = true;
-                            return Some(Err(self.end_status(other).into()));
+                            return Some(Err(self.recv_error(e).into()));
                         }
                     },
-                    _ = tokio::time::sleep(self.keepalive) => {
-                        return Some(Ok(WatchResponse { events: vec![WatchEvent {
-                            revision: self.last,
-                            event: Some(watch_event::Event::Keepalive(Keepalive {})),
-                        }] }));
-                    }
+                    _ = tokio::time::sleep(self.keepalive) => return Some(Ok(self.keepalive())),
                     _ = self.shutdown.changed() => {
                         self.done = true;
                         return Some(Err(WatchError::ShuttingDown.into()));
                     }
-                }
+                },
+            };
+            if b.revision > self.last {
+                break b;
             }
         };
-        let mut rev = first.revision;
-        let mut batch = Vec::new();
-        push(&mut batch, first);
+        let mut events = Vec::new();
+        let mut bytes = 0;
+        bytes += push(&first, &mut events);
+        self.last = first.revision;
         let deadline = tokio::time::Instant::now() + LINGER;
-        loop {
-            let next = if batch.len() >= MAX_BATCH {
-                // Full: take only what is ready and of the same transaction.
-                match self.events.next().now_or_never() {
-                    Some(Some(Ok(e))) if e.revision == rev => Some(Some(Ok(e))),
-                    Some(Some(Ok(e))) => {
-                        self.held = Some(e);
-                        break;
-                    }
-                    Some(other) => Some(other),
-                    None => break,
-                }
-            } else {
-                tokio::time::timeout_at(deadline, self.events.next())
-                    .await
-                    .ok()
-            };
-            match next {
-                None => break,
-                Some(Some(Ok(e))) => {
-                    rev = e.revision;
-                    push(&mut batch, e);
-                }
-                Some(other) => {
-                    self.failed = Some(self.end_status(other).into());
+        while events.len() < MAX_BATCH && bytes < PART_BYTES {
+            let b = match self.try_next() {
+                Next::Batch(b) => b,
+                Next::Failed(e) => {
+                    self.failed = Some(e);
                     break;
                 }
+                Next::Empty => match tokio::time::timeout_at(deadline, self.live.recv()).await {
+                    Ok(Ok(b)) => b,
+                    Ok(Err(e)) => {
+                        self.failed = Some(self.recv_error(e));
+                        break;
+                    }
+                    Err(_) => break,
+                },
+            };
+            if b.revision <= self.last {
+                continue;
             }
+            bytes += push(&b, &mut events);
+            self.last = b.revision;
         }
-        self.last = rev;
-        Some(Ok(WatchResponse { events: batch }))
-    }
-
-    /// Why a stream whose store watch ended or failed ends.
-    fn end_status(&self, ev: Option<Result<Event, StoreError>>) -> WatchError {
-        match ev {
-            Some(Err(StoreError::Lagged)) => WatchError::Lagged { last: self.last },
-            Some(Err(e)) => e.into(),
-            _ => WatchError::Closed,
-        }
+        Some(Ok(WatchResponse { events }))
     }
 }
 
-/// Add a store event to a batch as a `Change` (an unreadable record is
-/// logged and skipped).
-fn push(batch: &mut Vec<WatchEvent>, ev: Event) {
-    let node = match decode_node_kv(&ev.kv) {
-        Ok(n) => n,
-        Err(e) => {
-            tracing::error!(error = %e, "skipping an unreadable node record in a watch");
-            return;
-        }
-    };
-    let kind = match ev.kind {
-        EventKind::Put => ChangeType::Put,
-        EventKind::Delete => ChangeType::Delete,
-    };
-    batch.push(WatchEvent {
-        revision: ev.revision,
-        event: Some(watch_event::Event::Change(Change {
-            r#type: kind as i32,
-            object: Some(change::Object::Node(node)),
-        })),
-    });
+/// Add a batch's changes to a response; returns their size.
+fn push(batch: &Batch, out: &mut Vec<WatchEvent>) -> usize {
+    for e in &batch.events {
+        let kind = if e.deleted {
+            ChangeType::Delete
+        } else {
+            ChangeType::Put
+        };
+        let object = match &e.payload {
+            Payload::Node(n) => change::Object::Node(n.clone()),
+            Payload::Object(o) => change::Object::ClusterObject(o.clone()),
+        };
+        out.push(WatchEvent {
+            revision: batch.revision,
+            event: Some(watch_event::Event::Change(Change {
+                r#type: kind as i32,
+                object: Some(object),
+            })),
+        });
+    }
+    batch.size
 }

@@ -18,6 +18,8 @@ use weft_proto::v1::{CreateTokenRequest, JoinRequest, JoinResponse};
 
 use clap::Parser;
 
+pub mod objects;
+
 /// Settings for a test server in `dir`, with extra flags.
 pub fn settings(dir: &Path, extra: &[&str]) -> Settings {
     let state = dir.to_str().unwrap().to_string();

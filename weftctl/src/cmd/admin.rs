@@ -129,7 +129,13 @@ pub enum ClusterCommand {
     },
 }
 
-async fn client(config: &Path) -> Result<(AdminClient<tonic::transport::Channel>, String)> {
+/// Largest response weftctl reads (`get pods -A` on a large cluster).
+const MAX_RESPONSE: usize = 256 * 1024 * 1024;
+
+/// An Admin client with the credentials in `config`, and the server's address.
+pub(crate) async fn admin_client(
+    config: &Path,
+) -> Result<(AdminClient<tonic::transport::Channel>, String)> {
     // The client's errors name the file or the server and their cause, once.
     let creds = weft_client::Credentials::load(config).map_err(|e| {
         anyhow!(
@@ -140,7 +146,10 @@ async fn client(config: &Path) -> Result<(AdminClient<tonic::transport::Channel>
     let channel = weft_client::connect(&creds)
         .await
         .with_context(|| format!("reaching the control plane named in {}", config.display()))?;
-    Ok((AdminClient::new(channel), creds.server))
+    Ok((
+        AdminClient::new(channel).max_decoding_message_size(MAX_RESPONSE),
+        creds.server,
+    ))
 }
 
 fn now_ms() -> i64 {
@@ -174,13 +183,14 @@ fn until(ms: i64) -> String {
     }
 }
 
-fn status_error(e: tonic::Status) -> anyhow::Error {
+/// A refusal as one line: the message and the gRPC code.
+pub(crate) fn status_error(e: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{} ({:?})", e.message(), e.code())
 }
 
 /// `weftctl token ...`
 pub async fn token(config: &Path, cmd: TokenCommand) -> Result<()> {
-    let (mut admin, server) = client(config).await?;
+    let (mut admin, server) = admin_client(config).await?;
     match cmd {
         TokenCommand::Create {
             ttl,
@@ -308,7 +318,7 @@ fn node_json(n: &Node) -> serde_json::Value {
 
 /// `weftctl nodes`
 pub async fn nodes(config: &Path, output: Format) -> Result<()> {
-    let (mut admin, _) = client(config).await?;
+    let (mut admin, _) = admin_client(config).await?;
     let nodes = admin
         .list_nodes(ListNodesRequest {})
         .await
@@ -316,39 +326,41 @@ pub async fn nodes(config: &Path, output: Format) -> Result<()> {
         .into_inner()
         .nodes;
     match output {
-        Format::Json => println!(
-            "{}",
-            serde_json::Value::Array(nodes.iter().map(node_json).collect())
-        ),
-        Format::Table => {
-            let rows: Vec<Vec<String>> = nodes
-                .iter()
-                .map(|n| {
-                    vec![
-                        n.name.clone(),
-                        n.pod_cidr.clone(),
-                        n.endpoints.first().cloned().unwrap_or_else(|| "-".into()),
-                        format!("{}...", n.public_key.chars().take(8).collect::<String>()),
-                        state_name(n.state).into(),
-                        since(n.last_renewal_unix_ms),
-                    ]
-                })
-                .collect();
-            print!(
-                "{}",
-                table(
-                    &["NAME", "POD CIDR", "ENDPOINT", "KEY", "STATE", "LEASE AGE"],
-                    &rows
-                )
-            );
-        }
+        Format::Json => println!("{}", nodes_json(&nodes)),
+        Format::Table => print!("{}", node_table(&nodes)),
     }
     Ok(())
 }
 
+/// The nodes as a JSON array (weft's node records, not a Kubernetes shape).
+pub(crate) fn nodes_json(nodes: &[Node]) -> serde_json::Value {
+    serde_json::Value::Array(nodes.iter().map(node_json).collect())
+}
+
+/// NAME, POD CIDR, ENDPOINT, KEY, STATE, LEASE AGE.
+pub(crate) fn node_table(nodes: &[Node]) -> String {
+    let rows: Vec<Vec<String>> = nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.name.clone(),
+                n.pod_cidr.clone(),
+                n.endpoints.first().cloned().unwrap_or_else(|| "-".into()),
+                format!("{}...", n.public_key.chars().take(8).collect::<String>()),
+                state_name(n.state).into(),
+                since(n.last_renewal_unix_ms),
+            ]
+        })
+        .collect();
+    table(
+        &["NAME", "POD CIDR", "ENDPOINT", "KEY", "STATE", "LEASE AGE"],
+        &rows,
+    )
+}
+
 /// `weftctl node ...`
 pub async fn node(config: &Path, cmd: NodeCommand) -> Result<()> {
-    let (mut admin, _) = client(config).await?;
+    let (mut admin, _) = admin_client(config).await?;
     match cmd {
         NodeCommand::Remove { name } => {
             let n = admin
@@ -369,7 +381,7 @@ pub async fn node(config: &Path, cmd: NodeCommand) -> Result<()> {
 
 /// `weftctl cluster ...`
 pub async fn cluster(config: &Path, cmd: ClusterCommand) -> Result<()> {
-    let (mut admin, server) = client(config).await?;
+    let (mut admin, server) = admin_client(config).await?;
     let ClusterCommand::Info { output } = cmd;
     let i = admin
         .get_cluster_info(GetClusterInfoRequest {})

@@ -2,7 +2,10 @@
 //! Printing for people lives beside the other renderers in `render/`.
 
 pub mod admin;
+pub mod apply;
 pub mod check;
+pub mod get;
 pub mod lab;
+pub mod manifests;
 pub mod pod;
 pub mod status;

@@ -1,9 +1,10 @@
 //! Everything weftctl prints for people: aligned tables, the connectivity
-//! matrix, the lab's tables and progress lines, a node's status. Commands
+//! matrix, `get`'s object tables, the lab's tables and progress lines, a node's status. Commands
 //! (`cmd/`) compute; these functions only format.
 
 pub mod check;
 pub mod lab;
+pub mod objects;
 pub mod progress;
 pub mod table;
 

@@ -1,0 +1,224 @@
+//! Objects against the real embedded store: allocation under random
+//! create / update / delete / restart sequences (no value handed out twice,
+//! none leaked), and the namespace and pod-list bookkeeping.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use clap::Parser;
+use proptest::prelude::*;
+use weft_objects::{Kind, Object};
+
+use super::alloc::{self, Value};
+use super::{keys, Objects};
+use crate::config::{Config, Settings};
+use crate::store::redb::RedbStore;
+use crate::store::Store;
+
+fn settings(extra: &[&str]) -> Settings {
+    let mut args = vec!["weft-control-plane"];
+    args.extend_from_slice(extra);
+    Config::try_parse_from(args).unwrap().validate().unwrap()
+}
+
+/// A small cluster: 14 ClusterIPs (2 reserved), 10 node ports.
+fn small() -> Settings {
+    settings(&[
+        "--service-cidr",
+        "10.96.0.0/28",
+        "--cluster-dns",
+        "10.96.0.10",
+        "--service-node-port-range",
+        "30000-30009",
+    ])
+}
+
+fn open(dir: &std::path::Path, s: &Settings) -> Objects {
+    let store: Arc<dyn Store> = Arc::new(RedbStore::open(&dir.join("state.redb")).unwrap());
+    Objects::new(store, s)
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    /// Create or update service `n` with a type and maybe a requested
+    /// ClusterIP / node port.
+    Apply {
+        n: u8,
+        kind: u8,
+        ip: Option<u8>,
+        node_port: Option<u16>,
+    },
+    Delete(u8),
+    Restart,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        6 => (0u8..8, 0u8..5, proptest::option::of(0u8..16), proptest::option::of(29998u16..30012))
+            .prop_map(|(n, kind, ip, node_port)| Step::Apply { n, kind, ip, node_port }),
+        3 => (0u8..8).prop_map(Step::Delete),
+        1 => Just(Step::Restart),
+    ]
+}
+
+fn manifest(n: u8, kind: u8, ip: Option<u8>, node_port: Option<u16>) -> String {
+    let ty = ["ClusterIP", "NodePort", "LoadBalancer", "ExternalName", "ClusterIP"][kind as usize];
+    let mut spec = serde_json::json!({
+        "type": ty,
+        "ports": [{"name": "a", "port": 80, "protocol": "TCP"}, {"name": "b", "port": 80, "protocol": "UDP"}],
+        "selector": {"app": "x"},
+    });
+    if ty == "ExternalName" {
+        spec["externalName"] = "example.com".into();
+    } else if kind == 4 {
+        spec["clusterIP"] = "None".into();
+        spec["type"] = "ClusterIP".into();
+    } else if let Some(ip) = ip {
+        spec["clusterIP"] = format!("10.96.0.{ip}").into();
+    }
+    if let (Some(np), "NodePort" | "LoadBalancer") = (node_port, ty) {
+        spec["ports"][0]["nodePort"] = np.into();
+        spec["externalTrafficPolicy"] = "Local".into();
+    }
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": format!("s{n}"), "namespace": "default"},
+        "spec": spec,
+    })
+    .to_string()
+}
+
+/// Every invariant: allocation keys are exactly the values the stored
+/// Services hold, each held by one Service, owned by it.
+async fn check(objects: &Objects) {
+    let store = objects.store();
+    let (services, _) = objects
+        .list_typed(&keys::kind_prefix(Kind::Service))
+        .await
+        .unwrap();
+    let mut held: BTreeMap<Value, String> = BTreeMap::new();
+    for (obj, _) in &services {
+        let Object::Service(svc) = obj else { panic!() };
+        let owner = format!("default/{}", svc.metadata.name);
+        for v in alloc::held(svc) {
+            if let Some(other) = held.insert(v, owner.clone()) {
+                assert_eq!(other, owner, "{v:?} held by {other} and {owner}");
+            }
+        }
+        if svc.service_type() != weft_objects::values::ServiceType::ExternalName && !svc.is_headless() {
+            let ip: std::net::IpAddr = svc.spec.cluster_ip.parse().unwrap();
+            assert_ne!(ip.to_string(), "10.96.0.1", "reserved");
+            assert_ne!(ip.to_string(), "10.96.0.10", "reserved");
+        }
+    }
+    let mut keys_found: BTreeMap<Value, String> = BTreeMap::new();
+    for prefix in [alloc::CLUSTER_IP_PREFIX, alloc::NODE_PORT_PREFIX] {
+        for kv in store.range(prefix).await.unwrap().0 {
+            let v = Value::from_key(&kv.key).unwrap();
+            keys_found.insert(v, String::from_utf8(kv.value).unwrap());
+        }
+    }
+    assert_eq!(keys_found, held, "allocation keys vs values held by Services");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn allocation_never_duplicates_nor_leaks(steps in proptest::collection::vec(step(), 1..30)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let s = small();
+            let mut objects = open(dir.path(), &s);
+            objects.ensure_system_namespaces().await.unwrap();
+            for st in steps {
+                match st {
+                    Step::Apply { n, kind, ip, node_port } => {
+                        let doc = Bytes::from(manifest(n, kind, ip, node_port));
+                        // Refusals (taken, exhausted, immutable) are fine;
+                        // the invariants must hold either way.
+                        let _ = objects.apply(&[doc], "", false).await;
+                    }
+                    Step::Delete(n) => {
+                        let t = super::delete::Target::new(Kind::Service, "default", &format!("s{n}")).unwrap();
+                        let _ = objects.delete(&[t], true, false).await;
+                    }
+                    Step::Restart => {
+                        drop(objects);
+                        objects = open(dir.path(), &s);
+                    }
+                }
+                check(&objects).await;
+            }
+        });
+    }
+}
+
+#[tokio::test]
+async fn requested_values_are_honoured_then_refused_when_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects = open(dir.path(), &settings(&[]));
+    objects.ensure_system_namespaces().await.unwrap();
+    let doc = |name: &str, ip: &str, np: u16| {
+        Bytes::from(
+            serde_json::json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": name},
+                "spec": {"type": "NodePort", "clusterIP": ip,
+                         "ports": [{"port": 80, "nodePort": np}]},
+            })
+            .to_string(),
+        )
+    };
+    let (out, _) = objects.apply(&[doc("a", "10.96.0.50", 30080)], "", false).await.unwrap();
+    let Object::Service(a) = &out[0].object else { panic!() };
+    assert_eq!(a.spec.cluster_ip, "10.96.0.50");
+    assert_eq!(a.spec.ports[0].node_port, 30080);
+
+    let err = objects.apply(&[doc("b", "10.96.0.50", 30081)], "", false).await.unwrap_err();
+    assert!(err.to_string().contains(
+        r#"spec.clusterIPs: Invalid value: ["10.96.0.50"]: failed to allocate IP 10.96.0.50: provided IP is already allocated"#
+    ), "{err}");
+    let err = objects.apply(&[doc("b", "10.96.0.51", 30080)], "", false).await.unwrap_err();
+    assert!(err.to_string().contains(
+        "spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated"
+    ), "{err}");
+    for reserved in ["10.96.0.1", "10.96.0.10"] {
+        let err = objects.apply(&[doc("b", reserved, 30081)], "", false).await.unwrap_err();
+        assert!(err.to_string().contains("provided IP is already allocated"), "{err}");
+    }
+    let err = objects.apply(&[doc("b", "10.200.0.1", 30081)], "", false).await.unwrap_err();
+    assert!(err.to_string().contains("is not in the valid range"), "{err}");
+    // Nothing of b was stored, and a's values are freed with a.
+    assert!(objects.get_typed(Kind::Service, "default", "b").await.unwrap().is_none());
+    let t = super::delete::Target::new(Kind::Service, "default", "a").unwrap();
+    objects.delete(&[t], false, false).await.unwrap();
+    objects.apply(&[doc("b", "10.96.0.50", 30080)], "", false).await.unwrap();
+}
+
+#[tokio::test]
+async fn dynamic_values_avoid_the_static_band_and_exhaustion_is_worded() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects = open(dir.path(), &small());
+    objects.ensure_system_namespaces().await.unwrap();
+    let mut ips = BTreeSet::new();
+    for i in 0..12 {
+        let doc = Bytes::from(format!(
+            r#"{{"apiVersion":"v1","kind":"Service","metadata":{{"name":"s{i}"}},"spec":{{"ports":[{{"port":80}}]}}}}"#
+        ));
+        let (out, _) = objects.apply(&[doc], "", false).await.unwrap();
+        let Object::Service(s) = &out[0].object else { panic!() };
+        assert!(ips.insert(s.spec.cluster_ip.clone()));
+    }
+    let doc = Bytes::from(
+        r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"full"},"spec":{"ports":[{"port":80}]}}"#,
+    );
+    let err = objects.apply(&[doc], "", false).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Internal error occurred: failed to allocate a serviceIP: range is full"
+    );
+    assert!(matches!(err, crate::registry::RegistryError::Exhausted(_)));
+}

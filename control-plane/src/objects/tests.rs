@@ -1,6 +1,7 @@
-//! Objects against the real embedded store: allocation under random
-//! create / update / delete / restart sequences (no value handed out twice,
-//! none leaked), and the namespace and pod-list bookkeeping.
+//! Objects against both real stores (the embedded redb file and an etcd
+//! the test starts on loopback): allocation under random create / update /
+//! delete / restart sequences (no value handed out twice, none leaked),
+//! requested values honoured or refused, exhaustion worded as Kubernetes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -13,6 +14,8 @@ use weft_objects::{Kind, Object};
 use super::alloc::{self, Value};
 use super::{keys, Objects};
 use crate::config::{Config, Settings};
+use crate::store::etcd::local::LocalEtcd;
+use crate::store::etcd::{EtcdOptions, EtcdStore};
 use crate::store::redb::RedbStore;
 use crate::store::Store;
 
@@ -34,9 +37,33 @@ fn small() -> Settings {
     ])
 }
 
-fn open(dir: &std::path::Path, s: &Settings) -> Objects {
-    let store: Arc<dyn Store> = Arc::new(RedbStore::open(&dir.join("state.redb")).unwrap());
-    Objects::new(store, s)
+/// Where a test's objects live; opening it again is a control-plane restart.
+enum Backend {
+    Redb(tempfile::TempDir),
+    /// A prefix of its own on a shared test etcd.
+    Etcd(EtcdOptions),
+}
+
+impl Backend {
+    fn redb() -> Backend {
+        Backend::Redb(tempfile::tempdir().unwrap())
+    }
+
+    fn etcd(etcd: &LocalEtcd, prefix: &str) -> Backend {
+        let mut o = etcd.options();
+        o.prefix = prefix.to_string();
+        Backend::Etcd(o)
+    }
+
+    async fn open(&self, s: &Settings) -> Objects {
+        let store: Arc<dyn Store> = match self {
+            Backend::Redb(dir) => Arc::new(RedbStore::open(&dir.path().join("state.redb")).unwrap()),
+            Backend::Etcd(o) => Arc::new(EtcdStore::connect(o.clone()).await.unwrap()),
+        };
+        let objects = Objects::new(store, s);
+        objects.ensure_system_namespaces().await.unwrap();
+        objects
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -122,45 +149,63 @@ async fn check(objects: &Objects) {
     assert_eq!(keys_found, held, "allocation keys vs values held by Services");
 }
 
+async fn run_steps(backend: &Backend, steps: Vec<Step>) {
+    let s = small();
+    let mut objects = backend.open(&s).await;
+    for st in steps {
+        match st {
+            Step::Apply { n, kind, ip, node_port } => {
+                let doc = Bytes::from(manifest(n, kind, ip, node_port));
+                // Refusals (taken, exhausted, immutable) are fine; the
+                // invariants must hold either way.
+                let _ = objects.apply(&[doc], "", false).await;
+            }
+            Step::Delete(n) => {
+                let t = super::delete::Target::new(Kind::Service, "default", &format!("s{n}")).unwrap();
+                let _ = objects.delete(&[t], true, false).await;
+            }
+            Step::Restart => {
+                drop(objects);
+                objects = backend.open(&s).await;
+            }
+        }
+        check(&objects).await;
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     #[test]
-    fn allocation_never_duplicates_nor_leaks(steps in proptest::collection::vec(step(), 1..30)) {
+    fn allocation_never_duplicates_nor_leaks_on_redb(steps in proptest::collection::vec(step(), 1..30)) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async {
-            let dir = tempfile::tempdir().unwrap();
-            let s = small();
-            let mut objects = open(dir.path(), &s);
-            objects.ensure_system_namespaces().await.unwrap();
-            for st in steps {
-                match st {
-                    Step::Apply { n, kind, ip, node_port } => {
-                        let doc = Bytes::from(manifest(n, kind, ip, node_port));
-                        // Refusals (taken, exhausted, immutable) are fine;
-                        // the invariants must hold either way.
-                        let _ = objects.apply(&[doc], "", false).await;
-                    }
-                    Step::Delete(n) => {
-                        let t = super::delete::Target::new(Kind::Service, "default", &format!("s{n}")).unwrap();
-                        let _ = objects.delete(&[t], true, false).await;
-                    }
-                    Step::Restart => {
-                        drop(objects);
-                        objects = open(dir.path(), &s);
-                    }
-                }
-                check(&objects).await;
-            }
-        });
+        rt.block_on(run_steps(&Backend::redb(), steps));
     }
 }
 
-#[tokio::test]
-async fn requested_values_are_honoured_then_refused_when_taken() {
-    let dir = tempfile::tempdir().unwrap();
-    let objects = open(dir.path(), &settings(&[]));
-    objects.ensure_system_namespaces().await.unwrap();
+#[test]
+fn allocation_never_duplicates_nor_leaks_on_etcd() {
+    use proptest::test_runner::{Config as RunnerConfig, TestRunner};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let etcd = rt.block_on(LocalEtcd::start(1)).unwrap();
+    let mut runner = TestRunner::new(RunnerConfig { cases: 12, ..RunnerConfig::default() });
+    let case = std::sync::atomic::AtomicUsize::new(0);
+    let result = runner.run(&proptest::collection::vec(step(), 1..30), |steps| {
+        // A prefix per case: each starts from an empty cluster.
+        let n = case.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        rt.block_on(run_steps(&Backend::etcd(&etcd, &format!("/weft/alloc-{n}/")), steps));
+        Ok(())
+    });
+    drop(etcd);
+    result.unwrap();
+}
+
+async fn requested_values_are_honoured_then_refused_when_taken(backend: Backend) {
+    let objects = backend.open(&settings(&[])).await;
     let doc = |name: &str, ip: &str, np: u16| {
         Bytes::from(
             serde_json::json!({
@@ -198,11 +243,8 @@ async fn requested_values_are_honoured_then_refused_when_taken() {
     objects.apply(&[doc("b", "10.96.0.50", 30080)], "", false).await.unwrap();
 }
 
-#[tokio::test]
-async fn dynamic_values_avoid_the_static_band_and_exhaustion_is_worded() {
-    let dir = tempfile::tempdir().unwrap();
-    let objects = open(dir.path(), &small());
-    objects.ensure_system_namespaces().await.unwrap();
+async fn dynamic_values_avoid_the_static_band_and_exhaustion_is_worded(backend: Backend) {
+    let objects = backend.open(&small()).await;
     let mut ips = BTreeSet::new();
     for i in 0..12 {
         let doc = Bytes::from(format!(
@@ -221,4 +263,21 @@ async fn dynamic_values_avoid_the_static_band_and_exhaustion_is_worded() {
         "Internal error occurred: failed to allocate a serviceIP: range is full"
     );
     assert!(matches!(err, crate::registry::RegistryError::Exhausted(_)));
+}
+
+#[tokio::test]
+async fn requested_values_on_redb() {
+    requested_values_are_honoured_then_refused_when_taken(Backend::redb()).await;
+}
+
+#[tokio::test]
+async fn exhaustion_on_redb() {
+    dynamic_values_avoid_the_static_band_and_exhaustion_is_worded(Backend::redb()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requested_values_and_exhaustion_on_etcd() {
+    let etcd = LocalEtcd::start(1).await.unwrap();
+    requested_values_are_honoured_then_refused_when_taken(Backend::etcd(&etcd, "/weft/a/")).await;
+    dynamic_values_avoid_the_static_band_and_exhaustion_is_worded(Backend::etcd(&etcd, "/weft/b/")).await;
 }

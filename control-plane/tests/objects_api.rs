@@ -201,8 +201,8 @@ fn refusals() -> Vec<(&'static str, String, String)> {
     let np = |spec: &str| {
         format!("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: p, namespace: shop}}\nspec:\n  podSelector: {{}}\n{spec}")
     };
-    let svc_err = |e: &str| format!(r#"Service "web" is invalid: {e}"#);
-    let np_err = |e: &str| format!(r#"NetworkPolicy.networking.k8s.io "p" is invalid: {e}"#);
+    let svc_err = |e: &str| format!(r#"documents[0]: Service "web" is invalid: {e}"#);
+    let np_err = |e: &str| format!(r#"documents[0]: NetworkPolicy.networking.k8s.io "p" is invalid: {e}"#);
     vec![
         (
             "port out of range",
@@ -247,7 +247,7 @@ fn refusals() -> Vec<(&'static str, String, String)> {
         (
             "bad service name",
             "apiVersion: v1\nkind: Service\nmetadata: {name: 1web, namespace: shop}\nspec:\n  ports: [{port: 80}]\n".into(),
-            r#"Service "1web" is invalid: metadata.name: Invalid value: "1web": a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')"#.into(),
+            r#"documents[0]: Service "1web" is invalid: metadata.name: Invalid value: "1web": a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')"#.into(),
         ),
         (
             "bad label value",
@@ -341,7 +341,7 @@ async fn every_refusal_is_worded_as_kubernetes_and_stores_nothing() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
-    assert!(e.message().starts_with(r#"Service "bad" is invalid: "#), "{}", e.message());
+    assert!(e.message().starts_with(r#"documents[1]: Service "bad" is invalid: "#), "{}", e.message());
     assert_eq!(list(&mut admin, "svc", None, "").await, before);
 
     // A namespace that does not exist: NOT_FOUND, as Kubernetes.

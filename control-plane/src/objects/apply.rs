@@ -17,7 +17,8 @@
 //!   EndpointSlices labelled as the controller's, the same object twice.
 //!   Refused after reading: an object in a namespace that neither exists
 //!   nor is in the request (NOT_FOUND), invalid objects (every error of
-//!   every object), taken or exhausted allocations.
+//!   every object, each as `documents[i]: <Kubernetes' message>`, joined
+//!   by `; `), taken or exhausted allocations.
 //! - Everything, allocation keys included, is written in one transaction
 //!   that compares every key it read, so a concurrent change makes it
 //!   retry on fresh data; a request needing more operations than the store
@@ -130,7 +131,7 @@ impl Objects {
                 None => validation::validate(&obj, &self.validation),
             };
             if let Err(e) = checked {
-                failures.push(e.to_string());
+                failures.push(format!("documents[{}]: {e}", r.document));
                 continue;
             }
             if let Object::Service(svc) = &mut obj {
@@ -149,14 +150,12 @@ impl Objects {
                         }
                     }
                     Err(AllocError::Taken(errors)) => {
-                        failures.push(
-                            Invalid {
-                                kind: Kind::Service,
-                                name: svc.metadata.name.clone(),
-                                errors,
-                            }
-                            .to_string(),
-                        );
+                        let e = Invalid {
+                            kind: Kind::Service,
+                            name: svc.metadata.name.clone(),
+                            errors,
+                        };
+                        failures.push(format!("documents[{}]: {e}", r.document));
                         continue;
                     }
                     Err(AllocError::Exhausted(e)) => {

@@ -53,7 +53,10 @@ async fn apply_get_label_and_delete() {
 
     // The system namespaces exist, labelled with their names.
     let ns = get_one(&mut admin, "ns", "", "default").await.unwrap();
-    assert_eq!(json(&ns)["metadata"]["labels"]["kubernetes.io/metadata.name"], "default");
+    assert_eq!(
+        json(&ns)["metadata"]["labels"]["kubernetes.io/metadata.name"],
+        "default"
+    );
 
     let r = apply(&mut admin, SHOP).await.unwrap();
     let actions: Vec<(ApplyAction, String)> = r
@@ -76,7 +79,10 @@ async fn apply_get_label_and_delete() {
     assert_eq!(v["metadata"]["namespace"], "shop");
     let ip: std::net::Ipv4Addr = v["spec"]["clusterIP"].as_str().unwrap().parse().unwrap();
     assert!(
-        "10.96.0.0/12".parse::<ipnet::Ipv4Net>().unwrap().contains(&ip),
+        "10.96.0.0/12"
+            .parse::<ipnet::Ipv4Net>()
+            .unwrap()
+            .contains(&ip),
         "{ip}"
     );
     assert_ne!(ip.to_string(), "10.96.0.1");
@@ -92,13 +98,24 @@ async fn apply_get_label_and_delete() {
     let got = get_one(&mut admin, "svc", "shop", "web").await.unwrap();
     assert_eq!(got.revision, svc.revision);
     assert_eq!(json(&got)["spec"]["clusterIP"], v["spec"]["clusterIP"]);
-    assert_eq!(list(&mut admin, "services", Some("shop"), "").await.len(), 1);
-    assert!(list(&mut admin, "services", Some("default"), "").await.is_empty());
+    assert_eq!(
+        list(&mut admin, "services", Some("shop"), "").await.len(),
+        1
+    );
+    assert!(list(&mut admin, "services", Some("default"), "")
+        .await
+        .is_empty());
     assert_eq!(list(&mut admin, "Service", None, "app=web").await.len(), 1);
     assert!(list(&mut admin, "svc", None, "app!=web").await.is_empty());
-    let names: Vec<String> = list(&mut admin, "ns", None, "").await.into_iter().map(|o| o.name).collect();
+    let names: Vec<String> = list(&mut admin, "ns", None, "")
+        .await
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
     assert_eq!(names, ["default", "kube-system", "shop"]);
-    let missing = get_one(&mut admin, "svc", "shop", "nope").await.unwrap_err();
+    let missing = get_one(&mut admin, "svc", "shop", "nope")
+        .await
+        .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
     assert_eq!(missing.message(), r#"services "nope" not found"#);
     let bad = admin
@@ -109,14 +126,26 @@ async fn apply_get_label_and_delete() {
         .await
         .unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
-    assert!(bad.message().contains(r#""deployments""#), "{}", bad.message());
+    assert!(
+        bad.message().contains(r#""deployments""#),
+        "{}",
+        bad.message()
+    );
 
     // Applying the same again changes nothing; a change configures and
     // keeps the allocated ClusterIP.
     let again = apply(&mut admin, SHOP).await.unwrap();
-    assert!(again.objects.iter().all(|a| a.action() == ApplyAction::Unchanged));
-    assert_eq!(again.objects[1].object.as_ref().unwrap().revision, svc.revision);
-    let changed = apply(&mut admin, &SHOP.replace("port: 80,", "port: 81,")).await.unwrap();
+    assert!(again
+        .objects
+        .iter()
+        .all(|a| a.action() == ApplyAction::Unchanged));
+    assert_eq!(
+        again.objects[1].object.as_ref().unwrap().revision,
+        svc.revision
+    );
+    let changed = apply(&mut admin, &SHOP.replace("port: 80,", "port: 81,"))
+        .await
+        .unwrap();
     assert_eq!(changed.objects[1].action(), ApplyAction::Configured);
     let v2 = json(changed.objects[1].object.as_ref().unwrap());
     assert_eq!(v2["spec"]["clusterIP"], v["spec"]["clusterIP"]);
@@ -127,22 +156,48 @@ async fn apply_get_label_and_delete() {
     // Labels: set, refuse a silent overwrite, overwrite, remove.
     let label = |set: &[(&str, &str)], remove: &[&str], overwrite: bool| LabelObjectRequest {
         object: Some(oref("svc", "shop", "web")),
-        set: set.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        set: set
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         remove: remove.iter().map(|s| s.to_string()).collect(),
         overwrite,
         dry_run: false,
     };
-    let l = admin.label_object(label(&[("tier", "fe")], &[], false)).await.unwrap().into_inner();
+    let l = admin
+        .label_object(label(&[("tier", "fe")], &[], false))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(l.changed);
-    let e = admin.label_object(label(&[("tier", "be")], &[], false)).await.unwrap_err();
+    let e = admin
+        .label_object(label(&[("tier", "be")], &[], false))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
-    assert_eq!(e.message(), "'tier' already has a value (fe), and --overwrite is false");
-    admin.label_object(label(&[("tier", "be")], &["app"], true)).await.unwrap();
-    let labels = json(&get_one(&mut admin, "svc", "shop", "web").await.unwrap())["metadata"]["labels"].clone();
+    assert_eq!(
+        e.message(),
+        "'tier' already has a value (fe), and --overwrite is false"
+    );
+    admin
+        .label_object(label(&[("tier", "be")], &["app"], true))
+        .await
+        .unwrap();
+    let labels = json(&get_one(&mut admin, "svc", "shop", "web").await.unwrap())["metadata"]
+        ["labels"]
+        .clone();
     assert_eq!(labels, serde_json::json!({"tier": "be"}));
-    let e = admin.label_object(label(&[("-bad", "x")], &[], false)).await.unwrap_err();
+    let e = admin
+        .label_object(label(&[("-bad", "x")], &[], false))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
-    assert!(e.message().starts_with(r#"Service "web" is invalid: metadata.labels: Invalid value: "-bad""#), "{}", e.message());
+    assert!(
+        e.message()
+            .starts_with(r#"Service "web" is invalid: metadata.labels: Invalid value: "-bad""#),
+        "{}",
+        e.message()
+    );
 
     // Delete the Service: its ClusterIP is free for another one.
     let d = admin
@@ -155,7 +210,13 @@ async fn apply_get_label_and_delete() {
         .unwrap()
         .into_inner();
     assert_eq!(d.deleted.len(), 1);
-    assert_eq!(get_one(&mut admin, "svc", "shop", "web").await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(
+        get_one(&mut admin, "svc", "shop", "web")
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
     let reuse = format!(
         "apiVersion: v1\nkind: Service\nmetadata: {{name: again, namespace: shop}}\nspec:\n  clusterIP: {}\n  ports: [{{port: 80}}]\n",
         v["spec"]["clusterIP"].as_str().unwrap()
@@ -189,7 +250,9 @@ async fn apply_get_label_and_delete() {
         .unwrap();
     assert!(list(&mut admin, "svc", None, "").await.is_empty());
     assert!(list(&mut admin, "netpol", None, "").await.is_empty());
-    assert!(list(&mut admin, "endpointslices", None, "").await.is_empty());
+    assert!(list(&mut admin, "endpointslices", None, "")
+        .await
+        .is_empty());
     cp.stop().await.unwrap();
 }
 
@@ -202,7 +265,8 @@ fn refusals() -> Vec<(&'static str, String, String)> {
         format!("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: p, namespace: shop}}\nspec:\n  podSelector: {{}}\n{spec}")
     };
     let svc_err = |e: &str| format!(r#"documents[0]: Service "web" is invalid: {e}"#);
-    let np_err = |e: &str| format!(r#"documents[0]: NetworkPolicy.networking.k8s.io "p" is invalid: {e}"#);
+    let np_err =
+        |e: &str| format!(r#"documents[0]: NetworkPolicy.networking.k8s.io "p" is invalid: {e}"#);
     vec![
         (
             "port out of range",
@@ -341,7 +405,12 @@ async fn every_refusal_is_worded_as_kubernetes_and_stores_nothing() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
-    assert!(e.message().starts_with(r#"documents[1]: Service "bad" is invalid: "#), "{}", e.message());
+    assert!(
+        e.message()
+            .starts_with(r#"documents[1]: Service "bad" is invalid: "#),
+        "{}",
+        e.message()
+    );
     assert_eq!(list(&mut admin, "svc", None, "").await, before);
 
     // A namespace that does not exist: NOT_FOUND, as Kubernetes.
@@ -369,13 +438,18 @@ async fn every_refusal_is_worded_as_kubernetes_and_stores_nothing() {
     assert!(v["spec"]["ports"][0]["nodePort"].as_i64().unwrap() >= 30000);
     assert_eq!(cp_revision(&mut admin).await, rev);
     assert_eq!(
-        get_one(&mut admin, "svc", "shop", "dry").await.unwrap_err().code(),
+        get_one(&mut admin, "svc", "shop", "dry")
+            .await
+            .unwrap_err()
+            .code(),
         Code::NotFound
     );
     cp.stop().await.unwrap();
 }
 
-async fn cp_revision(admin: &mut weft_proto::v1::admin_client::AdminClient<tonic::transport::Channel>) -> u64 {
+async fn cp_revision(
+    admin: &mut weft_proto::v1::admin_client::AdminClient<tonic::transport::Channel>,
+) -> u64 {
     admin
         .get_cluster_info(weft_proto::v1::GetClusterInfoRequest {})
         .await

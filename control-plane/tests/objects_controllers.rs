@@ -67,26 +67,80 @@ async fn controllers_follow_the_cluster(flags: &[&str]) {
     let slices = eventually(SETTLE, "the placeholder slice", || {
         let mut a = admin.clone();
         async move {
-            let s = list(&mut a, "endpointslices", Some("shop"), "kubernetes.io/service-name=web").await;
+            let s = list(
+                &mut a,
+                "endpointslices",
+                Some("shop"),
+                "kubernetes.io/service-name=web",
+            )
+            .await;
             (!s.is_empty()).then_some(s)
         }
     })
     .await;
     assert_eq!(slices.len(), 1);
-    assert!(json(&slices[0])["endpoints"].as_array().is_none_or(|a| a.is_empty()));
+    assert!(json(&slices[0])["endpoints"]
+        .as_array()
+        .is_none_or(|a| a.is_empty()));
 
     // Pods on both nodes: the named port resolves per pod; a not-ready
     // pod is listed not ready; a pod with other labels is not listed.
     let pods = [
-        (&n1, PodSpec { namespace: "shop", name: "a", node: "n1", labels: &[("app", "web")], ip: "10.244.0.5", ports: &[("http", 8080)], ready: true }),
-        (&n2, PodSpec { namespace: "shop", name: "b", node: "n2", labels: &[("app", "web")], ip: "10.244.1.5", ports: &[("http", 9090)], ready: true }),
-        (&n2, PodSpec { namespace: "shop", name: "c", node: "n2", labels: &[("app", "web")], ip: "10.244.1.6", ports: &[("http", 8080)], ready: false }),
-        (&n1, PodSpec { namespace: "shop", name: "d", node: "n1", labels: &[("app", "db")], ip: "10.244.0.6", ports: &[("http", 8080)], ready: true }),
+        (
+            &n1,
+            PodSpec {
+                namespace: "shop",
+                name: "a",
+                node: "n1",
+                labels: &[("app", "web")],
+                ip: "10.244.0.5",
+                ports: &[("http", 8080)],
+                ready: true,
+            },
+        ),
+        (
+            &n2,
+            PodSpec {
+                namespace: "shop",
+                name: "b",
+                node: "n2",
+                labels: &[("app", "web")],
+                ip: "10.244.1.5",
+                ports: &[("http", 9090)],
+                ready: true,
+            },
+        ),
+        (
+            &n2,
+            PodSpec {
+                namespace: "shop",
+                name: "c",
+                node: "n2",
+                labels: &[("app", "web")],
+                ip: "10.244.1.6",
+                ports: &[("http", 8080)],
+                ready: false,
+            },
+        ),
+        (
+            &n1,
+            PodSpec {
+                namespace: "shop",
+                name: "d",
+                node: "n1",
+                labels: &[("app", "db")],
+                ip: "10.244.0.6",
+                ports: &[("http", 8080)],
+                ready: true,
+            },
+        ),
     ];
     for (node, p) in &pods {
         node.client()
             .await
-            .register_pod(RegisterPodRequest { pod: p.json().into() })
+            .register_pod(RegisterPodRequest {
+                pod: p.json().into(),
+            })
             .await
             .unwrap();
     }
@@ -102,10 +156,23 @@ async fn controllers_follow_the_cluster(flags: &[&str]) {
         ep("10.244.1.6", 8443, false),
     ];
     wait_endpoints(&mut admin, "lb", &want_lb).await;
-    let slice = list(&mut admin, "endpointslices", Some("shop"), "kubernetes.io/service-name=web").await;
+    let slice = list(
+        &mut admin,
+        "endpointslices",
+        Some("shop"),
+        "kubernetes.io/service-name=web",
+    )
+    .await;
     let v = json(&slice[0]);
-    assert_eq!(v["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"], "endpointslice-controller.weft");
-    assert!(v["endpoints"].as_array().unwrap().iter().all(|e| e["nodeName"].is_string()));
+    assert_eq!(
+        v["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"],
+        "endpointslice-controller.weft"
+    );
+    assert!(v["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["nodeName"].is_string()));
 
     // LoadBalancer ingress: the nodes' addresses.
     let ingress = eventually(SETTLE, "the load-balancer ingress", || {
@@ -121,7 +188,13 @@ async fn controllers_follow_the_cluster(flags: &[&str]) {
         }
     })
     .await;
-    assert_eq!(ingress, [endpoint(1).replace(":51820", ""), endpoint(2).replace(":51820", "")]);
+    assert_eq!(
+        ingress,
+        [
+            endpoint(1).replace(":51820", ""),
+            endpoint(2).replace(":51820", "")
+        ]
+    );
 
     // A relabelled pod leaves; a removed node's pods leave.
     admin
@@ -134,39 +207,71 @@ async fn controllers_follow_the_cluster(flags: &[&str]) {
         })
         .await
         .unwrap();
-    wait_endpoints(&mut admin, "web", &[ep("10.244.0.5", 8080, true), ep("10.244.1.6", 8080, false)]).await;
-    admin.remove_node(RemoveNodeRequest { name: "n1".into() }).await.unwrap();
+    wait_endpoints(
+        &mut admin,
+        "web",
+        &[ep("10.244.0.5", 8080, true), ep("10.244.1.6", 8080, false)],
+    )
+    .await;
+    admin
+        .remove_node(RemoveNodeRequest { name: "n1".into() })
+        .await
+        .unwrap();
     wait_endpoints(&mut admin, "web", &[ep("10.244.1.6", 8080, false)]).await;
     let lb = eventually(SETTLE, "one ingress address left", || {
         let mut a = admin.clone();
         async move {
             let v = json(&get_one(&mut a, "svc", "shop", "lb").await.unwrap());
-            let n = v["status"]["loadBalancer"]["ingress"].as_array().map_or(0, Vec::len);
+            let n = v["status"]["loadBalancer"]["ingress"]
+                .as_array()
+                .map_or(0, Vec::len);
             (n == 1).then_some(v)
         }
     })
     .await;
-    assert_eq!(lb["status"]["loadBalancer"]["ingress"][0]["ip"], endpoint(2).replace(":51820", ""));
+    assert_eq!(
+        lb["status"]["loadBalancer"]["ingress"][0]["ip"],
+        endpoint(2).replace(":51820", "")
+    );
 
     // A deleted Service takes its slices; a deleted namespace its pods.
     admin
-        .delete_objects(DeleteObjectsRequest { objects: vec![oref("svc", "shop", "web")], ..Default::default() })
+        .delete_objects(DeleteObjectsRequest {
+            objects: vec![oref("svc", "shop", "web")],
+            ..Default::default()
+        })
         .await
         .unwrap();
-    assert!(list(&mut admin, "endpointslices", Some("shop"), "kubernetes.io/service-name=web").await.is_empty());
+    assert!(list(
+        &mut admin,
+        "endpointslices",
+        Some("shop"),
+        "kubernetes.io/service-name=web"
+    )
+    .await
+    .is_empty());
     admin
-        .delete_objects(DeleteObjectsRequest { objects: vec![oref("ns", "", "shop")], ..Default::default() })
+        .delete_objects(DeleteObjectsRequest {
+            objects: vec![oref("ns", "", "shop")],
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert!(list(&mut admin, "pods", None, "").await.is_empty());
     assert!(list(&mut admin, "svc", None, "").await.is_empty());
     // Nothing is re-derived for the deleted namespace.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(list(&mut admin, "endpointslices", None, "").await.is_empty());
+    assert!(list(&mut admin, "endpointslices", None, "")
+        .await
+        .is_empty());
     cp.stop().await.unwrap();
 }
 
-async fn wait_endpoints(admin: &mut weft_proto::v1::admin_client::AdminClient<tonic::transport::Channel>, svc: &str, want: &[(String, Vec<i64>, bool)]) {
+async fn wait_endpoints(
+    admin: &mut weft_proto::v1::admin_client::AdminClient<tonic::transport::Channel>,
+    svc: &str,
+    want: &[(String, Vec<i64>, bool)],
+) {
     let mut last = Vec::new();
     let deadline = tokio::time::Instant::now() + SETTLE;
     while tokio::time::Instant::now() < deadline {
@@ -188,5 +293,11 @@ async fn controllers_on_the_embedded_store() {
 async fn controllers_on_etcd() {
     let etcd = LocalEtcd::start(1).await.unwrap();
     let url = etcd.store_url();
-    controllers_follow_the_cluster(&["--store", url.as_str(), "--etcd-prefix", "/weft/objects-test/"]).await;
+    controllers_follow_the_cluster(&[
+        "--store",
+        url.as_str(),
+        "--etcd-prefix",
+        "/weft/objects-test/",
+    ])
+    .await;
 }

@@ -60,19 +60,33 @@ async fn nodes_register_only_their_own_pods() {
     assert_eq!(v["spec"]["nodeName"], "n1");
     assert_eq!(v["status"]["podIP"], "10.244.0.5");
     let ns = get_one(&mut admin, "ns", "", "shop").await.unwrap();
-    assert_eq!(json(&ns)["metadata"]["labels"]["kubernetes.io/metadata.name"], "shop");
+    assert_eq!(
+        json(&ns)["metadata"]["labels"]["kubernetes.io/metadata.name"],
+        "shop"
+    );
 
     // The same registration again changes nothing; a status change does.
     let again = c1.register_pod(register(&a)).await.unwrap().into_inner();
     assert_eq!(again.pod.unwrap().action(), ApplyAction::Unchanged);
-    let not_ready = PodSpec { ready: false, ..pod("shop", "a", "n1", "10.244.0.5") };
-    let r = c1.register_pod(register(&not_ready)).await.unwrap().into_inner();
+    let not_ready = PodSpec {
+        ready: false,
+        ..pod("shop", "a", "n1", "10.244.0.5")
+    };
+    let r = c1
+        .register_pod(register(&not_ready))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(r.pod.unwrap().action(), ApplyAction::Configured);
 
     // An admin's label survives the agent registering the pod again.
     admin
         .label_object(LabelObjectRequest {
-            object: Some(ObjectRef { kind: "pod".into(), namespace: "shop".into(), name: "a".into() }),
+            object: Some(ObjectRef {
+                kind: "pod".into(),
+                namespace: "shop".into(),
+                name: "a".into(),
+            }),
             set: [("tier".to_string(), "fe".to_string())].into(),
             remove: vec![],
             overwrite: false,
@@ -89,20 +103,33 @@ async fn nodes_register_only_their_own_pods() {
     // remove it.
     let e = c2.register_pod(register(&a)).await.unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
-    assert_eq!(e.message(), r#"pod: spec.nodeName is "n1"; node "n2" may only register its own pods"#);
+    assert_eq!(
+        e.message(),
+        r#"pod: spec.nodeName is "n1"; node "n2" may only register its own pods"#
+    );
     let e = c2
         .register_pod(register(&pod("shop", "a", "n2", "10.244.1.5")))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
-    assert!(e.message().contains(r#"pod "shop/a" is registered by node "n1""#), "{}", e.message());
+    assert!(
+        e.message()
+            .contains(r#"pod "shop/a" is registered by node "n1""#),
+        "{}",
+        e.message()
+    );
     let e = c2
-        .unregister_pod(UnregisterPodRequest { namespace: "shop".into(), name: "a".into() })
+        .unregister_pod(UnregisterPodRequest {
+            namespace: "shop".into(),
+            name: "a".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
     let e = c2
-        .sync_pods(SyncPodsRequest { pods: vec![a.json().into()] })
+        .sync_pods(SyncPodsRequest {
+            pods: vec![a.json().into()],
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
@@ -119,13 +146,20 @@ async fn nodes_register_only_their_own_pods() {
     let mut node_as_admin = weft_proto::v1::admin_client::AdminClient::new(
         weft_client::connect(&n1.creds).await.unwrap(),
     );
-    let e = apply(&mut node_as_admin, "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n")
-        .await
-        .unwrap_err();
+    let e = apply(
+        &mut node_as_admin,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n",
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
     let e = admin
         .delete_objects(DeleteObjectsRequest {
-            objects: vec![ObjectRef { kind: "pod".into(), namespace: "shop".into(), name: "a".into() }],
+            objects: vec![ObjectRef {
+                kind: "pod".into(),
+                namespace: "shop".into(),
+                name: "a".into(),
+            }],
             ..Default::default()
         })
         .await
@@ -136,14 +170,26 @@ async fn nodes_register_only_their_own_pods() {
     let bad = pod("shop", "Bad_Name", "n1", "10.244.0.6");
     let e = c1.register_pod(register(&bad)).await.unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
-    assert!(e.message().starts_with(r#"Pod "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name""#), "{}", e.message());
+    assert!(
+        e.message()
+            .starts_with(r#"Pod "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name""#),
+        "{}",
+        e.message()
+    );
 
     // SyncPods makes the list the node's whole set.
-    c1.register_pod(register(&pod("shop", "b", "n1", "10.244.0.7"))).await.unwrap();
-    c2.register_pod(register(&pod("shop", "z", "n2", "10.244.1.7"))).await.unwrap();
+    c1.register_pod(register(&pod("shop", "b", "n1", "10.244.0.7")))
+        .await
+        .unwrap();
+    c2.register_pod(register(&pod("shop", "z", "n2", "10.244.1.7")))
+        .await
+        .unwrap();
     let s = c1
         .sync_pods(SyncPodsRequest {
-            pods: vec![pod("shop", "b", "n1", "10.244.0.7").json().into(), pod("default", "c", "n1", "10.244.0.8").json().into()],
+            pods: vec![
+                pod("shop", "b", "n1", "10.244.0.7").json().into(),
+                pod("default", "c", "n1", "10.244.0.8").json().into(),
+            ],
         })
         .await
         .unwrap()
@@ -151,29 +197,57 @@ async fn nodes_register_only_their_own_pods() {
     let actions: Vec<ApplyAction> = s.pods.iter().map(|p| p.action()).collect();
     assert_eq!(actions, [ApplyAction::Unchanged, ApplyAction::Created]);
     assert_eq!(s.removed.len(), 1);
-    assert_eq!((s.removed[0].namespace.as_str(), s.removed[0].name.as_str()), ("shop", "a"));
-    assert_eq!(pod_names(&list(&mut admin, "pods", None, "").await), ["default/c", "shop/b", "shop/z"]);
+    assert_eq!(
+        (s.removed[0].namespace.as_str(), s.removed[0].name.as_str()),
+        ("shop", "a")
+    );
+    assert_eq!(
+        pod_names(&list(&mut admin, "pods", None, "").await),
+        ["default/c", "shop/b", "shop/z"]
+    );
 
     // Unregistering is idempotent.
     let u = c1
-        .unregister_pod(UnregisterPodRequest { namespace: "shop".into(), name: "b".into() })
+        .unregister_pod(UnregisterPodRequest {
+            namespace: "shop".into(),
+            name: "b".into(),
+        })
         .await
         .unwrap()
         .into_inner();
     assert!(u.found);
     let u = c1
-        .unregister_pod(UnregisterPodRequest { namespace: "shop".into(), name: "b".into() })
+        .unregister_pod(UnregisterPodRequest {
+            namespace: "shop".into(),
+            name: "b".into(),
+        })
         .await
         .unwrap()
         .into_inner();
     assert!(!u.found);
 
     // Removing n1 removes its pods and only its pods; Leave does the same.
-    admin.remove_node(RemoveNodeRequest { name: "n1".into() }).await.unwrap();
-    assert_eq!(pod_names(&list(&mut admin, "pods", None, "").await), ["shop/z"]);
+    admin
+        .remove_node(RemoveNodeRequest { name: "n1".into() })
+        .await
+        .unwrap();
+    assert_eq!(
+        pod_names(&list(&mut admin, "pods", None, "").await),
+        ["shop/z"]
+    );
     let e = c1.register_pod(register(&a)).await.unwrap_err();
-    assert!(matches!(e.code(), Code::NotFound | Code::PermissionDenied | Code::Unauthenticated), "{e:?}");
-    c2.leave(LeaveRequest { node_name: "n2".into() }).await.unwrap();
+    assert!(
+        matches!(
+            e.code(),
+            Code::NotFound | Code::PermissionDenied | Code::Unauthenticated
+        ),
+        "{e:?}"
+    );
+    c2.leave(LeaveRequest {
+        node_name: "n2".into(),
+    })
+    .await
+    .unwrap();
     assert!(list(&mut admin, "pods", None, "").await.is_empty());
     cp.stop().await.unwrap();
 }
@@ -182,12 +256,14 @@ async fn nodes_register_only_their_own_pods() {
 async fn an_expired_node_takes_its_pods_with_it() {
     let dir = tempfile::tempdir().unwrap();
     let cp = start(dir.path(), &["--lease-ttl", "1", "--removal-grace", "1"]).await;
-    let mut admin = admin(&cp).await;
+    let admin = admin(&cp).await;
     let (tok, hash) = token(&cp, 0, 0).await;
     let live = join(&cp, &tok, &hash, "live", 1).await.unwrap();
     let silent = join(&cp, &tok, &hash, "silent", 2).await.unwrap();
     let mut lc = live.client().await;
-    lc.register_pod(register(&pod("default", "kept", "live", "10.244.0.5"))).await.unwrap();
+    lc.register_pod(register(&pod("default", "kept", "live", "10.244.0.5")))
+        .await
+        .unwrap();
     silent
         .client()
         .await
@@ -200,13 +276,17 @@ async fn an_expired_node_takes_its_pods_with_it() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     });
-    let left = eventually(Duration::from_secs(15), "the silent node's pod to go", || {
-        let mut admin = admin.clone();
-        async move {
-            let pods = pod_names(&list(&mut admin, "pods", None, "").await);
-            (pods.len() == 1).then_some(pods)
-        }
-    })
+    let left = eventually(
+        Duration::from_secs(15),
+        "the silent node's pod to go",
+        || {
+            let mut admin = admin.clone();
+            async move {
+                let pods = pod_names(&list(&mut admin, "pods", None, "").await);
+                (pods.len() == 1).then_some(pods)
+            }
+        },
+    )
     .await;
     assert_eq!(left, ["default/kept"]);
     renew.abort();

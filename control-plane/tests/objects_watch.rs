@@ -29,11 +29,16 @@ impl Watch {
         let stream = node
             .client()
             .await
-            .watch(WatchRequest { resume_revision: resume })
+            .watch(WatchRequest {
+                resume_revision: resume,
+            })
             .await
             .unwrap()
             .into_inner();
-        Watch { stream, buf: VecDeque::new() }
+        Watch {
+            stream,
+            buf: VecDeque::new(),
+        }
     }
 
     async fn next(&mut self) -> WatchEvent {
@@ -61,8 +66,15 @@ impl Watch {
                 panic!("expected a change: {e:?}");
             };
             if let Some(change::Object::ClusterObject(o)) = &c.object {
-                let v = if o.json.is_empty() { serde_json::Value::Null } else { json(o) };
-                assert_eq!(o.revision, e.revision, "an object's revision is its event's");
+                let v = if o.json.is_empty() {
+                    serde_json::Value::Null
+                } else {
+                    json(o)
+                };
+                assert_eq!(
+                    o.revision, e.revision,
+                    "an object's revision is its event's"
+                );
                 return (
                     c.r#type(),
                     o.kind.clone(),
@@ -102,7 +114,12 @@ async fn objects_reach_watchers_with_revisions_and_resume() {
     let mut admin = admin(&cp).await;
     let (tok, hash) = token(&cp, 0, 0).await;
     let n1 = join(&cp, &tok, &hash, "n1", 1).await.unwrap();
-    apply(&mut admin, "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n").await.unwrap();
+    apply(
+        &mut admin,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n",
+    )
+    .await
+    .unwrap();
 
     // The snapshot holds the node and every object.
     let mut w = Watch::open(&n1, 0).await;
@@ -112,10 +129,24 @@ async fn objects_reach_watchers_with_revisions_and_resume() {
     };
     assert!(!snap.more);
     assert_eq!(snap.nodes.len(), 1);
-    let names: Vec<String> = snap.objects.iter().map(|o| format!("{}/{}", o.kind, o.name)).collect();
-    assert_eq!(names, ["Namespace/default", "Namespace/kube-system", "Namespace/shop"]);
+    let names: Vec<String> = snap
+        .objects
+        .iter()
+        .map(|o| format!("{}/{}", o.kind, o.name))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Namespace/default",
+            "Namespace/kube-system",
+            "Namespace/shop"
+        ]
+    );
     for o in &snap.objects {
-        assert_eq!(json(o)["metadata"]["resourceVersion"], o.revision.to_string());
+        assert_eq!(
+            json(o)["metadata"]["resourceVersion"],
+            o.revision.to_string()
+        );
     }
 
     // An apply arrives with the revision it returned; the controller's
@@ -127,13 +158,22 @@ async fn objects_reach_watchers_with_revisions_and_resume() {
     .await
     .unwrap();
     let c = w.object_change().await;
-    assert_eq!(short(&c), (ChangeType::Put, "Service".into(), "shop/web".into()));
+    assert_eq!(
+        short(&c),
+        (ChangeType::Put, "Service".into(), "shop/web".into())
+    );
     assert_eq!(c.3, r.revision);
     assert_eq!(c.4["metadata"]["resourceVersion"], r.revision.to_string());
-    assert_eq!(c.4["spec"]["clusterIP"], json(r.objects[0].object.as_ref().unwrap())["spec"]["clusterIP"]);
+    assert_eq!(
+        c.4["spec"]["clusterIP"],
+        json(r.objects[0].object.as_ref().unwrap())["spec"]["clusterIP"]
+    );
     let c = w.object_change().await;
     assert_eq!(c.1, "EndpointSlice");
-    assert_eq!(c.4["metadata"]["labels"]["kubernetes.io/service-name"], "web");
+    assert_eq!(
+        c.4["metadata"]["labels"]["kubernetes.io/service-name"],
+        "web"
+    );
     let seen = c.3;
     drop(w);
 
@@ -147,7 +187,11 @@ async fn objects_reach_watchers_with_revisions_and_resume() {
     .unwrap();
     admin
         .delete_objects(DeleteObjectsRequest {
-            objects: vec![ObjectRef { kind: "svc".into(), namespace: "shop".into(), name: "web".into() }],
+            objects: vec![ObjectRef {
+                kind: "svc".into(),
+                namespace: "shop".into(),
+                name: "web".into(),
+            }],
             ..Default::default()
         })
         .await
@@ -163,12 +207,18 @@ async fn objects_reach_watchers_with_revisions_and_resume() {
     };
     n1.client()
         .await
-        .register_pod(weft_proto::v1::RegisterPodRequest { pod: p.json().into() })
+        .register_pod(weft_proto::v1::RegisterPodRequest {
+            pod: p.json().into(),
+        })
         .await
         .unwrap();
 
     let expect = [
-        (ChangeType::Put, "NetworkPolicy".to_string(), "shop/deny".to_string()),
+        (
+            ChangeType::Put,
+            "NetworkPolicy".to_string(),
+            "shop/deny".to_string(),
+        ),
         (ChangeType::Delete, "Service".into(), "shop/web".into()),
         (ChangeType::Delete, "EndpointSlice".into(), String::new()),
         (ChangeType::Put, "Pod".into(), "shop/p".into()),
@@ -222,16 +272,21 @@ async fn many_watchers_see_the_same_changes() {
     let (tok, hash) = token(&cp, 0, 0).await;
     let mut watches = Vec::new();
     for i in 0..8u8 {
-        let n = join(&cp, &tok, &hash, &format!("n{i}"), i + 1).await.unwrap();
+        let n = join(&cp, &tok, &hash, &format!("n{i}"), i + 1)
+            .await
+            .unwrap();
         let mut w = Watch::open(&n, 0).await;
         let _snapshot = w.next().await;
         watches.push(w);
     }
     let mut revisions = Vec::new();
     for i in 0..20 {
-        let r = apply(&mut admin, &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: ns{i}}}\n"))
-            .await
-            .unwrap();
+        let r = apply(
+            &mut admin,
+            &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: ns{i}}}\n"),
+        )
+        .await
+        .unwrap();
         revisions.push(r.revision);
     }
     for w in &mut watches {

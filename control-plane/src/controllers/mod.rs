@@ -44,7 +44,11 @@ const CATCH_UP: Duration = Duration::from_secs(5);
 
 /// Run the controllers until `ended` resolves (the end of a leadership
 /// term, or the server stopping).
-pub async fn run(feed: Arc<Feed>, store: Arc<dyn Store>, ended: impl std::future::Future<Output = ()>) {
+pub async fn run(
+    feed: Arc<Feed>,
+    store: Arc<dyn Store>,
+    ended: impl std::future::Future<Output = ()>,
+) {
     tokio::pin!(ended);
     loop {
         tokio::select! {
@@ -75,7 +79,11 @@ async fn run_subscription(feed: &Feed, store: &Arc<dyn Store>) {
         view.apply(b, &mut dirty);
     }
     let mut live = sub.live;
-    tracing::info!(revision = frozen.revision, services = view.services.len(), "controllers started");
+    tracing::info!(
+        revision = frozen.revision,
+        services = view.services.len(),
+        "controllers started"
+    );
     loop {
         loop {
             match live.try_recv() {

@@ -77,7 +77,12 @@ fn node_info(n: &v1::Node) -> NodeInfo {
 
 fn managed_service(es: &EndpointSlice) -> Option<&str> {
     (es.metadata.labels.get(LABEL_MANAGED_BY).map(String::as_str) == Some(MANAGED_BY_WEFT))
-        .then(|| es.metadata.labels.get(LABEL_SERVICE_NAME).map(String::as_str))
+        .then(|| {
+            es.metadata
+                .labels
+                .get(LABEL_SERVICE_NAME)
+                .map(String::as_str)
+        })
         .flatten()
 }
 
@@ -150,10 +155,9 @@ impl View {
                         }
                         Ok(Kind::Service) => {
                             let key = (ns.clone(), o.name.clone());
-                            let was_lb = self
-                                .services
-                                .get(&key)
-                                .is_some_and(|s| s.object.service_type() == ServiceType::LoadBalancer);
+                            let was_lb = self.services.get(&key).is_some_and(|s| {
+                                s.object.service_type() == ServiceType::LoadBalancer
+                            });
                             dirty.services.insert(key);
                             let is_lb = !e.deleted
                                 && decode::<Service>(o)

@@ -74,16 +74,16 @@ impl Payload {
     pub fn kind(&self) -> ItemKind {
         match self {
             Payload::Node(_) => ItemKind::Node,
-            Payload::Object(o) => ItemKind::Object(
-                o.kind.parse::<Kind>().unwrap_or(Kind::Node),
-            ),
+            Payload::Object(o) => ItemKind::Object(o.kind.parse::<Kind>().unwrap_or(Kind::Node)),
         }
     }
 
     /// About how many bytes it takes on the wire.
     pub fn size(&self) -> usize {
         match self {
-            Payload::Node(n) => 64 + n.name.len() + n.endpoints.iter().map(String::len).sum::<usize>() + 64,
+            Payload::Node(n) => {
+                64 + n.name.len() + n.endpoints.iter().map(String::len).sum::<usize>() + 64
+            }
             Payload::Object(o) => 32 + o.namespace.len() + o.name.len() + o.json.len(),
         }
     }
@@ -378,6 +378,8 @@ fn backlog(history: &VecDeque<Arc<Batch>>, after: Revision) -> VecDeque<Arc<Batc
 
 impl std::fmt::Debug for Feed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Feed").field("revision", &self.revision()).finish()
+        f.debug_struct("Feed")
+            .field("revision", &self.revision())
+            .finish()
     }
 }

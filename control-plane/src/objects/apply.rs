@@ -32,7 +32,9 @@ use weft_objects::validation::{self, Invalid};
 use weft_objects::{defaults, Kind, Object};
 
 use super::alloc::{self, AllocError, Taken, Value};
-use super::{codec, invalid, keys, quote, system, Objects, Writes, DEFAULT_NAMESPACE, MAX_ATTEMPTS};
+use super::{
+    codec, invalid, keys, quote, system, Objects, Writes, DEFAULT_NAMESPACE, MAX_ATTEMPTS,
+};
 use crate::registry::RegistryError;
 use crate::store::{KeyValue, Revision};
 
@@ -168,7 +170,10 @@ impl Objects {
             if action != Action::Unchanged {
                 w.put(&r.key, codec::encode(&obj)?);
             }
-            results.push(Applied { action, object: obj });
+            results.push(Applied {
+                action,
+                object: obj,
+            });
         }
         if !failures.is_empty() {
             return Err(invalid(failures.join("; ")));
@@ -291,7 +296,7 @@ fn parse(documents: &[Bytes], namespace: &str) -> Result<Vec<Requested>, Registr
                 return Err(invalid(format!(
                     "documents[{first}] and documents[{i}] both describe {} {}: give each object once",
                     obj.kind().resource(),
-                    quote(&format!("{}/{}", obj.namespace(), obj.name()).trim_start_matches('/'))
+                    quote(format!("{}/{}", obj.namespace(), obj.name()).trim_start_matches('/'))
                 )));
             }
             out.push(Requested {

@@ -147,10 +147,11 @@ impl Objects {
         // Too large for one transaction: the namespaces' contents first.
         let mut batch = Writes::default();
         for g in groups {
-            if batch.size() + g.size() > limit && !batch.is_empty() {
-                if self.commit(std::mem::take(&mut batch)).await?.is_none() {
-                    return Ok(None);
-                }
+            if batch.size() + g.size() > limit
+                && !batch.is_empty()
+                && self.commit(std::mem::take(&mut batch)).await?.is_none()
+            {
+                return Ok(None);
             }
             batch.extend(g);
         }
@@ -189,7 +190,12 @@ impl Objects {
     async fn namespace_contents(&self, ns: &str) -> Result<Vec<Writes>, RegistryError> {
         let mut groups = Vec::new();
         let mut pods_by_node: BTreeMap<String, Vec<KeyValue>> = BTreeMap::new();
-        for kind in [Kind::Service, Kind::EndpointSlice, Kind::NetworkPolicy, Kind::Pod] {
+        for kind in [
+            Kind::Service,
+            Kind::EndpointSlice,
+            Kind::NetworkPolicy,
+            Kind::Pod,
+        ] {
             let (objects, _) = self.list_typed(&keys::namespace_prefix(kind, ns)).await?;
             for (obj, kv) in objects {
                 match &obj {

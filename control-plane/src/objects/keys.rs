@@ -80,7 +80,10 @@ mod tests {
             let key = object_key(kind, ns, name);
             assert_eq!(parse(&key), Some((kind, ns, name)), "{key}");
         }
-        assert_eq!(object_key(Kind::Service, "shop", "web"), "objects/services/shop/web");
+        assert_eq!(
+            object_key(Kind::Service, "shop", "web"),
+            "objects/services/shop/web"
+        );
         assert_eq!(namespace_key("shop"), "objects/namespaces/shop");
         assert_eq!(parse("objects/services/shop"), None);
         assert_eq!(parse("objects/nodes/x"), None);

@@ -86,7 +86,9 @@ impl Objects {
             let mut w = Writes::default();
             self.node_must_exist(node, &mut w).await?;
             let mut set = self.podset(node).await?;
-            let applied = self.plan_register(node, pod.clone(), &mut set, &mut w).await?;
+            let applied = self
+                .plan_register(node, pod.clone(), &mut set, &mut w)
+                .await?;
             set.write(node, &mut w);
             match self.commit(w).await? {
                 Some(rev) => return Ok((stamp(applied, rev), rev)),
@@ -154,7 +156,10 @@ impl Objects {
             let mut set = self.podset(node).await?;
             let mut results = Vec::with_capacity(pods.len());
             for pod in &pods {
-                results.push(self.plan_register(node, pod.clone(), &mut set, &mut w).await?);
+                results.push(
+                    self.plan_register(node, pod.clone(), &mut set, &mut w)
+                        .await?,
+                );
             }
             let gone: Vec<String> = set.pods.difference(&names).cloned().collect();
             let mut removed = Vec::new();
@@ -271,7 +276,11 @@ impl Objects {
                     let old_obj = Object::Pod(old_pod);
                     defaults::prepare_update(&mut obj, &old_obj);
                     obj.meta_mut().resource_version.clear();
-                    checked(validation::validate_update(&obj, &old_obj, &self.validation))?;
+                    checked(validation::validate_update(
+                        &obj,
+                        &old_obj,
+                        &self.validation,
+                    ))?;
                     if codec::encode(&obj)? == kv.value {
                         obj.meta_mut().resource_version = kv.mod_revision.to_string();
                         Applied {

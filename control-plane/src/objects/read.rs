@@ -31,9 +31,10 @@ impl Selection {
         let selector = if label_selector.trim().is_empty() {
             None
         } else {
-            Some(selector::parse(label_selector).map_err(|e| {
-                invalid(format!("label_selector: {e}"))
-            })?)
+            Some(
+                selector::parse(label_selector)
+                    .map_err(|e| invalid(format!("label_selector: {e}")))?,
+            )
         };
         let namespace = if all_namespaces {
             None

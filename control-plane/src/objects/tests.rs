@@ -57,7 +57,9 @@ impl Backend {
 
     async fn open(&self, s: &Settings) -> Objects {
         let store: Arc<dyn Store> = match self {
-            Backend::Redb(dir) => Arc::new(RedbStore::open(&dir.path().join("state.redb")).unwrap()),
+            Backend::Redb(dir) => {
+                Arc::new(RedbStore::open(&dir.path().join("state.redb")).unwrap())
+            }
             Backend::Etcd(o) => Arc::new(EtcdStore::connect(o.clone()).await.unwrap()),
         };
         let objects = Objects::new(store, s);
@@ -90,7 +92,13 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 fn manifest(n: u8, kind: u8, ip: Option<u8>, node_port: Option<u16>) -> String {
-    let ty = ["ClusterIP", "NodePort", "LoadBalancer", "ExternalName", "ClusterIP"][kind as usize];
+    let ty = [
+        "ClusterIP",
+        "NodePort",
+        "LoadBalancer",
+        "ExternalName",
+        "ClusterIP",
+    ][kind as usize];
     let mut spec = serde_json::json!({
         "type": ty,
         "ports": [{"name": "a", "port": 80, "protocol": "TCP"}, {"name": "b", "port": 80, "protocol": "UDP"}],
@@ -133,7 +141,9 @@ async fn check(objects: &Objects) {
                 assert_eq!(other, owner, "{v:?} held by {other} and {owner}");
             }
         }
-        if svc.service_type() != weft_objects::values::ServiceType::ExternalName && !svc.is_headless() {
+        if svc.service_type() != weft_objects::values::ServiceType::ExternalName
+            && !svc.is_headless()
+        {
             let ip: std::net::IpAddr = svc.spec.cluster_ip.parse().unwrap();
             assert_ne!(ip.to_string(), "10.96.0.1", "reserved");
             assert_ne!(ip.to_string(), "10.96.0.10", "reserved");
@@ -146,7 +156,10 @@ async fn check(objects: &Objects) {
             keys_found.insert(v, String::from_utf8(kv.value).unwrap());
         }
     }
-    assert_eq!(keys_found, held, "allocation keys vs values held by Services");
+    assert_eq!(
+        keys_found, held,
+        "allocation keys vs values held by Services"
+    );
 }
 
 async fn run_steps(backend: &Backend, steps: Vec<Step>) {
@@ -154,14 +167,20 @@ async fn run_steps(backend: &Backend, steps: Vec<Step>) {
     let mut objects = backend.open(&s).await;
     for st in steps {
         match st {
-            Step::Apply { n, kind, ip, node_port } => {
+            Step::Apply {
+                n,
+                kind,
+                ip,
+                node_port,
+            } => {
                 let doc = Bytes::from(manifest(n, kind, ip, node_port));
                 // Refusals (taken, exhausted, immutable) are fine; the
                 // invariants must hold either way.
                 let _ = objects.apply(&[doc], "", false).await;
             }
             Step::Delete(n) => {
-                let t = super::delete::Target::new(Kind::Service, "default", &format!("s{n}")).unwrap();
+                let t =
+                    super::delete::Target::new(Kind::Service, "default", &format!("s{n}")).unwrap();
                 let _ = objects.delete(&[t], true, false).await;
             }
             Step::Restart => {
@@ -192,12 +211,18 @@ fn allocation_never_duplicates_nor_leaks_on_etcd() {
         .build()
         .unwrap();
     let etcd = rt.block_on(LocalEtcd::start(1)).unwrap();
-    let mut runner = TestRunner::new(RunnerConfig { cases: 12, ..RunnerConfig::default() });
+    let mut runner = TestRunner::new(RunnerConfig {
+        cases: 12,
+        ..RunnerConfig::default()
+    });
     let case = std::sync::atomic::AtomicUsize::new(0);
     let result = runner.run(&proptest::collection::vec(step(), 1..30), |steps| {
         // A prefix per case: each starts from an empty cluster.
         let n = case.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        rt.block_on(run_steps(&Backend::etcd(&etcd, &format!("/weft/alloc-{n}/")), steps));
+        rt.block_on(run_steps(
+            &Backend::etcd(&etcd, &format!("/weft/alloc-{n}/")),
+            steps,
+        ));
         Ok(())
     });
     drop(etcd);
@@ -217,30 +242,63 @@ async fn requested_values_are_honoured_then_refused_when_taken(backend: Backend)
             .to_string(),
         )
     };
-    let (out, _) = objects.apply(&[doc("a", "10.96.0.50", 30080)], "", false).await.unwrap();
-    let Object::Service(a) = &out[0].object else { panic!() };
+    let (out, _) = objects
+        .apply(&[doc("a", "10.96.0.50", 30080)], "", false)
+        .await
+        .unwrap();
+    let Object::Service(a) = &out[0].object else {
+        panic!()
+    };
     assert_eq!(a.spec.cluster_ip, "10.96.0.50");
     assert_eq!(a.spec.ports[0].node_port, 30080);
 
-    let err = objects.apply(&[doc("b", "10.96.0.50", 30081)], "", false).await.unwrap_err();
+    let err = objects
+        .apply(&[doc("b", "10.96.0.50", 30081)], "", false)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains(
         r#"spec.clusterIPs: Invalid value: ["10.96.0.50"]: failed to allocate IP 10.96.0.50: provided IP is already allocated"#
     ), "{err}");
-    let err = objects.apply(&[doc("b", "10.96.0.51", 30080)], "", false).await.unwrap_err();
-    assert!(err.to_string().contains(
-        "spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated"
-    ), "{err}");
+    let err = objects
+        .apply(&[doc("b", "10.96.0.51", 30080)], "", false)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains(
+            "spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated"
+        ),
+        "{err}"
+    );
     for reserved in ["10.96.0.1", "10.96.0.10"] {
-        let err = objects.apply(&[doc("b", reserved, 30081)], "", false).await.unwrap_err();
-        assert!(err.to_string().contains("provided IP is already allocated"), "{err}");
+        let err = objects
+            .apply(&[doc("b", reserved, 30081)], "", false)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("provided IP is already allocated"),
+            "{err}"
+        );
     }
-    let err = objects.apply(&[doc("b", "10.200.0.1", 30081)], "", false).await.unwrap_err();
-    assert!(err.to_string().contains("is not in the valid range"), "{err}");
+    let err = objects
+        .apply(&[doc("b", "10.200.0.1", 30081)], "", false)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("is not in the valid range"),
+        "{err}"
+    );
     // Nothing of b was stored, and a's values are freed with a.
-    assert!(objects.get_typed(Kind::Service, "default", "b").await.unwrap().is_none());
+    assert!(objects
+        .get_typed(Kind::Service, "default", "b")
+        .await
+        .unwrap()
+        .is_none());
     let t = super::delete::Target::new(Kind::Service, "default", "a").unwrap();
     objects.delete(&[t], false, false).await.unwrap();
-    objects.apply(&[doc("b", "10.96.0.50", 30080)], "", false).await.unwrap();
+    objects
+        .apply(&[doc("b", "10.96.0.50", 30080)], "", false)
+        .await
+        .unwrap();
 }
 
 async fn dynamic_values_avoid_the_static_band_and_exhaustion_is_worded(backend: Backend) {
@@ -251,7 +309,9 @@ async fn dynamic_values_avoid_the_static_band_and_exhaustion_is_worded(backend: 
             r#"{{"apiVersion":"v1","kind":"Service","metadata":{{"name":"s{i}"}},"spec":{{"ports":[{{"port":80}}]}}}}"#
         ));
         let (out, _) = objects.apply(&[doc], "", false).await.unwrap();
-        let Object::Service(s) = &out[0].object else { panic!() };
+        let Object::Service(s) = &out[0].object else {
+            panic!()
+        };
         assert!(ips.insert(s.spec.cluster_ip.clone()));
     }
     let doc = Bytes::from(
@@ -279,5 +339,6 @@ async fn exhaustion_on_redb() {
 async fn requested_values_and_exhaustion_on_etcd() {
     let etcd = LocalEtcd::start(1).await.unwrap();
     requested_values_are_honoured_then_refused_when_taken(Backend::etcd(&etcd, "/weft/a/")).await;
-    dynamic_values_avoid_the_static_band_and_exhaustion_is_worded(Backend::etcd(&etcd, "/weft/b/")).await;
+    dynamic_values_avoid_the_static_band_and_exhaustion_is_worded(Backend::etcd(&etcd, "/weft/b/"))
+        .await;
 }

@@ -6,10 +6,12 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use weft_proto::v1::admin_server::Admin;
 use weft_proto::v1::{
-    ApplyRequest, ApplyResponse, DeleteObjectsRequest, DeleteObjectsResponse, GetObjectsRequest,
-    GetObjectsResponse, LabelObjectRequest, LabelObjectResponse, ClusterInfo, CreateTokenRequest, CreateTokenResponse, GetClusterInfoRequest, GetNodeRequest,
-    GetNodeResponse, ListNodesRequest, ListNodesResponse, ListTokensRequest, ListTokensResponse,
-    RemoveNodeRequest, RemoveNodeResponse, RevokeTokenRequest, RevokeTokenResponse,
+    ApplyRequest, ApplyResponse, ClusterInfo, CreateTokenRequest, CreateTokenResponse,
+    DeleteObjectsRequest, DeleteObjectsResponse, GetClusterInfoRequest, GetNodeRequest,
+    GetNodeResponse, GetObjectsRequest, GetObjectsResponse, LabelObjectRequest,
+    LabelObjectResponse, ListNodesRequest, ListNodesResponse, ListTokensRequest,
+    ListTokensResponse, RemoveNodeRequest, RemoveNodeResponse, RevokeTokenRequest,
+    RevokeTokenResponse,
 };
 
 use super::objects;

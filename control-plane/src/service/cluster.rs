@@ -6,9 +6,9 @@ use tonic::{Request, Response, Status};
 use weft_proto::v1::cluster_server::Cluster;
 use weft_proto::v1::{
     JoinRequest, JoinResponse, LeaveRequest, LeaveResponse, ObjectRef, RegisterPodRequest,
-    RegisterPodResponse, RenewLeaseRequest, RenewLeaseResponse, SyncPodsRequest,
-    SyncPodsResponse, UnregisterPodRequest, UnregisterPodResponse, UpdateNodeRequest,
-    UpdateNodeResponse, WatchRequest,
+    RegisterPodResponse, RenewLeaseRequest, RenewLeaseResponse, SyncPodsRequest, SyncPodsResponse,
+    UnregisterPodRequest, UnregisterPodResponse, UpdateNodeRequest, UpdateNodeResponse,
+    WatchRequest,
 };
 
 use super::objects::applied;

@@ -41,7 +41,10 @@ pub async fn apply(objects: &Objects, r: ApplyRequest) -> Result<ApplyResponse, 
     })
 }
 
-pub async fn get(objects: &Objects, r: GetObjectsRequest) -> Result<GetObjectsResponse, RegistryError> {
+pub async fn get(
+    objects: &Objects,
+    r: GetObjectsRequest,
+) -> Result<GetObjectsResponse, RegistryError> {
     let kind = kind(&r.kind)?;
     let sel = Selection::from_request(&r.namespace, r.all_namespaces, &r.name, &r.label_selector)?;
     let (objects, revision) = objects.get(kind, &sel).await?;
@@ -52,8 +55,14 @@ pub async fn delete(
     objects: &Objects,
     r: DeleteObjectsRequest,
 ) -> Result<DeleteObjectsResponse, RegistryError> {
-    let targets = r.objects.iter().map(target).collect::<Result<Vec<_>, _>>()?;
-    let (deleted, revision) = objects.delete(&targets, r.ignore_not_found, r.dry_run).await?;
+    let targets = r
+        .objects
+        .iter()
+        .map(target)
+        .collect::<Result<Vec<_>, _>>()?;
+    let (deleted, revision) = objects
+        .delete(&targets, r.ignore_not_found, r.dry_run)
+        .await?;
     Ok(DeleteObjectsResponse { deleted, revision })
 }
 

@@ -154,7 +154,11 @@ pub async fn endpoints(
         for e in v["endpoints"].as_array().cloned().unwrap_or_default() {
             let ready = e["conditions"]["ready"].as_bool().unwrap_or(false);
             for a in e["addresses"].as_array().cloned().unwrap_or_default() {
-                out.push((a.as_str().unwrap_or_default().to_string(), ports.clone(), ready));
+                out.push((
+                    a.as_str().unwrap_or_default().to_string(),
+                    ports.clone(),
+                    ready,
+                ));
             }
         }
     }

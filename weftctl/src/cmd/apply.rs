@@ -76,7 +76,12 @@ pub async fn apply(config: &Path, args: ApplyArgs) -> Result<()> {
     let r = admin
         .apply(request)
         .await
-        .map_err(|e| status_error(tonic::Status::new(e.code(), name_documents(e.message(), &files))))?
+        .map_err(|e| {
+            status_error(tonic::Status::new(
+                e.code(),
+                name_documents(e.message(), &files),
+            ))
+        })?
         .into_inner();
     let mut out = String::new();
     for a in &r.objects {
@@ -207,7 +212,9 @@ mod tests {
     fn delete_arguments() {
         let r = refs_from_args(&["svc".into(), "a".into(), "b".into()], "shop").unwrap();
         assert_eq!(
-            r.iter().map(|r| (r.kind.as_str(), r.name.as_str(), r.namespace.as_str())).collect::<Vec<_>>(),
+            r.iter()
+                .map(|r| (r.kind.as_str(), r.name.as_str(), r.namespace.as_str()))
+                .collect::<Vec<_>>(),
             [("Service", "a", "shop"), ("Service", "b", "shop")]
         );
         let r = refs_from_args(&["netpol/x".into(), "ns/y".into()], "").unwrap();

@@ -164,7 +164,11 @@ fn no_resources(kind: Kind, namespace: &str, all: bool) -> String {
     if all || !kind.namespaced() {
         "No resources found".into()
     } else {
-        let ns = if namespace.is_empty() { "default" } else { namespace };
+        let ns = if namespace.is_empty() {
+            "default"
+        } else {
+            namespace
+        };
         format!("No resources found in {ns} namespace.")
     }
 }
@@ -220,7 +224,9 @@ fn print_nodes(mut nodes: Vec<v1::Node>, args: &GetArgs) -> Result<()> {
 }
 
 /// `key=value` sets, `key-` removes.
-fn label_changes(items: &[String]) -> Result<(std::collections::BTreeMap<String, String>, Vec<String>)> {
+fn label_changes(
+    items: &[String],
+) -> Result<(std::collections::BTreeMap<String, String>, Vec<String>)> {
     let mut set = std::collections::BTreeMap::new();
     let mut remove = Vec::new();
     for item in items {
@@ -271,8 +277,15 @@ pub async fn label(config: &Path, args: LabelArgs) -> Result<()> {
         .map_err(status_error)?
         .into_inner();
     let what = if r.changed { "labeled" } else { "not labeled" };
-    let dry = if args.dry_run { " (server dry run)" } else { "" };
-    print_out(&format!("{}/{name} {what}{dry}\n", resource(kind.kind_name())));
+    let dry = if args.dry_run {
+        " (server dry run)"
+    } else {
+        ""
+    };
+    print_out(&format!(
+        "{}/{name} {what}{dry}\n",
+        resource(kind.kind_name())
+    ));
     Ok(())
 }
 
@@ -297,6 +310,9 @@ mod tests {
             no_resources(Kind::Service, "", false),
             "No resources found in default namespace."
         );
-        assert_eq!(no_resources(Kind::Namespace, "x", false), "No resources found");
+        assert_eq!(
+            no_resources(Kind::Namespace, "x", false),
+            "No resources found"
+        );
     }
 }

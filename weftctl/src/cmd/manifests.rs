@@ -43,8 +43,8 @@ pub fn read_all(args: &[String]) -> Result<Vec<ManifestFile>> {
             continue;
         }
         let path = Path::new(arg);
-        let meta = std::fs::metadata(path)
-            .with_context(|| format!("the path {arg:?} does not exist"))?;
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("the path {arg:?} does not exist"))?;
         if meta.is_dir() {
             let mut found = Vec::new();
             for entry in std::fs::read_dir(path).with_context(|| format!("listing {arg}"))? {

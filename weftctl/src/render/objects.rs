@@ -28,7 +28,14 @@ pub fn objects_table(
     let mut header: Vec<&str> = match kind {
         Kind::Namespace => vec!["NAME", "STATUS", "AGE"],
         Kind::Pod => vec!["NAME", "READY", "STATUS", "AGE"],
-        Kind::Service => vec!["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"],
+        Kind::Service => vec![
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE",
+        ],
         Kind::EndpointSlice => vec!["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"],
         Kind::NetworkPolicy => vec!["NAME", "POD-SELECTOR", "AGE"],
         Kind::Node => vec!["NAME"],
@@ -139,9 +146,11 @@ fn row(kind: Kind, o: &v1::Object, wide: bool, now: i64) -> Option<Vec<String>> 
                 .iter()
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
-            parts.extend(sel.match_expressions.iter().map(|e| {
-                format!("{} {} ({})", e.key, e.operator, e.values.join(","))
-            }));
+            parts.extend(
+                sel.match_expressions
+                    .iter()
+                    .map(|e| format!("{} {} ({})", e.key, e.operator, e.values.join(","))),
+            );
             vec![
                 np.metadata.name.clone(),
                 none_if_empty(parts.join(",")),
@@ -204,7 +213,11 @@ fn ports(s: &Service) -> String {
         .ports
         .iter()
         .map(|p| {
-            let proto = p.protocol.as_ref().map(|p| p.to_string()).unwrap_or_else(|| "TCP".into());
+            let proto = p
+                .protocol
+                .as_ref()
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "TCP".into());
             if p.node_port != 0 {
                 format!("{}:{}/{proto}", p.port, p.node_port)
             } else {
@@ -316,15 +329,42 @@ mod tests {
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(
             lines[0].split_whitespace().collect::<Vec<_>>(),
-            ["NAMESPACE", "NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE", "SELECTOR"]
+            [
+                "NAMESPACE",
+                "NAME",
+                "TYPE",
+                "CLUSTER-IP",
+                "EXTERNAL-IP",
+                "PORT(S)",
+                "AGE",
+                "SELECTOR"
+            ]
         );
         assert_eq!(
             lines[1].split_whitespace().collect::<Vec<_>>(),
-            ["shop", "web", "NodePort", "10.96.3.4", "<none>", "80:30080/TCP,53/UDP", "10s", "app=web"]
+            [
+                "shop",
+                "web",
+                "NodePort",
+                "10.96.3.4",
+                "<none>",
+                "80:30080/TCP,53/UDP",
+                "10s",
+                "app=web"
+            ]
         );
         assert_eq!(
             lines[2].split_whitespace().collect::<Vec<_>>(),
-            ["shop", "lb", "LoadBalancer", "10.96.3.5", "<pending>", "443:31000/TCP", "<unknown>", "<none>"]
+            [
+                "shop",
+                "lb",
+                "LoadBalancer",
+                "10.96.3.5",
+                "<pending>",
+                "443:31000/TCP",
+                "<unknown>",
+                "<none>"
+            ]
         );
     }
 
@@ -342,7 +382,11 @@ mod tests {
         );
         let t = objects_table(Kind::Pod, &[pod], true, false, 0);
         assert_eq!(
-            t.lines().nth(1).unwrap().split_whitespace().collect::<Vec<_>>(),
+            t.lines()
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .collect::<Vec<_>>(),
             ["p1", "1/1", "Running", "<unknown>", "10.244.0.5", "n1"]
         );
         let es = obj(
@@ -357,10 +401,7 @@ mod tests {
                 "ports": [{"port": 8080}]}),
         );
         let t = objects_table(Kind::EndpointSlice, &[es], false, false, 0);
-        assert!(
-            t.contains("10.0.0.1,10.0.0.2,10.0.0.3 + 1 more..."),
-            "{t}"
-        );
+        assert!(t.contains("10.0.0.1,10.0.0.2,10.0.0.3 + 1 more..."), "{t}");
         let bad = v1::Object {
             kind: "Service".into(),
             name: "x".into(),
@@ -369,7 +410,11 @@ mod tests {
         };
         let t = objects_table(Kind::Service, &[bad], false, false, 0);
         assert_eq!(
-            t.lines().nth(1).unwrap().split_whitespace().collect::<Vec<_>>(),
+            t.lines()
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .collect::<Vec<_>>(),
             ["x", "<unreadable>"]
         );
     }

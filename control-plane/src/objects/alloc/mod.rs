@@ -89,8 +89,13 @@ impl Ranges {
     /// Usable ClusterIPs: every address but the network's (and IPv4's
     /// broadcast), at most 2^32.
     fn cluster_ip_count(&self) -> u64 {
-        let host_bits = u32::from(self.service_cidr.max_prefix_len() - self.service_cidr.prefix_len());
-        let all: u128 = if host_bits >= 127 { u128::MAX } else { 1u128 << host_bits };
+        let host_bits =
+            u32::from(self.service_cidr.max_prefix_len() - self.service_cidr.prefix_len());
+        let all: u128 = if host_bits >= 127 {
+            u128::MAX
+        } else {
+            1u128 << host_bits
+        };
         let usable = match self.service_cidr {
             IpNet::V4(_) => all.saturating_sub(2),
             IpNet::V6(_) => all.saturating_sub(1),
@@ -246,8 +251,8 @@ pub fn allocate(
             match requested.parse::<IpAddr>() {
                 Ok(ip) => {
                     let v = Value::ClusterIp(ip);
-                    let free = !ranges.is_reserved(&ip)
-                        && (taken.owner(&v).is_none() || mine(&v, taken));
+                    let free =
+                        !ranges.is_reserved(&ip) && (taken.owner(&v).is_none() || mine(&v, taken));
                     if free {
                         Some(ip)
                     } else {

@@ -3,8 +3,9 @@
 //!
 //! Contract: [`View::apply`] applies one feed batch and returns what it
 //! makes dirty: the Services whose EndpointSlices may change (the Service
-//! itself; every Service of a pod's namespace; every Service when a node
-//! comes or goes; a Service whose derived slice was changed by anyone),
+//! itself; the Services selecting a changed pod, by its old or new labels;
+//! the Services selecting a pod on a node that came or went; a Service
+//! whose derived slice was changed by anyone),
 //! and whether the load-balancer ingress list may change (a node changed,
 //! a LoadBalancer Service changed).
 
@@ -122,8 +123,10 @@ impl View {
                     }
                     let came_or_went = if e.deleted { known } else { !known };
                     if came_or_went {
-                        // A node came or went: pods on it gain or lose endpoints.
-                        dirty.services.extend(self.services.keys().cloned());
+                        // A node came or went: pods on it gain or lose
+                        // endpoints (pods on an unknown node are not
+                        // endpoints).
+                        dirty.services.extend(self.services_selecting_pods_on(&n.name));
                     }
                 }
                 Payload::Object(o) => {
@@ -257,6 +260,29 @@ impl View {
             }
             _ => {}
         }
+    }
+
+    /// The Services that select a pod on `node`.
+    fn services_selecting_pods_on(&self, node: &str) -> BTreeSet<Name> {
+        let mut out = BTreeSet::new();
+        for (ns, pods) in &self.pods {
+            for pod in pods.values().filter(|p| p.spec.node_name == node) {
+                out.extend(
+                    self.services
+                        .range((ns.clone(), String::new())..)
+                        .take_while(|((sns, _), _)| sns == ns)
+                        .filter(|(_, s)| {
+                            s.object.has_selector()
+                                && weft_objects::selector::map_matches(
+                                    &s.object.spec.selector,
+                                    &pod.metadata.labels,
+                                )
+                        })
+                        .map(|(k, _)| k.clone()),
+                );
+            }
+        }
+        out
     }
 
     /// The addresses a LoadBalancer Service answers on: every Ready node's

@@ -126,7 +126,9 @@ impl View {
                         // A node came or went: pods on it gain or lose
                         // endpoints (pods on an unknown node are not
                         // endpoints).
-                        dirty.services.extend(self.services_selecting_pods_on(&n.name));
+                        dirty
+                            .services
+                            .extend(self.services_selecting_pods_on(&n.name));
                     }
                 }
                 Payload::Object(o) => {

@@ -2,7 +2,7 @@
 //!
 //! Load: one consistent read of every key at revision `R` (the state), and
 //! a store watch from `R` that is followed live. Meanwhile a second store
-//! watch, from `R - HISTORY_REVISIONS` (or the oldest revision the store
+//! watch, from `R -` the history's length (or the oldest revision the store
 //! kept), fills the history up to `R`, so clients that resume from before
 //! `R` (after a control-plane restart) get exactly what they missed;
 //! until it is done, such resumes wait for it. The store hands a watcher a
@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 
-use super::{prepare, Feed, HISTORY_REVISIONS};
+use super::{prepare, Feed};
 use crate::store::{self, Revision, StoreError, WatchStream};
 
 /// Pause before loading again after a failure.
@@ -80,7 +80,7 @@ async fn follow(feed: &Feed, events: &mut WatchStream) -> Result<(), StoreError>
 
 /// Fill the history with the transactions up to `at` the store still holds.
 async fn fill_history(feed: Arc<Feed>, at: Revision, generation: u64) {
-    let mut from = at.saturating_sub(HISTORY_REVISIONS as Revision);
+    let mut from = at.saturating_sub(feed.history_revisions() as Revision);
     let mut events = loop {
         if from >= at {
             feed.history_filled(Vec::new(), at, generation);

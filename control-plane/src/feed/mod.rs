@@ -22,10 +22,13 @@
 //!   clients resume from their last revision) and the feed loads afresh.
 //!
 //! Files: `mod.rs` (state, subscriptions), `prepare.rs` (store events to
-//! `weft.v1` changes), `follow.rs` (the loading and following task).
+//! `weft.v1` changes), `follow.rs` (the loading and following task),
+//! `tests.rs`.
 
 mod follow;
 mod prepare;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -144,6 +147,8 @@ struct State {
     filling: bool,
     /// Counts loads.
     generation: u64,
+    /// Most transactions, and most bytes, kept in `history`.
+    limits: (usize, usize),
 }
 
 /// The feed. Shared behind an `Arc`; [`run`] keeps it current.
@@ -159,6 +164,12 @@ pub struct Feed {
 impl Feed {
     /// An empty feed on `store`; nothing is served until [`run`] loads it.
     pub fn new(store: Arc<dyn Store>) -> Arc<Feed> {
+        Self::with_history(store, HISTORY_REVISIONS, HISTORY_BYTES)
+    }
+
+    /// A feed that keeps at most `revisions` transactions and `bytes` of
+    /// history (tests use small ones).
+    pub fn with_history(store: Arc<dyn Store>, revisions: usize, bytes: usize) -> Arc<Feed> {
         Arc::new(Feed {
             store,
             state: Mutex::new(State {
@@ -173,10 +184,16 @@ impl Feed {
                 tx: broadcast::channel(BROADCAST_CAPACITY).0,
                 filling: false,
                 generation: 0,
+                limits: (revisions.max(1), bytes),
             }),
             applied: watch::channel(0).0,
             filled: watch::channel(false).0,
         })
+    }
+
+    /// How many transactions the history keeps.
+    fn history_revisions(&self) -> usize {
+        self.state().limits.0
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -196,7 +213,8 @@ impl Feed {
     /// Wait until the feed is loaded and has applied `revision`.
     async fn wait_for(&self, revision: Revision) -> Result<(), WatchError> {
         let mut rx = self.applied.subscribe();
-        let loaded = |r: &Revision| *r >= revision.max(1);
+        // `reset` marks the state loaded before it publishes the revision.
+        let loaded = |r: &Revision| *r >= revision && self.state().loaded;
         let ready = matches!(
             tokio::time::timeout(WAIT, rx.wait_for(loaded)).await,
             Ok(Ok(_))
@@ -361,7 +379,8 @@ impl Feed {
 fn push_history(st: &mut State, batch: Arc<Batch>) {
     st.history_bytes += batch.size;
     st.history.push_back(batch);
-    while st.history.len() > HISTORY_REVISIONS || st.history_bytes > HISTORY_BYTES {
+    let (max_revisions, max_bytes) = st.limits;
+    while st.history.len() > max_revisions || st.history_bytes > max_bytes {
         let Some(old) = st.history.pop_front() else {
             break;
         };

@@ -97,7 +97,7 @@ impl Objects {
             w.unchanged_since(&r.key, old.as_ref().map_or(0, |(_, kv)| kv.mod_revision));
             olds.push(old);
         }
-        self.check_namespaces(requested, &mut w).await?;
+        let terminating = self.check_namespaces(requested, &mut w).await?;
 
         let mut taken = if requested.iter().any(|r| r.object.kind() == Kind::Service) {
             self.read_taken().await?
@@ -127,6 +127,13 @@ impl Objects {
                 }
                 defaults::prepare_update(&mut obj, o);
                 keep_status(&mut obj, o);
+            }
+            if old_obj.is_none() && terminating.contains(obj.namespace()) {
+                return Err(super::terminating_refusal(
+                    obj.kind(),
+                    obj.name(),
+                    obj.namespace(),
+                ));
             }
             let checked = match old_obj {
                 Some(o) => validation::validate_update(&obj, o, &self.validation),
@@ -208,12 +215,15 @@ impl Objects {
     }
 
     /// Every namespace the request's namespaced objects live in must exist
-    /// or be created by the request; the transaction checks they still do.
+    /// or be created by the request; the transaction checks they still do
+    /// (and are not marked for deletion meanwhile). Returns the ones being
+    /// deleted.
     async fn check_namespaces(
         &self,
         requested: &[Requested],
         w: &mut Writes,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<BTreeSet<String>, RegistryError> {
+        let mut terminating = BTreeSet::new();
         let created: BTreeSet<&str> = requested
             .iter()
             .filter(|r| r.object.kind() == Kind::Namespace)
@@ -228,7 +238,12 @@ impl Objects {
         for ns in needed {
             let key = keys::namespace_key(ns);
             match self.store.get(&key).await? {
-                Some(kv) => w.unchanged_since(&key, kv.mod_revision),
+                Some(kv) => {
+                    if super::terminating(&codec::decode(&kv)?) {
+                        terminating.insert(ns.to_string());
+                    }
+                    w.unchanged_since(&key, kv.mod_revision);
+                }
                 None => {
                     return Err(RegistryError::NotFound(format!(
                         "namespaces {} not found",
@@ -237,7 +252,7 @@ impl Objects {
                 }
             }
         }
-        Ok(())
+        Ok(terminating)
     }
 
     /// Every allocated ClusterIP and node port, and who holds it.

@@ -12,8 +12,11 @@
 //!   `ignore_not_found`.
 //! - All of it is one transaction when the store takes that many
 //!   operations in one (always with the embedded store). Otherwise (etcd's
-//!   `--max-txn-ops`) the contents of deleted namespaces go first, in
-//!   several transactions, and the named objects last, in one.
+//!   `--max-txn-ops`) the deleted namespaces are first marked
+//!   `Terminating` (nothing new may be created in them, as in Kubernetes),
+//!   then their contents go in several transactions, and the named objects
+//!   last, in one. An interrupted deletion leaves the namespace
+//!   Terminating; deleting it again finishes it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -144,7 +147,27 @@ impl Objects {
             }
             return Ok(self.commit(main).await?.map(|rev| (deleted, rev)));
         }
-        // Too large for one transaction: the namespaces' contents first.
+        // Too large for one transaction. First mark the namespaces
+        // Terminating, so nothing new is created in them (Apply and
+        // RegisterPod compare the namespace's revision), then plan again;
+        // then delete their contents in batches, and the named objects last.
+        let mut mark = Writes::default();
+        for ns in &namespaces {
+            let Some((mut obj, kv)) = self.get_typed(Kind::Namespace, "", ns).await? else {
+                return Ok(None);
+            };
+            if !super::terminating(&obj) {
+                if let Object::Namespace(n) = &mut obj {
+                    n.status.phase = Some(weft_objects::values::NamespacePhase::Terminating);
+                }
+                mark.unchanged_since(&kv.key, kv.mod_revision);
+                mark.put(&kv.key, codec::encode(&obj)?);
+            }
+        }
+        if !mark.is_empty() {
+            self.commit(mark).await?;
+            return Ok(None);
+        }
         let mut batch = Writes::default();
         for g in groups {
             if batch.size() + g.size() > limit

@@ -189,6 +189,23 @@ pub fn check_lookup_name(what: &str, name: &str) -> Result<(), RegistryError> {
     Ok(())
 }
 
+/// Whether a stored namespace is being deleted (its contents go in several
+/// transactions; see `delete.rs`).
+pub fn terminating(ns: &Object) -> bool {
+    matches!(ns, Object::Namespace(n)
+        if n.status.phase == Some(weft_objects::values::NamespacePhase::Terminating))
+}
+
+/// Kubernetes' refusal of new content in a namespace being deleted
+/// (`namespace` is a stored namespace's name, so a valid DNS label).
+pub fn terminating_refusal(kind: Kind, name: &str, namespace: &str) -> RegistryError {
+    RegistryError::FailedPrecondition(format!(
+        "{} {} is forbidden: unable to create new content in namespace {namespace} because it is being terminated",
+        kind.plural(),
+        quote(name),
+    ))
+}
+
 /// Labels of an object, for selectors.
 pub fn labels(obj: &Object) -> &BTreeMap<String, String> {
     &obj.meta().labels

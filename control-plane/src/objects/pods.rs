@@ -257,7 +257,12 @@ impl Objects {
         let ns_key = keys::namespace_key(&ns);
         if !w.writes(&ns_key) {
             match self.store.get(&ns_key).await? {
-                Some(kv) => w.unchanged_since(&ns_key, kv.mod_revision),
+                Some(kv) => {
+                    if old.is_none() && super::terminating(&codec::decode(&kv)?) {
+                        return Err(super::terminating_refusal(Kind::Pod, &name, &ns));
+                    }
+                    w.unchanged_since(&ns_key, kv.mod_revision)
+                }
                 None => {
                     let mut obj = Object::Namespace(Namespace::new(&ns));
                     defaults::apply(&mut obj);

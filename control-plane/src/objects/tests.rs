@@ -342,3 +342,88 @@ async fn requested_values_and_exhaustion_on_etcd() {
     dynamic_values_avoid_the_static_band_and_exhaustion_is_worded(Backend::etcd(&etcd, "/weft/b/"))
         .await;
 }
+
+/// A namespace larger than one etcd transaction is deleted in several:
+/// marked Terminating first (no new content), then emptied, then removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_larger_than_a_transaction_is_deleted_in_parts() {
+    let etcd = LocalEtcd::start(1).await.unwrap();
+    let objects = Backend::etcd(&etcd, "/weft/big/")
+        .open(&settings(&[]))
+        .await;
+    objects
+        .apply(
+            &[Bytes::from(
+                "apiVersion: v1\nkind: Namespace\nmetadata: {name: big}\n",
+            )],
+            "",
+            false,
+        )
+        .await
+        .unwrap();
+    for group in 0..3 {
+        let docs: Vec<Bytes> = (0..50)
+            .map(|i| {
+                Bytes::from(format!(
+                    "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: p{group}-{i}, namespace: big}}\nspec: {{podSelector: {{}}}}\n"
+                ))
+            })
+            .collect();
+        objects.apply(&docs, "", false).await.unwrap();
+    }
+    let prefix = keys::namespace_prefix(Kind::NetworkPolicy, "big");
+    assert_eq!(objects.store().range(&prefix).await.unwrap().0.len(), 150);
+    let t = super::delete::Target::new(Kind::Namespace, "", "big").unwrap();
+    objects.delete(&[t], false, false).await.unwrap();
+    assert!(objects.store().range(&prefix).await.unwrap().0.is_empty());
+    assert!(objects
+        .get_typed(Kind::Namespace, "", "big")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn nothing_new_is_created_in_a_terminating_namespace() {
+    let backend = Backend::redb();
+    let objects = backend.open(&settings(&[])).await;
+    let ns = Bytes::from("apiVersion: v1\nkind: Namespace\nmetadata: {name: going}\n");
+    let svc = |name: &str| {
+        Bytes::from(format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: going}}\nspec:\n  ports: [{{port: 80}}]\n"
+        ))
+    };
+    objects.apply(&[ns, svc("old")], "", false).await.unwrap();
+    // Mark it as a deletion in parts does.
+    let (mut obj, kv) = objects
+        .get_typed(Kind::Namespace, "", "going")
+        .await
+        .unwrap()
+        .unwrap();
+    let Object::Namespace(n) = &mut obj else {
+        panic!()
+    };
+    n.status.phase = Some(weft_objects::values::NamespacePhase::Terminating);
+    let mut w = super::Writes::default();
+    w.put(&kv.key, super::codec::encode(&obj).unwrap());
+    objects.store().txn(w.into_txn()).await.unwrap();
+
+    let err = objects.apply(&[svc("new")], "", false).await.unwrap_err();
+    assert!(matches!(
+        err,
+        crate::registry::RegistryError::FailedPrecondition(_)
+    ));
+    assert_eq!(
+        err.to_string(),
+        r#"services "new" is forbidden: unable to create new content in namespace going because it is being terminated"#
+    );
+    // Updates of what is there are still allowed, as in Kubernetes.
+    let updated = String::from_utf8(svc("old").to_vec())
+        .unwrap()
+        .replace("port: 80", "port: 81");
+    let (out, _) = objects
+        .apply(&[Bytes::from(updated)], "", false)
+        .await
+        .unwrap();
+    assert_eq!(out[0].action, super::Action::Configured);
+}

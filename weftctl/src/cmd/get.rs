@@ -253,7 +253,10 @@ fn label_changes(
 pub async fn label(config: &Path, args: LabelArgs) -> Result<()> {
     let (kind, name, changes) = match args.kind.split_once('/') {
         Some((k, n)) => (k, n.to_string(), &args.rest[..]),
-        None => (args.kind.as_str(), args.rest[0].clone(), &args.rest[1..]),
+        None => match args.rest.split_first() {
+            Some((name, changes)) => (args.kind.as_str(), name.clone(), changes),
+            None => bail!("give the object's name: weftctl label KIND NAME key=value..."),
+        },
     };
     let kind: Kind = kind.parse()?;
     if kind == Kind::Node {

@@ -18,6 +18,7 @@
 //! run broke (the server died, joins or watches failed, a phase timed out).
 
 mod node;
+mod objects;
 mod process;
 mod report;
 
@@ -47,8 +48,15 @@ use report::{mib, ms, round3, Dist};
 const TARGET_CONVERGE: Duration = Duration::from_secs(20);
 /// ...p99 of the fan-out latency under this...
 const TARGET_FANOUT_P99: Duration = Duration::from_secs(1);
-/// ...and the control plane's peak RSS under this.
+/// ...and the control plane's peak RSS under this...
 const TARGET_RSS_BYTES: u64 = 300 * 1024 * 1024;
+/// ...or this, with the objects phase (issue 13's 20,000 pods, 2,000
+/// Services, 500 NetworkPolicies)...
+const TARGET_RSS_OBJECTS_BYTES: u64 = 600 * 1024 * 1024;
+/// ...whose objects every watcher holds within this from the phase's start...
+const TARGET_OBJECTS_CONVERGE: Duration = Duration::from_secs(30);
+/// ...and whose endpoint changes reach every watcher with p99 under this.
+const TARGET_ENDPOINT_P99: Duration = Duration::from_secs(1);
 
 /// The cluster CIDR the benchmark runs the control plane with: a /9 that
 /// does not overlap the default service CIDR (10.96.0.0/12), so /24 node
@@ -80,6 +88,24 @@ pub struct Args {
     /// Seconds one fan-out change may take to reach every watcher.
     #[arg(long, default_value_t = 10)]
     pub change_timeout: u64,
+
+    /// Objects phase: pods registered by the nodes (0 with no Services and
+    /// policies either: no objects phase).
+    #[arg(long, default_value_t = 0)]
+    pub pods: usize,
+
+    /// Objects phase: Services applied (each selects pods/services pods).
+    #[arg(long, default_value_t = 0)]
+    pub services: usize,
+
+    /// Objects phase: NetworkPolicies applied.
+    #[arg(long, default_value_t = 0)]
+    pub policies: usize,
+
+    /// Objects phase: endpoint changes timed (a pod added to a Service,
+    /// until every watcher has the EndpointSlice listing it).
+    #[arg(long, default_value_t = 10)]
+    pub endpoint_changes: usize,
 
     /// Where to write the JSON results (default:
     /// bench/results/control-plane-<UTC timestamp>.json).
@@ -328,6 +354,8 @@ struct Results {
     cluster_revision: Option<u64>,
     server_log_lines: usize,
     kept_state: Option<PathBuf>,
+    /// The objects phase, if there was one.
+    objects: Option<objects::Report>,
     errors: Vec<String>,
 }
 
@@ -361,7 +389,17 @@ async fn run(args: &Args, bin: &Path, nofile: u64) -> Result<Results> {
         .context("Admin.CreateToken")?
         .into_inner();
 
-    let shared = Arc::new(Shared::new(n, k));
+    let plan = objects::Plan {
+        pods: args.pods,
+        services: args.services,
+        policies: args.policies,
+        endpoint_changes: if args.pods + args.services + args.policies > 0 {
+            args.endpoint_changes
+        } else {
+            0
+        },
+    };
+    let shared = Arc::new(Shared::new(n, k, plan));
     let epoch = shared.epoch;
     let mut errors = Vec::new();
     let mut marks = vec![("start", mark(pid, epoch)?)];
@@ -585,8 +623,36 @@ async fn run(args: &Args, bin: &Path, nofile: u64) -> Result<Results> {
             }
         }
     }
+    marks.push(("fanned-out", mark(pid, epoch)?));
+
+    // Phase 4: objects.
+    let objects_report = if plan.any() {
+        eprintln!(
+            "weft-bench: objects: {} services, {} policies, {} pods, {} endpoint changes",
+            plan.services, plan.policies, plan.pods, plan.endpoint_changes
+        );
+        let channels: Vec<_> = joined
+            .iter()
+            .map(|j| j.as_ref().and_then(|j| j.channel.clone()))
+            .collect();
+        let s = shared.clone();
+        let report = objects::run(
+            &mut admin,
+            &channels,
+            &shared.objects,
+            &shared.watching,
+            move || s.now_ns(),
+            deadline,
+            Duration::from_secs(args.change_timeout),
+        )
+        .await;
+        errors.extend(report.errors.iter().cloned());
+        marks.push(("objects", mark(pid, epoch)?));
+        Some(report)
+    } else {
+        None
+    };
     let end = mark(pid, epoch)?;
-    marks.push(("fanned-out", end));
     let threads = procfs::thread_cpu(pid).unwrap_or_default();
     let info = admin.get_cluster_info(GetClusterInfoRequest {}).await;
     let (cluster_nodes_total, cluster_revision) = match info {
@@ -682,6 +748,7 @@ async fn run(args: &Args, bin: &Path, nofile: u64) -> Result<Results> {
         cluster_revision,
         server_log_lines,
         kept_state,
+        objects: objects_report,
         errors,
     })
 }
@@ -713,8 +780,31 @@ impl Results {
             && self.fanout.p99_ms < TARGET_FANOUT_P99.as_secs_f64() * 1e3
     }
 
+    fn rss_target(&self) -> u64 {
+        if self.objects.is_some() {
+            TARGET_RSS_OBJECTS_BYTES
+        } else {
+            TARGET_RSS_BYTES
+        }
+    }
+
     fn rss_pass(&self) -> bool {
-        self.peak_rss > 0 && self.peak_rss < TARGET_RSS_BYTES
+        self.peak_rss > 0 && self.peak_rss < self.rss_target()
+    }
+
+    fn objects_converge_pass(&self) -> bool {
+        self.objects
+            .as_ref()
+            .and_then(|o| o.converge_wall)
+            .is_some_and(|c| c < TARGET_OBJECTS_CONVERGE)
+    }
+
+    fn endpoint_pass(&self) -> bool {
+        self.objects.as_ref().is_some_and(|o| {
+            o.endpoint.count > 0
+                && o.endpoint_missing == 0
+                && o.endpoint.p99_ms < TARGET_ENDPOINT_P99.as_secs_f64() * 1e3
+        })
     }
 
     fn server_cpu(&self) -> CpuTime {
@@ -811,9 +901,64 @@ impl Results {
             &mut o,
             "server peak RSS (VmHWM)",
             format!("{:.1} MiB", mib(self.peak_rss)),
-            &format!("< {} MiB", TARGET_RSS_BYTES / (1024 * 1024)),
+            &format!("< {} MiB", self.rss_target() / (1024 * 1024)),
             pass(self.rss_pass()),
         );
+        if let Some(ob) = &self.objects {
+            row(
+                &mut o,
+                "objects applied (services, policies)",
+                format!(
+                    "{} + {} in {}",
+                    ob.plan.services,
+                    ob.plan.policies,
+                    secs(ob.apply_wall)
+                ),
+                "",
+                "",
+            );
+            row(
+                &mut o,
+                "pods registered (RegisterPod)",
+                format!(
+                    "{} by {} ({})",
+                    ob.plan.pods,
+                    secs(ob.register_wall),
+                    ob.register_rpc.short()
+                ),
+                "",
+                "",
+            );
+            row(
+                &mut o,
+                "objects converged (every watcher)",
+                secs(ob.converge_wall),
+                &format!("< {} s", TARGET_OBJECTS_CONVERGE.as_secs()),
+                pass(self.objects_converge_pass()),
+            );
+            row(
+                &mut o,
+                "endpoint change p50",
+                format!("{} ms", ms(ob.endpoint.p50_ms)),
+                "",
+                "",
+            );
+            row(
+                &mut o,
+                "endpoint change p99",
+                format!("{} ms", ms(ob.endpoint.p99_ms)),
+                &format!("< {} ms", TARGET_ENDPOINT_P99.as_millis()),
+                pass(self.endpoint_pass()),
+            );
+            row(
+                &mut o,
+                "endpoint samples (missing)",
+                format!("{} ({})", ob.endpoint.count, ob.endpoint_missing),
+                "",
+                "",
+            );
+            row(&mut o, "EndpointSlices", ob.slices.to_string(), "", "");
+        }
         let cpu = self.server_cpu();
         row(
             &mut o,
@@ -1006,8 +1151,11 @@ impl Results {
             "targets": {
                 "converge_s": {"target_lt": TARGET_CONVERGE.as_secs(), "pass": self.converge_pass()},
                 "fanout_p99_ms": {"target_lt": TARGET_FANOUT_P99.as_millis() as u64, "pass": self.fanout_pass()},
-                "server_peak_rss_mib": {"target_lt": TARGET_RSS_BYTES / (1024 * 1024), "pass": self.rss_pass()},
+                "server_peak_rss_mib": {"target_lt": self.rss_target() / (1024 * 1024), "pass": self.rss_pass()},
+                "objects_converge_s": {"target_lt": TARGET_OBJECTS_CONVERGE.as_secs(), "pass": self.objects_converge_pass()},
+                "endpoint_p99_ms": {"target_lt": TARGET_ENDPOINT_P99.as_millis() as u64, "pass": self.endpoint_pass()},
             },
+            "objects": self.objects.as_ref().map(objects::Report::json),
             "phases": phases,
             "server_threads_cpu": threads,
             "timeline": self.timeline.iter().map(|p| json!([

@@ -1,6 +1,7 @@
 //! One simulated node: join over its own CA-pinned channel, then open its own
 //! mutual-TLS channel with the credential it got and hold a `Watch`, noting
-//! when it has seen every node and when each fan-out change reached it.
+//! when it has seen every node and when each fan-out change reached it (and,
+//! in the objects phase, which objects it holds: `objects.rs`).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -65,6 +66,8 @@ fn fanout_index(node: &Node) -> Option<usize> {
 /// `epoch` plus one, so 0 means "not yet".
 pub struct Shared {
     pub epoch: Instant,
+    /// The objects phase's counters (see `objects.rs`).
+    pub objects: super::objects::Tracker,
     pub nodes: usize,
     pub changes: usize,
     /// Per node: when its watch had seen every node.
@@ -93,10 +96,11 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(nodes: usize, changes: usize) -> Shared {
+    pub fn new(nodes: usize, changes: usize, plan: super::objects::Plan) -> Shared {
         let zeros = |n: usize| (0..n).map(|_| AtomicU64::new(0)).collect::<Vec<_>>();
         Shared {
             epoch: Instant::now(),
+            objects: super::objects::Tracker::new(plan, nodes),
             nodes,
             changes,
             converged_at: zeros(nodes),
@@ -157,7 +161,7 @@ pub struct Joined {
     pub watch_open: Duration,
     /// When its watch was open.
     pub watching_at: Duration,
-    /// Its mTLS channel (kept only for the node that makes fan-out changes).
+    /// Its mTLS channel (for fan-out changes and pod registrations).
     pub channel: Option<Channel>,
 }
 
@@ -266,7 +270,7 @@ async fn set_up(
             mtls_connect,
             watch_open,
             watching_at,
-            channel: (idx == 0).then_some(channel),
+            channel: Some(channel),
         },
         stream,
     ))
@@ -289,6 +293,7 @@ async fn watch(idx: usize, mut stream: Streaming<WatchResponse>, shared: &Shared
         count
     };
     let mut converged = false;
+    let mut objects = super::objects::Seen::new(&shared.objects.plan);
     'stream: loop {
         let response = match stream.message().await {
             Ok(Some(r)) => r,
@@ -317,6 +322,10 @@ async fn watch(idx: usize, mut stream: Streaming<WatchResponse>, shared: &Shared
                     for node in &s.nodes {
                         seen_count = Some(mark(&node.name, &mut seen));
                     }
+                    let now = shared.now_ns();
+                    for o in &s.objects {
+                        objects.object(&shared.objects, idx, o, false, now);
+                    }
                     last_revision = event.revision;
                 }
                 Some(watch_event::Event::Change(c)) => {
@@ -325,6 +334,10 @@ async fn watch(idx: usize, mut stream: Streaming<WatchResponse>, shared: &Shared
                         shared.out_of_order.fetch_add(1, Ordering::Relaxed);
                     }
                     last_revision = event.revision;
+                    if let Some(change::Object::ClusterObject(o)) = &c.object {
+                        let deleted = c.r#type == ChangeType::Delete as i32;
+                        objects.object(&shared.objects, idx, o, deleted, shared.now_ns());
+                    }
                     if let (Ok(ChangeType::Put), Some(change::Object::Node(node))) =
                         (ChangeType::try_from(c.r#type), &c.object)
                     {

@@ -16,9 +16,9 @@ struct Out {
 
 fn weftctl(config: &Path, args: &[&str], stdin: Option<&str>) -> Out {
     let mut child = Command::new(env!("CARGO_BIN_EXE_weftctl"))
+        .args(args)
         .arg("--config")
         .arg(config)
-        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -501,6 +501,7 @@ mod tests {
                 nodes,
                 settings: None,
                 more: false,
+                ..Default::default()
             })),
         }
     }

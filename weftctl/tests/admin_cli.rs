@@ -178,6 +178,10 @@ fn config_is_an_admin_flag_only() {
         &["nodes"],
         &["node", "remove"],
         &["cluster", "info"],
+        &["apply"],
+        &["get"],
+        &["delete"],
+        &["label"],
     ] {
         assert!(help(admin).contains("--config"), "{admin:?}");
     }

@@ -44,11 +44,19 @@ pub enum DropReason {
     /// Larger than the egress MTU (per segment for a super-packet) and not
     /// to be fragmented: IPv4 with DF, any IPv6 packet, any super-packet.
     PacketTooBig,
+    /// A packet to the DNS VIP's UDP port 53 that gets no answer (not a
+    /// query, fragmented, a bad length or checksum, ...:
+    /// [`DnsCounters::dropped`](crate::dns::DnsCounters::dropped) says
+    /// which).
+    DnsQuery,
+    /// To the DNS VIP on another port or protocol: answered ICMP port
+    /// unreachable (unless an ICMP error, or rate-limited).
+    DnsVipPort,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 15] = [
         Self::Malformed,
         Self::Martian,
         Self::LinkLocal,
@@ -62,6 +70,8 @@ impl DropReason {
         Self::PeerToPeer,
         Self::TtlExceeded,
         Self::PacketTooBig,
+        Self::DnsQuery,
+        Self::DnsVipPort,
     ];
 
     /// The stable metric label for this reason.
@@ -80,6 +90,8 @@ impl DropReason {
             Self::PeerToPeer => "peer_to_peer",
             Self::TtlExceeded => "ttl_exceeded",
             Self::PacketTooBig => "packet_too_big",
+            Self::DnsQuery => "dns_query",
+            Self::DnsVipPort => "dns_vip_port",
         }
     }
 
@@ -101,6 +113,7 @@ pub struct Counters {
     to_port: u64,
     to_host: u64,
     to_peer: u64,
+    to_dns: u64,
     icmp_sent: u64,
     icmp_rate_limited: u64,
 }
@@ -137,6 +150,13 @@ impl Counters {
         self.to_peer
     }
 
+    /// Packets the DNS VIP took: queries answered, forwarded upstream or
+    /// handed over for TCP ([`DnsCounters`](crate::dns::DnsCounters) has
+    /// the detail).
+    pub fn delivered_to_dns(&self) -> u64 {
+        self.to_dns
+    }
+
     /// ICMP errors handed back as [`Action::Reply`](super::Action::Reply).
     pub fn icmp_sent(&self) -> u64 {
         self.icmp_sent
@@ -163,6 +183,10 @@ impl Counters {
 
     pub(crate) fn count_to_peer(&mut self) {
         self.to_peer = self.to_peer.wrapping_add(1);
+    }
+
+    pub(crate) fn count_to_dns(&mut self) {
+        self.to_dns = self.to_dns.wrapping_add(1);
     }
 
     pub(crate) fn count_icmp_sent(&mut self) {
@@ -206,6 +230,8 @@ mod tests {
         assert_eq!(DropReason::PeerToPeer.as_str(), "peer_to_peer");
         assert_eq!(DropReason::TtlExceeded.as_str(), "ttl_exceeded");
         assert_eq!(DropReason::PacketTooBig.as_str(), "packet_too_big");
+        assert_eq!(DropReason::DnsQuery.as_str(), "dns_query");
+        assert_eq!(DropReason::DnsVipPort.as_str(), "dns_vip_port");
     }
 
     #[test]

@@ -4,23 +4,26 @@
 //! Contract: each call takes one IP packet (exactly the bytes a TUN read or
 //! boringtun's decapsulation produced; trailing link padding is tolerated;
 //! from a TUN, a TSO/USO super-packet with its virtio-net header), may
-//! rewrite it in place (TTL / hop limit), may write an ICMP error into
-//! `scratch`, and returns an [`Action`]. One decision per super-packet. It
-//! never allocates, locks, hashes, reads a clock or panics. Every packet
-//! is counted exactly once: as forwarded to a port, the host or a peer, or
-//! as dropped for one [`DropReason`] (an ICMP error sent for it is counted
-//! on top, in `icmp_sent`).
+//! rewrite it in place (TTL / hop limit), may write an ICMP error or a
+//! DNS answer into `scratch`, and returns an [`Action`]. One decision per
+//! super-packet. It never locks, hashes, reads a clock or panics, and
+//! never allocates but to answer a DNS query. Every packet is counted
+//! exactly once: as forwarded to a port, the host or a peer, as taken by
+//! the DNS VIP, or as dropped for one [`DropReason`] (an ICMP error sent
+//! for it is counted on top, in `icmp_sent`).
 //!
 //! Steps (the crate docs list them with the slots still to fill): ingress
 //! known? -> parse -> martians -> anti-spoofing (strict reverse path: the
-//! route back to the source must be the ingress) -> [conntrack, cluster
-//! DNS, service translation, policy] -> route (longest prefix match) -> TTL
-//! -> egress MTU -> forward.
+//! route back to the source must be the ingress) -> [conntrack] -> cluster
+//! DNS (`dns/vip.rs`) -> [service translation, policy] -> route (longest
+//! prefix match) -> TTL -> egress MTU -> forward.
 
 use std::time::Instant;
 
 use crate::config::Config;
 use crate::counters::{Counters, DropReason};
+use crate::dns::vip::{DnsVerdict, DnsVip};
+use crate::dns::{DnsClient, DnsQuery};
 use crate::icmp_error::{self, IcmpError};
 use crate::martian::{is_link_scoped, is_martian};
 use crate::mtu::{self, Fit};
@@ -43,12 +46,23 @@ pub enum Action {
     ToHost,
     /// Encapsulate the (modified) packet to this peer.
     ToPeer(PeerId),
-    /// Drop the packet and send `scratch[..n]`, an ICMP error addressed to
-    /// its sender, back out the way the packet came in (the same pod port,
-    /// the host port, or the same peer).
+    /// Drop the packet and send `scratch[..n]`, addressed to its sender,
+    /// back out the way the packet came in (the same pod port, the host
+    /// port, or the same peer): an ICMP error, or the DNS VIP's answer to
+    /// a query (see [`crate::dns::vip`]).
     Reply(usize),
     /// Drop the packet.
     Drop(DropReason),
+    /// A UDP query to the DNS VIP for a name outside the cluster: give
+    /// `query.message(packet)` and `query.client` to the node's
+    /// [`Forwarder`](crate::dns::Forwarder); each reply it returns for
+    /// that client goes out `client.origin` as the packet
+    /// [`dns::reply_packet`](crate::dns::reply_packet) builds.
+    DnsForward(DnsQuery),
+    /// A TCP segment to the DNS VIP's port 53, from this client: for the
+    /// engine's own TCP endpoint of the VIP (answers from
+    /// [`Switch::dns_zone`] with [`dns::Proto::Tcp`](crate::dns::Proto)).
+    DnsTcp(DnsClient),
 }
 
 /// The outcome of the decision, before ICMP errors are written and counted.
@@ -57,6 +71,8 @@ enum Verdict {
     Drop(DropReason),
     /// Drop, and answer with this ICMP error if the rate limit allows.
     Reject(DropReason, IcmpError),
+    /// For the DNS VIP: answered, forwarded or dropped by `dns/vip.rs`.
+    Dns(DnsVerdict),
 }
 
 /// The node's L3 packet switch. See the [crate docs](crate).
@@ -66,7 +82,9 @@ pub struct Switch {
     /// Built from `config` on every change; read on every packet.
     pub(crate) routes: PrefixTable<Route>,
     pub(crate) icmp_limit: TokenBucket,
-    counters: Counters,
+    pub(crate) counters: Counters,
+    /// The DNS VIP step's configuration, zone and counters.
+    pub(crate) dns: DnsVip,
 }
 
 impl Default for Switch {
@@ -84,6 +102,7 @@ impl Switch {
             routes: PrefixTable::new(),
             icmp_limit: TokenBucket::new(DEFAULT_ICMP_PER_SECOND, DEFAULT_ICMP_BURST),
             counters: Counters::default(),
+            dns: DnsVip::default(),
         }
     }
 
@@ -148,7 +167,10 @@ impl Switch {
                     Action::ToPort(_) => self.counters.count_to_port(),
                     Action::ToHost => self.counters.count_to_host(),
                     Action::ToPeer(_) => self.counters.count_to_peer(),
-                    Action::Reply(_) | Action::Drop(_) => {}
+                    Action::Reply(_)
+                    | Action::Drop(_)
+                    | Action::DnsForward(_)
+                    | Action::DnsTcp(_) => {}
                 }
                 action
             }
@@ -166,6 +188,7 @@ impl Switch {
                     None => Action::Drop(reason),
                 }
             }
+            Verdict::Dns(verdict) => self.finish_dns(verdict, packet, scratch, now),
         }
     }
 
@@ -208,8 +231,11 @@ impl Switch {
         // Steps 3-6 slot in here, on the parsed `ip` and `transport` (see
         // the crate docs):
         // 3. conntrack (5-tuple lookup / create, so the rest is stateful);
-        // 4. cluster DNS (a query to the DNS VIP answered in `scratch` by
-        //    `crate::dns`, before translation: the VIP has no endpoints);
+        // 4. cluster DNS: the node-local DNS VIP (`dns/vip.rs`), before
+        //    translation: the VIP has no endpoints.
+        if let Some(dns) = self.dns_step(ingress, &ip, transport, hdr) {
+            return Verdict::Dns(dns);
+        }
         // 5. service translation (DNAT a ClusterIP to an endpoint in place
         //    with `FlowPacket::rewrite_dst`, replies reverse-translated),
         //    after which `dst` must be re-read;

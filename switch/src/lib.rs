@@ -43,11 +43,16 @@
 //!    no allocation per packet. Built, with step 5, as one call
 //!    ([`service::Translator::translate`]); hooking it into the decision
 //!    is the slot;
-//! 4. *slot:* **cluster DNS**: a query to the DNS VIP is answered by the
-//!    node itself into the caller's scratch buffer, before service
-//!    translation (the VIP has no endpoints to translate to). The answering
-//!    is built ([`dns`]: the zone, [`dns::answer`], the upstream
-//!    [`dns::Forwarder`]); hooking it into the decision is the slot;
+//! 4. **cluster DNS** ([`dns::vip`]): a UDP query from a local pod (or
+//!    the host port) to a DNS VIP ([`Switch::set_dns`]) is answered by the
+//!    node itself, before service translation (the VIP has no endpoints
+//!    to translate to): from the zone into the caller's scratch buffer
+//!    ([`Action::Reply`], a packet that fits the client's MTU), or handed
+//!    to the engine for the upstream [`dns::Forwarder`]
+//!    ([`Action::DnsForward`], answered later through
+//!    [`dns::reply_packet`]); TCP to port 53 is the engine's
+//!    ([`Action::DnsTcp`]); other ports get ICMP port unreachable; peers
+//!    are never answered (the VIP is node-local);
 //! 5. *slot:* **service translation** ([`service`]): ClusterIP ->
 //!    endpoint with [`wire::FlowPacket::rewrite_dst`] (full or partial
 //!    checksums, super-packets included), replies and ICMP errors
@@ -83,7 +88,8 @@
 //!   `ratelimit.rs`: the token bucket; `counters.rs`: drop reasons.
 //! - `offload/`: `segment.rs` (TSO/USO in software, with the virtio-net
 //!   header checks), `coalesce.rs` and `merge.rs` (GRO in software).
-//! - `dns/`: the cluster zone, the query answerer, the upstream forwarder.
+//! - `dns/`: the cluster zone, the query answerer, the upstream forwarder,
+//!   the DNS VIP step and the reply packets it builds, its counters.
 //! - `policy/`: NetworkPolicy compiled per local pod and direction.
 //! - `conntrack/`: the connection table (two keys per entry, TCP/UDP
 //!   states and timeouts, eviction order, per-source limits).

@@ -223,7 +223,9 @@ impl Core {
             counters.super_read = counters.super_read.wrapping_add(1);
         }
         let dst = match action {
-            Action::Drop(_) => return segments,
+            // The DNS VIP step is off until the engine calls
+            // `Switch::set_dns` (issue 15's engine wiring): never returned.
+            Action::Drop(_) | Action::DnsForward(_) | Action::DnsTcp(_) => return segments,
             Action::Reply(n) => {
                 if let Some(reply) = scratch.get(..n) {
                     send_back(source, reply, (host, ports, peers), tx, counters);

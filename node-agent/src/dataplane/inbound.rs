@@ -222,7 +222,8 @@ impl Core {
             return;
         };
         let dst = match switch.from_peer(id, packet, scratch, now) {
-            Action::Drop(_) => return,
+            // The DNS VIP never answers peers: no DNS action from here.
+            Action::Drop(_) | Action::DnsForward(_) | Action::DnsTcp(_) => return,
             Action::Reply(m) => {
                 if let Some(reply) = scratch.get(..m) {
                     send_back(Source::Peer(id), reply, (host, ports, peers), tx, counters);

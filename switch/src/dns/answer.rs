@@ -21,8 +21,10 @@
 //!   QDCOUNT other than 1 or an unparsable message: FORMERR. Class other
 //!   than IN/ANY in the zone: REFUSED. EDNS version above 0: BADVERS.
 //! - Size: over UDP at most 512 bytes, or the client's EDNS(0) payload size
-//!   (clamped to 512..=4096); a larger answer goes out truncated (TC set,
-//!   question only) so the client retries over TCP (65 535 bytes there).
+//!   (clamped to 512..=4096), and never more than the room the caller
+//!   gives [`answer_within`] (the client's MTU less the headers); a larger
+//!   answer goes out truncated (TC set, question only) so the client
+//!   retries over TCP (65 535 bytes there).
 //!
 //! Cost: hickory-proto parses and writes the messages, a handful of small
 //! allocations per query; nothing is kept per query, so a flood of random
@@ -78,13 +80,28 @@ pub enum Answer {
     /// Send `bytes` back to the client.
     Reply { bytes: Vec<u8>, summary: Summary },
     /// Not a cluster name: forward the query to the upstream resolvers.
-    Forward { qtype: u16 },
+    Forward {
+        /// The question's type.
+        qtype: u16,
+        /// The largest UDP response the client takes: 512, or its EDNS(0)
+        /// payload size clamped to 512..=4096 (an upstream answer larger
+        /// than this, or than the room, goes to it truncated).
+        udp_payload: u16,
+    },
     /// Send nothing.
     Drop(DnsDrop),
 }
 
 /// Answers `query` from `zone`. See the module docs.
 pub fn answer(zone: &DnsZone, query: &[u8], proto: Proto) -> Answer {
+    answer_within(zone, query, proto, usize::MAX)
+}
+
+/// [`answer`], with a UDP response of at most `room` bytes whatever the
+/// client's payload size (the packet path passes the client's MTU less
+/// the IP and UDP headers). A `room` under 512 is the caller's to judge:
+/// even a truncated response may not fit it.
+pub fn answer_within(zone: &DnsZone, query: &[u8], proto: Proto, room: usize) -> Answer {
     let [id0, id1, flags0, ..] = *query else {
         return Answer::Drop(DnsDrop::TooShort);
     };
@@ -101,19 +118,19 @@ pub fn answer(zone: &DnsZone, query: &[u8], proto: Proto) -> Answer {
         let mut m = Message::error_msg(id, opcode, ResponseCode::FormErr);
         m.metadata.recursion_desired = flags0 & 0x01 != 0;
         m.metadata.recursion_available = true;
-        return reply(m, 512, 0);
+        return reply(m, room.min(512), 0);
     };
     let mut response = Message::response(request.metadata.id, request.metadata.op_code);
     response.metadata.recursion_desired = request.metadata.recursion_desired;
     response.metadata.checking_disabled = request.metadata.checking_disabled;
     response.metadata.recursion_available = true;
+    let udp_payload = request
+        .edns
+        .as_ref()
+        .map_or(512, |e| e.max_payload().clamp(512, MAX_UDP_PAYLOAD));
     let limit = match proto {
         Proto::Tcp => usize::from(u16::MAX),
-        Proto::Udp => request
-            .edns
-            .as_ref()
-            .map(|e| e.max_payload().clamp(512, MAX_UDP_PAYLOAD))
-            .map_or(512, usize::from),
+        Proto::Udp => usize::from(udp_payload).min(room),
     };
     if let Some(edns) = &request.edns {
         let mut ours = Edns::new();
@@ -158,7 +175,10 @@ pub fn answer(zone: &DnsZone, query: &[u8], proto: Proto) -> Answer {
                 }
             }
         }
-        return Answer::Forward { qtype: qtype_code };
+        return Answer::Forward {
+            qtype: qtype_code,
+            udp_payload,
+        };
     }
     if !matches!(question.query_class(), DNSClass::IN | DNSClass::ANY) {
         response.metadata.response_code = ResponseCode::Refused;

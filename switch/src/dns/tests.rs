@@ -23,7 +23,7 @@ fn port(name: Option<&str>, protocol: &str, port: u16) -> PortSpec {
 /// endpoint with a hostname, one without), shop/ext (ExternalName outside),
 /// shop/alias (ExternalName inside the zone), shop/empty (headless, no
 /// ready endpoint), shop/many (headless, 60 endpoints).
-fn zone() -> DnsZone {
+pub(crate) fn zone() -> DnsZone {
     let svc = |name: &str, kind, ports| ServiceSpec {
         namespace: "shop".into(),
         name: name.into(),
@@ -84,7 +84,11 @@ fn zone() -> DnsZone {
     })
 }
 
-fn query_with(name: &str, qtype: RecordType, edit: impl FnOnce(&mut Message)) -> Vec<u8> {
+pub(crate) fn query_with(
+    name: &str,
+    qtype: RecordType,
+    edit: impl FnOnce(&mut Message),
+) -> Vec<u8> {
     let mut m = Message::new(0x1234, MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = true;
     m.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
@@ -251,7 +255,8 @@ fn other_names_are_forwarded() {
         assert_eq!(
             answer(&z, &query(name, qtype), Proto::Udp),
             Answer::Forward {
-                qtype: u16::from(qtype)
+                qtype: u16::from(qtype),
+                udp_payload: 512,
             },
             "{name}"
         );
@@ -296,6 +301,43 @@ fn large_answers_truncate_over_udp_and_fit_over_tcp() {
     assert!(!s.truncated);
     assert_eq!(m.answers.len(), 60);
     assert_eq!(m.edns.as_ref().map(|e| e.max_payload()), Some(1232));
+}
+
+#[test]
+fn the_room_bounds_udp_answers_and_forwards_carry_the_client_size() {
+    let z = zone();
+    let edns = |size: u16| {
+        move |m: &mut Message| {
+            let mut e = Edns::new();
+            e.set_max_payload(size);
+            m.set_edns(e);
+        }
+    };
+    let q = query_with("many.shop.svc.cluster.local.", RecordType::A, edns(4096));
+    let Answer::Reply { bytes, summary } = answer_within(&z, &q, Proto::Udp, 600) else {
+        panic!("no reply")
+    };
+    assert!(summary.truncated && bytes.len() <= 600);
+    let Answer::Reply { summary, .. } = answer_within(&z, &q, Proto::Udp, 1500) else {
+        panic!("no reply")
+    };
+    assert!(!summary.truncated);
+    // Over TCP the room is not the limit.
+    let Answer::Reply { summary, .. } = answer_within(&z, &q, Proto::Tcp, 600) else {
+        panic!("no reply")
+    };
+    assert!(!summary.truncated);
+    for (size, want) in [(1232, 1232), (100, 512), (65_000, 4096)] {
+        let q = query_with("example.com.", RecordType::AAAA, edns(size));
+        assert_eq!(
+            answer(&z, &q, Proto::Udp),
+            Answer::Forward {
+                qtype: 28,
+                udp_payload: want
+            },
+            "{size}"
+        );
+    }
 }
 
 #[test]

@@ -13,6 +13,9 @@ use crate::wire::VnetHdr;
 use crate::*;
 
 mod config;
+mod dns;
+mod dns_forward;
+mod dns_props;
 mod forwarding;
 mod icmp;
 mod malformed;

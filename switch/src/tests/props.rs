@@ -46,7 +46,7 @@ proptest! {
         let action = run_everywhere(&mut sw, which, &mut packet, &mut scratch, now);
         check_action(action, &scratch)?;
         let c = sw.counters();
-        prop_assert_eq!(c.total_dropped() + c.forwarded_to_port() + c.forwarded_to_host() + c.forwarded_to_peer(), 1);
+        prop_assert_eq!(c.total_dropped() + c.forwarded_to_port() + c.forwarded_to_host() + c.forwarded_to_peer() + c.delivered_to_dns(), 1);
     }
 
     #[test]

@@ -197,10 +197,9 @@ impl Switch {
         if !self.dns.vips.contains(&vip) {
             return None;
         }
-        let fragment = match ip {
-            IpPacket::V4(p) => p.is_fragment(),
-            IpPacket::V6(_) => transport == Transport::Fragment,
-        };
+        // A first IPv4 fragment still has its ports (a later fragment is
+        // `Transport::Fragment`; a first IPv6 one fails the UDP length).
+        let fragment = matches!(ip, IpPacket::V4(p) if p.is_fragment());
         let (src_port, tcp) = match transport {
             Transport::Udp {
                 src_port,

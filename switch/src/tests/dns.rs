@@ -322,6 +322,14 @@ fn malformed_queries_are_dropped_by_reason() {
             pkt(POD_A4, VIP4).frag(8, false).raw(17).payload(&q).build(),
             DnsDropReason::Fragment,
         ),
+        (
+            pkt(POD_A6, VIP6)
+                .ext_fragment(8, false)
+                .raw(17)
+                .payload(&q)
+                .build(),
+            DnsDropReason::Fragment,
+        ),
     ] {
         let before = h.sw.dns_counters().dropped(reason);
         assert_eq!(
@@ -331,7 +339,7 @@ fn malformed_queries_are_dropped_by_reason() {
         );
         assert_eq!(h.sw.dns_counters().dropped(reason), before + 1, "{reason}");
     }
-    assert_eq!(h.dropped(DropReason::DnsQuery), 7);
+    assert_eq!(h.dropped(DropReason::DnsQuery), 8);
     // A super-packet to port 53 is no query.
     let (hdr, p) = as_partial(udp_query(POD_A4, VIP4, &q), GSO_UDP_L4, 20);
     assert_eq!(h.pod_gso(A, p, &hdr), Action::Drop(DropReason::DnsQuery));

@@ -22,12 +22,18 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod pod_meta;
 mod wire;
 
 pub use client::{AgentApiError, AgentClient, AsyncAgentClient};
+pub use pod_meta::{
+    parse_label, validate_pod_meta, NamedPort, DEFAULT_POD_NAMESPACE, MAX_LABELS, MAX_PORTS,
+    PORT_PROTOCOLS,
+};
 pub use wire::{
-    DataplaneInfo, DropCount, ErrorBody, ErrorCode, OffloadInfo, PeerInfo, Pod, PodAddRequest,
-    PodDelResult, PodList, PodResult, PongResult, PortInfo, Request, Response, StatusResult,
+    ClusterViewInfo, DataplaneInfo, DropCount, ErrorBody, ErrorCode, OffloadInfo, PeerInfo, Pod,
+    PodAddRequest, PodDelResult, PodList, PodRegistration, PodResult, PongResult, PortInfo,
+    RegistrationInfo, RegistrationProblem, RegistrationState, Request, Response, StatusResult,
     DEFAULT_IFNAME, DEFAULT_SOCKET, MAX_REQUEST_BYTES, OPS,
 };
 

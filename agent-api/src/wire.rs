@@ -1,12 +1,14 @@
 //! The local API's messages: requests, responses, their results, and the
 //! one request parser the agent uses ([`Request::parse`]).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::pod_meta::NamedPort;
 use super::NodeInfo;
 
 /// Where the agent serves its local API unless told otherwise.
@@ -68,9 +70,31 @@ pub struct PodAddRequest {
     /// The Kubernetes namespace of the pod, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_namespace: Option<String>,
-    /// The Kubernetes name of the pod, if any.
+    /// The Kubernetes name of the pod, if any. A pod with a name belongs
+    /// to the cluster: the agent registers it with the control plane under
+    /// `pod_namespace` (default `default`) and this name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_name: Option<String>,
+    /// The pod's labels (Kubernetes syntax); needs `pod_name`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// The pod's named ports; needs `pod_name`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<NamedPort>,
+}
+
+impl PodAddRequest {
+    /// Every problem with the pod's cluster identity (namespace, name,
+    /// labels, ports), each naming its field; see
+    /// [`validate_pod_meta`](crate::validate_pod_meta).
+    pub fn identity_errors(&self) -> Vec<String> {
+        crate::validate_pod_meta(
+            self.pod_namespace.as_deref(),
+            self.pod_name.as_deref(),
+            &self.labels,
+            &self.ports,
+        )
+    }
 }
 
 fn is_false(b: &bool) -> bool {
@@ -96,10 +120,109 @@ pub struct Pod {
     /// Kubernetes pod name, if any.
     #[serde(default)]
     pub pod_name: Option<String>,
+    /// Its labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Its named ports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<NamedPort>,
     /// When it was added, in seconds since the Unix epoch.
     pub created_unix: u64,
     /// Whether its port is attached to the data plane right now.
     pub attached: bool,
+    /// Where its registration with the control plane stands; `null` for a
+    /// pod without `pod_name` (not a pod of the cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration: Option<PodRegistration>,
+}
+
+/// Where a pod's registration with the control plane stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegistrationState {
+    /// The control plane has the pod as it is now.
+    Registered,
+    /// Not sent yet, or being sent (also while the control plane is
+    /// unreachable: the pod's network works all the same).
+    Pending,
+    /// The control plane refused it or could not be reached; retried in
+    /// the background.
+    Failed,
+}
+
+impl RegistrationState {
+    /// The state as the wire spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Registered => "registered",
+            Self::Pending => "pending",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// One pod's registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodRegistration {
+    /// Where it stands.
+    pub state: RegistrationState,
+    /// Attempts that failed since the last success.
+    #[serde(default)]
+    pub failures: u32,
+    /// The last failure, while it is not registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The agent's pod registrations with the control plane, for `status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistrationInfo {
+    /// Pods the control plane has as they are.
+    pub registered: usize,
+    /// Pods (and removals) not sent yet.
+    pub pending: usize,
+    /// Pods (and removals) that failed and are being retried.
+    pub failed: usize,
+    /// The failures, at most 16: what, and why.
+    #[serde(default)]
+    pub problems: Vec<RegistrationProblem>,
+    /// Unix seconds of the last whole-node sync (`SyncPods`), if any.
+    #[serde(default)]
+    pub last_sync_unix: Option<u64>,
+}
+
+/// A registration (or removal) that has not gone through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistrationProblem {
+    /// The pod's namespace.
+    pub namespace: String,
+    /// The pod's name.
+    pub name: String,
+    /// `register` or `unregister`.
+    pub action: String,
+    /// Attempts that failed.
+    pub failures: u32,
+    /// The last error.
+    pub error: String,
+}
+
+/// How many objects of each kind the agent holds from the control plane.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterViewInfo {
+    /// The watch revision the objects are at.
+    pub revision: u64,
+    /// The number of changes applied since the agent started.
+    pub version: u64,
+    /// Namespaces.
+    pub namespaces: usize,
+    /// Pods of every node.
+    pub pods: usize,
+    /// Services.
+    pub services: usize,
+    /// EndpointSlices.
+    pub endpoint_slices: usize,
+    /// NetworkPolicies.
+    pub network_policies: usize,
 }
 
 /// The result of `ping`.
@@ -142,6 +265,14 @@ pub struct StatusResult {
     /// Why the data plane did not answer.
     #[serde(default)]
     pub dataplane_error: Option<String>,
+    /// The pods' registrations with the control plane (`null` from an
+    /// agent without them).
+    #[serde(default)]
+    pub registration: Option<RegistrationInfo>,
+    /// The cluster's objects the agent holds (`null` from an agent
+    /// without them).
+    #[serde(default)]
+    pub cluster_view: Option<ClusterViewInfo>,
 }
 
 /// The data plane's state and counters.
@@ -547,6 +678,8 @@ mod tests {
                 pod_namespace: Some("default".into()),
                 pod_name: Some("web-1".into()),
                 create_netns: false,
+                labels: [("app".to_string(), "web".to_string())].into(),
+                ports: vec![NamedPort::parse("http=8080/TCP").unwrap()],
             }),
         ];
         for r in requests {

@@ -66,10 +66,11 @@ mod teardown;
 mod topology;
 
 pub use cluster::{
-    build_binaries_once, cargo_build_binaries, profile_dir, workspace_manifest, Binaries, Check,
-    CheckKind, Cluster, ClusterGuard, ClusterPod, ClusterRecord, ClusterSpec, Connectivity,
-    ControlPlaneRecord, LiveProcess, NodeRecord, Signal, AGENT_PROGRAM, CONTROL_PLANE_LABEL,
-    CONTROL_PLANE_PORT, CONTROL_PLANE_PROGRAM, DEFAULT_WAIT, LAB_METRICS, WIREGUARD_PORT,
+    build_binaries_once, cargo_build_binaries, in_netns, profile_dir, workspace_manifest, Binaries,
+    Check, CheckKind, Cluster, ClusterGuard, ClusterPod, ClusterRecord, ClusterSpec, Connectivity,
+    ControlPlaneRecord, LiveProcess, NodeRecord, PodIdentity, Signal, AGENT_PROGRAM,
+    CONTROL_PLANE_LABEL, CONTROL_PLANE_PORT, CONTROL_PLANE_PROGRAM, DEFAULT_WAIT, LAB_METRICS,
+    WIREGUARD_PORT,
 };
 pub use cmd::{exec_in, list_namespaces, namespace_pids, DEFAULT_COMMAND_TIMEOUT};
 pub use error::LabError;

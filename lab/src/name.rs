@@ -1,7 +1,8 @@
 //! Lab names and the names of the namespaces a lab owns.
 //!
 //! A lab named `x` owns exactly the namespaces `weft-x-ul`, `weft-x-cp`,
-//! `weft-x-nK` and `weft-x-nK-pJ` (K, J >= 1, written without leading zeros).
+//! `weft-x-ext`, `weft-x-nK` and `weft-x-nK-pJ` (K, J >= 1, written without
+//! leading zeros).
 //! Ownership is decided by the prefix `weft-x-` (with its trailing dash) and
 //! an exact match of the rest against those patterns, so lab `a` owns neither
 //! `weft-ab-n1` (lab `ab`) nor `weft-a-n1-ul` (lab `a-n1`).
@@ -28,6 +29,8 @@ pub enum NamespaceRole {
     Underlay,
     /// The control-plane host (`weft-x-cp`).
     ControlPlane,
+    /// The outside host on the underlay that is not a node (`weft-x-ext`).
+    External,
     /// Node host K (`weft-x-nK`).
     Node(usize),
     /// Pod J of node K (`weft-x-nK-pJ`).
@@ -88,6 +91,7 @@ impl LabName {
         match role {
             NamespaceRole::Underlay => format!("{prefix}ul"),
             NamespaceRole::ControlPlane => format!("{prefix}cp"),
+            NamespaceRole::External => format!("{prefix}ext"),
             NamespaceRole::Node(k) => format!("{prefix}n{k}"),
             NamespaceRole::Pod { node, pod } => format!("{prefix}n{node}-p{pod}"),
         }
@@ -99,6 +103,7 @@ impl LabName {
         match rest {
             "ul" => return Some(NamespaceRole::Underlay),
             "cp" => return Some(NamespaceRole::ControlPlane),
+            "ext" => return Some(NamespaceRole::External),
             _ => {}
         }
         let rest = rest.strip_prefix('n')?;

@@ -34,6 +34,10 @@ pub struct LabState {
     pub control_plane: HostRecord,
     /// Node 1..N, in order: `nodes[K - 1]` is node K.
     pub nodes: Vec<HostRecord>,
+    /// The outside host (`ext`): on the underlay, not a node; absent until
+    /// a cluster adds it ([`Lab::add_external`](super::Lab::add_external)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<HostRecord>,
     /// Pod namespaces, in creation order.
     pub pods: Vec<PodRecord>,
     /// Processes started in the lab, in start order (some may have exited).
@@ -99,15 +103,19 @@ impl LabState {
         self.nodes.get(k.checked_sub(1)?)
     }
 
-    /// The host record for namespace `ns`, if it is a host.
+    /// The host record for namespace `ns`, if it is a host (the outside
+    /// host included).
     pub fn host(&self, ns: &str) -> Option<&HostRecord> {
-        self.hosts().find(|h| h.ns == ns)
+        self.hosts()
+            .chain(self.external.as_ref())
+            .find(|h| h.ns == ns)
     }
 
-    /// Every namespace of the lab: underlay, hosts, pods.
+    /// Every namespace of the lab: underlay, hosts, the outside host, pods.
     pub fn namespaces(&self) -> impl Iterator<Item = &str> {
         std::iter::once(self.underlay_ns.as_str())
             .chain(self.hosts().map(|h| h.ns.as_str()))
+            .chain(self.external.iter().map(|h| h.ns.as_str()))
             .chain(self.pods.iter().map(|p| p.ns.as_str()))
     }
 }

@@ -109,7 +109,7 @@ pub fn teardown(name: &LabName, state_root: &Path) -> Result<TeardownReport, Lab
     namespaces.sort_by_key(|ns| {
         std::cmp::Reverse(match name.role_of(ns) {
             Some(NamespaceRole::Pod { .. }) => 3,
-            Some(NamespaceRole::Node(_)) => 2,
+            Some(NamespaceRole::Node(_) | NamespaceRole::External) => 2,
             Some(NamespaceRole::ControlPlane) => 1,
             _ => 0,
         })

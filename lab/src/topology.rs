@@ -173,6 +173,70 @@ impl Lab {
         Ok(pod)
     }
 
+    /// Removes the pod namespace `ns` (and whatever is in it) from the lab.
+    /// Succeeds if the lab has no such pod.
+    pub fn remove_pod(&mut self, ns: &str) -> Result<(), LabError> {
+        let name = self.name.clone();
+        self.update_state(|state| {
+            if !state.pods.iter().any(|p| p.ns == ns) {
+                return Ok(());
+            }
+            if name.role_of(ns).is_none() {
+                return Err(LabError::InvalidArgument(format!(
+                    "{ns} is not a namespace of lab '{name}'"
+                )));
+            }
+            if Path::new("/run/netns").join(ns).exists() {
+                ip(&["netns", "delete", ns])?;
+            }
+            state.pods.retain(|p| p.ns != ns);
+            Ok(())
+        })
+    }
+
+    /// Adds the outside host `ext` (`weft-<name>-ext`): a host on the
+    /// underlay bridge that is not a node, at the underlay's last host
+    /// address (`192.0.2.254` on the default `/24`), for clients from
+    /// outside the cluster. Returns it; a lab that has one keeps it.
+    pub fn add_external(&mut self) -> Result<HostRecord, LabError> {
+        let name = self.name.clone();
+        self.update_state(|state| {
+            if let Some(ext) = &state.external {
+                return Ok(ext.clone());
+            }
+            let net = state.underlay_cidr;
+            let last = u32::from(net.broadcast()).checked_sub(1).map(std::net::Ipv4Addr::from);
+            let addr = last.filter(|a| net.prefix_len() <= 30 && net.contains(a)).ok_or_else(|| {
+                LabError::InvalidArgument(format!(
+                    "underlay {} has no host address for the outside host",
+                    state.underlay_cidr
+                ))
+            })?;
+            let taken = state.hosts().any(|h| h.address.addr() == addr);
+            if taken {
+                return Err(LabError::InvalidArgument(format!(
+                    "underlay {} has no room for the outside host: its last address {addr} is a node's",
+                    state.underlay_cidr
+                )));
+            }
+            let host = HostRecord {
+                ns: name.namespace(NamespaceRole::External),
+                interface: HOST_INTERFACE.to_string(),
+                address: ipnet::Ipv4Net::new(addr, state.underlay_cidr.prefix_len())
+                    .map_err(|e| LabError::InvalidArgument(e.to_string()))?,
+                bridge_port: "v-ext".to_string(),
+            };
+            if let Err(e) = add_host(&state.underlay_ns, &host) {
+                if Path::new("/run/netns").join(&host.ns).exists() {
+                    let _ = ip(&["netns", "delete", &host.ns]);
+                }
+                return Err(e);
+            }
+            state.external = Some(host.clone());
+            Ok(host)
+        })
+    }
+
     /// Adds node host N+1 (`weft-<name>-n<N+1>`, the next underlay address,
     /// a veth port on the bridge) to a lab that has N nodes. Removes what it
     /// made if a step fails.
@@ -180,12 +244,22 @@ impl Lab {
         let name = self.name.clone();
         self.update_state(|state| {
             let k = state.nodes.len() + 1;
-            let addr = state.underlay_cidr.hosts().nth(k).ok_or_else(|| {
-                LabError::InvalidArgument(format!(
-                    "underlay {} has no room for node {k}",
-                    state.underlay_cidr
-                ))
-            })?;
+            let addr = state
+                .underlay_cidr
+                .hosts()
+                .nth(k)
+                .filter(|a| {
+                    state
+                        .external
+                        .as_ref()
+                        .is_none_or(|e| e.address.addr() != *a)
+                })
+                .ok_or_else(|| {
+                    LabError::InvalidArgument(format!(
+                        "underlay {} has no room for node {k}",
+                        state.underlay_cidr
+                    ))
+                })?;
             let host = HostRecord {
                 ns: name.namespace(NamespaceRole::Node(k)),
                 interface: HOST_INTERFACE.to_string(),
@@ -301,6 +375,7 @@ fn plan(spec: &LabSpec) -> Result<LabState, LabError> {
         nodes: (1..=spec.nodes)
             .map(|k| host(NamespaceRole::Node(k), k, format!("v-n{k}")))
             .collect::<Result<_, _>>()?,
+        external: None,
         pods: Vec::new(),
         processes: Vec::new(),
         cluster: None,

@@ -12,5 +12,7 @@ pub mod metrics;
 pub mod netlink;
 pub mod netns;
 pub mod pods;
+pub mod registration;
 pub mod tun;
+pub mod view;
 pub mod wg;

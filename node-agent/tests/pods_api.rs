@@ -84,6 +84,7 @@ impl Served {
             pods: Arc::new(pods),
             dataplane,
             node: Arc::new(FakeNode(Mutex::new(node_info()))),
+            cluster: None,
         };
         let listener = api::bind(&socket).unwrap();
         let (tx, rx) = oneshot::channel::<()>();

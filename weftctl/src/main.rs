@@ -6,7 +6,7 @@ mod duration;
 mod output;
 mod render;
 
-use cmd::{admin, apply, check, get, lab, pod, status};
+use cmd::{admin, apply, check, get, lab, on_lab, pod, status};
 
 use clap::{Parser, Subcommand};
 
@@ -16,6 +16,19 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "weftctl", version, about)]
 struct Cli {
+    /// Send an admin command to a local lab's control plane (`weftctl
+    /// lab`), with the lab's admin credentials: `--lab` (the lab WEFT_LAB
+    /// names, else `lab`), `--lab=NAME`, or `--lab NAME` before the
+    /// command. Root.
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = ""
+    )]
+    lab: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -56,9 +69,58 @@ enum Command {
     Lab(lab::LabArgs),
 }
 
+/// Every command's name, for `--lab NAME` before one of them.
+fn command_names() -> Vec<String> {
+    use clap::CommandFactory as _;
+    Cli::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect()
+}
+
+/// The admin credentials an admin command uses; `None` for the others.
+fn admin_config(command: &mut Command) -> Option<&mut std::path::PathBuf> {
+    match command {
+        Command::Token(a) => Some(&mut a.admin.config),
+        Command::Nodes { admin, .. } => Some(&mut admin.config),
+        Command::Node(a) => Some(&mut a.admin.config),
+        Command::Cluster(a) => Some(&mut a.admin.config),
+        Command::Apply(a) => Some(&mut a.admin.config),
+        Command::Get(a) => Some(&mut a.admin.config),
+        Command::Delete(a) => Some(&mut a.admin.config),
+        Command::Label(a) => Some(&mut a.admin.config),
+        Command::Pod(_) | Command::Status(_) | Command::Check(_) | Command::Lab(_) => None,
+    }
+}
+
 fn main() {
-    let cli = Cli::parse();
+    let names = command_names();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let args = on_lab::normalize_args(std::env::args_os().collect(), &names);
+    let mut cli = Cli::parse_from(args);
     init_logging();
+    // `--lab`: the lab's credentials, and the command runs inside the lab.
+    let lab = match cli.lab.take() {
+        None => None,
+        Some(name) => {
+            let target = match admin_config(&mut cli.command) {
+                None => Err(anyhow::anyhow!(
+                    "--lab is for admin commands (apply, get, delete, label, nodes, node, token, cluster); \
+                     for a node's agent use `weftctl lab exec n1 -- weftctl ...`"
+                )),
+                Some(config) => on_lab::resolve(&name).inspect(|t| {
+                    config.clone_from(&t.admin_conf);
+                }),
+            };
+            match target {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    eprintln!("weftctl: {e:#}");
+                    std::process::exit(1);
+                }
+            }
+        }
+    };
     // The lab is synchronous and runs its own runtimes where it needs them.
     if let Command::Lab(args) = cli.command {
         std::process::exit(lab::run(args));
@@ -67,18 +129,27 @@ fn main() {
     if let Command::Check(args) = cli.command {
         std::process::exit(check::run(args));
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("weftctl: cannot start the async runtime: {e}");
-            std::process::exit(1);
+    let result = match lab {
+        None => run(cli.command),
+        Some(target) => {
+            let command = cli.command;
+            on_lab::run_in(&target, move || run(command)).and_then(|r| r)
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
+    if let Err(e) = result {
+        eprintln!("weftctl: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// Runs one command (not `lab`, not `check`) on a runtime of its own.
+fn run(command: Command) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async {
+        match command {
             Command::Token(a) => admin::token(&a.admin.config, a.command).await,
             Command::Nodes { admin, output } => admin::nodes(&admin.config, output).await,
             Command::Node(a) => admin::node(&a.admin.config, a.command).await,
@@ -91,11 +162,7 @@ fn main() {
             Command::Status(args) => status::run(args).await,
             Command::Lab(_) | Command::Check(_) => Ok(()),
         }
-    });
-    if let Err(e) = result {
-        eprintln!("weftctl: {e:#}");
-        std::process::exit(1);
-    }
+    })
 }
 
 /// Warnings of the libraries weftctl uses (e.g. a credentials file others

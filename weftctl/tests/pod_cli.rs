@@ -128,6 +128,7 @@ async fn pod_add_list_del_and_status() {
         pods: Arc::new(pods),
         dataplane: Arc::new(Dataplane(sink.clone())),
         node: Arc::new(Node),
+        cluster: None,
     };
     let listener = api::bind(&socket).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -146,7 +147,23 @@ async fn pod_add_list_del_and_status() {
     let (code, out, err) = run(
         &socket,
         &[
-            "pod", "add", "db", "--netns", &netns, "--ifname", "eth1", "-o", "json",
+            "pod",
+            "add",
+            "db",
+            "--netns",
+            &netns,
+            "--ifname",
+            "eth1",
+            "-o",
+            "json",
+            "-n",
+            "shop",
+            "--label",
+            "app=db",
+            "--port",
+            "sql=5432/tcp",
+            "--port",
+            "9100",
         ],
     )
     .await;
@@ -157,6 +174,13 @@ async fn pod_add_list_del_and_status() {
     assert_eq!(db["ifname"], "eth1");
     assert_eq!(db["netns"], netns.as_str());
     assert_eq!(db["created_netns"], false);
+    assert_eq!(db["pod_namespace"], "shop");
+    assert_eq!(db["pod_name"], "db");
+    assert_eq!(db["labels"], serde_json::json!({"app": "db"}));
+    assert_eq!(
+        db["ports"],
+        serde_json::json!([{"name": "sql", "port": 5432, "protocol": "TCP"}, {"port": 9100, "protocol": "TCP"}])
+    );
 
     // list, as a table and as JSON.
     let (code, out, err) = run(&socket, &["pod", "list"]).await;
@@ -165,7 +189,22 @@ async fn pod_add_list_del_and_status() {
         .lines()
         .map(|l| l.split_whitespace().collect())
         .collect();
-    assert_eq!(lines[0], vec!["NAME", "IP", "NETNS", "IFNAME", "AGE"]);
+    assert_eq!(
+        lines[0],
+        vec![
+            "NAME",
+            "IP",
+            "NETNS",
+            "IFNAME",
+            "AGE",
+            "CLUSTER",
+            "REGISTRATION"
+        ]
+    );
+    // Without a control plane (this API serves no registrations) the
+    // registration is unknown.
+    assert_eq!(lines[1][5..], ["shop/db", "-"]);
+    assert_eq!(lines[2][5..], [format!("default/{web}").as_str(), "-"]);
     assert_eq!(lines[1][..4], ["db", "10.80.0.3", netns.as_str(), "eth1"]);
     assert_eq!(
         lines[2][..4],
@@ -217,19 +256,51 @@ async fn pod_add_list_del_and_status() {
     let (code, _, err) = run(&socket, &["pod", "add", "bad name"]).await;
     assert_eq!(code, 1);
     assert!(
-        err.starts_with("weftctl: invalid pod name \"bad name\": it does not follow the rule. The pod's name: 1 to 253 ASCII letters"),
+        err.starts_with("weftctl: invalid pod name \"bad name\": a lowercase RFC 1123 subdomain must consist of"),
+        "{err}"
+    );
+    assert!(
+        err.contains("A Kubernetes pod name: 1 to 253 lowercase letters"),
         "{err}"
     );
     assert_eq!(err.lines().count(), 1, "{err}");
     let (code, _, err) = run(&socket, &["pod", "add", "web/1"]).await;
     assert_eq!(code, 1);
+    assert!(err.contains("invalid pod name \"web/1\""), "{err}");
+    let (_, help, _) = run(&socket, &["pod", "add", "--help"]).await;
+    assert!(help.contains("A Kubernetes pod name"), "{help}");
+    assert!(help.contains("--label <KEY=VALUE>"), "{help}");
+    assert!(help.contains("--port <NAME=PORT/PROTO>"), "{help}");
+    // Labels, ports and the namespace are checked before the agent is asked,
+    // each named by its flag.
+    let (code, _, err) = run(
+        &socket,
+        &[
+            "pod",
+            "add",
+            "x1",
+            "--label=-bad=1",
+            "--port",
+            "http=80/SCTP",
+            "-n",
+            "Shop",
+        ],
+    )
+    .await;
+    assert_eq!(code, 1);
     assert!(
-        err.contains("\"web/1\": it holds '/' and no --netns is given")
-            && err.contains("'/' is allowed only with --netns"),
+        err.starts_with("weftctl: invalid pod \"x1\": --namespace: Invalid value: \"Shop\""),
         "{err}"
     );
-    let (_, help, _) = run(&socket, &["pod", "add", "--help"]).await;
-    assert!(help.contains("'/' is allowed only with --netns"), "{help}");
+    assert!(err.contains("--label: Invalid value: \"-bad\""), "{err}");
+    assert!(
+        err.contains("--port [0].protocol: Unsupported value: \"SCTP\""),
+        "{err}"
+    );
+    let (code, _, err) = run(&socket, &["pod", "add", "x1", "--port", "http"]).await;
+    assert_eq!(code, 2, "clap refuses a port it cannot read: {err}");
+    assert!(err.contains("\"http\" is not a port number"), "{err}");
+    assert!(!Path::new("/run/netns/x1").exists());
     // Adding it again changes nothing, and says so.
     let (code, out, err) = run(&socket, &["pod", "add", &web]).await;
     assert_eq!(code, 0, "{err}");

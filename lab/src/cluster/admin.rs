@@ -20,8 +20,11 @@ use weft_proto::v1::{CreateTokenRequest, GetClusterInfoRequest};
 
 use crate::LabError;
 
-/// Runs `f` on a new thread inside the named network namespace `ns`.
-pub(crate) fn in_netns<T: Send + 'static>(
+/// Runs `f` on a new thread inside the named network namespace `ns`
+/// (`/run/netns/<ns>`) and returns what it returns. Everything `f` opens
+/// (sockets, a runtime's threads it starts) is in that namespace; the
+/// caller's thread never changes namespace. Needs CAP_SYS_ADMIN.
+pub fn in_netns<T: Send + 'static>(
     ns: &str,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, LabError> {

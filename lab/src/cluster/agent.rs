@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use weft_agent_api::{AgentClient, Pod, PodAddRequest, StatusResult};
+use weft_agent_api::{AgentClient, Pod, PodAddRequest, RegistrationState, StatusResult};
 
 use super::record::{ControlPlaneRecord, NodeRecord};
 use crate::process::log_tail;
@@ -93,20 +93,51 @@ pub(crate) fn wait_joined(
     joined.ok_or_else(|| LabError::InvalidArgument(format!("agent {} not ready", node.name)))
 }
 
-/// Adds pod `id` in the namespace at `netns` through the agent at `socket`.
+/// Adds a pod through the agent at `socket`.
 pub(crate) fn pod_add(
     socket: &Path,
-    id: &str,
-    netns: &Path,
+    request: PodAddRequest,
     timeout: Duration,
 ) -> Result<Pod, String> {
     client(socket, timeout)?
-        .pod_add(PodAddRequest {
-            id: id.to_string(),
-            netns: Some(netns.display().to_string()),
-            ..PodAddRequest::default()
-        })
+        .pod_add(request)
         .map_err(|e| e.to_string())
+}
+
+/// Waits until the agent at `socket` has registered its pod `id` with the
+/// control plane; the last state seen on timeout.
+pub(crate) fn wait_registered(
+    node: &NodeRecord,
+    id: &str,
+    timeout: Duration,
+) -> Result<(), LabError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = match client(&node.api_socket, PROBE_TIMEOUT)
+            .and_then(|mut c| c.pod_get(id).map_err(|e| e.to_string()))
+        {
+            Ok(pod) => match pod.registration {
+                Some(r) if r.state == RegistrationState::Registered => return Ok(()),
+                Some(r) => format!(
+                    "pod {id} on {} is {}{}",
+                    node.name,
+                    r.state.as_str(),
+                    r.error.map(|e| format!(": {e}")).unwrap_or_default()
+                ),
+                None => format!("pod {id} on {} has no registration", node.name),
+            },
+            Err(e) => format!("asking {} for pod {id}: {e}", node.name),
+        };
+        if Instant::now() >= deadline {
+            return Err(LabError::WaitTimeout {
+                timeout,
+                last,
+                log: node.log.clone(),
+                log_tail: log_tail(&node.log, 20),
+            });
+        }
+        std::thread::sleep(POLL);
+    }
 }
 
 /// The names of the peers the agent at `socket` has.

@@ -1,10 +1,14 @@
 //! A whole weft cluster on one machine, on top of the lab topology.
 //!
 //! [`Cluster::up`] builds the topology ([`Lab::up`]), starts
-//! `weft-control-plane` in the control-plane namespace, creates a join token
-//! over the Admin API, starts one `weft-agent` per node namespace, adds
-//! `pods_per_node` pods to each node through its agent's local API, and
-//! waits until every agent has every other node as a peer.
+//! `weft-control-plane` in the control-plane namespace, adds the outside
+//! host `ext` (on the underlay, not a node), creates a join token over the
+//! Admin API, starts one `weft-agent` per node namespace, adds
+//! `pods_per_node` pods to each node through its agent's local API
+//! (registered as `default/nK-pJ`), and waits until every agent has every
+//! other node as a peer. Pods with names, labels and ports come and go on a
+//! running cluster with [`Cluster::add_named_pod`] and
+//! [`Cluster::remove_pod`].
 //! [`Cluster::check_connectivity`] then pings pod to pod, pod to node, node
 //! to pod and node to node.
 //!
@@ -14,7 +18,8 @@
 //! |---|---|
 //! | control plane | namespace `weft-x-cp`, `192.0.2.1:7443`, state `/run/weft-lab/x/cp/`, log `logs/cp.log` |
 //! | node `nK` | namespace `weft-x-nK`, underlay `192.0.2.(K+1)`, WireGuard `:51820`, agent state `/run/weft-lab/x/nK/state/`, API `/run/weft-lab/x/nK/agent.sock`, log `logs/nK.log` |
-//! | pod `nK-pJ` | namespace `weft-x-nK-pJ` (`/run/netns/weft-x-nK-pJ`), `eth0` with an address of node K's pod CIDR |
+//! | pod `nK-pJ` | namespace `weft-x-nK-pJ` (`/run/netns/weft-x-nK-pJ`), `eth0` with an address of node K's pod CIDR; in the cluster `default/nK-pJ`, or the `NS/NAME` it was added as |
+//! | outside host `ext` | namespace `weft-x-ext`, the underlay's last address (`192.0.2.254`), not a node |
 //!
 //! Everything is recorded in `lab.json` ([`ClusterRecord`] in
 //! [`LabState::cluster`](super::LabState::cluster)), so another invocation
@@ -36,6 +41,7 @@ mod admin;
 mod agent;
 mod connectivity;
 mod liveness;
+mod pods;
 mod record;
 mod spec;
 mod up;
@@ -52,6 +58,7 @@ use weft_agent_api::StatusResult;
 use weft_proto::v1::admin_client::AdminClient;
 
 pub use crate::check::{Check, CheckKind, Connectivity};
+pub use admin::in_netns;
 pub use agent::LAB_METRICS;
 pub use liveness::LiveProcess;
 pub use record::{
@@ -61,6 +68,7 @@ pub use spec::{
     build_binaries_once, cargo_build_binaries, profile_dir, workspace_manifest, ClusterSpec,
     AGENT_PROGRAM, CONTROL_PLANE_PORT, CONTROL_PLANE_PROGRAM, DEFAULT_WAIT, WIREGUARD_PORT,
 };
+pub use up::PodIdentity;
 
 use super::{teardown, Lab, LabError, LabName, LabProcess, TeardownReport};
 

@@ -3,11 +3,13 @@
 //! other invocations (`weftctl lab status`, `exec`, `logs`, `down`) and
 //! tests find them.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+use weft_agent_api::NamedPort;
 
 /// The process label (and log file stem) of the control plane.
 pub const CONTROL_PLANE_LABEL: &str = "cp";
@@ -78,11 +80,24 @@ pub struct NodeRecord {
 }
 
 /// A pod of a lab cluster: a lab pod namespace with an address from its
-/// node's pod CIDR, added through the node's agent.
+/// node's pod CIDR, added through the node's agent, and registered with
+/// the control plane as `namespace/pod_name`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterPod {
-    /// `nK-pJ`: the pod's name and its id on the agent.
+    /// `nK-pJ`: the pod's lab name and its id on the agent.
     pub name: String,
+    /// Its namespace in the cluster (`default` for the pods of `up`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Its name in the cluster (`nK-pJ` for the pods of `up`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_name: Option<String>,
+    /// Its labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Its named ports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<NamedPort>,
     /// Its node's name (`nK`).
     pub node: String,
     /// Its namespace (`weft-<lab>-nK-pJ`).
@@ -104,15 +119,31 @@ pub struct Binaries {
     pub agent: PathBuf,
 }
 
+impl ClusterPod {
+    /// `NAMESPACE/NAME`, its name in the cluster (if it has one).
+    pub fn cluster_name(&self) -> Option<String> {
+        let name = self.pod_name.as_deref()?;
+        Some(format!(
+            "{}/{name}",
+            self.namespace
+                .as_deref()
+                .unwrap_or(weft_agent_api::DEFAULT_POD_NAMESPACE)
+        ))
+    }
+}
+
 impl ClusterRecord {
     /// The node named `name` (`nK`).
     pub fn node(&self, name: &str) -> Option<&NodeRecord> {
         self.nodes.iter().find(|n| n.name == name)
     }
 
-    /// The pod named `name` (`nK-pJ`).
+    /// The pod named `name`: its lab name (`nK-pJ`) or its name in the
+    /// cluster, `NAMESPACE/NAME`.
     pub fn pod(&self, name: &str) -> Option<&ClusterPod> {
-        self.pods.iter().find(|p| p.name == name)
+        self.pods
+            .iter()
+            .find(|p| p.name == name || p.cluster_name().as_deref() == Some(name))
     }
 
     /// The pods of node `node`.

@@ -42,6 +42,9 @@ pub struct ClusterSpec {
     /// `["--lease-ttl", "3", "--removal-grace", "3"]` for a cluster whose
     /// dead nodes expire quickly). Recorded, so restarts keep them.
     pub control_plane_args: Vec<String>,
+    /// Whether to add the outside host `ext` (on the underlay, not a node;
+    /// [`Lab::add_external`](crate::Lab::add_external)).
+    pub external: bool,
 }
 
 impl ClusterSpec {
@@ -55,6 +58,7 @@ impl ClusterSpec {
             wait: DEFAULT_WAIT,
             log_filter: "info".to_string(),
             control_plane_args: Vec::new(),
+            external: true,
         };
         spec.validate()?;
         Ok(spec)

@@ -113,6 +113,14 @@ fn bring_up(
         .spawn_control_plane()
         .map_err(|e| e.in_step("starting the control plane"))?;
 
+    if spec.external {
+        progress("adding the outside host ext");
+        cluster
+            .lab
+            .add_external()
+            .map_err(|e| e.in_step("adding the outside host ext"))?;
+    }
+
     progress("creating a join token");
     let nodes = cluster.record.nodes.clone();
     let usages = u32::try_from(nodes.len()).unwrap_or(u32::MAX);
@@ -217,17 +225,59 @@ pub(super) fn add_pod_to_agent(
     wait: Duration,
 ) -> Result<ClusterPod, LabError> {
     let name = format!("{}-p{}", node.name, ns.index);
+    let identity = PodIdentity {
+        namespace: weft_agent_api::DEFAULT_POD_NAMESPACE.to_string(),
+        name: name.clone(),
+        ..PodIdentity::default()
+    };
+    add_identified_pod(node, ns, &identity, wait)
+}
+
+/// A pod's identity in the cluster: what `weftctl lab pod add` gives.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodIdentity {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Its labels.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Its named ports.
+    pub ports: Vec<weft_agent_api::NamedPort>,
+}
+
+/// Has `node`'s agent add the pod `identity` in the lab pod namespace `ns`
+/// (agent id `nK-pJ`).
+pub(super) fn add_identified_pod(
+    node: &NodeRecord,
+    ns: &PodRecord,
+    identity: &PodIdentity,
+    wait: Duration,
+) -> Result<ClusterPod, LabError> {
+    let id = format!("{}-p{}", node.name, ns.index);
     let netns = Path::new("/run/netns").join(&ns.ns);
-    let pod = agent::pod_add(&node.api_socket, &name, &netns, wait).map_err(|reason| {
-        LabError::Refused {
-            what: format!("adding pod {name} on {} (pod_add)", node.name),
+    let request = weft_agent_api::PodAddRequest {
+        id: id.clone(),
+        netns: Some(netns.display().to_string()),
+        pod_namespace: Some(identity.namespace.clone()),
+        pod_name: Some(identity.name.clone()),
+        labels: identity.labels.clone(),
+        ports: identity.ports.clone(),
+        ..weft_agent_api::PodAddRequest::default()
+    };
+    let pod =
+        agent::pod_add(&node.api_socket, request, wait).map_err(|reason| LabError::Refused {
+            what: format!("adding pod {id} on {} (pod_add)", node.name),
             reason,
             log: node.log.clone(),
             log_tail: crate::process::log_tail(&node.log, 20),
-        }
-    })?;
+        })?;
     Ok(ClusterPod {
-        name,
+        name: id,
+        namespace: Some(identity.namespace.clone()),
+        pod_name: Some(identity.name.clone()),
+        labels: identity.labels.clone(),
+        ports: identity.ports.clone(),
         node: node.name.clone(),
         ns: ns.ns.clone(),
         netns,

@@ -10,7 +10,8 @@
 //!   name, another cluster CA) are refused.
 //! - [`AgentCore::run`] first applies the persisted peers, then keeps the
 //!   sink in step with the control plane until `shutdown`: the watch
-//!   (resuming from the persisted revision, reconnecting with backoff), the
+//!   (resuming from the persisted revision, reconnecting with backoff;
+//!   its objects kept in the [`ViewFeed`] and `objects.json`), the
 //!   lease (renewed every third of its TTL; re-joining with the token if the
 //!   node was removed), this node's endpoint and key (corrected with
 //!   `UpdateNode`), and `peers.json` (debounced, atomic). It never calls
@@ -39,6 +40,7 @@ use super::peers::{PeerAction, PeerRecord, PeerSink, PeerTable};
 use super::state::{NodeFile, PeersFile, StatePaths};
 use crate::api::NodeInfoSource;
 use crate::dataplane::PeerSpec;
+use crate::view::{ViewFeed, ViewSnapshot};
 
 /// How long the core's tasks get to stop.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -63,6 +65,9 @@ pub struct Timing {
     /// before the agent gives up (`--join-timeout`); re-joins retry
     /// forever.
     pub first_join: Duration,
+    /// At most how often `objects.json` is written while the cluster's
+    /// objects change.
+    pub view_persist: Duration,
 }
 
 impl Default for Timing {
@@ -75,6 +80,7 @@ impl Default for Timing {
             persist_debounce: Duration::from_millis(500),
             sink_retry: Duration::from_secs(5),
             first_join: Duration::from_secs(30),
+            view_persist: Duration::from_secs(2),
         }
     }
 }
@@ -155,6 +161,11 @@ pub(super) struct Shared {
     /// Bumped when `channel` is replaced (after a re-join).
     pub channel_gen: watch::Sender<u64>,
     pub table: Mutex<PeerTable>,
+    /// The cluster's objects (namespaces, pods, Services, ...).
+    pub view: Arc<ViewFeed>,
+    /// Bumped each time a watch stream opens: the pod registrations sync
+    /// after every (re)connection.
+    pub watch_opened: watch::Sender<u64>,
     pub link: Mutex<Link>,
     /// Wakes the lease task: renew now and check this node's own record.
     pub renew_now: Notify,
@@ -171,6 +182,20 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Shared {
     pub fn channel(&self) -> Channel {
         lock(&self.channel).clone()
+    }
+
+    /// Where the next watch resumes: the older of the peer table's and
+    /// the cluster view's revisions (0 when either has none), so neither
+    /// misses a change.
+    pub fn resume_revision(&self) -> u64 {
+        let peers = lock(&self.table).revision();
+        peers.min(self.view.revision())
+    }
+
+    /// The next watch starts with a snapshot.
+    pub fn reset_revision(&self) {
+        lock(&self.table).reset_revision();
+        self.view.reset_revision();
     }
 
     pub fn set_error(&self, e: impl Into<String>) {
@@ -261,6 +286,7 @@ impl AgentCore {
         let peers = PeersFile::load_or_empty(&paths.peers());
         tracing::info!(node = %node.name, id = node.id, pod_cidr = %node.pod_cidr, peers = peers.peers.len(), revision = peers.revision, "node identity ready");
         let table = PeerTable::new(&node.name, peers.revision, peers.peers);
+        let view = Arc::new(ViewFeed::open(&paths.objects()));
         let channel = weft_client::connect_lazy(&creds)?;
         let (channel_gen, _) = watch::channel(0);
         Ok(Self {
@@ -273,6 +299,8 @@ impl AgentCore {
                 channel: Mutex::new(channel),
                 channel_gen,
                 table: Mutex::new(table),
+                view,
+                watch_opened: watch::channel(0).0,
                 link: Mutex::new(Link::default()),
                 renew_now: Notify::new(),
                 persist_now: Notify::new(),
@@ -305,6 +333,27 @@ impl AgentCore {
     /// The current peers as the data plane sees them.
     pub fn peer_specs(&self) -> Vec<PeerSpec> {
         lock(&self.shared.table).specs()
+    }
+
+    /// The cluster's objects, their change notification and their file.
+    pub fn view(&self) -> Arc<ViewFeed> {
+        self.shared.view.clone()
+    }
+
+    /// The cluster's objects now.
+    pub fn cluster_view(&self) -> Arc<ViewSnapshot> {
+        self.shared.view.current()
+    }
+
+    /// A counter bumped each time a watch stream to the control plane
+    /// opens (after a start, an outage, a new credential).
+    pub fn connections(&self) -> watch::Receiver<u64> {
+        self.shared.watch_opened.subscribe()
+    }
+
+    /// The channel to the control plane, with this node's credential.
+    pub fn channel(&self) -> Channel {
+        self.shared.channel()
     }
 
     /// The link to the control plane.
@@ -345,6 +394,11 @@ impl AgentCore {
             stop_rx.clone(),
         ));
         let persister = tokio::spawn(super::watch::persist_loop(shared.clone(), stop_rx.clone()));
+        let view_persister = tokio::spawn(crate::view::persist_loop(
+            shared.view.clone(),
+            shared.cfg.timing.view_persist,
+            stop_rx.clone(),
+        ));
         let watcher = tokio::spawn(super::watch::watch_loop(
             shared.clone(),
             act_tx,
@@ -361,7 +415,7 @@ impl AgentCore {
         };
         let _ = stop_tx.send(true);
         // Every task watches `stop`; give them one shared grace period.
-        let tasks = [watcher, applier, persister];
+        let tasks = [watcher, applier, persister, view_persister];
         let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
         let lease_abort = lease.abort_handle();
         let all = async {

@@ -13,8 +13,9 @@
 //! configures `weft0` (the node's overlay address, routes to the cluster
 //! and service CIDRs), starts the
 //! [`Dataplane`] and hands it to the core (which applies the persisted peers
-//! at once), opens the [`PodManager`], and serves the local API and the
-//! metrics (both from the same [`Services`]). Errors are
+//! at once), opens the [`PodManager`], registers its pods with the control
+//! plane in the background ([`registration`]), and serves the local API
+//! and the metrics (both from the same [`Services`]). Errors are
 //! [`RunError`]s; [`RunError::is_config`] marks those the binary exits 64 for.
 //!
 //! On shutdown it stops the API (and removes its socket) and the metrics,
@@ -42,11 +43,12 @@ use super::keys::NodeKey;
 use super::peers::PeerSink;
 use super::state::{NodeFile, StatePaths};
 use super::underlay::{self, FALLBACK_MTU};
-use crate::api::{self, ApiError, ApiListener, Services};
+use crate::api::{self, ApiError, ApiListener, ClusterSources, Services};
 use crate::dataplane::{Dataplane, DataplaneConfig, DataplaneError};
 use crate::metrics::{self, MetricsError};
 use crate::netns::{NetNs, NetNsError};
 use crate::pods::{PodError, PodManager};
+use crate::registration::{self, RegistrationStatus, RegistrationTiming};
 use crate::tun::{
     configure_host_tun, open_host_tun, KernelError, PortSpec, Tun, TunError, TunOptions,
 };
@@ -311,10 +313,27 @@ where
         r = &mut *core_task => return core_result(r),
         _ = stopped() => return Ok(()),
     };
+    // Pods with a Kubernetes name are registered with the control plane in
+    // the background; the API answers without waiting for it.
+    let registrations = Arc::new(RegistrationStatus::new());
+    let registrar = tokio::spawn(registration::run(
+        core.clone(),
+        pods.clone(),
+        registrations.clone(),
+        RegistrationTiming {
+            rpc_timeout: core.config().timing.rpc_timeout,
+            ..RegistrationTiming::default()
+        },
+        stop_tx.subscribe(),
+    ));
     let services = Services {
         pods,
         dataplane: dataplane.clone(),
         node: Arc::new(core.clone()),
+        cluster: Some(ClusterSources {
+            registrations,
+            view: core.view(),
+        }),
     };
     // The API removes its socket when it stops (unless another agent has
     // replaced it meanwhile).
@@ -345,6 +364,7 @@ where
     };
     tokio::join!(
         stop_task(api_task, api::SHUTDOWN_GRACE + STOP_GRACE, "the local API"),
+        stop_task(registrar, STOP_GRACE, "the pod registrations"),
         metrics_stop,
     );
     result
@@ -439,7 +459,8 @@ fn bind_udp(port: u16) -> Result<UdpSocket, RunError> {
 }
 
 /// Leaves the cluster with the stored credential, then forgets the node's
-/// identity (credentials.json, node.json, peers.json; private.key stays).
+/// identity (credentials.json, node.json, peers.json, objects.json;
+/// private.key stays).
 /// Returns a line for the operator.
 pub async fn leave(cfg: &LeaveConfig) -> Result<String, RunError> {
     let paths = StatePaths::new(&cfg.state_dir);
@@ -475,7 +496,12 @@ pub async fn leave(cfg: &LeaveConfig) -> Result<String, RunError> {
         Ok(Err(s)) => return Err(RunError::Leave(format!("{:?}: {}", s.code(), s.message()))),
         Ok(Ok(_)) => format!("node {name} left the cluster"),
     };
-    for path in [paths.credentials(), paths.node(), paths.peers()] {
+    for path in [
+        paths.credentials(),
+        paths.node(),
+        paths.peers(),
+        paths.objects(),
+    ] {
         if let Err(e) = std::fs::remove_file(&path) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 return Err(AgentError::io("removing", &path, e).into());

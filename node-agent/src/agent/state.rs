@@ -6,6 +6,7 @@
 //! | `credentials.json` | 0600 | the node credential ([`weft_client::Credentials`]) |
 //! | `node.json` | 0600 | the node's identity: name, id, pod CIDR, cluster settings ([`NodeFile`]) |
 //! | `peers.json` | 0600 | the last known peers and the watch revision ([`PeersFile`]) |
+//! | `objects.json` | 0600 | the cluster's objects and the watch revision ([`crate::view`]) |
 //!
 //! Contract: every file is written atomically ([`super::files::write_atomic`]).
 //! `node.json` is authoritative (a broken one is an error naming the file);
@@ -53,6 +54,11 @@ impl StatePaths {
     /// `peers.json`.
     pub fn peers(&self) -> PathBuf {
         self.dir.join("peers.json")
+    }
+
+    /// `objects.json`.
+    pub fn objects(&self) -> PathBuf {
+        self.dir.join(crate::view::FILE_NAME)
     }
 }
 

@@ -1,10 +1,12 @@
 //! The watch client and the two tasks that follow it: applying peer
-//! changes to the sink, and persisting the peer set.
+//! changes to the sink, and persisting the peer set. The cluster's objects
+//! in each response go to the [`crate::view::ViewFeed`].
 //!
 //! Contract:
 //! - [`watch_loop`] keeps one `Watch` stream open, resuming from the last
 //!   revision applied; `OUT_OF_RANGE` resets the revision so the next
-//!   stream starts with a snapshot. After a failure it waits with
+//!   stream starts with a snapshot. A stream resumes from the older of the
+//!   peer table's and the cluster view's revisions. After a failure it waits with
 //!   exponential backoff (reset by the first event of a stream); the peers
 //!   stay as they are while the control plane is unreachable.
 //! - [`apply_loop`] applies [`PeerAction`]s in order, in a span per peer.
@@ -85,7 +87,7 @@ pub(super) async fn watch_loop(
         match &end {
             WatchEnd::Status(s) if s.code() == Code::OutOfRange => {
                 tracing::info!(error = %end, "the resume revision is gone; watching again from a fresh snapshot");
-                lock(&shared.table).reset_revision();
+                shared.reset_revision();
             }
             WatchEnd::Status(s)
                 if matches!(s.code(), Code::Unauthenticated | Code::PermissionDenied) =>
@@ -113,7 +115,7 @@ async fn stream_once(
     backoff: &mut super::backoff::Backoff,
 ) -> WatchEnd {
     let t = &shared.cfg.timing;
-    let resume = lock(&shared.table).revision();
+    let resume = shared.resume_revision();
     let mut client = ClusterClient::new(shared.channel());
     let opened = tokio::time::timeout(
         t.rpc_timeout,
@@ -141,6 +143,7 @@ async fn stream_once(
             link.last_error = None;
         }
     }
+    shared.watch_opened.send_modify(|n| *n = n.wrapping_add(1));
     let mut first = true;
     loop {
         let ev = match tokio::time::timeout(t.watch_idle_timeout, stream.message()).await {
@@ -167,6 +170,7 @@ async fn stream_once(
 /// A stream ended: a snapshot whose parts stopped coming is dropped.
 fn end(shared: &Shared, why: WatchEnd) -> WatchEnd {
     lock(&shared.table).abandon_partial();
+    shared.view.abandon_partial();
     why
 }
 
@@ -185,6 +189,7 @@ async fn handle_event(shared: &Shared, resp: &WatchResponse, actions: &mpsc::Sen
                 tracing::debug!(
                     revision = ev.revision,
                     nodes = s.nodes.len(),
+                    objects = s.objects.len(),
                     more = s.more,
                     "watch snapshot part"
                 );
@@ -213,6 +218,8 @@ async fn handle_event(shared: &Shared, resp: &WatchResponse, actions: &mpsc::Sen
             }
         }
     }
+    // The objects of the same response, under the view's own lock.
+    shared.view.apply(&resp.events);
     if let Some(s) = &settings {
         update_settings(shared, s);
     }

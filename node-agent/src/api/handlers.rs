@@ -6,14 +6,14 @@ use std::time::Duration;
 use base64::Engine;
 use tracing::warn;
 use weft_agent_api::{
-    DataplaneInfo, DropCount, ErrorBody, ErrorCode, OffloadInfo, PeerInfo, PodDelResult, PodList,
-    PodResult, PongResult, PortInfo, Request, Response, StatusResult,
+    DataplaneInfo, DropCount, ErrorBody, ErrorCode, OffloadInfo, PeerInfo, Pod, PodDelResult,
+    PodList, PodResult, PongResult, PortInfo, Request, Response, StatusResult,
 };
 
 use super::{Services, STATUS_TIMEOUT};
 use crate::dataplane::{DataplaneError, DataplaneStatus};
 use crate::netns::NetNsError;
-use crate::pods::{validate_id, PodError};
+use crate::pods::{validate_id, PodError, PodRecord};
 use crate::tun::{KernelError, TunError};
 
 /// Carries out one request on a task of its own and waits for it at most
@@ -60,13 +60,17 @@ async fn handle(services: &Services, request: Request) -> Response {
         }),
         Request::Status => Response::success(&status(services).await),
         Request::PodAdd(req) => match services.pods.add(req.into()).await {
-            Ok(pod) => Response::success(&PodResult { pod: pod.to_api() }),
+            Ok(pod) => Response::success(&PodResult {
+                pod: api_pod(services, &pod),
+            }),
             Err(e) => Response::failure(error_body(&e)),
         },
         Request::PodGet { id } => match validate_id(&id) {
             Err(why) => Response::failure(ErrorBody::new(ErrorCode::Invalid, why)),
             Ok(()) => match services.pods.get(&id).await {
-                Some(pod) => Response::success(&PodResult { pod: pod.to_api() }),
+                Some(pod) => Response::success(&PodResult {
+                    pod: api_pod(services, &pod),
+                }),
                 None => Response::failure(ErrorBody::new(
                     ErrorCode::NotFound,
                     format!("no pod with id {id:?} on this node"),
@@ -85,10 +89,19 @@ async fn handle(services: &Services, request: Request) -> Response {
                 .list()
                 .await
                 .iter()
-                .map(|p| p.to_api())
+                .map(|p| api_pod(services, p))
                 .collect(),
         }),
     }
+}
+
+/// A pod as the API shows it, with its registration if it has one.
+fn api_pod(services: &Services, record: &PodRecord) -> Pod {
+    let mut pod = record.to_api();
+    if let (Some(cluster), Some((ns, name))) = (&services.cluster, record.cluster_name()) {
+        pod.registration = cluster.registrations.of(&ns, &name);
+    }
+    pod
 }
 
 /// The `status` answer: the node's info, its pod count, and the data
@@ -111,11 +124,20 @@ pub async fn status(services: &Services) -> StatusResult {
             )),
         ),
     };
+    let (registration, cluster_view) = match &services.cluster {
+        Some(c) => (
+            Some(c.registrations.summary()),
+            Some(c.view.current().info()),
+        ),
+        None => (None, None),
+    };
     StatusResult {
         node,
         pods,
         dataplane,
         dataplane_error,
+        registration,
+        cluster_view,
     }
 }
 
@@ -259,6 +281,7 @@ mod tests {
             pods: Arc::new(pods),
             dataplane: Arc::new(Wedged),
             node: Arc::new(Node),
+            cluster: None,
         }
     }
 

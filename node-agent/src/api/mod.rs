@@ -51,6 +51,8 @@ pub use weft_agent_api::MAX_REQUEST_BYTES;
 
 use crate::dataplane::{Dataplane, DataplaneError, DataplaneStatus};
 use crate::pods::{MemoryPortSink, PodManager};
+use crate::registration::RegistrationStatus;
+use crate::view::ViewFeed;
 
 /// At most this many connections are served at once; more are refused with
 /// an `unavailable` error.
@@ -111,6 +113,18 @@ pub struct Services {
     pub dataplane: Arc<dyn DataplaneStatusSource>,
     /// The node's info, for status.
     pub node: Arc<dyn NodeInfoSource>,
+    /// The pods' registrations and the cluster's objects, when the agent
+    /// runs with a control plane (`None`: left out of the answers).
+    pub cluster: Option<ClusterSources>,
+}
+
+/// The agent's part in the cluster, for status and pod answers.
+#[derive(Clone)]
+pub struct ClusterSources {
+    /// Where each pod's registration stands.
+    pub registrations: Arc<RegistrationStatus>,
+    /// The cluster's objects the agent holds.
+    pub view: Arc<ViewFeed>,
 }
 
 /// Errors of the API server.
@@ -140,6 +154,7 @@ pub async fn serve(
         pods,
         dataplane,
         node,
+        cluster: None,
     };
     serve_on(listener, services, shutdown).await
 }

@@ -124,6 +124,7 @@ pub fn add(
             ifname: Some(attachment.ifname.clone()),
             pod_namespace: meta.namespace.clone(),
             pod_name: meta.name.clone(),
+            ..PodAddRequest::default()
         })
         .map_err(failed)?;
     let attached = Attached {

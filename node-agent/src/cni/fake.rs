@@ -67,8 +67,11 @@ impl FakeHost {
             created_netns: false,
             pod_namespace: None,
             pod_name: None,
+            labels: Default::default(),
+            ports: Vec::new(),
             created_unix: 1,
             attached: true,
+            registration: None,
         }
     }
 }
@@ -106,6 +109,8 @@ impl Agent for FakeAgent<'_> {
                 .0
                 .dataplane_down
                 .then(|| "the data plane is not running".into()),
+            registration: None,
+            cluster_view: None,
         })
     }
 

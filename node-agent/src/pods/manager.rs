@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ipnet::IpNet;
-use tokio::sync::Mutex;
+use tokio::sync::{watch, Mutex};
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::alloc::AddressPool;
@@ -38,6 +38,9 @@ pub struct PodManager {
     /// How many records the table held when it was last written: read
     /// without the lock (by `status`, which must not wait on an operation).
     count: AtomicUsize,
+    /// Bumped after every change of the table (a pod added, deleted,
+    /// attached): what the pod registrations follow.
+    changes: watch::Sender<u64>,
 }
 
 impl fmt::Debug for PodManager {
@@ -126,6 +129,7 @@ impl PodManager {
             sink,
             table: Mutex::new(BTreeMap::new()),
             count: AtomicUsize::new(0),
+            changes: watch::channel(0).0,
         };
         if let Some(old) = state.node_cidr.filter(|old| *old != pool.cidr()) {
             warn!(old = %old, new = %pool.cidr(), "the node CIDR changed; pods outside it are removed");
@@ -146,6 +150,7 @@ impl PodManager {
         }
         let attached = table.values().filter(|r| r.attached).count();
         manager.count.store(table.len(), Ordering::Relaxed);
+        manager.changed();
         info!(pods = table.len(), attached, cidr = %pool.cidr(), "pods loaded");
         drop(table);
         Ok(manager)
@@ -201,6 +206,16 @@ impl PodManager {
         self.count.load(Ordering::Relaxed)
     }
 
+    /// A counter bumped after every change of the pods (added, deleted,
+    /// attached): wakes whoever follows them (the pod registrations).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     /// One pod by id.
     pub async fn get(&self, id: &str) -> Option<PodRecord> {
         self.table.lock().await.get(id).cloned()
@@ -232,7 +247,9 @@ impl PodManager {
                 && existing.ifname == ifname
                 && existing.created_netns == req.create_netns
                 && existing.pod_namespace == req.pod_namespace
-                && existing.pod_name == req.pod_name;
+                && existing.pod_name == req.pod_name
+                && existing.labels == req.labels
+                && existing.ports == req.ports;
             if !identical {
                 return Err(PodError::AlreadyExists(format!(
                     "pod {} already exists ({} on {} in {}); delete it first to change it",
@@ -252,6 +269,7 @@ impl PodManager {
                         r.attached = true;
                         r.clone()
                     });
+                    self.changed();
                     info!("pod re-attached");
                     return record.ok_or_else(|| PodError::Invalid("pod vanished".into()));
                 }
@@ -296,6 +314,8 @@ impl PodManager {
             created_netns: req.create_netns,
             pod_namespace: req.pod_namespace,
             pod_name: req.pod_name,
+            labels: req.labels,
+            ports: req.ports,
             created_unix: now_unix(),
             attached: false,
         };
@@ -315,6 +335,7 @@ impl PodManager {
         }
         record.attached = true;
         table.insert(record.id.clone(), record.clone());
+        self.changed();
         info!(address = %record.address, netns = %record.netns.display(), ifname = %record.ifname, "pod added");
         Ok(record)
     }
@@ -464,6 +485,7 @@ impl PodManager {
     async fn persist(&self, table: &BTreeMap<String, PodRecord>) -> Result<(), PodError> {
         let records: Vec<PodRecord> = table.values().cloned().collect();
         self.count.store(records.len(), Ordering::Relaxed);
+        self.changed();
         let bytes = store::encode(self.pool.cidr(), &records);
         let path = self.state_path.clone();
         let written = tokio::task::spawn_blocking(move || store::save(&path, &bytes)).await;

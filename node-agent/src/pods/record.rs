@@ -1,11 +1,12 @@
 //! A pod's record (what `pods.json` keeps) and the add request, with the
 //! validation of everything a caller can send.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use weft_agent_api::{Pod, PodAddRequest, DEFAULT_IFNAME};
+use weft_agent_api::{NamedPort, Pod, PodAddRequest, DEFAULT_IFNAME, DEFAULT_POD_NAMESPACE};
 
 /// The longest pod id, in bytes (a Kubernetes name is at most 253).
 pub const MAX_ID_LEN: usize = 253;
@@ -29,6 +30,12 @@ pub struct PodRecord {
     /// The Kubernetes pod name, for DNS and policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_name: Option<String>,
+    /// The pod's labels, as registered with the control plane.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// The pod's named ports, as registered with the control plane.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<NamedPort>,
     /// When it was added, in seconds since the Unix epoch.
     pub created_unix: u64,
     /// Whether its port is attached to the data plane now (not persisted).
@@ -47,9 +54,23 @@ impl PodRecord {
             created_netns: self.created_netns,
             pod_namespace: self.pod_namespace.clone(),
             pod_name: self.pod_name.clone(),
+            labels: self.labels.clone(),
+            ports: self.ports.clone(),
             created_unix: self.created_unix,
             attached: self.attached,
+            registration: None,
         }
+    }
+
+    /// The pod's place in the cluster, `(namespace, name)`, if it has a
+    /// Kubernetes name (the namespace defaults to `default`).
+    pub fn cluster_name(&self) -> Option<(String, String)> {
+        let name = self.pod_name.clone()?;
+        let ns = self
+            .pod_namespace
+            .clone()
+            .unwrap_or_else(|| DEFAULT_POD_NAMESPACE.to_string());
+        Some((ns, name))
     }
 }
 
@@ -70,6 +91,10 @@ pub struct AddPod {
     pub pod_namespace: Option<String>,
     /// The Kubernetes pod name, if any.
     pub pod_name: Option<String>,
+    /// Its labels (needs `pod_name`).
+    pub labels: BTreeMap<String, String>,
+    /// Its named ports (needs `pod_name`).
+    pub ports: Vec<NamedPort>,
 }
 
 impl AddPod {
@@ -88,6 +113,8 @@ impl From<PodAddRequest> for AddPod {
             ifname: r.ifname,
             pod_namespace: r.pod_namespace,
             pod_name: r.pod_name,
+            labels: r.labels,
+            ports: r.ports,
         }
     }
 }
@@ -115,21 +142,20 @@ pub fn validate_id(id: &str) -> Result<(), String> {
     Err(format!("invalid pod id {id:?}: {reason}"))
 }
 
-/// Checks optional Kubernetes metadata: 1 to 253 bytes, no control characters.
-fn validate_meta(field: &str, value: Option<&str>) -> Result<(), String> {
-    let Some(value) = value else {
-        return Ok(());
-    };
-    let reason = if value.is_empty() {
-        "must not be empty (leave it out instead)"
-    } else if value.len() > MAX_ID_LEN {
-        "longer than 253 bytes"
-    } else if value.chars().any(char::is_control) {
-        "must not contain control characters"
-    } else {
-        return Ok(());
-    };
-    Err(format!("invalid {field} {value:?}: {reason}"))
+/// Checks the pod's cluster identity (namespace, name, labels, ports) with
+/// Kubernetes' rules: every problem, in one message.
+fn validate_identity(req: &AddPod) -> Result<(), String> {
+    let errs = weft_agent_api::validate_pod_meta(
+        req.pod_namespace.as_deref(),
+        req.pod_name.as_deref(),
+        &req.labels,
+        &req.ports,
+    );
+    match errs.as_slice() {
+        [] => Ok(()),
+        [one] => Err(format!("invalid pod {:?}: {one}", req.id)),
+        many => Err(format!("invalid pod {:?}: [{}]", req.id, many.join(", "))),
+    }
 }
 
 /// Checks a namespace path: absolute, no NUL, at most 4095 bytes.
@@ -151,8 +177,7 @@ fn validate_netns_path(path: &Path) -> Result<(), String> {
 pub fn validate_add(req: &AddPod) -> Result<(), String> {
     validate_id(&req.id)?;
     crate::tun::validate_ifname(req.ifname()).map_err(|e| e.to_string())?;
-    validate_meta("pod namespace", req.pod_namespace.as_deref())?;
-    validate_meta("pod name", req.pod_name.as_deref())?;
+    validate_identity(req)?;
     match (&req.netns, req.create_netns) {
         (Some(_), true) => Err("give either a netns path or create_netns, not both".into()),
         (None, false) => {
@@ -225,8 +250,31 @@ mod tests {
             .starts_with("invalid interface name"));
         let bad_meta = AddPod {
             pod_name: Some("a\nb".into()),
+            ..base.clone()
+        };
+        let e = validate_add(&bad_meta).unwrap_err();
+        assert!(
+            e.starts_with("invalid pod \"web\": pod_name: Invalid value: \"a\\nb\": a lowercase RFC 1123 subdomain"),
+            "{e}"
+        );
+        let bad_labels = AddPod {
+            pod_name: Some("web".into()),
+            labels: [("-a".to_string(), "b c".to_string())].into(),
+            ..base.clone()
+        };
+        let e = validate_add(&bad_labels).unwrap_err();
+        assert!(
+            e.starts_with("invalid pod \"web\": [labels: Invalid value: \"-a\""),
+            "{e}"
+        );
+        assert!(e.contains("labels: Invalid value: \"b c\""), "{e}");
+        let good = AddPod {
+            pod_namespace: Some("shop".into()),
+            pod_name: Some("web".into()),
+            labels: [("app".to_string(), "web".to_string())].into(),
+            ports: vec![NamedPort::parse("http=8080/TCP").unwrap()],
             ..base
         };
-        assert!(validate_add(&bad_meta).unwrap_err().contains("control"));
+        assert_eq!(validate_add(&good), Ok(()));
     }
 }

@@ -113,6 +113,8 @@ mod tests {
             created_netns: true,
             pod_namespace: Some("default".into()),
             pod_name: None,
+            labels: Default::default(),
+            ports: Vec::new(),
             created_unix: 1_700_000_000,
             attached: false,
         }

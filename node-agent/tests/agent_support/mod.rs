@@ -111,6 +111,7 @@ pub fn fast_timing() -> Timing {
         persist_debounce: Duration::from_millis(50),
         sink_retry: Duration::from_millis(200),
         first_join: Duration::from_secs(30),
+        view_persist: Duration::from_millis(50),
     }
 }
 

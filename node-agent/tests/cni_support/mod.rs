@@ -155,6 +155,7 @@ impl Agent {
             pods: pods.clone(),
             dataplane,
             node: Arc::new(FakeNode(node_info(cidr, node_address))),
+            cluster: None,
         };
         let listener = api::bind(&socket).unwrap();
         let (tx, rx) = oneshot::channel::<()>();

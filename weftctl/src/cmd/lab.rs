@@ -1,6 +1,6 @@
 //! `weftctl lab`: a whole weft cluster on this machine, out of network
-//! namespaces (see docs/lab.md): `up`, `status`, `exec`, `ping`, `check`,
-//! `restart`, `logs`, `down`.
+//! namespaces (see docs/lab.md): `up`, `status`, `pod add/del`, `exec`,
+//! `ping`, `check`, `restart`, `logs`, `down`.
 //!
 //! Thin over [`weft_lab`]: it parses the arguments, shows progress on
 //! stderr, prints tables on stdout, and turns the outcome into an exit code
@@ -70,14 +70,22 @@ pub enum LabCommand {
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
-    /// Run a command inside a pod, a node or the control plane (root).
+    /// Add or remove a pod with a name, labels and ports (root).
+    Pod {
+        #[command(subcommand)]
+        command: LabPodCommand,
+    },
+    /// Run a command inside a pod, a node, the control plane or the
+    /// outside host (root).
     ///
-    /// TARGET is a pod (n1-p1), a node (n1) or the control plane (cp). The
-    /// command's exit code is passed through. WEFT_CONFIG and
-    /// WEFT_AGENT_SOCKET point at the lab's admin.conf and the node's agent,
-    /// so `weftctl nodes` and `weftctl status` work inside.
+    /// TARGET is a pod (NAMESPACE/NAME, or its lab name n1-p1), a node
+    /// (n1), the control plane (cp) or the outside host (ext: on the
+    /// underlay, not a node). The command's exit code is passed through.
+    /// WEFT_CONFIG and WEFT_AGENT_SOCKET point at the lab's admin.conf and
+    /// the node's agent, so `weftctl nodes` and `weftctl status` work
+    /// inside.
     Exec {
-        /// n1-p1, n1, cp.
+        /// shop/web-1, n1-p1, n1, cp, ext.
         target: String,
         /// The command and its arguments (after `--`).
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
@@ -89,9 +97,9 @@ pub enum LabCommand {
     /// a node's overlay address, or any address. Exits 1 if no reply came
     /// back.
     Ping {
-        /// n1-p1, n1, cp.
+        /// shop/web-1, n1-p1, n1, cp, ext.
         from: String,
-        /// n2-p1, n2, or an address.
+        /// shop/web-1, n2-p1, n2 (its overlay address), ext, or an address.
         to: String,
         /// How many echo requests.
         #[arg(short = 'c', long, default_value_t = 3)]
@@ -132,6 +140,34 @@ pub enum LabCommand {
     Down,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum LabPodCommand {
+    /// Add the pod NAMESPACE/NAME to a node: a pod namespace of the node
+    /// (its lab name nK-pJ), an address through the node's agent, and its
+    /// registration with the control plane (waited for), with its labels
+    /// and named ports. The namespace is created if missing.
+    Add {
+        /// NAMESPACE/NAME, or NAME (in namespace default).
+        pod: String,
+        /// The node: n1, n2, ...
+        #[arg(long)]
+        node: String,
+        /// A label, KEY=VALUE; repeat for more.
+        #[arg(long = "label", short = 'l', value_name = "KEY=VALUE", value_parser = weft_agent_api::parse_label)]
+        labels: Vec<(String, String)>,
+        /// A named port, [NAME=]PORT[/PROTOCOL] (e.g. http=80/TCP); repeat
+        /// for more.
+        #[arg(long = "port", value_name = "NAME=PORT/PROTO", value_parser = weft_agent_api::NamedPort::parse)]
+        ports: Vec<weft_agent_api::NamedPort>,
+    },
+    /// Remove a pod (NAMESPACE/NAME or nK-pJ): its interface, address and
+    /// namespace, and its registration (waited for).
+    Del {
+        /// NAMESPACE/NAME, or its lab name nK-pJ.
+        pod: String,
+    },
+}
+
 /// `weftctl lab ...`; returns the exit code.
 pub fn run(args: LabArgs) -> i32 {
     let result = match args.command {
@@ -140,6 +176,7 @@ pub fn run(args: LabArgs) -> i32 {
             pods_per_node,
         } => up(&args.select, nodes, pods_per_node),
         LabCommand::Status { output } => status(&args.select, output).map(|()| 0),
+        LabCommand::Pod { command } => pod(&args.select, command).map(|()| 0),
         LabCommand::Exec { target, command } => exec(&args.select, &target, &command),
         LabCommand::Ping { from, to, count } => ping(&args.select, &from, &to, count),
         LabCommand::Check { output } => check(&args.select, output),
@@ -293,6 +330,29 @@ fn up(select: &LabSelect, nodes: usize, pods_per_node: usize) -> Result<i32> {
         format!("sudo {me} lab exec{flag} cp -- {me} nodes"),
         "the nodes, from the control plane",
     ));
+    let lab_flag = if select.name == "lab" {
+        "--lab".to_string()
+    } else {
+        format!("--lab={}", select.name)
+    };
+    steps.push((
+        format!(
+            "sudo {me} lab pod add{flag} shop/web-1 --node n1 --label app=web --port http=8080/TCP"
+        ),
+        "a labelled pod, registered",
+    ));
+    steps.push((
+        format!("sudo {me} {lab_flag} apply -f service.yaml"),
+        "any admin command, on the lab",
+    ));
+    steps.push((
+        format!("sudo {me} {lab_flag} get pods -A -o wide"),
+        "the cluster's pods",
+    ));
+    steps.push((
+        format!("sudo {me} lab exec{flag} ext -- ping -c 1 192.0.2.2"),
+        "a host outside the cluster",
+    ));
     steps.push((format!("sudo {me} lab status{flag}"), "this summary again"));
     steps.push((
         format!("sudo {me} lab logs{flag} n1"),
@@ -441,7 +501,8 @@ fn status(select: &LabSelect, output: Format) -> Result<()> {
                 .iter()
                 .map(|p| {
                     json!({ "name": p.name, "node": p.node, "ip": p.ip, "namespace": p.ns,
-                            "netns": p.netns, "interface": p.ifname })
+                            "netns": p.netns, "interface": p.ifname,
+                            "cluster_name": p.cluster_name(), "labels": p.labels, "ports": p.ports })
                 })
                 .collect();
             let doc = json!({
@@ -452,6 +513,8 @@ fn status(select: &LabSelect, output: Format) -> Result<()> {
                     "pid": cp_pid, "running": cp_pid.is_some() },
                 "nodes": nodes,
                 "pods": pods,
+                "external": cluster.external().map(|e| json!({
+                    "name": EXTERNAL, "namespace": e.ns, "address": e.address.addr() })),
             });
             print_out(&format!("{}\n", serde_json::to_string_pretty(&doc)?));
         }
@@ -505,16 +568,38 @@ fn status(select: &LabSelect, output: Format) -> Result<()> {
                 .pods()
                 .iter()
                 .map(|p| {
+                    let labels: Vec<String> =
+                        p.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
                     vec![
                         p.name.clone(),
+                        p.cluster_name().unwrap_or_else(|| "-".into()),
                         p.node.clone(),
                         p.ip.to_string(),
                         p.netns.display().to_string(),
+                        if labels.is_empty() {
+                            "-".into()
+                        } else {
+                            labels.join(",")
+                        },
                     ]
                 })
                 .collect();
             out.push('\n');
-            out.push_str(&table(&["POD", "NODE", "IP", "NAMESPACE"], &rows));
+            out.push_str(&table(
+                &["POD", "CLUSTER", "NODE", "IP", "NAMESPACE", "LABELS"],
+                &rows,
+            ));
+            if let Some(ext) = cluster.external() {
+                out.push('\n');
+                out.push_str(&table(
+                    &["OUTSIDE HOST", "NAMESPACE", "ADDRESS"],
+                    &[vec![
+                        EXTERNAL.into(),
+                        ext.ns.clone(),
+                        ext.address.addr().to_string(),
+                    ]],
+                ));
+            }
             print_out(&out);
         }
     }
@@ -530,15 +615,22 @@ fn resolve(cluster: &Cluster, target: &str) -> Result<(String, Vec<(String, Stri
     )];
     let (ns, node) = if target == "cp" {
         (cluster.control_plane().ns.clone(), None)
+    } else if let Some(ext) = cluster.external().filter(|_| target == EXTERNAL) {
+        (ext.ns.clone(), None)
     } else if let Some(node) = cluster.node(target) {
         (node.ns.clone(), Some(node))
     } else if let Some(pod) = cluster.pod(target) {
         (pod.ns.clone(), cluster.node(&pod.node))
     } else {
-        let pods: Vec<&str> = cluster.pods().iter().map(|p| p.name.as_str()).collect();
+        let pods: Vec<String> = cluster.pods().iter().map(pod_label).collect();
         let nodes: Vec<&str> = cluster.nodes().iter().map(|n| n.name.as_str()).collect();
+        let ext = if cluster.external().is_some() {
+            ", ext"
+        } else {
+            ""
+        };
         bail!(
-            "lab '{}' has no pod or node {target:?}: pods {}; nodes {}; or cp",
+            "lab '{}' has no pod or node {target:?}: pods {}; nodes {}; or cp{ext}",
             cluster.name(),
             pods.join(", "),
             nodes.join(", ")
@@ -551,6 +643,66 @@ fn resolve(cluster: &Cluster, target: &str) -> Result<(String, Vec<(String, Stri
         ));
     }
     Ok((ns, env))
+}
+
+/// The outside host's name.
+const EXTERNAL: &str = "ext";
+
+/// A pod as `lab` commands name it: `NAMESPACE/NAME (nK-pJ)`, or `nK-pJ`.
+fn pod_label(pod: &weft_lab::ClusterPod) -> String {
+    match pod.cluster_name() {
+        Some(c) => format!("{c} ({})", pod.name),
+        None => pod.name.clone(),
+    }
+}
+
+/// `weftctl lab pod add|del`.
+fn pod(select: &LabSelect, command: LabPodCommand) -> Result<()> {
+    require_root("pod")?;
+    let mut cluster = open(select)?;
+    match command {
+        LabPodCommand::Add {
+            pod,
+            node,
+            labels,
+            ports,
+        } => {
+            let (namespace, name) = match pod.split_once('/') {
+                Some((ns, name)) => (ns.to_string(), name.to_string()),
+                None => (
+                    weft_agent_api::DEFAULT_POD_NAMESPACE.to_string(),
+                    pod.clone(),
+                ),
+            };
+            let added = cluster.add_named_pod(
+                &node,
+                weft_lab::PodIdentity {
+                    namespace,
+                    name,
+                    labels: labels.into_iter().collect(),
+                    ports,
+                },
+            )?;
+            print_out(&format!(
+                "pod {} added to {} as {}: {} in {}; registered with the control plane\n",
+                added.cluster_name().unwrap_or_else(|| pod.clone()),
+                added.node,
+                added.name,
+                added.ip,
+                added.ns
+            ));
+        }
+        LabPodCommand::Del { pod } => {
+            let removed = cluster.remove_pod(&pod)?;
+            print_out(&format!(
+                "pod {} removed from {} ({} freed); the control plane no longer has it\n",
+                pod_label(&removed),
+                removed.node,
+                removed.ip
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn exec(select: &LabSelect, target: &str, command: &[String]) -> Result<i32> {
@@ -581,6 +733,8 @@ fn ping(select: &LabSelect, from: &str, to: &str, count: u32) -> Result<i32> {
     let (ns, _) = resolve(&cluster, from)?;
     let ip: IpAddr = if let Some(pod) = cluster.pod(to) {
         pod.ip
+    } else if let Some(ext) = cluster.external().filter(|_| to == EXTERNAL) {
+        IpAddr::V4(ext.address.addr())
     } else if let Some(node) = cluster.node(to) {
         node.overlay
             .ok_or_else(|| anyhow!("node {to} has no overlay address recorded"))?

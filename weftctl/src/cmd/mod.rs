@@ -7,5 +7,6 @@ pub mod check;
 pub mod get;
 pub mod lab;
 pub mod manifests;
+pub mod on_lab;
 pub mod pod;
 pub mod status;

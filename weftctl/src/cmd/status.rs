@@ -70,9 +70,47 @@ fn render(s: &StatusResult) -> String {
         ("data plane", dataplane),
     ];
     let offloads = s.dataplane.as_ref().map(|d| offloads(&d.offload));
+    let registrations = s.registration.as_ref().map(|r| {
+        format!(
+            "{} registered, {} pending, {} failed",
+            r.registered, r.pending, r.failed
+        )
+    });
+    let objects = s.cluster_view.as_ref().map(|v| {
+        format!(
+            "{} namespaces, {} pods, {} services, {} endpoint slices, {} network policies (revision {})",
+            v.namespaces, v.pods, v.services, v.endpoint_slices, v.network_policies, v.revision
+        )
+    });
     let mut out = String::new();
-    for (key, value) in summary.into_iter().chain(offloads.map(|o| ("offloads", o))) {
+    let lines = summary
+        .into_iter()
+        .chain(offloads.map(|o| ("offloads", o)))
+        .chain(registrations.map(|r| ("registrations", r)))
+        .chain(objects.map(|o| ("objects", o)));
+    for (key, value) in lines {
         out.push_str(&format!("{:<15}{value}\n", format!("{key}:")));
+    }
+    if let Some(r) = s.registration.as_ref().filter(|r| !r.problems.is_empty()) {
+        let rows: Vec<Vec<String>> = r
+            .problems
+            .iter()
+            .map(|p| {
+                let pod = if p.name.is_empty() {
+                    "(all of this node's)".to_string()
+                } else {
+                    format!("{}/{}", p.namespace, p.name)
+                };
+                vec![
+                    p.action.clone(),
+                    pod,
+                    p.failures.to_string(),
+                    p.error.clone(),
+                ]
+            })
+            .collect();
+        out.push('\n');
+        out.push_str(&table(&["NOT YET", "POD", "FAILURES", "LAST ERROR"], &rows));
     }
     if let Some(d) = &s.dataplane {
         out.push_str(&peers_and_drops(d));
@@ -180,7 +218,9 @@ fn bytes(n: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use weft_agent_api::{DropCount, NodeInfo, PeerInfo};
+    use weft_agent_api::{
+        ClusterViewInfo, DropCount, NodeInfo, PeerInfo, RegistrationInfo, RegistrationProblem,
+    };
 
     use super::*;
 
@@ -256,6 +296,37 @@ mod tests {
                 ..DataplaneInfo::default()
             }),
             dataplane_error: None,
+            registration: Some(RegistrationInfo {
+                registered: 1,
+                pending: 0,
+                failed: 2,
+                problems: vec![
+                    RegistrationProblem {
+                        namespace: String::new(),
+                        name: String::new(),
+                        action: "sync".into(),
+                        failures: 3,
+                        error: "Unavailable: connection refused".into(),
+                    },
+                    RegistrationProblem {
+                        namespace: "shop".into(),
+                        name: "web".into(),
+                        action: "register".into(),
+                        failures: 1,
+                        error: "InvalidArgument: bad".into(),
+                    },
+                ],
+                last_sync_unix: None,
+            }),
+            cluster_view: Some(ClusterViewInfo {
+                revision: 9,
+                version: 4,
+                namespaces: 3,
+                pods: 5,
+                services: 2,
+                endpoint_slices: 2,
+                network_policies: 1,
+            }),
         };
         let text = render(&s);
         let expected = "\
@@ -266,6 +337,12 @@ control plane: 192.0.2.1:7443 (DISCONNECTED: connection refused; last revision 9
 pods:          2
 data plane:    running; forwarded 0 to pods, 0 to host, 0 to peers
 offloads:      TUN TSO/USO on, UDP GSO on, UDP GRO off; 5 super-packets read, 4 written, 30 segments coalesced, 7 GSO sends, 0 GRO receives
+registrations: 1 registered, 0 pending, 2 failed
+objects:       3 namespaces, 5 pods, 2 services, 2 endpoint slices, 1 network policies (revision 9)
+
+NOT YET   POD                   FAILURES  LAST ERROR
+sync      (all of this node's)  3         Unavailable: connection refused
+register  shop/web              1         InvalidArgument: bad
 
 NAME  STATE     ENDPOINT         ALLOWED        LATEST HANDSHAKE  RX        TX     NO SESSION
 n2    Ready     192.0.2.2:51820  10.244.2.0/24  12s ago           2.00 KiB  100 B  0

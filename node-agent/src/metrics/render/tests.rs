@@ -25,6 +25,8 @@ fn status(dataplane: Option<DataplaneInfo>) -> StatusResult {
         pods: 3,
         dataplane_error: dataplane.is_none().then(|| "not running".into()),
         dataplane,
+        registration: None,
+        cluster_view: None,
     }
 }
 

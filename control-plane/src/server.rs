@@ -295,12 +295,15 @@ async fn serve_counting(
     let _ = stop_tx.send(true);
     let _ = leader.await;
     let _ = feed_task.await;
-    drop(feed);
+    // Aborted tasks (the feed's history fill, a controller past its grace)
+    // let go of the feed and the registry when the runtime drops them, a
+    // moment later; every holder of the store holds one of the two.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while Arc::strong_count(&registry) > 1 && tokio::time::Instant::now() < deadline {
+    let held = || Arc::strong_count(&registry) > 1 || Arc::strong_count(&feed) > 1;
+    while held() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    if Arc::strong_count(&registry) > 1 {
+    if held() {
         tracing::warn!("background tasks still hold the store after shutdown");
     }
     result.map_err(|e| ServerError::Serve(e.to_string()))

@@ -60,10 +60,19 @@ async fn follow_once(feed: &Arc<Feed>) -> Result<(), StoreError> {
     let mut events = feed.store.watch("", at).await?;
     let generation = feed.reset(items, at);
     tracing::info!(revision = at, "watch feed loaded");
-    let fill = tokio::spawn(fill_history(feed.clone(), at, generation));
-    let result = follow(feed, &mut events).await;
-    fill.abort();
-    result
+    // Aborted however this future ends (also when `run` drops it on stop):
+    // a detached fill would hold the store open for up to FILL_LIMIT.
+    let _fill = AbortOnDrop(tokio::spawn(fill_history(feed.clone(), at, generation)));
+    follow(feed, &mut events).await
+}
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn follow(feed: &Feed, events: &mut WatchStream) -> Result<(), StoreError> {

@@ -10,7 +10,11 @@ wired to n2 by a veth of its own, holding `--sources` addresses. Then:
    (`--pings`, 10 ms apart), and an agent restart: agent n1 is stopped
    (SIGTERM) and started again, and the time from its start to the first
    ping answered pod1 -> pod2 is the reconnect time;
-2. flood: `weft-bench flood` sends valid-MAC1 initiations toward agent n2
+2. control: the same flood aimed at a UDP port of n2 where nothing
+   listens (the kernel drops it): the same measurements. On a small
+   machine the flooder and the kernel's receive path take CPU from
+   iperf3 and the agents whatever weft does; this is that share;
+3. flood: `weft-bench flood` sends valid-MAC1 initiations toward agent n2
    (`--rate` per second, from every source address and `--ports` ports
    each); after 2 s, the same iperf3, ping and restart.
 
@@ -39,6 +43,8 @@ from sandbox import Sandbox, StepError, remove_stale  # noqa: E402
 FLOOD_NET = "172.31.251"
 N2_FLOOD_ADDR = f"{FLOOD_NET}.1"
 WG_PORT = tunnels.WG_PORT
+# Nothing listens there: the control phase's target.
+CLOSED_PORT = 9
 
 # The drop reasons that tell what became of handshake messages, by build:
 # those missing from a build count as 0.
@@ -172,18 +178,20 @@ def run_build(label, bin_dir, args, workdir):
         measure.wait_reachable(sb, ep.client_ns, ep.server_addr, 30)
         # Long enough for both tests and the restart.
         seconds = args.seconds + args.pings * 0.012 + 60
-        flooder = sb.spawn("flooder", [args.flooder, "flood",
-                                       "--target", f"{N2_FLOOD_ADDR}:{WG_PORT}",
-                                       "--key", key, "--sources", ",".join(sources),
-                                       "--ports", str(args.ports), "--rate", str(args.rate),
-                                       "--seconds", str(seconds)], ns=f)
-        time.sleep(2)
-        if not flooder.alive():
-            raise StepError(f"the flooder exited: {flooder.log_tail()}")
-        flood = phase(sb, args, ep, weftctl, n2, iperf.pid, "flood")
-        sb.stop(flooder)
-        flood["flood_log"] = flooder.log_tail(2)
-        return {"quiet": quiet, "flood": flood}
+        results = {"quiet": quiet}
+        for name, port in (("control", CLOSED_PORT), ("flood", WG_PORT)):
+            measure.wait_reachable(sb, ep.client_ns, ep.server_addr, 30)
+            flooder = sb.spawn(f"flooder-{name}", [
+                args.flooder, "flood", "--target", f"{N2_FLOOD_ADDR}:{port}",
+                "--key", key, "--sources", ",".join(sources), "--ports", str(args.ports),
+                "--rate", str(args.rate), "--seconds", str(seconds)], ns=f)
+            time.sleep(2)
+            if not flooder.alive():
+                raise StepError(f"the flooder exited: {flooder.log_tail()}")
+            results[name] = phase(sb, args, ep, weftctl, n2, iperf.pid, name)
+            sb.stop(flooder)
+            results[name]["flood_log"] = flooder.log_tail(2)
+        return results
     finally:
         errors = sb.close()
         for e in errors:
@@ -205,18 +213,23 @@ ROWS = [
 
 
 def table(label, r):
-    lines = [f"### {label}", "", "| | quiet | flood | flood / quiet |", "|---|---|---|---|"]
+    phases = [p for p in ("quiet", "control", "flood") if p in r]
+    head = " | ".join(phases)
+    lines = [f"### {label}", "", f"| | {head} | flood / quiet | flood / control |",
+             "|---|" + "---|" * (len(phases) + 2)]
     for title, key in ROWS:
         if key is None:
-            q = f"{r['quiet']['ping_received']}/{r['quiet']['ping_sent']}"
-            f = f"{r['flood']['ping_received']}/{r['flood']['ping_sent']}"
-            lines.append(f"| {title} | {q} | {f} | |")
+            cells = [f"{r[p]['ping_received']}/{r[p]['ping_sent']}" for p in phases]
+            lines.append(f"| {title} | {' | '.join(cells)} | | |")
             continue
-        q, f = r["quiet"][key], r["flood"][key]
-        ratio = ""
-        if key == "tcp_gbit_per_s" and q:
-            ratio = f"{100 * f / q:.0f} %"
-        lines.append(f"| {title} | {q} | {f} | {ratio} |")
+        cells = [str(r[p][key]) for p in phases]
+        ratios = ["", ""]
+        if key == "tcp_gbit_per_s":
+            f = r["flood"][key]
+            for i, base in enumerate(("quiet", "control")):
+                if r.get(base, {}).get(key):
+                    ratios[i] = f"{100 * f / r[base][key]:.0f} %"
+        lines.append(f"| {title} | {' | '.join(cells)} | {ratios[0]} | {ratios[1]} |")
     return "\n".join(lines)
 
 

@@ -32,7 +32,7 @@
 //!
 //! Files: `field.rs` (field paths and errors), `names.rs` / `ip.rs` (syntax
 //! checks), `values.rs` (enumerations, IntOrString), `meta.rs`,
-//! `types/` (the kinds), `object.rs` (`Object`, `Kind`), `selector/`,
+//! `types/` (the kinds), `object.rs` (`Object`, `Kind`), `selector/`, `policy/`,
 //! `manifest/`, `defaults.rs`, `validation/`, `endpoints/`.
 
 #![forbid(unsafe_code)]
@@ -45,6 +45,7 @@ pub mod manifest;
 pub mod meta;
 pub mod names;
 pub mod object;
+pub mod policy;
 pub mod selector;
 pub mod types;
 pub mod validation;

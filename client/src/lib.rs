@@ -17,7 +17,7 @@
 //! Join tokens ([`JoinToken`]) and CSRs for node credentials ([`generate_csr`])
 //! live here too, so the agent, `weftctl` and the control plane agree on them.
 
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 mod connect;
 mod credentials;

@@ -7,7 +7,7 @@
 //!
 //! The binary (`main.rs`) only parses flags and calls [`server::run`].
 
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod config;

@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use weft_lab::LabError;
-use weft_node_agent::netns::NetNsError;
+use weft_node_agent::kernel::netns::NetNsError;
 
 /// Everything an e2e helper can fail with.
 #[derive(thiserror::Error)]

@@ -3,7 +3,7 @@
 //! A socket belongs to the namespace it was created in, whichever thread
 //! uses it later. So each helper opens its socket on a short-lived thread
 //! that entered the namespace ([`in_ns`], on
-//! [`weft_node_agent::netns::run_in`]), and hands it back to the caller; the
+//! [`weft_node_agent::kernel::netns::run_in`]), and hands it back to the caller; the
 //! test's own threads never change namespace.
 
 use std::io::ErrorKind;
@@ -16,7 +16,7 @@ use nix::sys::socket::{
     sendto, socket, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn,
 };
 use weft_lab::{exec_in, ping, DEFAULT_COMMAND_TIMEOUT};
-use weft_node_agent::netns::{run_in, NetNs};
+use weft_node_agent::kernel::netns::{run_in, NetNs};
 
 use crate::{E2eError, Result};
 

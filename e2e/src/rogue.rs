@@ -13,8 +13,8 @@ use base64::Engine as _;
 use ipnet::{IpNet, Ipv4Net};
 use rand::RngCore;
 use weft_lab::{exec_in, Cluster, DEFAULT_COMMAND_TIMEOUT, WIREGUARD_PORT};
-use weft_node_agent::netns::NetNs;
-use weft_node_agent::wg::{Decap, Encap, Identity, Timer, Tunnel};
+use weft_node_agent::kernel::netns::NetNs;
+use weft_node_agent::wg::{Decap, Encap, NodeKey, Timer, Tunnel};
 use weft_proto::v1::cluster_client::ClusterClient;
 use weft_proto::v1::{CreateTokenRequest, JoinRequest};
 
@@ -44,7 +44,7 @@ pub struct RogueJoin {
 pub struct RoguePeer {
     /// What it joined as.
     pub joined: RogueJoin,
-    identity: Identity,
+    identity: NodeKey,
     socket: UdpSocket,
     tunnel: Option<(Tunnel, SocketAddr)>,
 }
@@ -74,8 +74,8 @@ impl RoguePeer {
 
         let mut private = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut private);
-        let identity = Identity::from_private(private);
-        let public_key = identity.public_key();
+        let identity = NodeKey::from_bytes(private);
+        let public_key = identity.public_bytes();
         let endpoint = SocketAddr::new(IpAddr::V4(addr), WIREGUARD_PORT);
 
         let description = format!("e2e rogue {name}");

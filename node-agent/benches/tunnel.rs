@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use weft_node_agent::wg::{Decap, Encap, Identity, Tunnel};
+use weft_node_agent::wg::{Decap, Encap, NodeKey, Tunnel};
 use weft_switch::offload::{segment, Coalescer, VnetHdr, VNET_HDR_LEN};
 use weft_switch::testing::{as_partial, Fixture};
 use weft_switch::wire::checksum;
@@ -28,10 +28,10 @@ const PATH_MTU: usize = 1420;
 
 /// Two tunnels with a session: A -> B.
 fn pair() -> (Tunnel, Tunnel) {
-    let a = Identity::from_private([1; 32]);
-    let b = Identity::from_private([2; 32]);
-    let mut ta = Tunnel::new(&a, b.public_key(), None, 1).unwrap();
-    let mut tb = Tunnel::new(&b, a.public_key(), None, 2).unwrap();
+    let a = NodeKey::from_bytes([1; 32]);
+    let b = NodeKey::from_bytes([2; 32]);
+    let mut ta = Tunnel::new(&a, b.public_bytes(), None, 1).unwrap();
+    let mut tb = Tunnel::new(&b, a.public_bytes(), None, 2).unwrap();
     let (mut oa, mut ob) = (vec![0u8; 2048], vec![0u8; 2048]);
     // Without a session, encapsulating starts the handshake.
     let Encap::Send(n) = ta.encapsulate(&[], &mut oa) else {

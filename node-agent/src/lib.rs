@@ -1,18 +1,25 @@
-//! weft's node agent: keys, the join/watch client, and the userspace packet
-//! switch between pod TUN devices, the host TUN `weft0`, and WireGuard
-//! (boringtun) peers over one UDP socket.
+//! weft's node agent: the IO shell around the sans-IO packet core
+//! [`weft_switch`]. The folders are its architecture:
+//!
+//! - [`engine`]: the data-plane engine: one thread, one epoll loop over the
+//!   TUNs and the UDP socket, the switch's decision dispatched to ports and
+//!   peers, and a control channel for peers, pods and status;
+//! - [`wg`]: WireGuard (the only user of boringtun) and the node's key;
+//! - [`kernel`]: the syscall edge: TUN devices, netlink, namespaces, mounts;
+//! - [`cluster`]: the control-plane client: join, watch, lease, state;
+//! - [`pods`], [`cni`], [`api`]: pod attachment, the CNI plugin, the local
+//!   API; [`metrics`], [`logging`];
+//! - [`agent`]: the `weft-agent` binary's flags and wiring.
 
 pub mod agent;
 pub mod api;
+pub mod cluster;
 pub mod cni;
-pub mod dataplane;
-pub mod host_mounts;
+pub mod engine;
+pub mod kernel;
 pub mod logging;
 pub mod metrics;
-pub mod netlink;
-pub mod netns;
 pub mod pods;
 pub mod registration;
-pub mod tun;
 pub mod view;
 pub mod wg;

@@ -28,7 +28,7 @@ use base64::Engine as _;
 use serde_json::Value;
 use support::{ip, TestNs};
 use weft_control_plane::server;
-use weft_node_agent::netns::run_in;
+use weft_node_agent::kernel::netns::run_in;
 use weft_proto::v1::ListNodesRequest;
 
 const BIN: &str = env!("CARGO_BIN_EXE_weft-agent");

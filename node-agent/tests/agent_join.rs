@@ -11,9 +11,9 @@ use std::path::Path;
 
 use agent_support::*;
 use weft_client::Credentials;
-use weft_node_agent::agent::{
-    self, AgentCore, AgentError, KeyError, LeaveConfig, NodeFile, NodeKey,
-};
+use weft_node_agent::agent::{self, LeaveConfig};
+use weft_node_agent::cluster::{ClusterError, Membership, NodeFile};
+use weft_node_agent::wg::{KeyError, NodeKey};
 use weft_proto::v1::GetNodeRequest;
 
 fn mode(path: &Path) -> u32 {
@@ -29,7 +29,7 @@ async fn first_start_joins_then_restarts_reuse_the_identity_without_a_token() {
     let state = dir.path().join("agent");
 
     // First start: joins.
-    let core = AgentCore::bootstrap(core_config(
+    let core = Membership::bootstrap(core_config(
         cp.addr,
         &state,
         "node-a",
@@ -62,7 +62,7 @@ async fn first_start_joins_then_restarts_reuse_the_identity_without_a_token() {
     drop(core);
 
     // Second start: no token, no hash; same key, id and CIDR; no new node.
-    let again = AgentCore::bootstrap(core_config(cp.addr, &state, "node-a", None))
+    let again = Membership::bootstrap(core_config(cp.addr, &state, "node-a", None))
         .await
         .unwrap();
     assert_eq!(again.status().joins, 0);
@@ -78,7 +78,7 @@ async fn first_start_joins_then_restarts_reuse_the_identity_without_a_token() {
     assert_eq!(list_nodes(&cp).await.len(), 1);
 
     // A token on a later start is ignored (kept for re-joins): no new node.
-    let third = AgentCore::bootstrap(core_config(
+    let third = Membership::bootstrap(core_config(
         cp.addr,
         &state,
         "node-a",
@@ -100,7 +100,7 @@ async fn flags_that_contradict_the_state_dir_are_refused() {
     let state = dir.path();
 
     // No token on a first start.
-    let err = AgentCore::bootstrap(core_config(cp.addr, state, "node-a", None))
+    let err = Membership::bootstrap(core_config(cp.addr, state, "node-a", None))
         .await
         .unwrap_err();
     assert!(err.is_config(), "{err}");
@@ -110,12 +110,12 @@ async fn flags_that_contradict_the_state_dir_are_refused() {
         "{msg}"
     );
 
-    AgentCore::bootstrap(core_config(cp.addr, state, "node-a", Some((&token, &hash))))
+    Membership::bootstrap(core_config(cp.addr, state, "node-a", Some((&token, &hash))))
         .await
         .unwrap();
 
     // Another name.
-    let err = AgentCore::bootstrap(core_config(cp.addr, state, "node-b", None))
+    let err = Membership::bootstrap(core_config(cp.addr, state, "node-b", None))
         .await
         .unwrap_err();
     assert!(err.is_config());
@@ -128,7 +128,7 @@ async fn flags_that_contradict_the_state_dir_are_refused() {
     let other = format!("sha256:{}", "ab".repeat(32));
     let mut cfg = core_config(cp.addr, state, "node-a", None);
     cfg.ca_hash = Some(other);
-    let err = AgentCore::bootstrap(cfg).await.unwrap_err();
+    let err = Membership::bootstrap(cfg).await.unwrap_err();
     assert!(err.is_config());
     assert!(err.to_string().contains("another cluster"), "{err}");
 }
@@ -140,7 +140,7 @@ async fn a_refused_join_says_why() {
     let (_, hash) = token(&cp).await;
     let dir = tempfile::tempdir().unwrap();
     let unknown = "zzzzzz.0123456789abcdef";
-    let err = AgentCore::bootstrap(core_config(
+    let err = Membership::bootstrap(core_config(
         cp.addr,
         dir.path(),
         "node-a",
@@ -149,7 +149,7 @@ async fn a_refused_join_says_why() {
     .await
     .unwrap_err();
     match &err {
-        AgentError::JoinRefused { code, .. } => assert_eq!(*code, tonic::Code::Unauthenticated),
+        ClusterError::JoinRefused { code, .. } => assert_eq!(*code, tonic::Code::Unauthenticated),
         other => panic!("{other:?}"),
     }
     assert!(err.is_config());
@@ -160,7 +160,7 @@ async fn a_refused_join_says_why() {
     // A wrong CA pin fails before any request.
     let (token, _) = token(&cp).await;
     let wrong = format!("sha256:{}", "cd".repeat(32));
-    let err = AgentCore::bootstrap(core_config(
+    let err = Membership::bootstrap(core_config(
         cp.addr,
         dir.path(),
         "node-a",
@@ -181,11 +181,11 @@ async fn a_bad_private_key_is_refused_precisely() {
 
     std::fs::write(&key, "not a key\n").unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let err = AgentCore::bootstrap(core_config(cp, dir.path(), "node-a", None))
+    let err = Membership::bootstrap(core_config(cp, dir.path(), "node-a", None))
         .await
         .unwrap_err();
     assert!(
-        matches!(err, AgentError::Key(KeyError::Malformed { .. })),
+        matches!(err, ClusterError::Key(KeyError::Malformed { .. })),
         "{err:?}"
     );
     let msg = err.to_string();
@@ -195,7 +195,7 @@ async fn a_bad_private_key_is_refused_precisely() {
     );
 
     std::fs::write(&key, "AAAA\n").unwrap();
-    let msg = AgentCore::bootstrap(core_config(cp, dir.path(), "node-a", None))
+    let msg = Membership::bootstrap(core_config(cp, dir.path(), "node-a", None))
         .await
         .unwrap_err()
         .to_string();
@@ -204,13 +204,13 @@ async fn a_bad_private_key_is_refused_precisely() {
     std::fs::remove_file(&key).unwrap();
     let generated = NodeKey::load_or_generate(&key).unwrap().0;
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
-    let err = AgentCore::bootstrap(core_config(cp, dir.path(), "node-a", None))
+    let err = Membership::bootstrap(core_config(cp, dir.path(), "node-a", None))
         .await
         .unwrap_err();
     assert!(
         matches!(
             err,
-            AgentError::Key(KeyError::Permissions { mode: 0o640, .. })
+            ClusterError::Key(KeyError::Permissions { mode: 0o640, .. })
         ),
         "{err:?}"
     );
@@ -230,7 +230,7 @@ async fn a_changed_endpoint_is_corrected_with_update_node() {
     let cp = start_cp(cp_dir.path()).await;
     let (token, hash) = token(&cp).await;
     let dir = tempfile::tempdir().unwrap();
-    AgentCore::bootstrap(core_config(
+    Membership::bootstrap(core_config(
         cp.addr,
         dir.path(),
         "node-a",
@@ -278,7 +278,7 @@ async fn leave_removes_the_node_and_forgets_the_identity() {
     let cp = start_cp(cp_dir.path()).await;
     let (token, hash) = token(&cp).await;
     let dir = tempfile::tempdir().unwrap();
-    AgentCore::bootstrap(core_config(
+    Membership::bootstrap(core_config(
         cp.addr,
         dir.path(),
         "node-a",

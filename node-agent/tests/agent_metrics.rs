@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use agent_support::{start_cp, token, WAIT};
 use support::{ip, TestNs};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use weft_node_agent::netns::run_in;
+use weft_node_agent::kernel::netns::run_in;
 
 const BIN: &str = env!("CARGO_BIN_EXE_weft-agent");
 

@@ -17,7 +17,7 @@ use agent_support::*;
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 use weft_agent_api::{NamedPort, RegistrationState};
-use weft_node_agent::agent::AgentCore;
+use weft_node_agent::cluster::Membership;
 use weft_node_agent::pods::PodRecord;
 use weft_node_agent::registration::{self, PodSource, RegistrationStatus, RegistrationTiming};
 use weft_node_agent::view::{ObjectKey, ViewSnapshot};
@@ -80,7 +80,7 @@ fn pod(
 }
 
 /// The `n`-th pod address of the core's node.
-fn pod_ip(core: &AgentCore, n: u32) -> IpAddr {
+fn pod_ip(core: &Membership, n: u32) -> IpAddr {
     let cidr = core.node().pod_cidr;
     match cidr.network() {
         IpAddr::V4(a) => IpAddr::V4((u32::from(a) + 1 + n).into()),
@@ -96,7 +96,7 @@ struct Registrar {
 }
 
 impl Registrar {
-    fn start(core: &AgentCore, pods: Arc<FakePods>) -> Self {
+    fn start(core: &Membership, pods: Arc<FakePods>) -> Self {
         let status = Arc::new(RegistrationStatus::new());
         let (stop, rx) = watch::channel(false);
         let timing = RegistrationTiming {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use agent_support::*;
 use base64::Engine as _;
-use weft_node_agent::agent::{AgentCore, PeersFile};
+use weft_node_agent::cluster::{Membership, PeersFile};
 use weft_proto::v1::RemoveNodeRequest;
 
 const NAMES: [&str; 3] = ["node-a", "node-b", "node-c"];
@@ -329,7 +329,7 @@ async fn a_restarted_agent_applies_its_persisted_peers_with_the_control_plane_do
     // No control plane: the core starts from its state dir alone.
     let core = tokio::time::timeout(
         WAIT,
-        AgentCore::bootstrap(core_config(
+        Membership::bootstrap(core_config(
             "127.0.0.1:1".parse().unwrap(),
             dirs[0].path(),
             "node-a",

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::{json, Map, Value};
-use weft_node_agent::netns::NetNs;
-use weft_node_agent::tun::{ensure_host_tun, PortSpec};
+use weft_node_agent::kernel::netns::NetNs;
+use weft_node_agent::kernel::tun::{ensure_host_tun, PortSpec};
 
 use cni_support::{exec, links_in, require_root, unique, weft_cni, Agent, Namespaces, Run};
 

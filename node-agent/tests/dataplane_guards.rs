@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use support::{ip, net, TestNs};
-use weft_node_agent::dataplane::{Dataplane, DataplaneConfig, DataplaneStatus, PeerSpec, PodPort};
-use weft_node_agent::netns::{self, NetNs};
-use weft_node_agent::tun::{create_pod_tun, ensure_host_tun, PortSpec};
-use weft_node_agent::wg::{self, Identity, Tunnel, PER_SOURCE_BURST, PER_SOURCE_RATE};
+use weft_node_agent::engine::{Dataplane, DataplaneConfig, DataplaneStatus, PeerSpec, PodPort};
+use weft_node_agent::kernel::netns::{self, NetNs};
+use weft_node_agent::kernel::tun::{create_pod_tun, ensure_host_tun, PortSpec};
+use weft_node_agent::wg::{self, NodeKey, Tunnel, PER_SOURCE_BURST, PER_SOURCE_RATE};
 
 const NS_PREFIX: &str = "weft-dg";
 const WG_PORT: u16 = 51820;
@@ -127,7 +127,7 @@ async fn node(test: &str, n: u8, host: TestNs) -> Node {
         .expect("bind the UDP socket");
     let dp = Dataplane::start(
         DataplaneConfig {
-            private_key: private_key(n),
+            key: NodeKey::from_bytes(private_key(n)),
             node_cidrs: vec![cidr(n)],
             host_addresses: vec![host_v4],
             persistent_keepalive: None,
@@ -211,7 +211,7 @@ fn exchange(from: &UdpSocket, to: SocketAddr, sink: &UdpSocket, count: u32, gap:
 fn strangers_initiations(target: [u8; 32], count: u8) -> Vec<Vec<u8>> {
     (0..count)
         .map(|i| {
-            let stranger = Identity::from_private([200u8.wrapping_add(i); 32]);
+            let stranger = NodeKey::from_bytes([200u8.wrapping_add(i); 32]);
             let mut tunnel = Tunnel::new(&stranger, target, None, 100 + u32::from(i)).unwrap();
             let mut out = vec![0; 256];
             let n = tunnel.initiate(&mut out).expect("an initiation");

@@ -28,13 +28,13 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 use nix::sys::socket::{recv, sendto, AddressFamily, MsgFlags, SockaddrIn, SockaddrIn6};
 use nix::sys::time::{TimeVal, TimeValLike};
-use weft_node_agent::dataplane::{
+use weft_node_agent::engine::{
     Dataplane, DataplaneConfig, DataplaneError, DataplaneStatus, OffloadStatus, PeerSpec, PodPort,
 };
-use weft_node_agent::netlink::Route;
-use weft_node_agent::netns::{self, NetNs};
-use weft_node_agent::tun::{create_pod_tun, ensure_host_tun, PortSpec, Tun, TunOptions};
-use weft_node_agent::wg::{self, Identity, Tunnel};
+use weft_node_agent::kernel::netlink::Route;
+use weft_node_agent::kernel::netns::{self, NetNs};
+use weft_node_agent::kernel::tun::{create_pod_tun, ensure_host_tun, PortSpec, Tun, TunOptions};
+use weft_node_agent::wg::{self, NodeKey, Tunnel};
 use weft_switch::offload::{vnet::GSO_TCPV4, VNET_HDR_LEN};
 use weft_switch::testing;
 
@@ -196,7 +196,7 @@ async fn node_with(
     let private_key = private_key(n);
     let dp = Dataplane::start(
         DataplaneConfig {
-            private_key,
+            key: NodeKey::from_bytes(private_key),
             node_cidrs: cidrs(n, dual),
             host_addresses: host_addrs,
             persistent_keepalive: None,
@@ -874,7 +874,7 @@ async fn garbage_datagrams_are_counted_and_the_engine_keeps_working(offload: boo
         data[4..8].copy_from_slice(&0xabcd_ef00_u32.to_le_bytes());
         send(&data)?;
         // A well-formed handshake initiation from a key A does not know.
-        let stranger = Identity::from_private([0x42; 32]);
+        let stranger = NodeKey::from_bytes([0x42; 32]);
         let mut tunnel =
             Tunnel::new(&stranger, wg::public_key_of(private_key(1)), None, 77).expect("tunnel");
         let mut out = [0u8; 256];

@@ -19,9 +19,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
-use weft_node_agent::dataplane::{Dataplane, DataplaneConfig, PeerSpec, PodPort};
-use weft_node_agent::netns;
-use weft_node_agent::tun::{create_pod_tun, ensure_host_tun, PortSpec};
+use weft_node_agent::engine::{Dataplane, DataplaneConfig, PeerSpec, PodPort};
+use weft_node_agent::kernel::netns;
+use weft_node_agent::kernel::tun::{create_pod_tun, ensure_host_tun, PortSpec};
 use weft_node_agent::wg;
 
 mod support;
@@ -97,7 +97,7 @@ async fn node(n: u8, host: TestNs) -> Node {
     let private_key = [n.wrapping_mul(29).wrapping_add(3); 32];
     let dp = Dataplane::start(
         DataplaneConfig {
-            private_key,
+            key: wg::NodeKey::from_bytes(private_key),
             node_cidrs: vec![net(&format!("10.244.{n}.0/24"))],
             host_addresses: vec![host_v4],
             persistent_keepalive: None,

@@ -16,8 +16,8 @@ use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use weft_node_agent::netns;
-use weft_node_agent::tun::{Tun, TunOptions};
+use weft_node_agent::kernel::netns;
+use weft_node_agent::kernel::tun::{Tun, TunOptions};
 use weft_switch::offload::{segment, VnetHdr, VNET_HDR_LEN};
 use weft_switch::testing::{pkt, valid};
 use weft_switch::wire::{tcp_flags, FlowPacket, L4Checksum};

@@ -14,9 +14,9 @@ use std::time::Duration;
 use nix::sys::socket::{recv, sendto, AddressFamily, MsgFlags, SockaddrIn};
 use nix::sys::time::{TimeVal, TimeValLike};
 use serde_json::Value;
-use weft_node_agent::netlink::{Netlink, NetlinkError, Route};
-use weft_node_agent::netns::{self, NetNs, NetNsError};
-use weft_node_agent::tun::{
+use weft_node_agent::kernel::netlink::{Netlink, NetlinkError, Route};
+use weft_node_agent::kernel::netns::{self, NetNs, NetNsError};
+use weft_node_agent::kernel::tun::{
     attach_existing_pod_tun, create_pod_tun, delete_pod_tun, ensure_host_tun, port_state, AsyncTun,
     KernelError, PortSpec, Tun, TunError, TunOptions,
 };

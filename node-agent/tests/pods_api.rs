@@ -17,8 +17,8 @@ use weft_agent_api::{
     AgentApiError, AgentClient, AsyncAgentClient, ErrorCode, NodeInfo, PodAddRequest,
 };
 use weft_node_agent::api::{self, ApiError, DataplaneStatusSource, NodeInfoSource, Services};
-use weft_node_agent::dataplane::{DataplaneError, DataplaneStatus};
-use weft_node_agent::netns::NetNs;
+use weft_node_agent::engine::{DataplaneError, DataplaneStatus};
+use weft_node_agent::kernel::netns::NetNs;
 use weft_node_agent::pods::{MemoryPortSink, PodManager};
 
 struct FakeNode(Mutex<NodeInfo>);

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use weft_node_agent::netns::NetNs;
+use weft_node_agent::kernel::netns::NetNs;
 use weft_node_agent::pods::{AddPod, MemoryPortSink, PodManager};
 
 const CYCLES: usize = 50;

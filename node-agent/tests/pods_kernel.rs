@@ -13,9 +13,9 @@ use std::process::Command;
 use std::sync::Arc;
 
 use serde_json::Value;
-use weft_node_agent::netns::NetNs;
+use weft_node_agent::kernel::netns::NetNs;
+use weft_node_agent::kernel::tun::{create_pod_tun, PortSpec};
 use weft_node_agent::pods::{AddPod, MemoryPortSink, PodError, PodManager, SinkEvent};
-use weft_node_agent::tun::{create_pod_tun, PortSpec};
 
 mod support;
 use support::{ip_json, link_exists, require_root, unique_name};

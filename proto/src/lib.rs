@@ -4,6 +4,7 @@
 //!
 //! The `.proto` files are the contract; docs/api.md explains every call.
 
+#![forbid(unsafe_code)]
 #![allow(clippy::all, missing_docs)]
 
 /// `weft.v1`: the `Cluster` and `Admin` services and their messages.

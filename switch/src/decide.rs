@@ -153,7 +153,11 @@ impl Switch {
         &self.counters
     }
 
-    fn process(
+    /// A packet that came in on `ingress`: [`Self::from_pod`],
+    /// [`Self::from_host`] and [`Self::from_peer`] in one call, for an IO
+    /// shell that keeps the ingress as a value. A packet from a peer is
+    /// always plain (`VnetHdr::default()`).
+    pub fn process(
         &mut self,
         ingress: Ingress,
         packet: &mut [u8],

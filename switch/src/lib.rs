@@ -143,7 +143,7 @@ pub use config::{ConfigError, MAX_ID, MAX_MTU, MIN_MTU};
 pub use counters::{Counters, DropReason};
 pub use decide::{Action, Switch, DEFAULT_ICMP_BURST, DEFAULT_ICMP_PER_SECOND};
 pub use icmp_error::IcmpError;
-pub use ports::{PeerId, PortId, Route};
+pub use ports::{Ingress, PeerId, PortId, Route};
 pub use prefix::PrefixTable;
 pub use ratelimit::TokenBucket;
 pub use wire::{IpPacket, Ipv4Packet, Ipv6Packet, ParseError, Transport};

@@ -52,8 +52,8 @@ impl fmt::Display for Route {
 }
 
 /// Which port a packet came in on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Ingress {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Ingress {
     /// A pod port.
     Port(PortId),
     /// The host port.

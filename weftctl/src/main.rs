@@ -1,6 +1,8 @@
 //! `weftctl`: the admin CLI of weft. Thin: parse arguments, run one command,
 //! print its result or one line of error.
 
+#![forbid(unsafe_code)]
+
 mod cmd;
 mod duration;
 mod output;

@@ -13,8 +13,8 @@ type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 
 use serde_json::Value;
 use weft_agent_api::NodeInfo;
 use weft_node_agent::api::{self, DataplaneStatusSource, NodeInfoSource, Services};
-use weft_node_agent::dataplane::{DataplaneError, DataplaneStatus, PeerStatus};
-use weft_node_agent::netns::NetNs;
+use weft_node_agent::engine::{DataplaneError, DataplaneStatus, PeerStatus};
+use weft_node_agent::kernel::netns::NetNs;
 use weft_node_agent::pods::{MemoryPortSink, PodManager};
 
 struct Node;

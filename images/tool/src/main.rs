@@ -7,6 +7,8 @@
 //!   node over its command channel, prints its output and exits with its
 //!   status (125 when the channel itself fails).
 
+#![forbid(unsafe_code)]
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;

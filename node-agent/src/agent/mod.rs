@@ -1,37 +1,16 @@
-//! The agent core: flags, keys, joining, the watch client, leases, and
-//! wiring the data plane, pods and the local API together.
+//! The agent binary's wiring: its flags, and [`run()`], which puts the
+//! parts together: the kernel edge ([`crate::kernel`]: the host TUN
+//! `weft0`, the UDP socket's namespace), the engine ([`crate::engine`]),
+//! the cluster client ([`crate::cluster`]) feeding the engine's peers,
+//! pods ([`crate::pods`]), the local API ([`crate::api`]) and metrics.
 //!
-//! Layers, from pure to IO:
-//! - [`config`]: the command line, checked into an [`AgentConfig`] (exit 64
-//!   with one line on bad input).
-//! - [`keys`], [`state`]: the state dir (`private.key`, `credentials.json`,
-//!   `node.json`, `peers.json`), each written atomically with mode 0600.
-//! - [`peers`]: the sans-IO [`PeerTable`] (watch events in, [`PeerAction`]s
-//!   out) and the [`PeerSink`] they go to (the data plane in production).
-//! - [`AgentCore`]: join or reuse the identity, then watch, renew the lease,
-//!   correct this node's record, persist; testable against a real control
-//!   plane with a fake sink, since it touches no TUN or socket.
-//! - [`run()`]: the whole agent (UDP socket, host TUN `weft0`, data plane,
-//!   pods, local API), and [`leave`].
+//! Files:
+//! - [`flags`]: the command line, checked into an [`AgentConfig`] (exit 64
+//!   with one line on bad input);
+//! - `run`: [`run()`] (the whole agent until a signal) and [`leave`].
 
-pub mod backoff;
-pub mod config;
-mod core;
-mod error;
-pub mod files;
-pub mod join;
-pub mod keys;
-mod lease;
-pub mod peers;
+pub mod flags;
 mod run;
-pub mod state;
-pub mod underlay;
-mod watch;
 
-pub use self::config::{parse, AgentConfig, ConfigError, Invocation, LeaveConfig};
-pub use self::core::{AgentCore, CoreConfig, CoreStatus, Timing};
-pub use self::error::AgentError;
-pub use self::keys::{KeyError, NodeKey};
-pub use self::peers::{PeerAction, PeerRecord, PeerSink, PeerSinkError, PeerTable};
+pub use self::flags::{parse, AgentConfig, ConfigError, Invocation, LeaveConfig};
 pub use self::run::{leave, run, RunError, HOST_IFNAME};
-pub use self::state::{ClusterSettings, NodeFile, PeersFile, StatePaths};

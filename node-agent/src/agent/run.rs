@@ -9,7 +9,7 @@
 //! second agent on the node is refused here), the metrics listener
 //! (`--metrics-listen`), a write in the state dir, and the host TUN `weft0`
 //! (created, or re-attached after a restart; one another process holds is
-//! refused). Then it brings up the [`AgentCore`] (joining on first start),
+//! refused). Then it brings up the [`Membership`] (joining on first start),
 //! configures `weft0` (the node's overlay address, routes to the cluster
 //! and service CIDRs), starts the
 //! [`Dataplane`] and hands it to the core (which applies the persisted peers
@@ -35,23 +35,24 @@ use weft_client::Credentials;
 use weft_proto::v1::cluster_client::ClusterClient;
 use weft_proto::v1::LeaveRequest;
 
-use super::config::{AgentConfig, LeaveConfig};
-use super::core::{AgentCore, CoreConfig, Timing};
-use super::error::AgentError;
-use super::files;
-use super::keys::NodeKey;
-use super::peers::PeerSink;
-use super::state::{NodeFile, StatePaths};
-use super::underlay::{self, FALLBACK_MTU};
+use super::flags::{AgentConfig, LeaveConfig};
 use crate::api::{self, ApiError, ApiListener, ClusterSources, Services};
-use crate::dataplane::{Dataplane, DataplaneConfig, DataplaneError};
-use crate::metrics::{self, MetricsError};
-use crate::netns::{NetNs, NetNsError};
-use crate::pods::{PodError, PodManager};
-use crate::registration::{self, RegistrationStatus, RegistrationTiming};
-use crate::tun::{
+use crate::cluster::files;
+use crate::cluster::ClusterError;
+use crate::cluster::PeerSink;
+use crate::cluster::{Membership, MembershipConfig, Timing};
+use crate::cluster::{NodeFile, StatePaths};
+use crate::engine::{Dataplane, DataplaneConfig, DataplaneError};
+use crate::kernel::netns::{NetNs, NetNsError};
+use crate::kernel::tun::{
     configure_host_tun, open_host_tun, KernelError, PortSpec, Tun, TunError, TunOptions,
 };
+use crate::kernel::underlay::{self, FALLBACK_MTU};
+use crate::metrics::{self, MetricsError};
+use crate::pods::{PodError, PodManager};
+use crate::registration::{self, RegistrationStatus, RegistrationTiming};
+use crate::wg::NodeKey;
+use crate::wg::NodeKey;
 
 /// The host port's interface name.
 pub const HOST_IFNAME: &str = "weft0";
@@ -65,7 +66,7 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 pub enum RunError {
     /// The core failed (keys, state, joining).
     #[error(transparent)]
-    Agent(#[from] AgentError),
+    Agent(#[from] ClusterError),
     /// The WireGuard UDP port could not be bound.
     #[error("binding UDP port {port} for WireGuard: {reason}")]
     Udp {
@@ -166,9 +167,9 @@ pub async fn run(
 
     let paths = StatePaths::new(&cfg.state_dir);
     files::ensure_private_dir(&paths.dir)
-        .map_err(|e| AgentError::io("creating the state dir", &paths.dir, e))?;
+        .map_err(|e| ClusterError::io("creating the state dir", &paths.dir, e))?;
     let (key, created) =
-        NodeKey::load_or_generate(&paths.private_key()).map_err(AgentError::from)?;
+        NodeKey::load_or_generate(&paths.private_key()).map_err(ClusterError::from)?;
     tracing::info!(public_key = %key.public_base64(), new = created, "WireGuard key");
 
     let (endpoint, mtu) = underlay_defaults(&cfg).await;
@@ -188,7 +189,7 @@ pub async fn run(
             e => RunError::HostTun(e),
         })?;
 
-    let core_cfg = CoreConfig {
+    let core_cfg = MembershipConfig {
         control_plane: cfg.control_plane.clone(),
         token: cfg.token.clone(),
         ca_hash: cfg.ca_hash.clone(),
@@ -203,7 +204,7 @@ pub async fn run(
         },
     };
     let core = tokio::select! {
-        c = AgentCore::bootstrap_with_key(core_cfg, key.clone()) => c,
+        c = Membership::bootstrap_with_key(core_cfg, key.clone()) => c,
         _ = stopped() => {
             tracing::info!("stopped before the node had joined");
             discard_new_tun(host_tun, created_tun);
@@ -220,7 +221,7 @@ pub async fn run(
     let node = core.node();
     let host_address = node.host_address();
     let host_net = IpNet::new(host_address, node.pod_cidr.prefix_len())
-        .map_err(|e| AgentError::Protocol(format!("the pod CIDR {}: {e}", node.pod_cidr)))?;
+        .map_err(|e| ClusterError::Protocol(format!("the pod CIDR {}: {e}", node.pod_cidr)))?;
 
     let spec = PortSpec::host(
         HOST_IFNAME,
@@ -233,7 +234,7 @@ pub async fn run(
 
     let dataplane = Arc::new(Dataplane::start(
         DataplaneConfig {
-            private_key: key.private_bytes(),
+            key: key.clone(),
             node_cidrs: vec![node.pod_cidr],
             host_addresses: vec![host_address],
             persistent_keepalive: Some(PERSISTENT_KEEPALIVE),
@@ -298,9 +299,9 @@ async fn serve<F, Fut>(
     listeners: Listeners,
     node: &NodeFile,
     mtu: u32,
-    core: &AgentCore,
+    core: &Membership,
     dataplane: &Arc<Dataplane>,
-    core_task: &mut tokio::task::JoinHandle<Result<(), AgentError>>,
+    core_task: &mut tokio::task::JoinHandle<Result<(), ClusterError>>,
     stopped: &F,
     stop_tx: &watch::Sender<bool>,
 ) -> Result<(), RunError>
@@ -353,7 +354,7 @@ where
         r = &mut api_task => match r {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(e.into()),
-            Err(e) => Err(AgentError::Protocol(format!("the API task failed: {e}")).into()),
+            Err(e) => Err(ClusterError::Protocol(format!("the API task failed: {e}")).into()),
         },
     };
     let _ = stop_tx.send(true);
@@ -378,10 +379,12 @@ async fn stop_task<T>(mut task: tokio::task::JoinHandle<T>, grace: Duration, wha
     }
 }
 
-fn core_result(r: Result<Result<(), AgentError>, tokio::task::JoinError>) -> Result<(), RunError> {
+fn core_result(
+    r: Result<Result<(), ClusterError>, tokio::task::JoinError>,
+) -> Result<(), RunError> {
     match r {
         Ok(r) => r.map_err(RunError::from),
-        Err(e) => Err(AgentError::Protocol(format!("the agent core failed: {e}")).into()),
+        Err(e) => Err(ClusterError::Protocol(format!("the agent core failed: {e}")).into()),
     }
 }
 
@@ -421,7 +424,7 @@ fn check_writable(dir: &std::path::Path) -> Result<(), RunError> {
         .and_then(|f| f.sync_all());
     let _ = std::fs::remove_file(&probe);
     written.map_err(|e| {
-        RunError::Agent(AgentError::io(
+        RunError::Agent(ClusterError::io(
             "the state dir is not writable: creating a file in",
             dir,
             e,
@@ -471,7 +474,7 @@ pub async fn leave(cfg: &LeaveConfig) -> Result<String, RunError> {
             cred_path.display()
         )));
     }
-    let mut creds = Credentials::load(&cred_path).map_err(AgentError::from)?;
+    let mut creds = Credentials::load(&cred_path).map_err(ClusterError::from)?;
     if let Some(cp) = &cfg.control_plane {
         creds.server = cp.clone();
     }
@@ -483,7 +486,7 @@ pub async fn leave(cfg: &LeaveConfig) -> Result<String, RunError> {
     let channel = tokio::time::timeout(timeout, weft_client::connect(&creds))
         .await
         .map_err(|_| RunError::Leave(format!("connecting to {} timed out", creds.server)))?
-        .map_err(AgentError::from)?;
+        .map_err(ClusterError::from)?;
     let request = LeaveRequest {
         node_name: name.clone(),
     };
@@ -504,7 +507,7 @@ pub async fn leave(cfg: &LeaveConfig) -> Result<String, RunError> {
     ] {
         if let Err(e) = std::fs::remove_file(&path) {
             if e.kind() != std::io::ErrorKind::NotFound {
-                return Err(AgentError::io("removing", &path, e).into());
+                return Err(ClusterError::io("removing", &path, e).into());
             }
         }
     }

@@ -11,10 +11,10 @@ use weft_agent_api::{
 };
 
 use super::{Services, STATUS_TIMEOUT};
-use crate::dataplane::{DataplaneError, DataplaneStatus};
-use crate::netns::NetNsError;
+use crate::engine::{DataplaneError, DataplaneStatus};
+use crate::kernel::netns::NetNsError;
+use crate::kernel::tun::{KernelError, TunError};
 use crate::pods::{validate_id, PodError, PodRecord};
-use crate::tun::{KernelError, TunError};
 
 /// Carries out one request on a task of its own and waits for it at most
 /// `deadline`: past it, the answer is `unavailable` and the task goes on
@@ -184,7 +184,7 @@ fn dataplane_info(s: DataplaneStatus) -> DataplaneInfo {
 }
 
 /// The data plane's offload status, as the API sends it.
-fn offload_info(o: crate::dataplane::OffloadStatus) -> OffloadInfo {
+fn offload_info(o: crate::engine::OffloadStatus) -> OffloadInfo {
     OffloadInfo {
         tun: o.tun,
         udp_gso: o.udp_gso,
@@ -402,7 +402,7 @@ mod tests {
     #[test]
     fn status_converts_peers() {
         let s = DataplaneStatus {
-            peers: vec![crate::dataplane::PeerStatus {
+            peers: vec![crate::engine::PeerStatus {
                 name: "n2".into(),
                 public_key: [0; 32],
                 endpoint: Some("192.0.2.2:51820".parse().unwrap()),

@@ -49,7 +49,7 @@ pub use handlers::status;
 pub use socket::{bind, ApiListener};
 pub use weft_agent_api::MAX_REQUEST_BYTES;
 
-use crate::dataplane::{Dataplane, DataplaneError, DataplaneStatus};
+use crate::engine::{Dataplane, DataplaneError, DataplaneStatus};
 use crate::pods::{MemoryPortSink, PodManager};
 use crate::registration::RegistrationStatus;
 use crate::view::ViewFeed;

@@ -2,6 +2,8 @@
 //! SIGINT/SIGTERM (or `weft-agent leave`). Bad configuration exits 64 with
 //! one line saying what; other failures exit 1.
 
+#![forbid(unsafe_code)]
+
 use anyhow::Context as _;
 use weft_node_agent::agent::{self, ConfigError, Invocation, RunError};
 

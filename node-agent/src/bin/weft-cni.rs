@@ -3,6 +3,8 @@
 //! node's `weft-agent` and prints the result (or a CNI error) on stdout.
 //! Install it as `/opt/cni/bin/weft-cni`; see `docs/cni.md`.
 
+#![forbid(unsafe_code)]
+
 fn main() {
     // Warnings only, on stderr (stdout is the CNI result); WEFT_LOG for more.
     weft_node_agent::logging::init("warn", false);

@@ -14,9 +14,9 @@ use super::config::NetConf;
 use super::env::{Attachment, PodMeta};
 use super::error::{agent_error, code, AgentCall, CniError};
 use super::result::{add_result, expect_from_prev, Attached, PrevResult};
-use crate::netlink::Route;
+use crate::kernel::netlink::Route;
+use crate::kernel::tun::PortState;
 use crate::pods::AddressPool;
-use crate::tun::PortState;
 
 /// How long one exchange with the agent may take in ADD, CHECK, DEL, GC.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(20);

@@ -12,8 +12,8 @@ use weft_agent_api::{
 };
 
 use super::commands::{Agent, NetnsProblem, System};
-use crate::netlink::Route;
-use crate::tun::PortState;
+use crate::kernel::netlink::Route;
+use crate::kernel::tun::PortState;
 
 /// The fake's whole state.
 #[derive(Debug, Default)]

@@ -15,9 +15,9 @@ use super::env::CniEnv;
 use super::error::{code, CniError};
 use super::request;
 use super::{run, Outcome};
-use crate::netlink::NetlinkError;
-use crate::netns::{NetNs, NetNsError};
-use crate::tun::{self, KernelError, PortState};
+use crate::kernel::netlink::NetlinkError;
+use crate::kernel::netns::{NetNs, NetNsError};
+use crate::kernel::tun::{self, KernelError, PortState};
 
 /// The agent's socket, connected on first use.
 struct SocketAgent {

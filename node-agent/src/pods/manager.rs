@@ -19,9 +19,9 @@ use super::record::{validate_add, validate_id, AddPod, PodRecord};
 use super::sink::PortSink;
 use super::store;
 use super::PodError;
-use crate::dataplane::{Dataplane, PodPort};
-use crate::netns::{NetNs, NetNsError};
-use crate::tun::{
+use crate::engine::{Dataplane, PodPort};
+use crate::kernel::netns::{NetNs, NetNsError};
+use crate::kernel::tun::{
     attach_existing_pod_tun, create_pod_tun, delete_pod_tun, KernelError, PortSpec, TunError,
     TunOptions,
 };

@@ -27,7 +27,7 @@
 //! - Pod operations are serialised (one at a time per node); each takes
 //!   milliseconds.
 //! - The data plane is reached through [`PortSink`] (implemented by
-//!   [`crate::dataplane::Dataplane`]; [`MemoryPortSink`] for tests).
+//!   [`crate::engine::Dataplane`]; [`MemoryPortSink`] for tests).
 
 mod alloc;
 mod manager;
@@ -45,9 +45,9 @@ pub use record::{validate_id, AddPod, PodRecord, MAX_ID_LEN};
 pub use sink::{MemoryPortSink, PortSink, SinkEvent};
 pub use store::{decode as decode_state, encode as encode_state, PodState, FILE_NAME};
 
-use crate::dataplane::DataplaneError;
-use crate::netns::NetNsError;
-use crate::tun::KernelError;
+use crate::engine::DataplaneError;
+use crate::kernel::netns::NetNsError;
+use crate::kernel::tun::KernelError;
 
 /// Errors of pod management.
 #[derive(Debug, thiserror::Error)]

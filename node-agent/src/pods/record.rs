@@ -176,7 +176,7 @@ fn validate_netns_path(path: &Path) -> Result<(), String> {
 /// Checks everything in an add request that needs no IO.
 pub fn validate_add(req: &AddPod) -> Result<(), String> {
     validate_id(&req.id)?;
-    crate::tun::validate_ifname(req.ifname()).map_err(|e| e.to_string())?;
+    crate::kernel::tun::validate_ifname(req.ifname()).map_err(|e| e.to_string())?;
     validate_identity(req)?;
     match (&req.netns, req.create_netns) {
         (Some(_), true) => Err("give either a netns path or create_netns, not both".into()),

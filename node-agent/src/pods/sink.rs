@@ -7,8 +7,8 @@ use std::sync::{Mutex, PoisonError};
 
 use futures::future::BoxFuture;
 
-use crate::dataplane::{Dataplane, DataplaneError, PodPort};
-use crate::tun::Tun;
+use crate::engine::{Dataplane, DataplaneError, PodPort};
+use crate::kernel::tun::Tun;
 
 /// Takes pod ports: attach a configured TUN under the pod's id, detach it.
 pub trait PortSink: Send + Sync + 'static {

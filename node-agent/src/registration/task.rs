@@ -15,7 +15,7 @@ use weft_proto::v1::{RegisterPodRequest, SyncPodsRequest, UnregisterPodRequest};
 
 use super::plan::{Next, Outcome, Registrations, Work};
 use super::pod::documents;
-use crate::agent::AgentCore;
+use crate::cluster::Membership;
 use crate::pods::{PodManager, PodRecord};
 use crate::view::ObjectKey;
 
@@ -101,7 +101,7 @@ impl RegistrationStatus {
 /// Keeps the control plane's record of this node's pods in line with
 /// `pods` until `stop` (see the module docs).
 pub async fn run(
-    core: AgentCore,
+    core: Membership,
     pods: Arc<dyn PodSource>,
     status: Arc<RegistrationStatus>,
     timing: RegistrationTiming,

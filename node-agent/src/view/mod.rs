@@ -4,7 +4,7 @@
 //! plane as immutable, versioned snapshots.
 //!
 //! Contract:
-//! - [`ClusterView`] (sans-IO) applies watch events as [`PeerTable`]
+//! - [`ClusterView`] (sans-IO) applies watch events as [`PeerDirectory`]
 //!   applies them to nodes: a snapshot (gathered over its parts) replaces
 //!   every object; a `PUT` stores the object, a `DELETE` removes it (by
 //!   kind, namespace and name, whatever its JSON holds); events older than
@@ -31,7 +31,7 @@
 //! (applying events), `file.rs` (`objects.json`), `feed.rs` (the lock, the
 //! channel, persisting).
 //!
-//! [`PeerTable`]: crate::agent::PeerTable
+//! [`PeerDirectory`]: crate::cluster::PeerDirectory
 
 mod feed;
 mod file;

@@ -12,7 +12,7 @@ use boringtun::noise::rate_limiter::RateLimiter;
 use boringtun::noise::{Packet, Tunn, TunnResult};
 
 use super::limit::{LoadMeter, SourceLimiter};
-use super::{tunnel_index_of, Identity, MessageKind, PeerRef, WgDrop, MIN_OUT};
+use super::{tunnel_index_of, MessageKind, NodeKey, PeerRef, WgDrop, MIN_OUT};
 
 /// What [`Gate::classify`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +57,7 @@ pub const HANDSHAKE_RATE_LIMIT: u64 = 100;
 /// messages, their MACs and the load rule, and which peer a message is
 /// for. Shared by all peers; see the module docs.
 pub struct Gate {
-    identity: Identity,
+    identity: NodeKey,
     /// Checks MAC1 only.
     lenient: RateLimiter,
     /// Checks MAC1 and MAC2, answering a missing cookie with a reply.
@@ -78,11 +78,11 @@ impl std::fmt::Debug for Gate {
 impl Gate {
     /// A gate for `identity`, under load (asking for cookies) above
     /// `handshakes_per_second` admitted handshake messages (0: always).
-    pub fn new(identity: &Identity, handshakes_per_second: u64) -> Self {
+    pub fn new(identity: &NodeKey, handshakes_per_second: u64) -> Self {
         Self {
             identity: identity.clone(),
-            lenient: RateLimiter::new(&identity.public, u64::MAX),
-            strict: RateLimiter::new(&identity.public, 0),
+            lenient: RateLimiter::new(identity.public(), u64::MAX),
+            strict: RateLimiter::new(identity.public(), 0),
             sources: SourceLimiter::default(),
             load: LoadMeter::new(handshakes_per_second),
         }
@@ -133,7 +133,7 @@ impl Gate {
         };
         match packet {
             Packet::HandshakeInit(init) => {
-                match parse_handshake_anon(&self.identity.secret, &self.identity.public, &init) {
+                match parse_handshake_anon(self.identity.secret(), self.identity.public(), &init) {
                     Ok(half) => Inbound::Peer {
                         peer: PeerRef::Key(half.peer_static_public),
                         kind: MessageKind::HandshakeInit,

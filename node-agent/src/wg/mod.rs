@@ -25,10 +25,11 @@
 //! - [`roams`] is the roaming rule: which authenticated messages may move a
 //!   peer's endpoint to the datagram's source address.
 //!
-//! Files: this one (keys, message kinds, drop reasons), `gate`, `limit`
-//! (the rate limits) and `tunnel`.
+//! Files: this one (message kinds, drop reasons), `key` (the node's key
+//! pair and its file), `gate`, `limit` (the rate limits) and `tunnel`.
 
 mod gate;
+mod key;
 mod limit;
 mod tunnel;
 
@@ -36,9 +37,9 @@ mod tunnel;
 mod tests;
 
 use boringtun::noise::errors::WireGuardError;
-use boringtun::x25519::{PublicKey, StaticSecret};
 
 pub use gate::{Admit, Gate, Inbound, HANDSHAKE_RATE_LIMIT};
+pub use key::{KeyError, NodeKey};
 pub use limit::{LoadMeter, SourceLimiter, PER_SOURCE_BURST, PER_SOURCE_RATE};
 pub use tunnel::{roams, Decap, Encap, Timer, Tunnel, TunnelError};
 
@@ -60,38 +61,9 @@ pub const fn tunnel_index_of(receiver_idx: u32) -> u32 {
     receiver_idx >> 8
 }
 
-/// This node's WireGuard static key pair.
-#[derive(Clone)]
-pub struct Identity {
-    secret: StaticSecret,
-    public: PublicKey,
-}
-
-impl std::fmt::Debug for Identity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Identity")
-            .field("public", &self.public.as_bytes())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Identity {
-    /// The key pair of an X25519 private key.
-    pub fn from_private(private_key: [u8; 32]) -> Self {
-        let secret = StaticSecret::from(private_key);
-        let public = PublicKey::from(&secret);
-        Self { secret, public }
-    }
-
-    /// The public key peers know this node by.
-    pub fn public_key(&self) -> [u8; 32] {
-        *self.public.as_bytes()
-    }
-}
-
 /// The public key of an X25519 private key.
 pub fn public_key_of(private_key: [u8; 32]) -> [u8; 32] {
-    Identity::from_private(private_key).public_key()
+    NodeKey::from_bytes(private_key).public_bytes()
 }
 
 /// The four WireGuard message types.

@@ -17,14 +17,14 @@ fn src(last: u8) -> IpAddr {
 
 /// A node: its identity, its gate, and its tunnel to the other node.
 struct Node {
-    identity: Identity,
+    identity: NodeKey,
     gate: Gate,
     out: Vec<u8>,
 }
 
 impl Node {
     fn new(seed: u8) -> Self {
-        let identity = Identity::from_private([seed; 32]);
+        let identity = NodeKey::from_bytes([seed; 32]);
         let gate = Gate::new(&identity, HANDSHAKE_RATE_LIMIT);
         Self {
             identity,
@@ -34,7 +34,7 @@ impl Node {
     }
 
     fn tunnel_to(&self, other: &Node, index: u32) -> Tunnel {
-        Tunnel::new(&self.identity, other.identity.public_key(), None, index).unwrap()
+        Tunnel::new(&self.identity, other.identity.public_bytes(), None, index).unwrap()
     }
 }
 
@@ -61,7 +61,7 @@ fn handshake(a: &mut Node, b: &mut Node) -> (Tunnel, Tunnel) {
     assert_eq!(
         b.gate.classify(src(1), &init, Instant::now(), &mut b.out),
         Inbound::Peer {
-            peer: PeerRef::Key(a.identity.public_key()),
+            peer: PeerRef::Key(a.identity.public_bytes()),
             kind: MessageKind::HandshakeInit
         }
     );
@@ -105,11 +105,17 @@ fn index_lives_in_the_upper_24_bits() {
     assert_eq!(tunnel_index_of(0xffff_ffff), MAX_TUNNEL_INDEX);
     let a = Node::new(1);
     let b = Node::new(2);
-    assert!(Tunnel::new(&a.identity, b.identity.public_key(), None, MAX_TUNNEL_INDEX).is_ok());
+    assert!(Tunnel::new(
+        &a.identity,
+        b.identity.public_bytes(),
+        None,
+        MAX_TUNNEL_INDEX
+    )
+    .is_ok());
     assert_eq!(
         Tunnel::new(
             &a.identity,
-            b.identity.public_key(),
+            b.identity.public_bytes(),
             None,
             MAX_TUNNEL_INDEX + 1
         )
@@ -163,7 +169,7 @@ fn handshake_init_is_identified_by_the_senders_static_key() {
     assert_eq!(
         b.gate.classify(src(3), &init, Instant::now(), &mut b.out),
         Inbound::Peer {
-            peer: PeerRef::Key(c.identity.public_key()),
+            peer: PeerRef::Key(c.identity.public_bytes()),
             kind: MessageKind::HandshakeInit
         }
     );

@@ -8,7 +8,7 @@ use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::{Tunn, TunnResult};
 use boringtun::x25519::PublicKey;
 
-use super::{Identity, MessageKind, WgDrop, DATA_OVERHEAD, MAX_TUNNEL_INDEX, MIN_OUT};
+use super::{MessageKind, NodeKey, WgDrop, DATA_OVERHEAD, MAX_TUNNEL_INDEX, MIN_OUT};
 
 /// What [`Tunnel::encapsulate`] produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,7 +102,7 @@ impl Tunnel {
     /// session indexes carry `index` in their upper 24 bits, which is how
     /// the engine routes responses and data back to it.
     pub fn new(
-        identity: &Identity,
+        identity: &NodeKey,
         peer_public_key: [u8; 32],
         persistent_keepalive: Option<u16>,
         index: u32,
@@ -111,7 +111,7 @@ impl Tunnel {
             return Err(TunnelError::IndexOutOfRange(index));
         }
         let tunn = Tunn::new(
-            identity.secret.clone(),
+            identity.secret().clone(),
             PublicKey::from(peer_public_key),
             None,
             persistent_keepalive.filter(|k| *k > 0),

@@ -21,8 +21,10 @@ use tonic::transport::Channel;
 use weft_client::Credentials;
 use weft_control_plane::config::{Config, Settings};
 use weft_control_plane::server::{self, Running};
-use weft_node_agent::agent::{AgentCore, AgentError, CoreConfig, PeerSink, PeerSinkError, Timing};
-use weft_node_agent::dataplane::PeerSpec;
+use weft_node_agent::cluster::{
+    ClusterError, Membership, MembershipConfig, PeerSink, PeerSinkError, Timing,
+};
+use weft_node_agent::engine::PeerSpec;
 use weft_proto::v1::admin_client::AdminClient;
 use weft_proto::v1::{CreateTokenRequest, ListNodesRequest, Node};
 
@@ -121,8 +123,8 @@ pub fn core_config(
     state_dir: &Path,
     name: &str,
     join: Option<(&str, &str)>,
-) -> CoreConfig {
-    CoreConfig {
+) -> MembershipConfig {
+    MembershipConfig {
         control_plane: cp.to_string(),
         token: join.map(|(t, _)| t.parse().unwrap()),
         ca_hash: join.map(|(_, h)| h.to_string()),
@@ -220,14 +222,14 @@ impl PeerSink for RecordingSink {
 
 /// A core running in the background with a recording sink.
 pub struct RunningCore {
-    pub core: AgentCore,
+    pub core: Membership,
     pub sink: Arc<RecordingSink>,
     stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<Result<(), AgentError>>,
+    task: tokio::task::JoinHandle<Result<(), ClusterError>>,
 }
 
 impl RunningCore {
-    pub fn start(core: AgentCore) -> Self {
+    pub fn start(core: Membership) -> Self {
         let sink = Arc::new(RecordingSink::default());
         let (stop, mut rx) = watch::channel(false);
         let task = {
@@ -249,9 +251,9 @@ impl RunningCore {
     }
 
     /// Bootstraps a core from `cfg` and runs it.
-    pub async fn boot(cfg: CoreConfig) -> Self {
+    pub async fn boot(cfg: MembershipConfig) -> Self {
         init_logs();
-        let core = tokio::time::timeout(WAIT, AgentCore::bootstrap(cfg))
+        let core = tokio::time::timeout(WAIT, Membership::bootstrap(cfg))
             .await
             .expect("bootstrap in time")
             .expect("bootstrap");

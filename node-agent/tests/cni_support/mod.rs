@@ -18,8 +18,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use weft_agent_api::NodeInfo;
 use weft_node_agent::api::{self, ApiError, DataplaneStatusSource, NodeInfoSource, Services};
-use weft_node_agent::dataplane::{DataplaneError, DataplaneStatus};
-use weft_node_agent::netns::NetNs;
+use weft_node_agent::engine::{DataplaneError, DataplaneStatus};
+use weft_node_agent::kernel::netns::NetNs;
 use weft_node_agent::pods::{MemoryPortSink, PodManager};
 
 /// Fails (never skips) a test that needs root.

@@ -23,7 +23,7 @@ use nix::sys::socket::{
 };
 use nix::sys::time::TimeVal;
 use serde_json::Value;
-use weft_node_agent::netns::NetNs;
+use weft_node_agent::kernel::netns::NetNs;
 use weft_switch::testing;
 
 /// Fails the test unless it runs as root: these tests make namespaces,

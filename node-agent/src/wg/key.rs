@@ -1,6 +1,8 @@
-//! The node's WireGuard (X25519) key: generated on first start, kept in
-//! `<state-dir>/private.key` as standard base64 (the format of `wg genkey`),
-//! mode 0600.
+//! The node's WireGuard (X25519) key pair, [`NodeKey`]: the one key type of
+//! the agent. The cluster client announces its public half; the engine's
+//! tunnels and gate use the pair. It is generated on first start and kept
+//! in `<state-dir>/private.key` as standard base64 (the format of
+//! `wg genkey`), mode 0600.
 //!
 //! Contract: [`NodeKey::load_or_generate`] creates the file only if it does
 //! not exist. An existing file is used as is, or refused with a
@@ -19,7 +21,7 @@ use base64::Engine as _;
 use boringtun::x25519::{PublicKey, StaticSecret};
 use rand::RngCore as _;
 
-use super::files;
+use weft_files::write_atomic;
 
 /// Why the private key file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -105,12 +107,10 @@ impl NodeKey {
                 let key = Self::generate();
                 let mut text = key.private_base64();
                 text.push('\n');
-                files::write_atomic(path, text.as_bytes(), 0o600).map_err(|source| {
-                    KeyError::Io {
-                        path: path.to_path_buf(),
-                        op: "writing a new key",
-                        cause: source,
-                    }
+                write_atomic(path, text.as_bytes(), 0o600).map_err(|source| KeyError::Io {
+                    path: path.to_path_buf(),
+                    op: "writing a new key",
+                    cause: source,
                 })?;
                 tracing::info!(path = %path.display(), public_key = %key.public_base64(), "generated a new WireGuard key");
                 Ok((key, true))
@@ -151,7 +151,17 @@ impl NodeKey {
         })
     }
 
-    /// The private key bytes (for the data plane).
+    /// The X25519 secret (for boringtun, inside [`crate::wg`] only).
+    pub(super) fn secret(&self) -> &StaticSecret {
+        &self.secret
+    }
+
+    /// The X25519 public key (for boringtun, inside [`crate::wg`] only).
+    pub(super) fn public(&self) -> &PublicKey {
+        &self.public
+    }
+
+    /// The private key bytes.
     pub fn private_bytes(&self) -> [u8; 32] {
         self.secret.to_bytes()
     }
@@ -226,7 +236,7 @@ mod tests {
             ("not base64!", "not standard base64"),
             ("AAAA", "decodes to 3 bytes, not 32"),
         ] {
-            files::write_atomic(&path, text.as_bytes(), 0o600).unwrap();
+            write_atomic(&path, text.as_bytes(), 0o600).unwrap();
             let msg = NodeKey::load(&path).unwrap_err().to_string();
             assert!(msg.contains(want), "{msg}");
             assert!(msg.contains(&path.display().to_string()), "{msg}");

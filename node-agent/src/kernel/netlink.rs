@@ -31,8 +31,8 @@ use rtnetlink::IpVersion;
 use thiserror::Error;
 use tracing::debug;
 
-use crate::netns::{self, NetNs, NetNsError};
-use crate::tun::{validate_ifname, InvalidIfName};
+use crate::kernel::netns::{self, NetNs, NetNsError};
+use crate::kernel::tun::{validate_ifname, InvalidIfName};
 
 /// Why a netlink operation failed.
 #[derive(Debug, Error)]

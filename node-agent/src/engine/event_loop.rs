@@ -1,4 +1,4 @@
-//! The engine thread: one `epoll` loop (via mio, edge-triggered) over the
+//! The engine's thread: one `epoll` loop (via mio, edge-triggered) over the
 //! UDP socket, the host TUN, every pod TUN and an eventfd waker for
 //! commands, plus a 250 ms timer tick for WireGuard.
 //!
@@ -37,17 +37,12 @@ use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use tracing::{debug, error, info, info_span, warn};
 
 use super::control::Command;
-use super::counters::EngineCounters;
-use super::forward::{Core, GRO_SLOTS};
-use super::handshakes::HandshakeQueue;
+use super::core::{Core, Offloads};
 use super::link::Link;
-use super::peers::PeerTable;
-use super::ports::{Port, PortTable};
-use super::udp::{self, RxBatch, TxBatch, BATCH, MAX_DATAGRAM};
+use super::links::{LinkId, Port};
+use super::udp::{self, RxBatch, BATCH};
 use super::{DataplaneConfig, DataplaneError, PodPort};
-use crate::tun::Tun;
-use crate::wg::{Gate, Identity, HANDSHAKE_RATE_LIMIT};
-use weft_switch::offload::{Coalescer, VNET_HDR_LEN};
+use crate::kernel::tun::Tun;
 use weft_switch::{PortId, Switch};
 
 /// How often WireGuard's timers run (boringtun's own device uses 250 ms).
@@ -117,8 +112,8 @@ pub(super) fn start(
             Interest::READABLE,
         )
         .map_err(io_error("registering the host TUN"))?;
-    let identity = Identity::from_private(cfg.private_key);
-    let public_key = identity.public_key();
+    let key = cfg.key;
+    let public_key = key.public_bytes();
     info!(
         listen = ?local_addr,
         host = host.tun().name(),
@@ -132,7 +127,10 @@ pub(super) fn start(
         "data plane starting"
     );
     let keepalive = cfg.persistent_keepalive;
-    let offload = cfg.offload;
+    let offloads = Offloads {
+        requested: cfg.offload,
+        udp_gro: udp_offloads.gro,
+    };
     let thread = thread::Builder::new()
         .name("weft-dataplane".into())
         .spawn(move || {
@@ -144,27 +142,15 @@ pub(super) fn start(
                 events: Events::with_capacity(256),
                 commands,
                 rx: RxBatch::new(&socket),
-                core: Core {
-                    gate: Gate::new(&identity, HANDSHAKE_RATE_LIMIT),
-                    identity,
-                    keepalive,
+                core: Core::new(
                     switch,
+                    key,
+                    keepalive,
                     host,
-                    ports: PortTable::default(),
-                    peers: PeerTable::default(),
-                    tx: TxBatch::new(socket, udp_offloads.gso),
-                    pkt: vec![0; VNET_HDR_LEN + MAX_DATAGRAM + 64].into_boxed_slice(),
-                    dec: vec![0; VNET_HDR_LEN + MAX_DATAGRAM + 64].into_boxed_slice(),
-                    scratch: vec![0; 4096].into_boxed_slice(),
-                    counters: EngineCounters::default(),
-                    handshakes: HandshakeQueue::new(),
-                    data_datagrams: 0,
-                    host_read_error_logged: false,
-                    offload,
-                    udp_gro: udp_offloads.gro,
-                    // Decrypted packets passed WireGuard's AEAD.
-                    gro: Coalescer::new(if offload { GRO_SLOTS } else { 1 }).trust_checksums(),
-                },
+                    socket,
+                    offloads,
+                    udp_offloads.gso,
+                ),
                 ready: Readiness::default(),
             };
             match panic::catch_unwind(AssertUnwindSafe(|| engine.run())) {
@@ -280,7 +266,7 @@ impl Engine {
             self.ready.udp = self.drain_udp(now);
         }
         if self.ready.host {
-            self.ready.host = self.core.drain_host(now);
+            self.ready.host = self.core.drain_link(LinkId::Host, now);
         }
         if !self.ready.ports.is_empty() {
             std::mem::swap(&mut self.ready.ports, &mut self.ready.serving);
@@ -289,7 +275,7 @@ impl Engine {
                 if let Some(flag) = self.ready.port.get_mut(id.0 as usize) {
                     *flag = false;
                 }
-                if self.core.drain_port(id, now) {
+                if self.core.drain_link(LinkId::Port(id), now) {
                     self.ready.mark_port(id);
                 }
             }
@@ -304,7 +290,7 @@ impl Engine {
     /// datagrams were handled, or [`UDP_MAX_BATCHES`] batches were read.
     /// Returns whether there may be more.
     fn drain_udp(&mut self, now: Instant) -> bool {
-        let data_before = self.core.data_datagrams;
+        let data_before = self.core.wg.data_datagrams;
         for _ in 0..UDP_MAX_BATCHES {
             match self.rx.recv() {
                 Ok(n) => {
@@ -312,13 +298,13 @@ impl Engine {
                         self.core.on_message(&self.rx.get(i), now);
                     }
                     // Coalesced segments go out with each batch.
-                    self.core.flush_gro();
+                    self.core.egress.flush_gro();
                     // A short batch emptied the queue; a new datagram is a
                     // new edge.
                     if n < BATCH {
                         return false;
                     }
-                    if self.core.data_datagrams.wrapping_sub(data_before) >= UDP_DATA_BUDGET {
+                    if self.core.wg.data_datagrams.wrapping_sub(data_before) >= UDP_DATA_BUDGET {
                         return true;
                     }
                 }
@@ -377,7 +363,7 @@ impl Engine {
     }
 
     fn attach(&mut self, pod: PodPort) -> Result<(), DataplaneError> {
-        if self.core.ports.id_of(&pod.id).is_some() {
+        if self.core.egress.links.ports.id_of(&pod.id).is_some() {
             return Err(DataplaneError::Rejected(format!(
                 "pod port {} is already attached",
                 pod.id
@@ -385,6 +371,8 @@ impl Engine {
         }
         let id = self
             .core
+            .egress
+            .links
             .ports
             .free_id()
             .ok_or_else(|| DataplaneError::Rejected("too many pod ports".into()))?;
@@ -392,7 +380,7 @@ impl Engine {
             .switch
             .set_pod_port(id, &pod.addresses)
             .map_err(|e| DataplaneError::Rejected(format!("pod port {}: {e}", pod.id)))?;
-        let link = Link::new(pod.tun, self.core.offload);
+        let link = Link::new(pod.tun, self.core.offloads.requested);
         if let Err(e) = self.registry().register(
             &mut SourceFd(&link.tun().as_raw_fd()),
             port_token(id),
@@ -405,13 +393,12 @@ impl Engine {
             });
         }
         info!(port = %pod.id, ifname = link.tun().name(), addresses = ?pod.addresses, offload = link.offload(), "pod port attached");
-        self.core.ports.insert(
+        self.core.egress.links.ports.insert(
             id,
             Port {
                 id: pod.id,
                 link,
                 addresses: pod.addresses,
-                read_error_logged: false,
             },
         );
         // Serve anything the pod queued before it was attached.
@@ -420,8 +407,8 @@ impl Engine {
     }
 
     fn detach(&mut self, attachment: &str) -> Option<Tun> {
-        let id = self.core.ports.id_of(attachment)?;
-        let port = self.core.ports.remove(id)?;
+        let id = self.core.egress.links.ports.id_of(attachment)?;
+        let port = self.core.egress.links.ports.remove(id)?;
         self.core.switch.remove_pod_port(id);
         if let Err(e) = self
             .registry()

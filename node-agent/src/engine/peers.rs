@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use ipnet::IpNet;
 use tracing::Span;
 
+use super::udp::TxBatch;
 use crate::wg::Tunnel;
 use weft_switch::{PeerId, MAX_ID};
 
@@ -74,6 +75,18 @@ impl Peer {
     /// its node is Ready, or while a session exists (rekeying it).
     pub(super) fn may_initiate(&self) -> bool {
         self.ready || self.tunnel.last_handshake().is_some()
+    }
+
+    /// Sends a handshake initiation to the peer's endpoint, if it has one
+    /// (and the tunnel is not rate limited).
+    pub(super) fn initiate(&mut self, tx: &mut TxBatch) {
+        let Some(dst) = self.endpoint else {
+            return;
+        };
+        if let Some(n) = self.tunnel.initiate(tx.slot()) {
+            tx.commit(n, dst);
+            self.count_tx(n);
+        }
     }
 
     /// Counts an authenticated datagram of `len` bytes from the peer.
@@ -198,10 +211,10 @@ impl PeerTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wg::Identity;
+    use crate::wg::NodeKey;
 
     fn peer(name: &str, key: u8, index: u32) -> Peer {
-        let me = Identity::from_private([1; 32]);
+        let me = NodeKey::from_bytes([1; 32]);
         let public_key = crate::wg::public_key_of([key; 32]);
         Peer {
             name: name.into(),
@@ -251,7 +264,7 @@ mod tests {
         let i0 = t.next_index(id);
         t.insert(id, peer("a", 2, i0));
         let i1 = t.next_index(id);
-        let me = Identity::from_private([1; 32]);
+        let me = NodeKey::from_bytes([1; 32]);
         let key = crate::wg::public_key_of([9; 32]);
         t.rekey(id, key, Tunnel::new(&me, key, None, i1).unwrap());
         assert_eq!(t.id_by_key(&key), Some(id));

@@ -6,7 +6,7 @@
 //! - [`watch_loop`] keeps one `Watch` stream open, resuming from the last
 //!   revision applied; `OUT_OF_RANGE` resets the revision so the next
 //!   stream starts with a snapshot. A stream resumes from the older of the
-//!   peer table's and the cluster view's revisions. After a failure it waits with
+//!   peer directory's and the cluster view's revisions. After a failure it waits with
 //!   exponential backoff (reset by the first event of a stream); the peers
 //!   stay as they are while the control plane is unreachable.
 //! - [`apply_loop`] applies [`PeerAction`]s in order, in a span per peer.
@@ -15,7 +15,6 @@
 //! - [`persist_loop`] writes `peers.json` at most once per
 //!   `persist_debounce`, and once more on stop.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,9 +23,9 @@ use tonic::Code;
 use weft_proto::v1::cluster_client::ClusterClient;
 use weft_proto::v1::{watch_event, WatchRequest, WatchResponse};
 
-use super::core::{lock, Shared};
-use super::peers::{PeerAction, PeerSink};
-use super::state::ClusterSettings;
+use super::peers::{PeerAction, PeerSink, PeerSinkError};
+use super::state::Shared;
+use super::statedir::ClusterSettings;
 
 /// Why a watch stream ended.
 #[derive(Debug)]
@@ -63,27 +62,26 @@ pub(super) async fn watch_loop(
             return;
         }
         gen.borrow_and_update();
-        lock(&shared.link).watch_attempts += 1;
+        shared.with(|s| s.connection.watch_attempts += 1);
         let end = tokio::select! {
             end = stream_once(&shared, &actions, &mut backoff) => end,
             _ = stop.changed() => WatchEnd::Stopped,
             _ = gen.changed() => WatchEnd::NewCredential,
         };
-        let failures = {
-            let mut link = lock(&shared.link);
-            link.connected = false;
-            match end {
-                WatchEnd::Stopped => return,
-                WatchEnd::NewCredential => {
-                    tracing::info!("reconnecting the watch with the new node credential");
-                    continue;
-                }
-                _ => {}
+        shared.with(|s| s.connection.connected = false);
+        match end {
+            WatchEnd::Stopped => return,
+            WatchEnd::NewCredential => {
+                tracing::info!("reconnecting the watch with the new node credential");
+                continue;
             }
-            link.watch_failures += 1;
-            link.last_error = Some(end.to_string());
-            link.watch_failures
-        };
+            _ => {}
+        }
+        let failures = shared.with(|s| {
+            s.connection.watch_failures += 1;
+            s.connection.last_error = Some(end.to_string());
+            s.connection.watch_failures
+        });
         match &end {
             WatchEnd::Status(s) if s.code() == Code::OutOfRange => {
                 tracing::info!(error = %end, "the resume revision is gone; watching again from a fresh snapshot");
@@ -130,10 +128,10 @@ async fn stream_once(
         Ok(Ok(r)) => r.into_inner(),
     };
     tracing::debug!(resume, "watch opened");
-    {
-        // The control plane accepted the stream: the link is up (a resumed
-        // stream may stay silent until the next change or keepalive).
-        let mut link = lock(&shared.link);
+    // The control plane accepted the stream: the link is up (a resumed
+    // stream may stay silent until the next change or keepalive).
+    shared.with(|s| {
+        let link = &mut s.connection;
         if link.watch_failures > 0 {
             tracing::info!(resume, "watch connected again");
         }
@@ -142,7 +140,7 @@ async fn stream_once(
         if !link.removed {
             link.last_error = None;
         }
-    }
+    });
     shared.watch_opened.send_modify(|n| *n = n.wrapping_add(1));
     let mut first = true;
     loop {
@@ -169,7 +167,7 @@ async fn stream_once(
 
 /// A stream ended: a snapshot whose parts stopped coming is dropped.
 fn end(shared: &Shared, why: WatchEnd) -> WatchEnd {
-    lock(&shared.table).abandon_partial();
+    shared.with(|s| s.peers.abandon_partial());
     shared.view.abandon_partial();
     why
 }
@@ -182,8 +180,8 @@ async fn handle_event(shared: &Shared, resp: &WatchResponse, actions: &mpsc::Sen
     let mut changed = false;
     let mut me_changed = None;
     let mut settings = None;
-    {
-        let mut table = lock(&shared.table);
+    shared.with(|s| {
+        let table = &mut s.peers;
         for ev in &resp.events {
             if let Some(watch_event::Event::Snapshot(s)) = &ev.event {
                 tracing::debug!(
@@ -217,7 +215,7 @@ async fn handle_event(shared: &Shared, resp: &WatchResponse, actions: &mpsc::Sen
                 me_changed = Some(me);
             }
         }
-    }
+    });
     // The objects of the same response, under the view's own lock.
     shared.view.apply(&resp.events);
     if let Some(s) = &settings {
@@ -245,20 +243,23 @@ fn update_settings(shared: &Shared, proto: &weft_proto::v1::ClusterSettings) {
             return;
         }
     };
-    let mut node = lock(&shared.node);
-    if node.settings == settings {
+    let node = shared.with(|s| {
+        if s.node.settings == settings {
+            return None;
+        }
+        let old = std::mem::replace(&mut s.node.settings, settings.clone());
+        Some((old, s.node.clone()))
+    });
+    let Some((old, node)) = node else {
         return;
-    }
-    if node.settings.cluster_cidr != settings.cluster_cidr
-        || node.settings.service_cidr != settings.service_cidr
-    {
-        tracing::warn!(old_cluster = %node.settings.cluster_cidr, new_cluster = %settings.cluster_cidr,
-            old_service = %node.settings.service_cidr, new_service = %settings.service_cidr,
+    };
+    if old.cluster_cidr != settings.cluster_cidr || old.service_cidr != settings.service_cidr {
+        tracing::warn!(old_cluster = %old.cluster_cidr, new_cluster = %settings.cluster_cidr,
+            old_service = %old.service_cidr, new_service = %settings.service_cidr,
             "the cluster's CIDRs changed; restart the agent to route them");
     } else {
         tracing::info!("the cluster settings changed");
     }
-    node.settings = settings;
     if let Err(e) = node.save(&shared.paths.node()) {
         tracing::warn!(error = %e, "cannot update node.json");
     }
@@ -281,7 +282,7 @@ pub(super) async fn apply_loop(
                 Some(a) => a,
                 None => return,
             },
-            _ = retry.tick(), if needs_resync => PeerAction::SetAll(lock(&shared.table).specs()),
+            _ = retry.tick(), if needs_resync => PeerAction::SetAll(shared.with(|s| s.peers.specs())),
             _ = stop.changed() => return,
         };
         let whole = matches!(action, PeerAction::SetAll(_));
@@ -302,7 +303,7 @@ pub(super) async fn apply_loop(
     }
 }
 
-async fn apply(sink: &dyn PeerSink, action: PeerAction) -> Result<(), super::peers::PeerSinkError> {
+async fn apply(sink: &dyn PeerSink, action: PeerAction) -> Result<(), PeerSinkError> {
     use tracing::Instrument as _;
     match action {
         PeerAction::SetAll(peers) => {
@@ -341,7 +342,7 @@ pub(super) async fn persist_loop(shared: Arc<Shared>, mut stop: watch::Receiver<
             _ = tokio::time::sleep(shared.cfg.timing.persist_debounce) => {}
             _ = stop.changed() => break,
         }
-        if shared.dirty.load(Ordering::Acquire) {
+        if shared.is_dirty() {
             let s = shared.clone();
             // A small file, but still blocking IO with fsyncs.
             let _ = tokio::task::spawn_blocking(move || s.persist()).await;

@@ -1,5 +1,6 @@
-//! `recvmmsg` / `sendmmsg` with per-message control data: the only
-//! `unsafe` code of the data plane.
+//! `recvmmsg` / `sendmmsg` with per-message control data: one of the
+//! two modules of the crate with `unsafe` code (the other is
+//! `kernel/tun/sys.rs`).
 //!
 //! Why not nix's wrappers: its `sendmmsg` applies one set of control
 //! messages to every message (a UDP GSO batch needs a segment size per
@@ -8,7 +9,7 @@
 //! used, so a later UDP GRO segment size would be cut off (`MSG_CTRUNC`).
 //! Here every call rebuilds each header from scratch.
 //!
-//! Invariants, for every `unsafe` block below: each header handed to the
+//! SAFETY contract, for every `unsafe` block below: each header handed to the
 //! kernel points only at memory that this struct owns or that the call
 //! borrows (the datagram bytes, the destination addresses), with its true
 //! length, and no pointer is used after the call returns; the next call

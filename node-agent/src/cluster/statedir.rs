@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use super::error::AgentError;
+use super::error::ClusterError;
 use super::files;
 use super::peers::PeerRecord;
 
@@ -134,15 +134,15 @@ impl NodeFile {
     }
 
     /// Reads `node.json`; `Ok(None)` if it does not exist.
-    pub fn load(path: &Path) -> Result<Option<Self>, AgentError> {
+    pub fn load(path: &Path) -> Result<Option<Self>, ClusterError> {
         let Some(bytes) =
-            files::read_optional(path).map_err(|e| AgentError::io("reading", path, e))?
+            files::read_optional(path).map_err(|e| ClusterError::io("reading", path, e))?
         else {
             return Ok(None);
         };
         serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| AgentError::State {
+            .map_err(|e| ClusterError::State {
                 path: path.to_path_buf(),
                 reason: format!(
                     "{e}; fix the file, or remove it to join again (with --token and --ca-hash)"
@@ -151,7 +151,7 @@ impl NodeFile {
     }
 
     /// Writes `node.json` atomically, mode 0600.
-    pub fn save(&self, path: &Path) -> Result<(), AgentError> {
+    pub fn save(&self, path: &Path) -> Result<(), ClusterError> {
         save_json(path, self)
     }
 }
@@ -188,16 +188,16 @@ impl PeersFile {
     }
 
     /// Writes `peers.json` atomically, mode 0600.
-    pub fn save(&self, path: &Path) -> Result<(), AgentError> {
+    pub fn save(&self, path: &Path) -> Result<(), ClusterError> {
         save_json(path, self)
     }
 }
 
-fn save_json<T: Serialize>(path: &Path, value: &T) -> Result<(), AgentError> {
+fn save_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ClusterError> {
     let mut json = serde_json::to_vec_pretty(value)
-        .map_err(|e| AgentError::io("encoding", path, std::io::Error::other(e)))?;
+        .map_err(|e| ClusterError::io("encoding", path, std::io::Error::other(e)))?;
     json.push(b'\n');
-    files::write_atomic(path, &json, 0o600).map_err(|e| AgentError::io("writing", path, e))
+    files::write_atomic(path, &json, 0o600).map_err(|e| ClusterError::io("writing", path, e))
 }
 
 /// The first host address of a prefix: network + 1 (the network address

@@ -13,12 +13,8 @@
 //!   during a handshake to the peer, and decrypted packets through
 //!   [`Switch::from_peer`](weft_switch::Switch::from_peer), one decision
 //!   per packet (it checks the inner source against the peer's allowed
-//!   prefixes), and on.
-//! - A decrypted packet for a TUN that takes super-packets is offered to
-//!   the [`Coalescer`](weft_switch::offload::Coalescer), which merges in-order
-//!   TCP segments of a flow and writes them at the end of the receive
-//!   batch ([`Core::flush_gro`]); anything it does not keep is written at
-//!   once.
+//!   prefixes), and on: [`Core::from_peer`] and the one dispatch of
+//!   `dispatch.rs`, shared with packets from TUNs.
 //! - Roaming: a datagram that [`roams`] moves the peer's endpoint to its
 //!   source address.
 
@@ -27,25 +23,26 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
+use super::core::{Core, Egress};
 use super::counters::EngineDrop;
-use super::forward::{count_write, encrypt_to, link_of, send_back, write_item, Core, Source};
 use super::handshakes::HANDSHAKE_BUDGET;
 use super::peers::Peer;
 use super::udp::{Message, TxBatch};
 use crate::wg::{roams, Admit, Decap, Inbound, MessageKind, PeerRef, Timer, WgDrop};
 use weft_switch::offload::VNET_HDR_LEN;
-use weft_switch::{Action, PeerId};
+use weft_switch::PeerId;
 
 impl Core {
     /// Handles one received message: each datagram in it, in order.
     pub(super) fn on_message(&mut self, msg: &Message<'_>, now: Instant) {
         let Some(src) = msg.src else {
-            self.counters
+            self.egress
+                .counters
                 .drop_n(EngineDrop::UdpNoSource, msg.datagrams().len() as u64);
             return;
         };
         if msg.truncated {
-            self.counters.drop(EngineDrop::UdpTruncated);
+            self.egress.counters.drop(EngineDrop::UdpTruncated);
             return;
         }
         if msg.bytes.is_empty() {
@@ -54,7 +51,7 @@ impl Core {
             return;
         }
         if msg.segment < msg.bytes.len() {
-            self.counters.gro_messages = self.counters.gro_messages.wrapping_add(1);
+            self.egress.counters.gro_messages = self.egress.counters.gro_messages.wrapping_add(1);
         }
         for datagram in msg.datagrams() {
             self.on_datagram(src, datagram, now);
@@ -65,31 +62,32 @@ impl Core {
     /// is admitted by the gate (source rate, MACs, cookies) into the queue
     /// that [`Core::serve_handshakes`] works through after the data.
     fn on_datagram(&mut self, src: SocketAddr, bytes: &[u8], now: Instant) {
-        let out = &mut self.dec[VNET_HDR_LEN..];
-        match self.gate.admit(src.ip(), bytes, now, out) {
+        let out = &mut self.bufs.dec[VNET_HDR_LEN..];
+        match self.wg.gate.admit(src.ip(), bytes, now, out) {
             Admit::Data(index) => {
-                self.data_datagrams = self.data_datagrams.wrapping_add(1);
-                match self.peers.by_index(index) {
+                self.wg.data_datagrams = self.wg.data_datagrams.wrapping_add(1);
+                match self.egress.peers.by_index(index) {
                     Some((id, _)) => self.hand_to_peer(id, MessageKind::Data, src, bytes, now),
-                    None => self.counters.drop(EngineDrop::UnknownIndex),
+                    None => self.egress.counters.drop(EngineDrop::UnknownIndex),
                 }
             }
             Admit::Handshake => {
-                if !self.handshakes.push(src, bytes) {
-                    self.counters.wg_drop(WgDrop::HandshakeBacklog);
+                if !self.wg.handshakes.push(src, bytes) {
+                    self.egress.counters.wg_drop(WgDrop::HandshakeBacklog);
                 }
-                if self.handshakes.backlogged() {
-                    self.gate.backlog(now);
+                if self.wg.handshakes.backlogged() {
+                    self.wg.gate.backlog(now);
                 }
             }
             Admit::CookieReply(n) => {
-                self.counters.wg_drop(WgDrop::UnderLoad);
-                self.counters.cookies_sent = self.counters.cookies_sent.wrapping_add(1);
+                self.egress.counters.wg_drop(WgDrop::UnderLoad);
+                self.egress.counters.cookies_sent =
+                    self.egress.counters.cookies_sent.wrapping_add(1);
                 if let Some(cookie) = out.get(..n) {
-                    self.tx.push(cookie, src);
+                    self.egress.tx.push(cookie, src);
                 }
             }
-            Admit::Drop(reason) => self.counters.wg_drop(reason),
+            Admit::Drop(reason) => self.egress.counters.wg_drop(reason),
         }
     }
 
@@ -98,40 +96,40 @@ impl Core {
     /// the peer's tunnel. Returns whether more are waiting.
     pub(super) fn serve_handshakes(&mut self, now: Instant) -> bool {
         for _ in 0..HANDSHAKE_BUDGET {
-            let Some(queued) = self.handshakes.pop() else {
+            let Some(queued) = self.wg.handshakes.pop() else {
                 return false;
             };
             let bytes = queued.bytes();
-            let (id, kind) = match self.gate.route(bytes) {
+            let (id, kind) = match self.wg.gate.route(bytes) {
                 Inbound::Drop(reason) => {
-                    self.counters.wg_drop(reason);
+                    self.egress.counters.wg_drop(reason);
                     continue;
                 }
                 Inbound::CookieReply(_) => continue,
                 Inbound::Peer {
                     peer: PeerRef::Key(key),
                     kind,
-                } => match self.peers.id_by_key(&key) {
+                } => match self.egress.peers.id_by_key(&key) {
                     Some(id) => (id, kind),
                     None => {
-                        self.counters.drop(EngineDrop::UnknownPeerKey);
+                        self.egress.counters.drop(EngineDrop::UnknownPeerKey);
                         continue;
                     }
                 },
                 Inbound::Peer {
                     peer: PeerRef::Index(index),
                     kind,
-                } => match self.peers.by_index(index) {
+                } => match self.egress.peers.by_index(index) {
                     Some((id, _)) => (id, kind),
                     None => {
-                        self.counters.drop(EngineDrop::UnknownIndex);
+                        self.egress.counters.drop(EngineDrop::UnknownIndex);
                         continue;
                     }
                 },
             };
             self.hand_to_peer(id, kind, queued.src, bytes, now);
         }
-        !self.handshakes.is_empty()
+        !self.wg.handshakes.is_empty()
     }
 
     /// Hands a datagram from `src`, of `kind`, to peer `id`'s tunnel, and
@@ -144,8 +142,8 @@ impl Core {
         bytes: &[u8],
         now: Instant,
     ) {
-        let out = &mut self.dec[VNET_HDR_LEN..];
-        let Some(peer) = self.peers.get_mut(id) else {
+        let out = &mut self.bufs.dec[VNET_HDR_LEN..];
+        let Some(peer) = self.egress.peers.get_mut(id) else {
             return;
         };
         let result = peer.tunnel.decapsulate(src.ip(), bytes, out);
@@ -162,20 +160,16 @@ impl Core {
                 // initiation: initiate again now, with the cookie (MAC2),
                 // rather than after the 5 s retry timer.
                 if peer.tunnel.last_handshake().is_none() && peer.may_initiate() {
-                    if let Some(dst) = peer.endpoint {
-                        if let Some(n) = peer.tunnel.initiate(self.tx.slot()) {
-                            self.tx.commit(n, dst);
-                            peer.count_tx(n);
-                        }
-                    }
+                    peer.initiate(&mut self.egress.tx);
                 }
             }
             Decap::Done => {}
-            Decap::Drop(reason) => self.counters.wg_drop(reason),
+            Decap::Drop(reason) => self.egress.counters.wg_drop(reason),
             Decap::Cookie(n) => {
-                self.counters.wg_drop(WgDrop::UnderLoad);
-                self.counters.cookies_sent = self.counters.cookies_sent.wrapping_add(1);
-                send_reply(peer, &mut self.tx, out, n, src);
+                self.egress.counters.wg_drop(WgDrop::UnderLoad);
+                self.egress.counters.cookies_sent =
+                    self.egress.counters.cookies_sent.wrapping_add(1);
+                send_reply(peer, &mut self.egress.tx, out, n, src);
             }
             Decap::Reply(n) => {
                 if matches!(
@@ -186,87 +180,21 @@ impl Core {
                     note_answered(peer);
                     debug!(parent: &peer.span, endpoint = %src, message = ?kind, "handshake");
                 }
-                send_reply(peer, &mut self.tx, out, n, src);
+                send_reply(peer, &mut self.egress.tx, out, n, src);
                 // Packets queued while the handshake was in progress.
                 loop {
-                    let slot = self.tx.slot();
+                    let slot = self.egress.tx.slot();
                     match peer.tunnel.next_queued(slot) {
                         Some(m) => {
-                            self.tx.commit(m, src);
+                            self.egress.tx.commit(m, src);
                             peer.count_tx(m);
                         }
                         None => break,
                     }
                 }
             }
-            Decap::Packet(n) => self.deliver(id, n, now),
+            Decap::Packet(n) => self.from_peer(id, n, now),
         }
-    }
-
-    /// Runs the packet decrypted from peer `id`, `dec[VNET_HDR_LEN..][..n]`,
-    /// through the switch and to its TUN (by way of the coalescer).
-    fn deliver(&mut self, id: PeerId, n: usize, now: Instant) {
-        let Core {
-            switch,
-            host,
-            ports,
-            peers,
-            tx,
-            dec,
-            scratch,
-            counters,
-            gro,
-            ..
-        } = self;
-        let Some(packet) = dec.get_mut(VNET_HDR_LEN..VNET_HDR_LEN + n) else {
-            return;
-        };
-        let dst = match switch.from_peer(id, packet, scratch, now) {
-            // The DNS VIP never answers peers: no DNS action from here.
-            Action::Drop(_) | Action::DnsForward(_) | Action::DnsTcp(_) => return,
-            Action::Reply(m) => {
-                if let Some(reply) = scratch.get(..m) {
-                    send_back(Source::Peer(id), reply, (host, ports, peers), tx, counters);
-                }
-                return;
-            }
-            // The switch never routes peer to peer; be total anyway.
-            Action::ToPeer(p) => {
-                if let Some(peer) = peers.get_mut(p) {
-                    encrypt_to(peer, packet, tx, counters);
-                }
-                return;
-            }
-            Action::ToPort(p) => Source::Port(p),
-            Action::ToHost => Source::Host,
-        };
-        let Some(link) = link_of(host, ports, dst) else {
-            return;
-        };
-        if link.offload() {
-            let mut out = |d: Source, bytes: &[u8], segments: usize| {
-                write_item((host, ports), d, bytes, segments, counters);
-            };
-            if gro.push(dst, packet, link.uso(), &mut out) {
-                return;
-            }
-        }
-        count_write(link.write(dec, n), dst, 1, counters);
-    }
-
-    /// Writes out everything the coalescer holds (the end of a receive
-    /// batch).
-    pub(super) fn flush_gro(&mut self) {
-        let Core {
-            host,
-            ports,
-            counters,
-            gro,
-            ..
-        } = self;
-        gro.flush(&mut |d: Source, bytes: &[u8], segments: usize| {
-            write_item((host, ports), d, bytes, segments, counters);
-        });
     }
 
     /// Runs every peer's timers (every [`TICK`](super::engine::TICK)),
@@ -274,8 +202,8 @@ impl Core {
     /// may not be handshaken with (NotReady, no session) gets no timers:
     /// they would only retry handshakes toward it.
     pub(super) fn tick(&mut self, now: Instant) {
-        self.gate.tick(now);
-        let Core { peers, tx, .. } = self;
+        self.wg.gate.tick(now);
+        let Egress { peers, tx, .. } = &mut self.egress;
         for (_, peer) in peers.iter_mut() {
             if !peer.may_initiate() {
                 continue;

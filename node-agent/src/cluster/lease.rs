@@ -9,7 +9,7 @@
 //!
 //! If the control plane answers `NOT_FOUND` (the node was removed), it
 //! re-joins with the token, if the agent has one; a re-join that yields
-//! another pod CIDR ends the loop with [`AgentError::PodCidrChanged`] (the
+//! another pod CIDR ends the loop with [`ClusterError::PodCidrChanged`] (the
 //! agent must restart). Without a token it logs what to do and keeps
 //! trying to renew; the data plane keeps the last known peers meanwhile.
 //!
@@ -20,7 +20,6 @@
 //! turn the node NotReady. The channel other tasks use after a re-join is
 //! still made on the agent's main runtime.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,16 +31,16 @@ use weft_proto::v1::cluster_client::ClusterClient;
 use weft_proto::v1::{NodeState, RenewLeaseRequest, UpdateNodeRequest};
 
 use super::backoff::Backoff;
-use super::core::{lock, Shared};
-use super::error::AgentError;
+use super::error::ClusterError;
 use super::join::{self, JoinFailure, JoinParams};
+use super::state::Shared;
 
 /// Renews the lease until `stop`; see the module docs. Returns when the
 /// `weft-lease` thread does.
 pub(super) async fn lease_loop(
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
-) -> Result<(), AgentError> {
+) -> Result<(), ClusterError> {
     let main = tokio::runtime::Handle::current();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
@@ -52,16 +51,16 @@ pub(super) async fn lease_loop(
                 .build()
             {
                 Ok(rt) => rt.block_on(renew_loop(shared, stop, main)),
-                Err(e) => Err(AgentError::Protocol(format!(
+                Err(e) => Err(ClusterError::Protocol(format!(
                     "starting the lease thread's runtime: {e}"
                 ))),
             };
             let _ = done_tx.send(result);
         })
-        .map_err(|e| AgentError::Protocol(format!("starting the lease thread: {e}")))?;
+        .map_err(|e| ClusterError::Protocol(format!("starting the lease thread: {e}")))?;
     done_rx
         .await
-        .map_err(|_| AgentError::Protocol("the lease thread ended without a result".into()))?
+        .map_err(|_| ClusterError::Protocol("the lease thread ended without a result".into()))?
 }
 
 /// The loop of the `weft-lease` thread; `main` is the agent's runtime.
@@ -69,8 +68,8 @@ async fn renew_loop(
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
     main: tokio::runtime::Handle,
-) -> Result<(), AgentError> {
-    let ttl_seconds = lock(&shared.node).settings.lease_ttl_seconds.max(1);
+) -> Result<(), ClusterError> {
+    let ttl_seconds = shared.with(|s| s.node.settings.lease_ttl_seconds.max(1));
     let mut lease = Lease {
         ttl: Duration::from_secs(u64::from(ttl_seconds)),
         backoff: shared.cfg.timing.backoff(),
@@ -111,7 +110,7 @@ struct Lease {
 
 impl Lease {
     /// One renewal, and what follows from its answer.
-    async fn step(&mut self, shared: &Shared) -> Result<(), AgentError> {
+    async fn step(&mut self, shared: &Shared) -> Result<(), ClusterError> {
         let t = &shared.cfg.timing;
         let channel = self.channel(shared);
         let mut client = ClusterClient::new(channel.clone());
@@ -158,7 +157,7 @@ impl Lease {
                 return channel.clone();
             }
         }
-        let made = weft_client::connect_lazy(&lock(&shared.creds));
+        let made = shared.with(|s| weft_client::connect_lazy(&s.creds));
         match made {
             Ok(channel) => {
                 self.channel = Some((generation, channel.clone()));
@@ -181,14 +180,14 @@ impl Lease {
         self.failures = 0;
         self.removed_reports = 0;
         self.backoff.reset();
-        {
-            let mut link = lock(&shared.link);
+        shared.with(|s| {
+            let link = &mut s.connection;
             link.lease_renewals += 1;
             if link.removed {
                 link.removed = false;
                 link.last_error = None;
             }
-        }
+        });
         if state == NodeState::NotReady as i32 {
             tracing::info!("the control plane had marked this node NotReady; it is Ready again");
         }
@@ -207,8 +206,8 @@ async fn on_removed(
     shared: &Shared,
     reports: &mut u64,
     main: &tokio::runtime::Handle,
-) -> Result<bool, AgentError> {
-    lock(&shared.link).removed = true;
+) -> Result<bool, ClusterError> {
+    shared.with(|s| s.connection.removed = true);
     let name = shared.cfg.name.clone();
     let Some(token) = shared.cfg.token.clone() else {
         let msg = format!(
@@ -228,7 +227,7 @@ async fn on_removed(
     let ca_hash = match &shared.cfg.ca_hash {
         Some(h) => h.clone(),
         None => {
-            let ca = lock(&shared.creds).ca_pem.clone();
+            let ca = shared.with(|s| s.creds.ca_pem.clone());
             weft_client::ca_pem_hash(&ca)?
         }
     };
@@ -259,20 +258,20 @@ async fn on_removed(
         let _main = main.enter();
         weft_client::connect_lazy(&joined.credentials)?
     };
-    let old_cidr = lock(&shared.node).pod_cidr;
-    *lock(&shared.creds) = joined.credentials;
-    *lock(&shared.channel) = channel;
-    *lock(&shared.node) = joined.node.clone();
-    shared.joins.fetch_add(1, Ordering::Relaxed);
+    let old_cidr = shared.with(|s| {
+        let old_cidr = s.node.pod_cidr;
+        s.creds = joined.credentials;
+        s.channel = channel;
+        s.node = joined.node.clone();
+        s.joins += 1;
+        s.connection.removed = false;
+        s.connection.last_error = None;
+        old_cidr
+    });
     shared.channel_gen.send_modify(|g| *g += 1);
-    {
-        let mut link = lock(&shared.link);
-        link.removed = false;
-        link.last_error = None;
-    }
     tracing::info!(id = joined.node.id, pod_cidr = %joined.node.pod_cidr, "re-joined the cluster");
     if joined.node.pod_cidr != old_cidr {
-        return Err(AgentError::PodCidrChanged {
+        return Err(ClusterError::PodCidrChanged {
             old: old_cidr,
             new: joined.node.pod_cidr,
         });
@@ -282,7 +281,7 @@ async fn on_removed(
 
 /// Makes the control plane's record of this node carry our endpoint and key.
 async fn reconcile_self(shared: &Shared, channel: Channel) {
-    let Some(me) = lock(&shared.table).me().cloned() else {
+    let Some(me) = shared.with(|s| s.peers.me().cloned()) else {
         return;
     };
     let ours = shared.key.public_base64();

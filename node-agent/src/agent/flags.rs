@@ -5,7 +5,7 @@
 //! problem is a [`ConfigError`] whose `Display` is one line naming the flag
 //! (clap's own errors are cut to their first line). The checks here need no
 //! network and no state dir; whether a token is needed depends on the state
-//! dir and is checked by [`super::AgentCore::bootstrap`].
+//! dir and is checked by [`crate::cluster::Membership::bootstrap`].
 
 use std::ffi::OsString;
 use std::net::SocketAddr;

@@ -10,7 +10,7 @@
 //! has joined before, so the control plane exists: retry until it answers);
 //! [`join_first`] is for a first join, where a wrong or unreachable address
 //! is likelier than an outage: it gives up after a bounded time with
-//! [`AgentError::JoinTimedOut`].
+//! [`ClusterError::JoinTimedOut`].
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -20,9 +20,9 @@ use weft_proto::v1::cluster_client::ClusterClient;
 use weft_proto::v1::JoinRequest;
 
 use super::backoff::Backoff;
-use super::error::AgentError;
-use super::keys::NodeKey;
-use super::state::{ClusterSettings, NodeFile};
+use super::error::ClusterError;
+use super::statedir::{ClusterSettings, NodeFile};
+use crate::wg::NodeKey;
 
 /// What a join needs.
 #[derive(Debug, Clone)]
@@ -52,7 +52,7 @@ pub struct Joined {
 #[derive(Debug)]
 pub struct JoinFailure {
     /// Why.
-    pub error: AgentError,
+    pub error: ClusterError,
     /// Whether trying again later may succeed.
     pub transient: bool,
 }
@@ -69,7 +69,7 @@ pub async fn join_once(
     )
     .await
     .map_err(|_| JoinFailure {
-        error: AgentError::Protocol(format!(
+        error: ClusterError::Protocol(format!(
             "connecting to {} timed out after {timeout:?}",
             p.control_plane
         )),
@@ -95,14 +95,14 @@ pub async fn join_once(
     let response = match tokio::time::timeout(timeout, client.join(request)).await {
         Err(_) => {
             return Err(JoinFailure {
-                error: AgentError::Protocol(format!("Join timed out after {timeout:?}")),
+                error: ClusterError::Protocol(format!("Join timed out after {timeout:?}")),
                 transient: true,
             })
         }
         Ok(Err(status)) => {
             return Err(JoinFailure {
                 transient: status_transient(status.code()),
-                error: AgentError::JoinRefused {
+                error: ClusterError::JoinRefused {
                     name: p.name.clone(),
                     code: status.code(),
                     message: status.message().to_string(),
@@ -112,7 +112,7 @@ pub async fn join_once(
         Ok(Ok(r)) => r.into_inner(),
     };
     let bad = |what: String| JoinFailure {
-        error: AgentError::Protocol(what),
+        error: ClusterError::Protocol(what),
         transient: false,
     };
     let node = response
@@ -160,7 +160,7 @@ pub async fn join(
     key: &NodeKey,
     timeout: Duration,
     mut backoff: Backoff,
-) -> Result<Joined, AgentError> {
+) -> Result<Joined, ClusterError> {
     loop {
         match join_once(p, key, timeout).await {
             Ok(j) => {
@@ -189,11 +189,11 @@ pub async fn join_first(
     timeout: Duration,
     mut backoff: Backoff,
     limit: Duration,
-) -> Result<Joined, AgentError> {
+) -> Result<Joined, ClusterError> {
     let start = tokio::time::Instant::now();
     let deadline = start + limit;
     let mut attempts = 0u32;
-    let gave_up = |attempts: u32, last: String| AgentError::JoinTimedOut {
+    let gave_up = |attempts: u32, last: String| ClusterError::JoinTimedOut {
         control_plane: p.control_plane.clone(),
         waited: limit,
         attempts,

@@ -11,7 +11,7 @@
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use crate::netlink::Netlink;
+use crate::kernel::netlink::Netlink;
 
 /// WireGuard's overhead over IPv6 (40 IP + 8 UDP + 32 WireGuard): overlay
 /// MTU = underlay MTU - 80.
@@ -127,7 +127,7 @@ fn interface_of(ip: IpAddr) -> Option<String> {
     None
 }
 
-async fn link_mtu(name: &str) -> Result<u32, crate::netlink::NetlinkError> {
+async fn link_mtu(name: &str) -> Result<u32, crate::kernel::netlink::NetlinkError> {
     let nl = Netlink::connect()?;
     Ok(nl.link(name).await?.mtu)
 }

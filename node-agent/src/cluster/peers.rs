@@ -1,7 +1,7 @@
 //! The peer set: the other nodes of the cluster, as the watch stream
 //! describes them, and the [`PeerSink`] they are applied to.
 //!
-//! [`PeerTable`] is sans-IO: it takes watch events and returns the
+//! [`PeerDirectory`] is sans-IO: it takes watch events and returns the
 //! [`PeerAction`]s that bring a sink up to date, plus what it learnt about
 //! this node's own record. Contract:
 //! - every node but this one (by name) is a peer, NotReady ones included
@@ -17,7 +17,7 @@
 //! - a public key belongs to one peer: when several nodes claim one key,
 //!   the established claimant keeps it and the others are not peers
 //!   (logged once per claimant and holder, and counted in
-//!   [`PeerTable::key_conflicts`]). Established means: seen with that key
+//!   [`PeerDirectory::key_conflicts`]). Established means: seen with that key
 //!   at the earliest watch revision by this agent (persisted in
 //!   `peers.json` as `key-since`), then the earliest join, then the lowest
 //!   node id. So a newer node (or a node that changes its key) can never
@@ -34,7 +34,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use weft_proto::v1::{change, watch_event, ChangeType, Node, NodeState, WatchEvent};
 
-use crate::dataplane::{Dataplane, DataplaneError, PeerSpec};
+use crate::engine::{Dataplane, DataplaneError, PeerSpec};
 
 /// Why a sink could not apply a change.
 #[derive(Debug, thiserror::Error)]
@@ -157,7 +157,7 @@ impl PeerRecord {
     }
 }
 
-/// What [`PeerTable::apply`] learnt from one event.
+/// What [`PeerDirectory::apply`] learnt from one event.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Applied {
     /// Changes for the sink, in order.
@@ -171,7 +171,7 @@ pub struct Applied {
 
 /// The peer set and the watch revision it is at.
 #[derive(Debug, Clone)]
-pub struct PeerTable {
+pub struct PeerDirectory {
     self_name: String,
     revision: u64,
     peers: BTreeMap<String, PeerRecord>,
@@ -192,7 +192,7 @@ pub struct PeerTable {
 /// At most this many conflicts are remembered as logged.
 const MAX_LOGGED_CONFLICTS: usize = 1024;
 
-impl PeerTable {
+impl PeerDirectory {
     /// A table for the node `self_name`, starting from a persisted set.
     pub fn new(self_name: &str, revision: u64, peers: Vec<PeerRecord>) -> Self {
         let peers = peers
@@ -526,7 +526,7 @@ mod tests {
 
     #[test]
     fn snapshot_then_changes() {
-        let mut t = PeerTable::new("a", 0, vec![]);
+        let mut t = PeerDirectory::new("a", 0, vec![]);
         let out = t.apply(&snapshot(
             5,
             vec![
@@ -595,7 +595,7 @@ mod tests {
 
     #[test]
     fn bad_records_are_not_peers() {
-        let mut t = PeerTable::new("a", 0, vec![]);
+        let mut t = PeerDirectory::new("a", 0, vec![]);
         let mut bad_key = node("b", 2, "10.244.1.0/24", true);
         bad_key.public_key = "nope".into();
         let mut bad_ep = node("c", 3, "10.244.2.0/24", true);
@@ -632,7 +632,7 @@ mod tests {
     /// on a change, in a snapshot, or after a restart from the cache.
     #[test]
     fn a_newer_claimant_of_a_key_never_displaces_the_established_peer() {
-        let mut t = PeerTable::new("me", 0, vec![]);
+        let mut t = PeerDirectory::new("me", 0, vec![]);
         let mut n1 = node("n1", 2, "10.244.1.0/24", true);
         n1.joined_unix_ms = 1_000;
         t.apply(&snapshot(
@@ -672,7 +672,7 @@ mod tests {
         assert_eq!(t.key_conflicts(), 1);
 
         // After a restart from the cache (peers.json): still n1.
-        let mut restarted = PeerTable::new("me", t.revision(), t.records());
+        let mut restarted = PeerDirectory::new("me", t.revision(), t.records());
         assert_eq!(
             restarted
                 .specs()
@@ -707,7 +707,7 @@ mod tests {
         first.joined_unix_ms = 1_000;
         let mut later = with_key(node("a-later", 3, "10.244.2.0/24", true), 2);
         later.joined_unix_ms = 5_000;
-        let mut t = PeerTable::new("me", 0, vec![]);
+        let mut t = PeerDirectory::new("me", 0, vec![]);
         let out = t.apply(&snapshot(3, vec![later, first]));
         assert_eq!(set_names(&out.actions), ["zz-first"]);
         assert_eq!(t.key_conflicts(), 1);
@@ -716,14 +716,14 @@ mod tests {
     #[test]
     fn persisted_self_is_dropped() {
         let r = PeerRecord::from_node(&node("a", 1, "10.244.0.0/24", true));
-        let t = PeerTable::new("a", 3, vec![r]);
+        let t = PeerDirectory::new("a", 3, vec![r]);
         assert!(t.specs().is_empty());
         assert_eq!(t.revision(), 3);
     }
 
     #[test]
     fn changes_sharing_a_revision_are_all_applied() {
-        let mut t = PeerTable::new("me", 0, vec![]);
+        let mut t = PeerDirectory::new("me", 0, vec![]);
         t.apply(&snapshot(4, vec![node("me", 1, "10.244.0.0/24", true)]));
         let a = t.apply(&change(
             5,
@@ -753,7 +753,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_in_parts_is_applied_whole() {
-        let mut t = PeerTable::new("me", 0, vec![]);
+        let mut t = PeerDirectory::new("me", 0, vec![]);
         let mut first = snapshot(7, vec![node("a", 2, "10.244.1.0/24", true)]);
         if let Some(watch_event::Event::Snapshot(s)) = &mut first.event {
             s.more = true;

@@ -8,7 +8,7 @@
 //!   `ip netns add` / `ip netns delete` do, including iproute2's shared
 //!   mount setup of `/run/netns`, so `ip -n NAME` sees our namespaces and we
 //!   see its. They mount and unmount in the host's mount namespace
-//!   ([`crate::host_mounts`]), so a namespace an agent started by
+//!   ([`crate::kernel::host_mounts`]), so a namespace an agent started by
 //!   `ip netns exec` creates is visible on the host and outlives the agent.
 //! - [`NetNs::open`] of a path this process's own mount namespace does not
 //!   show as a namespace tries the host's view of that path too (when its
@@ -80,7 +80,7 @@ pub enum NetNsError {
         /// The path involved.
         path: PathBuf,
         /// Why entering failed, and what to do.
-        cause: crate::host_mounts::HostMountsError,
+        cause: crate::kernel::host_mounts::HostMountsError,
     },
     /// The caller lacks the capability (usually `CAP_SYS_ADMIN`).
     #[error("permission denied {op} {} (needs root or CAP_SYS_ADMIN): {cause}", path.display())]
@@ -159,9 +159,9 @@ impl NetNs {
         let path = path.as_ref();
         match Self::open_here(path) {
             Err(e @ (NetNsError::NotFound { .. } | NetNsError::NotANetNs { .. }))
-                if crate::host_mounts::receives_only() =>
+                if crate::kernel::host_mounts::receives_only() =>
             {
-                match crate::host_mounts::run(|| Self::open_here(path)) {
+                match crate::kernel::host_mounts::run(|| Self::open_here(path)) {
                     Ok(Ok(ns)) => Ok(ns),
                     _ => Err(e),
                 }
@@ -232,13 +232,13 @@ impl NetNs {
     /// mount namespace. Its loopback is down, as with iproute2.
     pub fn create_named(name: &str) -> Result<Self, NetNsError> {
         let path = Self::named_path(name)?;
-        crate::host_mounts::run(|| Self::create_named_here(name, &path)).map_err(|cause| {
-            NetNsError::HostMounts {
+        crate::kernel::host_mounts::run(|| Self::create_named_here(name, &path)).map_err(
+            |cause| NetNsError::HostMounts {
                 op: "creating network namespace",
                 path: path.clone(),
                 cause,
-            }
-        })?
+            },
+        )?
     }
 
     /// [`NetNs::create_named`] in this thread's mount namespace.
@@ -276,13 +276,13 @@ impl NetNs {
     /// [`NetNs`] refers to it.
     pub fn delete_named(name: &str) -> Result<(), NetNsError> {
         let path = Self::named_path(name)?;
-        crate::host_mounts::run(|| Self::delete_named_here(name, &path)).map_err(|cause| {
-            NetNsError::HostMounts {
+        crate::kernel::host_mounts::run(|| Self::delete_named_here(name, &path)).map_err(
+            |cause| NetNsError::HostMounts {
                 op: "deleting network namespace",
                 path: path.clone(),
                 cause,
-            }
-        })?
+            },
+        )?
     }
 
     /// [`NetNs::delete_named`] in this thread's mount namespace.

@@ -12,11 +12,11 @@ use std::net::IpAddr;
 use tokio::sync::oneshot;
 use tracing::{info, info_span};
 
+use super::core::Core;
 use super::counters::EngineCounters;
-use super::forward::Core;
 use super::peers::{Peer, PeerTraffic};
 use super::{DataplaneError, DataplaneStatus, OffloadStatus, PeerSpec, PeerStatus};
-use crate::tun::Tun;
+use crate::kernel::tun::Tun;
 use crate::wg::Tunnel;
 use weft_switch::PeerId;
 
@@ -44,34 +44,35 @@ impl Core {
         if spec.name.is_empty() {
             return Err(rejected("a peer needs a name"));
         }
-        if spec.public_key == self.identity.public_key() {
+        if spec.public_key == self.wg.key.public_bytes() {
             return Err(rejected(format!(
                 "peer {} has this node's own public key",
                 spec.name
             )));
         }
-        if let Some(other) = self.peers.id_by_key(&spec.public_key) {
-            if let Some(owner) = self.peers.get(other).filter(|p| p.name != spec.name) {
+        if let Some(other) = self.egress.peers.id_by_key(&spec.public_key) {
+            if let Some(owner) = self.egress.peers.get(other).filter(|p| p.name != spec.name) {
                 return Err(rejected(format!(
                     "peer {}: its public key is already the key of peer {}",
                     spec.name, owner.name
                 )));
             }
         }
-        match self.peers.id_by_name(&spec.name) {
+        match self.egress.peers.id_by_name(&spec.name) {
             Some(id) => self.update_peer(id, spec),
             None => self.add_peer(spec),
         }
     }
 
     fn tunnel(&mut self, id: PeerId, spec: &PeerSpec) -> Result<Tunnel, DataplaneError> {
-        let index = self.peers.next_index(id);
-        Tunnel::new(&self.identity, spec.public_key, self.keepalive, index)
+        let index = self.egress.peers.next_index(id);
+        Tunnel::new(&self.wg.key, spec.public_key, self.wg.keepalive, index)
             .map_err(|e| rejected(format!("peer {}: {e}", spec.name)))
     }
 
     fn add_peer(&mut self, spec: PeerSpec) -> Result<(), DataplaneError> {
         let id = self
+            .egress
             .peers
             .free_id()
             .ok_or_else(|| rejected(format!("peer {}: too many peers", spec.name)))?;
@@ -82,7 +83,7 @@ impl Core {
         let span = info_span!("peer", peer = %spec.name);
         info!(parent: &span, endpoint = ?spec.endpoint, allowed = ?spec.allowed, "peer added");
         let endpoint = spec.endpoint;
-        self.peers.insert(
+        self.egress.peers.insert(
             id,
             Peer {
                 name: spec.name,
@@ -105,19 +106,16 @@ impl Core {
         // (wg_no_session) until a new handshake, and they would only start
         // one when their keepalive and rekey timers run out (~15 s).
         // Not toward a NotReady node: it answers when it comes back.
-        if let (Some(endpoint), Some(peer)) = (endpoint, self.peers.get_mut(id)) {
+        if let Some(peer) = self.egress.peers.get_mut(id) {
             if peer.may_initiate() {
-                if let Some(n) = peer.tunnel.initiate(self.tx.slot()) {
-                    self.tx.commit(n, endpoint);
-                    peer.count_tx(n);
-                }
+                peer.initiate(&mut self.egress.tx);
             }
         }
         Ok(())
     }
 
     fn update_peer(&mut self, id: PeerId, spec: PeerSpec) -> Result<(), DataplaneError> {
-        let Some(current) = self.peers.get(id) else {
+        let Some(current) = self.egress.peers.get(id) else {
             return Err(rejected(format!("peer {} vanished", spec.name)));
         };
         let rekey = current.public_key != spec.public_key;
@@ -133,9 +131,9 @@ impl Core {
                 .map_err(|e| rejected(format!("peer {}: {e}", spec.name)))?;
         }
         if let Some(tunnel) = tunnel {
-            self.peers.rekey(id, spec.public_key, tunnel);
+            self.egress.peers.rekey(id, spec.public_key, tunnel);
         }
-        let Some(peer) = self.peers.get_mut(id) else {
+        let Some(peer) = self.egress.peers.get_mut(id) else {
             return Ok(());
         };
         if rekey {
@@ -170,12 +168,7 @@ impl Core {
             }
         }
         if handshake_now && peer.ready && peer.tunnel.last_handshake().is_none() {
-            if let Some(endpoint) = peer.endpoint {
-                if let Some(n) = peer.tunnel.initiate(self.tx.slot()) {
-                    self.tx.commit(n, endpoint);
-                    peer.count_tx(n);
-                }
-            }
+            peer.initiate(&mut self.egress.tx);
         }
         Ok(())
     }
@@ -187,7 +180,7 @@ impl Core {
         if let Some(pair) = names.windows(2).find(|w| w[0] == w[1]) {
             return Err(rejected(format!("peer {} is listed twice", pair[0])));
         }
-        for name in self.peers.names() {
+        for name in self.egress.peers.names() {
             if !specs.iter().any(|s| s.name == name) {
                 self.remove_peer(&name);
             }
@@ -216,11 +209,11 @@ impl Core {
 
     /// Removes a peer by name.
     pub(super) fn remove_peer(&mut self, name: &str) -> bool {
-        let Some(id) = self.peers.id_by_name(name) else {
+        let Some(id) = self.egress.peers.id_by_name(name) else {
             return false;
         };
         self.switch.remove_peer(id);
-        if let Some(peer) = self.peers.remove(id) {
+        if let Some(peer) = self.egress.peers.remove(id) {
             info!(parent: &peer.span, "peer removed");
         }
         true
@@ -229,6 +222,7 @@ impl Core {
     /// A snapshot of peers, ports and counters.
     pub(super) fn status(&self) -> DataplaneStatus {
         let mut peers: Vec<PeerStatus> = self
+            .egress
             .peers
             .iter()
             .map(|(_, p)| PeerStatus {
@@ -247,6 +241,8 @@ impl Core {
             .collect();
         peers.sort_by(|a, b| a.name.cmp(&b.name));
         let mut ports: Vec<(String, Vec<IpAddr>)> = self
+            .egress
+            .links
             .ports
             .iter()
             .map(|(_, p)| (p.id.clone(), p.addresses.clone()))
@@ -267,13 +263,13 @@ impl Core {
             forwarded_to_host: counters.to_host,
             forwarded_to_peers: counters.to_peers,
             offload: OffloadStatus {
-                tun: self.host.offload(),
-                udp_gso: self.tx.gso(),
-                udp_gro: self.udp_gro,
+                tun: self.egress.links.host.offload(),
+                udp_gso: self.egress.tx.gso(),
+                udp_gro: self.offloads.udp_gro,
                 tun_super_packets_read: counters.super_read,
                 tun_super_packets_written: counters.super_written,
-                segments_coalesced: self.gro.stats.merged,
-                udp_gso_messages: self.tx.stats.gso_messages,
+                segments_coalesced: self.egress.gro.stats.merged,
+                udp_gso_messages: self.egress.tx.stats.gso_messages,
                 udp_gro_messages: counters.gro_messages,
             },
         }

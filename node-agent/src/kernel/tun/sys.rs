@@ -1,8 +1,10 @@
-//! The raw TUN ioctls: the only `unsafe` code in the crate.
+//! The raw TUN ioctls: one of the two modules of the crate with `unsafe`
+//! code (the other is `engine/udp/sys.rs`).
 //!
-//! Each function takes a borrowed fd of an open `/dev/net/tun` file and one
-//! plain value, so no pointer handed to the kernel outlives the call, and the
-//! kernel never keeps one. Names reaching [`set_iff`] have passed
+//! SAFETY contract, for every `unsafe` block below: each function takes a
+//! borrowed fd of an open `/dev/net/tun` file and one plain value, so no
+//! pointer handed to the kernel outlives the call, and the kernel never
+//! keeps one. Names reaching [`set_iff`] have passed
 //! [`super::validate_ifname`] (at most 15 bytes, no NUL), so they fit in
 //! `ifr_name` with its terminating NUL.
 

@@ -1,6 +1,6 @@
-//! [`AgentError`]: why the agent core cannot start or had to stop. Every
+//! [`ClusterError`]: why the cluster client cannot start or had to stop. Every
 //! message names the file, flag or control-plane answer at fault and, where
-//! there is one, what to do. [`AgentError::is_config`] tells the binary
+//! there is one, what to do. [`ClusterError::is_config`] tells the binary
 //! which ones are configuration problems (exit 64).
 
 use std::io;
@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 use weft_client::ClientError;
 
-use super::keys::KeyError;
+use crate::wg::KeyError;
 
-/// An error of the agent core.
+/// An error of the cluster client.
 #[derive(Debug, thiserror::Error)]
-pub enum AgentError {
+pub enum ClusterError {
     /// The flags and the state dir contradict each other, or something the
     /// first start needs is missing.
     #[error("{0}")]
@@ -88,7 +88,7 @@ pub enum AgentError {
     },
 }
 
-impl AgentError {
+impl ClusterError {
     /// An IO error on `path`.
     pub fn io(op: &'static str, path: &Path, source: io::Error) -> Self {
         Self::Io {

@@ -11,7 +11,7 @@
 //!   [`Tun::set_offload`]).
 //! - A device is created in the network namespace of the calling *thread*.
 //!   To own a TUN inside a pod's namespace, create it inside
-//!   [`crate::netns::run_in`]; the fd then works from any thread.
+//!   [`crate::kernel::netns::run_in`]; the fd then works from any thread.
 //! - A persistent device ([`TunOptions::persist`]) outlives its fd and the
 //!   agent: a restarted agent re-attaches by name with [`Tun::attach`] (in the
 //!   same namespace), and [`Tun::delete`] (or netlink) removes it.

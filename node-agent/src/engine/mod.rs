@@ -1,4 +1,4 @@
-//! The data plane: the IO shell around the sans-IO [`weft_switch`]. It owns
+//! The data-plane engine: the IO shell around the sans-IO [`weft_switch`]. It owns
 //! the fds of the host TUN `weft0`, every pod TUN, and the one UDP socket
 //! that carries WireGuard to peers; it runs boringtun's `Tunn` per peer
 //! (handshakes, cookies, timers) and moves packets between them on a
@@ -20,14 +20,25 @@
 //! `UDP_SEGMENT`, `UDP_GRO`) falls back to one packet per read, write and
 //! datagram, still with batched `recvmmsg`/`sendmmsg`.
 //!
-//! Design (files): `engine` (the thread and its epoll loop), `forward`
-//! (packets from TUNs, and the state they share), `inbound` (datagrams
-//! from peers, timers), `handshakes` (the queue of admitted handshake
-//! messages, served after the data), `control` (commands, status), `peers` and `ports`
-//! (tables indexed by the switch's ids), `link` (a TUN and its offloads),
-//! `udp` (socket tuning, `recvmmsg`/`sendmmsg` batches with GSO/GRO),
-//! `offload` (sans-IO segmenting and coalescing) and `counters`. WireGuard
-//! itself is [`crate::wg`].
+//! Files: `event_loop` (the thread and its epoll loop, budgets, pod
+//! attach/detach), `core` (the engine's state in named parts: switch,
+//! egress, WireGuard inbound, buffers, offloads), `dispatch` (the packet
+//! path's IO: a TUN read or a decrypted packet -> the switch's decision ->
+//! one dispatch of its `Action` to a peer, a TUN or back), `inbound`
+//! (datagrams from peers: the gate, the tunnels, timers), `handshakes`
+//! (the queue of admitted handshake messages, served after the data),
+//! `control` (commands and status), `links` (the TUNs: host and pod ports,
+//! by `LinkId`) and `link` (one TUN and its offloads), `peers` (the peer
+//! slots, by the switch's `PeerId`), `udp` (socket tuning,
+//! `recvmmsg`/`sendmmsg` batches with GSO/GRO) and `counters`. WireGuard
+//! itself is [`crate::wg`]; the per-packet decision is [`weft_switch`].
+//!
+//! The control channel ([`Dataplane`]'s calls, `control.rs`) is the one
+//! way cluster state enters the engine: it is compiled off the engine
+//! thread (peers from the watch, pod ports from the pod manager) and
+//! applied between packet batches, whole or not at all. State still to
+//! come (the service table, the DNS zone, the policy table) takes the same
+//! way: built by the cluster client, swapped into the switch by a command.
 //!
 //! Counting: a peer's `rx_*` count authenticated datagrams from it (data,
 //! keepalives, handshake messages) and `tx_*` the datagrams queued to it,
@@ -36,14 +47,15 @@
 //! WireGuard's (`wg_*`), all with zeros; the names are stable.
 
 mod control;
+mod core;
 mod counters;
-mod engine;
-mod forward;
+mod dispatch;
+mod event_loop;
 mod handshakes;
 mod inbound;
 mod link;
+mod links;
 mod peers;
-mod ports;
 mod udp;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -55,14 +67,15 @@ use std::time::Duration;
 use ipnet::IpNet;
 use tokio::sync::oneshot;
 
-use crate::tun::Tun;
+use crate::kernel::tun::Tun;
+use crate::wg::NodeKey;
 use control::{Command, Reply};
 
 /// What the data plane needs to start.
 #[derive(Debug, Clone)]
 pub struct DataplaneConfig {
-    /// This node's WireGuard (X25519) private key.
-    pub private_key: [u8; 32],
+    /// This node's WireGuard key pair.
+    pub key: NodeKey,
     /// This node's pod CIDR(s).
     pub node_cidrs: Vec<IpNet>,
     /// This node's own overlay address(es), held by the host port `weft0`.
@@ -209,7 +222,7 @@ impl Dataplane {
         udp: UdpSocket,
     ) -> Result<Dataplane, DataplaneError> {
         let (commands, receiver) = mpsc::channel();
-        let started = engine::start(cfg, host, udp, receiver)?;
+        let started = event_loop::start(cfg, host, udp, receiver)?;
         Ok(Dataplane {
             commands,
             waker: started.waker,

@@ -66,7 +66,7 @@ impl Tun {
     /// Removes the persistent TUN device `name` from the calling thread's
     /// network namespace: attach, clear `TUNSETPERSIST`, close. A device that
     /// another fd holds is reported [`TunError::Busy`]; netlink's
-    /// [`crate::netlink::Netlink::delete_link`] removes it regardless.
+    /// [`crate::kernel::netlink::Netlink::delete_link`] removes it regardless.
     pub fn delete(name: &str) -> Result<(), TunError> {
         validate_ifname(name)?;
         if !interface_exists(name)? {

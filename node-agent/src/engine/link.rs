@@ -15,9 +15,9 @@
 
 use std::io;
 
-use tracing::debug;
+use tracing::{debug, warn};
 
-use crate::tun::Tun;
+use crate::kernel::tun::Tun;
 use weft_switch::offload::{VnetHdr, VNET_HDR_LEN};
 
 /// Checksum offload and TSO for both families (with ECN).
@@ -35,6 +35,8 @@ pub(super) struct Link {
     offload: bool,
     /// ... UDP ones (USO) included.
     uso: bool,
+    /// Whether a read error was already logged (once per TUN).
+    read_error_logged: bool,
 }
 
 impl Link {
@@ -68,6 +70,7 @@ impl Link {
             vnet,
             offload: on,
             uso,
+            read_error_logged: false,
         }
     }
 
@@ -125,6 +128,15 @@ impl Link {
     /// Writes the plain packet `packet` (no room before it).
     pub(super) fn write_copy(&self, packet: &[u8]) -> io::Result<()> {
         self.tun.try_send(packet).map(drop)
+    }
+
+    /// Logs a failed read, the first time only (a TUN whose device went
+    /// away would otherwise log at every readiness).
+    pub(super) fn read_failed(&mut self, error: &io::Error) {
+        if !self.read_error_logged {
+            self.read_error_logged = true;
+            warn!(ifname = self.tun.name(), %error, "reading a TUN failed");
+        }
     }
 
     /// The TUN, with offloads off again.

@@ -12,8 +12,8 @@ use thiserror::Error;
 use tracing::{info, warn};
 
 use super::{validate_ifname, Tun, TunError, TunOptions};
-use crate::netlink::{Netlink, NetlinkError, Route};
-use crate::netns::{self, NetNs, NetNsError};
+use crate::kernel::netlink::{Netlink, NetlinkError, Route};
+use crate::kernel::netns::{self, NetNs, NetNsError};
 
 /// Why a port operation failed.
 #[derive(Debug, Error)]

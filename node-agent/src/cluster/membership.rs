@@ -1,14 +1,14 @@
-//! [`AgentCore`]: the node's identity and its link to the control plane,
+//! [`Membership`]: the node's identity and its link to the control plane,
 //! without any TUN or socket, so it can be tested against a real control
 //! plane with a fake [`PeerSink`].
 //!
 //! Contract:
-//! - [`AgentCore::bootstrap`] loads (or generates) the key, then either
+//! - [`Membership::bootstrap`] loads (or generates) the key, then either
 //!   reuses `credentials.json` + `node.json` (no token needed, no call to
 //!   the control plane, so it works while the control plane is down) or
 //!   joins and writes them. Flags that contradict the state dir (another
 //!   name, another cluster CA) are refused.
-//! - [`AgentCore::run`] first applies the persisted peers, then keeps the
+//! - [`Membership::run`] first applies the persisted peers, then keeps the
 //!   sink in step with the control plane until `shutdown`: the watch
 //!   (resuming from the persisted revision, reconnecting with backoff;
 //!   its objects kept in the [`ViewFeed`] and `objects.json`), the
@@ -16,109 +16,38 @@
 //!   node was removed), this node's endpoint and key (corrected with
 //!   `UpdateNode`), and `peers.json` (debounced, atomic). It never calls
 //!   `Leave`. It returns an error only when the agent must restart
-//!   ([`AgentError::PodCidrChanged`]).
+//!   ([`ClusterError::PodCidrChanged`]).
 //! - Every wait is bounded: RPCs by `rpc_timeout`, a silent watch by
 //!   `watch_idle_timeout`, retries by `backoff_max`.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch};
 use tonic::transport::Channel;
 use weft_agent_api::NodeInfo;
-use weft_client::{Credentials, JoinToken};
+use weft_client::Credentials;
 
-use super::backoff::Backoff;
-use super::error::AgentError;
+use super::error::ClusterError;
 use super::files;
 use super::join::{self, JoinParams};
-use super::keys::NodeKey;
-use super::peers::{PeerAction, PeerRecord, PeerSink, PeerTable};
-use super::state::{NodeFile, PeersFile, StatePaths};
+use super::lease;
+use super::options::MembershipConfig;
+use super::peers::{PeerAction, PeerDirectory, PeerRecord, PeerSink};
+use super::state::{Connection, Shared, State};
+use super::statedir::{NodeFile, PeersFile, StatePaths};
+use super::watch as watch_tasks;
 use crate::api::NodeInfoSource;
-use crate::dataplane::PeerSpec;
+use crate::engine::PeerSpec;
 use crate::view::{ViewFeed, ViewSnapshot};
+use crate::wg::NodeKey;
 
-/// How long the core's tasks get to stop.
+/// How long the client's tasks get to stop.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
-/// Timeouts and retry delays of the core.
-#[derive(Debug, Clone)]
-pub struct Timing {
-    /// First reconnect delay.
-    pub backoff_initial: Duration,
-    /// Longest reconnect delay.
-    pub backoff_max: Duration,
-    /// Bound on each unary call and on opening the watch.
-    pub rpc_timeout: Duration,
-    /// A watch with no event (not even a keepalive) for this long is
-    /// considered dead and reopened.
-    pub watch_idle_timeout: Duration,
-    /// How long to gather changes before writing `peers.json`.
-    pub persist_debounce: Duration,
-    /// How often to re-apply the whole peer set after the sink failed.
-    pub sink_retry: Duration,
-    /// How long a first join (no identity in the state dir yet) may try
-    /// before the agent gives up (`--join-timeout`); re-joins retry
-    /// forever.
-    pub first_join: Duration,
-    /// At most how often `objects.json` is written while the cluster's
-    /// objects change.
-    pub view_persist: Duration,
-}
-
-impl Default for Timing {
-    fn default() -> Self {
-        Self {
-            backoff_initial: Duration::from_millis(200),
-            backoff_max: Duration::from_secs(10),
-            rpc_timeout: Duration::from_secs(10),
-            watch_idle_timeout: Duration::from_secs(90),
-            persist_debounce: Duration::from_millis(500),
-            sink_retry: Duration::from_secs(5),
-            first_join: Duration::from_secs(30),
-            view_persist: Duration::from_secs(2),
-        }
-    }
-}
-
-impl Timing {
-    pub(super) fn backoff(&self) -> Backoff {
-        Backoff::new(self.backoff_initial, self.backoff_max)
-    }
-}
-
-/// What the core needs (the checked flags, minus the data plane's).
-#[derive(Debug, Clone)]
-pub struct CoreConfig {
-    /// The control plane, `host:port`.
-    pub control_plane: String,
-    /// The join token: needed on first start; kept to re-join if the
-    /// control plane removes the node.
-    pub token: Option<JoinToken>,
-    /// The cluster CA hash: needed on first start; checked against the
-    /// stored CA on later starts.
-    pub ca_hash: Option<String>,
-    /// The node name.
-    pub name: String,
-    /// The underlay endpoint peers send to (`None`: dial out only).
-    pub endpoint: Option<SocketAddr>,
-    /// The state dir.
-    pub state_dir: PathBuf,
-    /// The overlay MTU (reported in [`NodeInfo`]).
-    pub mtu: u32,
-    /// The WireGuard UDP port (reported in [`NodeInfo`]).
-    pub listen_port: u16,
-    /// Timeouts and retry delays.
-    pub timing: Timing,
-}
-
-/// The core's view of its link to the control plane.
+/// The cluster client's view of its link to the control plane.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CoreStatus {
+pub struct MembershipStatus {
     /// The watch stream is up (it delivered an event and has not failed).
     pub connected: bool,
     /// The last revision seen.
@@ -132,7 +61,7 @@ pub struct CoreStatus {
     pub watch_failures: u64,
     /// Successful lease renewals since start.
     pub lease_renewals: u64,
-    /// Joins this core made (1 on a first start, 0 after a restart, more
+    /// Joins this client made (1 on a first start, 0 after a restart, more
     /// after re-joins).
     pub joins: u64,
     /// The control plane said this node no longer exists.
@@ -141,121 +70,40 @@ pub struct CoreStatus {
     pub peers: usize,
 }
 
-#[derive(Debug, Default)]
-pub(super) struct Link {
-    pub connected: bool,
-    pub last_error: Option<String>,
-    pub removed: bool,
-    pub watch_attempts: u64,
-    pub watch_failures: u64,
-    pub lease_renewals: u64,
-}
-
-pub(super) struct Shared {
-    pub cfg: CoreConfig,
-    pub paths: StatePaths,
-    pub key: NodeKey,
-    pub node: Mutex<NodeFile>,
-    pub creds: Mutex<Credentials>,
-    pub channel: Mutex<Channel>,
-    /// Bumped when `channel` is replaced (after a re-join).
-    pub channel_gen: watch::Sender<u64>,
-    pub table: Mutex<PeerTable>,
-    /// The cluster's objects (namespaces, pods, Services, ...).
-    pub view: Arc<ViewFeed>,
-    /// Bumped each time a watch stream opens: the pod registrations sync
-    /// after every (re)connection.
-    pub watch_opened: watch::Sender<u64>,
-    pub link: Mutex<Link>,
-    /// Wakes the lease task: renew now and check this node's own record.
-    pub renew_now: Notify,
-    /// Wakes the persist task.
-    pub persist_now: Notify,
-    pub dirty: AtomicBool,
-    pub joins: AtomicU64,
-}
-
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl Shared {
-    pub fn channel(&self) -> Channel {
-        lock(&self.channel).clone()
-    }
-
-    /// Where the next watch resumes: the older of the peer table's and
-    /// the cluster view's revisions (0 when either has none), so neither
-    /// misses a change.
-    pub fn resume_revision(&self) -> u64 {
-        let peers = lock(&self.table).revision();
-        peers.min(self.view.revision())
-    }
-
-    /// The next watch starts with a snapshot.
-    pub fn reset_revision(&self) {
-        lock(&self.table).reset_revision();
-        self.view.reset_revision();
-    }
-
-    pub fn set_error(&self, e: impl Into<String>) {
-        lock(&self.link).last_error = Some(e.into());
-    }
-
-    pub fn mark_dirty(&self) {
-        self.dirty.store(true, Ordering::Release);
-        self.persist_now.notify_one();
-    }
-
-    /// Writes `peers.json` if anything changed since the last write.
-    pub fn persist(&self) {
-        if !self.dirty.swap(false, Ordering::AcqRel) {
-            return;
-        }
-        let file = {
-            let t = lock(&self.table);
-            PeersFile {
-                revision: t.revision(),
-                peers: t.records(),
-            }
-        };
-        if let Err(e) = file.save(&self.paths.peers()) {
-            self.dirty.store(true, Ordering::Release);
-            tracing::warn!(error = %e, "cannot write the peer cache");
-        }
-    }
-}
-
-/// The agent core. Cheap to clone (a handle on shared state).
+/// The node's membership of the cluster: its identity and its link to the
+/// control plane. Cheap to clone (a handle on the one [`Shared`] state).
 #[derive(Clone)]
-pub struct AgentCore {
+pub struct Membership {
     pub(super) shared: Arc<Shared>,
 }
 
-impl std::fmt::Debug for AgentCore {
+impl std::fmt::Debug for Membership {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AgentCore")
+        f.debug_struct("Membership")
             .field("name", &self.shared.cfg.name)
             .finish_non_exhaustive()
     }
 }
 
-impl AgentCore {
+impl Membership {
     /// Opens the state dir, loads or generates the key, and loads the
     /// node's identity or joins (see the module docs).
-    pub async fn bootstrap(cfg: CoreConfig) -> Result<Self, AgentError> {
+    pub async fn bootstrap(cfg: MembershipConfig) -> Result<Self, ClusterError> {
         let paths = StatePaths::new(&cfg.state_dir);
         files::ensure_private_dir(&paths.dir)
-            .map_err(|e| AgentError::io("creating the state dir", &paths.dir, e))?;
+            .map_err(|e| ClusterError::io("creating the state dir", &paths.dir, e))?;
         let (key, _) = NodeKey::load_or_generate(&paths.private_key())?;
         Self::bootstrap_with_key(cfg, key).await
     }
 
-    /// Like [`AgentCore::bootstrap`], with the key already loaded.
-    pub async fn bootstrap_with_key(cfg: CoreConfig, key: NodeKey) -> Result<Self, AgentError> {
+    /// Like [`Membership::bootstrap`], with the key already loaded.
+    pub async fn bootstrap_with_key(
+        cfg: MembershipConfig,
+        key: NodeKey,
+    ) -> Result<Self, ClusterError> {
         let paths = StatePaths::new(&cfg.state_dir);
         files::ensure_private_dir(&paths.dir)
-            .map_err(|e| AgentError::io("creating the state dir", &paths.dir, e))?;
+            .map_err(|e| ClusterError::io("creating the state dir", &paths.dir, e))?;
         let stored = match NodeFile::load(&paths.node())? {
             Some(node) if paths.credentials().exists() => {
                 Some((node, Credentials::load(paths.credentials())?))
@@ -285,34 +133,26 @@ impl AgentCore {
         };
         let peers = PeersFile::load_or_empty(&paths.peers());
         tracing::info!(node = %node.name, id = node.id, pod_cidr = %node.pod_cidr, peers = peers.peers.len(), revision = peers.revision, "node identity ready");
-        let table = PeerTable::new(&node.name, peers.revision, peers.peers);
+        let peers = PeerDirectory::new(&node.name, peers.revision, peers.peers);
         let view = Arc::new(ViewFeed::open(&paths.objects()));
         let channel = weft_client::connect_lazy(&creds)?;
-        let (channel_gen, _) = watch::channel(0);
+        let state = State {
+            node,
+            creds,
+            channel,
+            peers,
+            connection: Connection::default(),
+            joins,
+            dirty: false,
+        };
         Ok(Self {
-            shared: Arc::new(Shared {
-                cfg,
-                paths,
-                key,
-                node: Mutex::new(node),
-                creds: Mutex::new(creds),
-                channel: Mutex::new(channel),
-                channel_gen,
-                table: Mutex::new(table),
-                view,
-                watch_opened: watch::channel(0).0,
-                link: Mutex::new(Link::default()),
-                renew_now: Notify::new(),
-                persist_now: Notify::new(),
-                dirty: AtomicBool::new(false),
-                joins: AtomicU64::new(joins),
-            }),
+            shared: Arc::new(Shared::new(cfg, paths, key, state, view)),
         })
     }
 
     /// This node's record (`node.json`).
     pub fn node(&self) -> NodeFile {
-        lock(&self.shared.node).clone()
+        self.shared.with(|s| s.node.clone())
     }
 
     /// The node's WireGuard key.
@@ -320,19 +160,19 @@ impl AgentCore {
         &self.shared.key
     }
 
-    /// The configuration the core runs with.
-    pub fn config(&self) -> &CoreConfig {
+    /// The configuration the client runs with.
+    pub fn config(&self) -> &MembershipConfig {
         &self.shared.cfg
     }
 
     /// The current peers.
     pub fn peers(&self) -> Vec<PeerRecord> {
-        lock(&self.shared.table).records()
+        self.shared.with(|s| s.peers.records())
     }
 
     /// The current peers as the data plane sees them.
     pub fn peer_specs(&self) -> Vec<PeerSpec> {
-        lock(&self.shared.table).specs()
+        self.shared.with(|s| s.peers.specs())
     }
 
     /// The cluster's objects, their change notification and their file.
@@ -357,20 +197,18 @@ impl AgentCore {
     }
 
     /// The link to the control plane.
-    pub fn status(&self) -> CoreStatus {
-        let link = lock(&self.shared.link);
-        let table = lock(&self.shared.table);
-        CoreStatus {
-            connected: link.connected,
-            revision: table.revision(),
-            last_error: link.last_error.clone(),
-            watch_attempts: link.watch_attempts,
-            watch_failures: link.watch_failures,
-            lease_renewals: link.lease_renewals,
-            joins: self.shared.joins.load(Ordering::Relaxed),
-            removed: link.removed,
-            peers: table.records().len(),
-        }
+    pub fn status(&self) -> MembershipStatus {
+        self.shared.with(|s| MembershipStatus {
+            connected: s.connection.connected,
+            revision: s.peers.revision(),
+            last_error: s.connection.last_error.clone(),
+            watch_attempts: s.connection.watch_attempts,
+            watch_failures: s.connection.watch_failures,
+            lease_renewals: s.connection.lease_renewals,
+            joins: s.joins,
+            removed: s.connection.removed,
+            peers: s.peers.records().len(),
+        })
     }
 
     /// Keeps `sink` in step with the cluster until `shutdown` resolves (see
@@ -379,38 +217,38 @@ impl AgentCore {
         &self,
         sink: Arc<dyn PeerSink>,
         shutdown: impl std::future::Future<Output = ()> + Send,
-    ) -> Result<(), AgentError> {
+    ) -> Result<(), ClusterError> {
         let shared = self.shared.clone();
         let (stop_tx, stop_rx) = watch::channel(false);
         let (act_tx, act_rx) = mpsc::channel::<PeerAction>(1024);
-        let initial = lock(&shared.table).specs();
+        let initial = shared.with(|s| s.peers.specs());
         tracing::info!(peers = initial.len(), "applying the last known peers");
         let _ = act_tx.send(PeerAction::SetAll(initial)).await;
 
-        let applier = tokio::spawn(super::watch::apply_loop(
+        let applier = tokio::spawn(watch_tasks::apply_loop(
             shared.clone(),
             sink,
             act_rx,
             stop_rx.clone(),
         ));
-        let persister = tokio::spawn(super::watch::persist_loop(shared.clone(), stop_rx.clone()));
+        let persister = tokio::spawn(watch_tasks::persist_loop(shared.clone(), stop_rx.clone()));
         let view_persister = tokio::spawn(crate::view::persist_loop(
             shared.view.clone(),
             shared.cfg.timing.view_persist,
             stop_rx.clone(),
         ));
-        let watcher = tokio::spawn(super::watch::watch_loop(
+        let watcher = tokio::spawn(watch_tasks::watch_loop(
             shared.clone(),
             act_tx,
             stop_rx.clone(),
         ));
-        let mut lease = tokio::spawn(super::lease::lease_loop(shared.clone(), stop_rx));
+        let mut lease = tokio::spawn(lease::lease_loop(shared.clone(), stop_rx));
 
         let result = tokio::select! {
             _ = shutdown => Ok(()),
             r = &mut lease => match r {
                 Ok(r) => r,
-                Err(e) => Err(AgentError::Protocol(format!("the lease task failed: {e}"))),
+                Err(e) => Err(ClusterError::Protocol(format!("the lease task failed: {e}"))),
             },
         };
         let _ = stop_tx.send(true);
@@ -427,7 +265,7 @@ impl AgentCore {
             }
         };
         if tokio::time::timeout(STOP_GRACE, all).await.is_err() {
-            tracing::warn!("the agent core's tasks did not stop in time; aborting them");
+            tracing::warn!("the cluster client's tasks did not stop in time; aborting them");
             aborts.iter().for_each(|a| a.abort());
             lease_abort.abort();
         }
@@ -436,7 +274,7 @@ impl AgentCore {
     }
 }
 
-impl NodeInfoSource for AgentCore {
+impl NodeInfoSource for Membership {
     fn node_info(&self) -> NodeInfo {
         let node = self.node();
         let status = self.status();
@@ -463,15 +301,15 @@ impl NodeInfoSource for AgentCore {
 /// Checks the stored identity against the flags and brings the credential's
 /// server address up to date.
 fn reuse(
-    cfg: &CoreConfig,
+    cfg: &MembershipConfig,
     paths: &StatePaths,
     key: &NodeKey,
     mut node: NodeFile,
     mut creds: Credentials,
-) -> Result<(NodeFile, Credentials), AgentError> {
+) -> Result<(NodeFile, Credentials), ClusterError> {
     let dir = paths.dir.display();
     if node.name != cfg.name {
-        return Err(AgentError::Config(format!(
+        return Err(ClusterError::Config(format!(
             "{dir} belongs to node {:?}, but the node name is {:?} (--name / WEFT_NODE_NAME, or the hostname); \
              pass --name {} or use another --state-dir",
             node.name, cfg.name, node.name
@@ -481,7 +319,7 @@ fn reuse(
         let want = weft_client::parse_ca_hash(hash)?;
         let have = weft_client::ca_pem_hash(&creds.ca_pem)?;
         if want != have {
-            return Err(AgentError::Config(format!(
+            return Err(ClusterError::Config(format!(
                 "--ca-hash {want} does not match the cluster CA of this node's credential ({have}) in {}: \
                  the state dir belongs to another cluster; remove {dir} to join this one",
                 paths.credentials().display()
@@ -504,16 +342,19 @@ fn reuse(
     Ok((node, creds))
 }
 
-fn first_join_params(cfg: &CoreConfig, paths: &StatePaths) -> Result<JoinParams, AgentError> {
+fn first_join_params(
+    cfg: &MembershipConfig,
+    paths: &StatePaths,
+) -> Result<JoinParams, ClusterError> {
     let dir = paths.dir.display();
     let token = cfg.token.clone().ok_or_else(|| {
-        AgentError::Config(format!(
+        ClusterError::Config(format!(
             "{dir} holds no node.json/credentials.json, so this node has not joined yet: the first start needs \
              --token and --ca-hash (WEFT_TOKEN, WEFT_CA_HASH), as printed by `weftctl token create`"
         ))
     })?;
     let ca_hash = cfg.ca_hash.clone().ok_or_else(|| {
-        AgentError::Config(format!(
+        ClusterError::Config(format!(
             "{dir} holds no node.json/credentials.json, so this node has not joined yet: the first start needs \
              --ca-hash (WEFT_CA_HASH) with --token, as printed by `weftctl token create`"
         ))

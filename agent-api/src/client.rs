@@ -20,7 +20,7 @@ use super::wire::{
 const MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// How long one exchange may take unless set otherwise.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a call to the agent failed.
 #[derive(Debug, thiserror::Error)]

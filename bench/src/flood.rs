@@ -18,7 +18,7 @@ use boringtun::x25519::{PublicKey, StaticSecret};
 
 /// Flags of `weft-bench flood`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Where to send: the target agent's WireGuard `IP:PORT`.
     #[arg(long)]
     target: SocketAddr,
@@ -58,7 +58,7 @@ fn initiations(target: [u8; 32], count: usize) -> anyhow::Result<Vec<Vec<u8>>> {
     Ok(out)
 }
 
-pub fn main(args: Args) -> anyhow::Result<()> {
+pub(crate) fn main(args: Args) -> anyhow::Result<()> {
     let key: [u8; 32] = base64::engine::general_purpose::STANDARD
         .decode(args.key.trim())
         .ok()

@@ -17,17 +17,17 @@ fn ticks_per_second() -> f64 {
 
 /// CPU seconds spent in user and kernel mode, read from a `stat` file.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct CpuTime {
+pub(crate) struct CpuTime {
     pub user_s: f64,
     pub system_s: f64,
 }
 
 impl CpuTime {
-    pub fn total_s(&self) -> f64 {
+    pub(crate) fn total_s(&self) -> f64 {
         self.user_s + self.system_s
     }
 
-    pub fn minus(&self, earlier: &CpuTime) -> CpuTime {
+    pub(crate) fn minus(&self, earlier: &CpuTime) -> CpuTime {
         CpuTime {
             user_s: self.user_s - earlier.user_s,
             system_s: self.system_s - earlier.system_s,
@@ -70,7 +70,7 @@ fn parse_stat(text: &str) -> Result<(String, CpuTime)> {
 }
 
 /// CPU time of process `pid` (all its threads, not its children).
-pub fn cpu_time(pid: u32) -> Result<CpuTime> {
+pub(crate) fn cpu_time(pid: u32) -> Result<CpuTime> {
     let path = format!("/proc/{pid}/stat");
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     parse_stat(&text)
@@ -80,7 +80,7 @@ pub fn cpu_time(pid: u32) -> Result<CpuTime> {
 
 /// A `kB` field of `/proc/<pid>/status` (e.g. "VmHWM", "VmRSS") in bytes,
 /// or a plain count field (e.g. "Threads") as is.
-pub fn status_field(pid: u32, field: &str) -> Result<u64> {
+pub(crate) fn status_field(pid: u32, field: &str) -> Result<u64> {
     let path = format!("/proc/{pid}/status");
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     let prefix = format!("{field}:");
@@ -101,7 +101,7 @@ pub fn status_field(pid: u32, field: &str) -> Result<u64> {
 }
 
 /// How many file descriptors `pid` has open.
-pub fn fd_count(pid: u32) -> Result<usize> {
+pub(crate) fn fd_count(pid: u32) -> Result<usize> {
     let path = format!("/proc/{pid}/fd");
     Ok(std::fs::read_dir(&path)
         .with_context(|| format!("listing {path}"))?
@@ -110,7 +110,7 @@ pub fn fd_count(pid: u32) -> Result<usize> {
 
 /// CPU time per thread name (threads of the same name summed), with how many
 /// threads carry it. Threads that already exited are not counted.
-pub fn thread_cpu(pid: u32) -> Result<BTreeMap<String, (CpuTime, usize)>> {
+pub(crate) fn thread_cpu(pid: u32) -> Result<BTreeMap<String, (CpuTime, usize)>> {
     let dir = format!("/proc/{pid}/task");
     let mut out: BTreeMap<String, (CpuTime, usize)> = BTreeMap::new();
     for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {dir}"))? {
@@ -133,7 +133,7 @@ pub fn thread_cpu(pid: u32) -> Result<BTreeMap<String, (CpuTime, usize)>> {
 
 /// One sample of a process's resource use.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Sample {
+pub(crate) struct Sample {
     pub cpu: CpuTime,
     pub rss_bytes: u64,
     pub hwm_bytes: u64,
@@ -142,7 +142,7 @@ pub struct Sample {
 }
 
 /// Sample `pid` now.
-pub fn sample(pid: u32) -> Result<Sample> {
+pub(crate) fn sample(pid: u32) -> Result<Sample> {
     Ok(Sample {
         cpu: cpu_time(pid)?,
         rss_bytes: status_field(pid, "VmRSS")?,
@@ -154,7 +154,7 @@ pub fn sample(pid: u32) -> Result<Sample> {
 
 /// CPU seconds the whole machine has been busy (all CPUs summed: user,
 /// nice, system, irq, softirq, steal), from `/proc/stat`.
-pub fn machine_busy_s() -> Result<f64> {
+pub(crate) fn machine_busy_s() -> Result<f64> {
     let text = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
     let line = text
         .lines()
@@ -172,7 +172,7 @@ pub fn machine_busy_s() -> Result<f64> {
 }
 
 /// Whether `/proc` is there to read.
-pub fn available() -> bool {
+pub(crate) fn available() -> bool {
     Path::new("/proc/self/stat").exists()
 }
 

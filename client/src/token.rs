@@ -11,9 +11,9 @@ use std::str::FromStr;
 use rand::Rng as _;
 
 /// Length of the public token id.
-pub const ID_LEN: usize = 6;
+pub(crate) const ID_LEN: usize = 6;
 /// Length of the token secret.
-pub const SECRET_LEN: usize = 16;
+pub(crate) const SECRET_LEN: usize = 16;
 const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 
 /// A well-formed join token.

@@ -15,7 +15,7 @@ use super::LabError;
 ///
 /// Interface names never contain the lab name, so this bound only keeps
 /// namespace names, paths and logs readable.
-pub const MAX_NAME_LEN: usize = 20;
+pub(crate) const MAX_NAME_LEN: usize = 20;
 
 /// A validated lab name: 1 to `MAX_NAME_LEN` (20) bytes of `[a-z0-9-]`, starting
 /// and ending with a letter or digit, without `--`.

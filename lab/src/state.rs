@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::{ClusterRecord, LabError};
 
 /// The version of the `lab.json` format written by this code.
-pub const STATE_VERSION: u32 = 1;
+pub(crate) const STATE_VERSION: u32 = 1;
 
 /// Everything a lab is made of.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 /// Parse "90s", "30m", "24h", "7d", "1h30m" or a plain number of seconds.
-pub fn parse(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if s.is_empty() {
         return Err("empty duration".into());
@@ -48,7 +48,7 @@ pub fn parse(s: &str) -> Result<Duration, String> {
 }
 
 /// Short human form of a duration: "3s", "5m12s", "2h5m", "3d4h".
-pub fn human(d: Duration) -> String {
+pub(crate) fn human(d: Duration) -> String {
     let s = d.as_secs();
     match s {
         0..=59 => format!("{s}s"),

@@ -2,7 +2,7 @@
 
 /// How a list command prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     /// Text for people: aligned tables, one-line results.
     Table,
     /// JSON, one document.
@@ -10,7 +10,7 @@ pub enum Format {
 }
 
 /// Prints `text` to stdout, ignoring a closed pipe (`weftctl ... | head`).
-pub fn print_out(text: &str) {
+pub(crate) fn print_out(text: &str) {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());

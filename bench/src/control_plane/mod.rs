@@ -66,7 +66,7 @@ const CLUSTER_PREFIX: u8 = 9;
 
 /// Arguments of `weft-bench control-plane`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// How many simulated nodes join and watch.
     #[arg(long, default_value_t = 2000)]
     pub nodes: usize,
@@ -145,7 +145,7 @@ fn parse_env(s: &str) -> Result<(String, String), String> {
 }
 
 /// Run the benchmark; returns the exit code (1 if the run broke).
-pub async fn main(args: Args) -> Result<ExitCode> {
+pub(crate) async fn main(args: Args) -> Result<ExitCode> {
     if args.nodes == 0 {
         bail!("--nodes must be at least 1");
     }

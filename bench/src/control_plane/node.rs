@@ -21,13 +21,13 @@ use weft_proto::v1::{
 /// Fan-out changes set the updating node's endpoint to
 /// `FANOUT_IP:(FANOUT_PORT_BASE + change index)`, so a watcher can tell which
 /// change an event is.
-pub const FANOUT_IP: &str = "192.0.2.1";
-pub const FANOUT_PORT_BASE: u16 = 20000;
+pub(super) const FANOUT_IP: &str = "192.0.2.1";
+pub(super) const FANOUT_PORT_BASE: u16 = 20000;
 /// Most fan-out changes one run can make (ports stay below 65536).
-pub const MAX_CHANGES: usize = (u16::MAX - FANOUT_PORT_BASE) as usize;
+pub(super) const MAX_CHANGES: usize = (u16::MAX - FANOUT_PORT_BASE) as usize;
 
 /// "bench-00042".
-pub fn node_name(idx: usize) -> String {
+pub(super) fn node_name(idx: usize) -> String {
     format!("bench-{idx:05}")
 }
 
@@ -64,7 +64,7 @@ fn fanout_index(node: &Node) -> Option<usize> {
 
 /// State every node task and the driver share. Times are nanoseconds since
 /// `epoch` plus one, so 0 means "not yet".
-pub struct Shared {
+pub(super) struct Shared {
     pub epoch: Instant,
     /// The objects phase's counters (see `objects.rs`).
     pub objects: super::objects::Tracker,
@@ -96,7 +96,7 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(nodes: usize, changes: usize, plan: super::objects::Plan) -> Shared {
+    pub(super) fn new(nodes: usize, changes: usize, plan: super::objects::Plan) -> Shared {
         let zeros = |n: usize| (0..n).map(|_| AtomicU64::new(0)).collect::<Vec<_>>();
         Shared {
             epoch: Instant::now(),
@@ -121,12 +121,12 @@ impl Shared {
     }
 
     /// Nanoseconds since the epoch, plus one (never 0).
-    pub fn now_ns(&self) -> u64 {
+    pub(super) fn now_ns(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64 + 1
     }
 
     /// Turn a stamp back into time since the epoch.
-    pub fn stamp_to_duration(stamp: u64) -> Option<Duration> {
+    pub(super) fn stamp_to_duration(stamp: u64) -> Option<Duration> {
         (stamp != 0).then(|| Duration::from_nanos(stamp - 1))
     }
 
@@ -143,13 +143,13 @@ impl Shared {
 }
 
 /// What a node reports once its join and watch set-up are done (or failed).
-pub struct JoinReport {
+pub(super) struct JoinReport {
     pub idx: usize,
     pub outcome: Result<Joined, String>,
 }
 
 /// Timings of one node's way into the cluster; `*_at` since the epoch.
-pub struct Joined {
+pub(super) struct Joined {
     /// When it got its turn (a semaphore permit) to start.
     pub started_at: Duration,
     pub pinned_connect: Duration,
@@ -166,7 +166,7 @@ pub struct Joined {
 }
 
 /// Everything a node task needs.
-pub struct NodeCtx {
+pub(super) struct NodeCtx {
     pub shared: Arc<Shared>,
     pub server: String,
     pub token: String,
@@ -177,7 +177,7 @@ pub struct NodeCtx {
 }
 
 /// Run node `idx` until its task is aborted: join, then watch.
-pub async fn run(idx: usize, ctx: Arc<NodeCtx>) {
+pub(super) async fn run(idx: usize, ctx: Arc<NodeCtx>) {
     let permit = match &ctx.limit {
         Some(s) => match s.clone().acquire_owned().await {
             Ok(p) => Some(p),

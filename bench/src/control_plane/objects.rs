@@ -27,7 +27,7 @@ use weft_proto::v1::{ApplyRequest, GetObjectsRequest, Object, RegisterPodRequest
 use super::report::Dist;
 
 /// The namespace every benchmark object lives in.
-pub const NAMESPACE: &str = "bench";
+pub(super) const NAMESPACE: &str = "bench";
 /// Documents per `Apply` request.
 const APPLY_BATCH: usize = 100;
 /// Pod registrations in flight at once.
@@ -35,7 +35,7 @@ const REGISTER_CONCURRENCY: usize = 64;
 
 /// How many objects of each kind, and how many endpoint changes.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Plan {
+pub(super) struct Plan {
     pub pods: usize,
     pub services: usize,
     pub policies: usize,
@@ -44,7 +44,7 @@ pub struct Plan {
 
 impl Plan {
     /// Whether there is an objects phase at all.
-    pub fn any(&self) -> bool {
+    pub(super) fn any(&self) -> bool {
         self.pods + self.services + self.policies > 0
     }
 }
@@ -63,7 +63,7 @@ fn marker_ip(k: usize) -> std::net::Ipv4Addr {
 
 /// What the watchers report, shared with the driver. Times are
 /// nanoseconds since the run's epoch plus one (0: not yet).
-pub struct Tracker {
+pub(super) struct Tracker {
     pub plan: Plan,
     nodes: usize,
     /// Per watcher: when it held every object.
@@ -80,7 +80,7 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    pub fn new(plan: Plan, nodes: usize) -> Tracker {
+    pub(super) fn new(plan: Plan, nodes: usize) -> Tracker {
         let zeros = |n: usize| (0..n).map(|_| AtomicU64::new(0)).collect::<Vec<_>>();
         Tracker {
             plan,
@@ -99,7 +99,7 @@ impl Tracker {
 }
 
 /// One watcher's view: which objects it holds.
-pub struct Seen {
+pub(super) struct Seen {
     pods: Vec<bool>,
     services: Vec<bool>,
     policies: Vec<bool>,
@@ -110,7 +110,7 @@ pub struct Seen {
 }
 
 impl Seen {
-    pub fn new(plan: &Plan) -> Seen {
+    pub(super) fn new(plan: &Plan) -> Seen {
         Seen {
             pods: vec![false; plan.pods],
             services: vec![false; plan.services],
@@ -123,7 +123,7 @@ impl Seen {
 
     /// Note one object (from a snapshot or a change) seen by watcher `idx`
     /// at `now` (nanoseconds since the epoch, plus one).
-    pub fn object(&mut self, t: &Tracker, idx: usize, o: &Object, deleted: bool, now: u64) {
+    pub(super) fn object(&mut self, t: &Tracker, idx: usize, o: &Object, deleted: bool, now: u64) {
         t.object_events.fetch_add(1, Ordering::Relaxed);
         t.object_bytes
             .fetch_add(o.json.len() as u64, Ordering::Relaxed);
@@ -193,7 +193,7 @@ impl Seen {
 
 /// What the phase measured.
 #[derive(Debug, Default)]
-pub struct Report {
+pub(super) struct Report {
     pub plan: Plan,
     pub apply_wall: Option<Duration>,
     pub register_wall: Option<Duration>,
@@ -212,7 +212,7 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn json(&self) -> serde_json::Value {
+    pub(super) fn json(&self) -> serde_json::Value {
         let s = |d: Option<Duration>| d.map(|d| super::report::round3(d.as_secs_f64()));
         json!({
             "pods": self.plan.pods, "services": self.plan.services, "policies": self.plan.policies,
@@ -287,7 +287,7 @@ async fn wait(
 /// Run the phase. `channels[i]` is node `i`'s mutual-TLS channel (None if
 /// it did not join); `watching` counts open watch streams; `now_ns` reads
 /// the run's clock.
-pub async fn run(
+pub(super) async fn run(
     admin: &mut AdminClient<Channel>,
     channels: &[Option<Channel>],
     tracker: &Tracker,

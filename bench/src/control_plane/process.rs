@@ -24,7 +24,7 @@ const ADMIN_CONF: &str = "admin.conf";
 const LOG_FILE: &str = "control-plane.log";
 
 /// A running `weft-control-plane` child process.
-pub struct ServerProcess {
+pub(super) struct ServerProcess {
     child: Child,
     pid: u32,
     log: PathBuf,
@@ -38,7 +38,7 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Start `bin` on `addr` with a fresh temporary state dir, `extra` flags
     /// appended, logging at `log_level` (WEFT_LOG) into the state dir.
-    pub fn start(
+    pub(super) fn start(
         bin: &Path,
         addr: SocketAddr,
         node_cidr: (&str, u8),
@@ -97,16 +97,16 @@ impl ServerProcess {
         })
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(super) fn pid(&self) -> u32 {
         self.pid
     }
 
-    pub fn state_dir(&self) -> &Path {
+    pub(super) fn state_dir(&self) -> &Path {
         &self.state_path
     }
 
     /// Keep the state dir (and its log) after the run instead of deleting it.
-    pub fn keep_state(&mut self) -> PathBuf {
+    pub(super) fn keep_state(&mut self) -> PathBuf {
         if let Some(dir) = self.state.take() {
             return dir.keep();
         }
@@ -114,7 +114,7 @@ impl ServerProcess {
     }
 
     /// An error if the process has exited, with the end of its log.
-    pub fn check_alive(&mut self) -> Result<()> {
+    pub(super) fn check_alive(&mut self) -> Result<()> {
         match self.child.try_wait() {
             Ok(None) => Ok(()),
             Ok(Some(status)) => bail!(
@@ -129,7 +129,7 @@ impl ServerProcess {
     }
 
     /// The last `lines` lines of the control plane's log.
-    pub fn log_tail(&self, lines: usize) -> String {
+    pub(super) fn log_tail(&self, lines: usize) -> String {
         match std::fs::read_to_string(&self.log) {
             Ok(text) => {
                 let all: Vec<&str> = text.lines().collect();
@@ -140,7 +140,7 @@ impl ServerProcess {
     }
 
     /// How many lines the control plane has logged so far.
-    pub fn log_lines(&self) -> usize {
+    pub(super) fn log_lines(&self) -> usize {
         std::fs::read_to_string(&self.log)
             .map(|t| t.lines().count())
             .unwrap_or(0)
@@ -148,7 +148,7 @@ impl ServerProcess {
 
     /// Wait until admin.conf exists and an admin call (GetClusterInfo)
     /// succeeds; return the admin client.
-    pub async fn wait_ready(
+    pub(super) async fn wait_ready(
         &mut self,
         within: Duration,
     ) -> Result<(AdminClient<Channel>, ClusterInfo)> {
@@ -176,7 +176,7 @@ impl ServerProcess {
 
     /// Stop the process: SIGTERM, up to 3 s for it to exit, then SIGKILL.
     /// Idempotent.
-    pub fn stop(&mut self) {
+    pub(super) fn stop(&mut self) {
         if self.stopped {
             return;
         }

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Summary of a set of durations, in milliseconds.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Dist {
+pub(super) struct Dist {
     pub count: usize,
     pub p50_ms: f64,
     pub p90_ms: f64,
@@ -15,7 +15,7 @@ pub struct Dist {
 }
 
 impl Dist {
-    pub fn of(samples: &[Duration]) -> Dist {
+    pub(super) fn of(samples: &[Duration]) -> Dist {
         if samples.is_empty() {
             return Dist::default();
         }
@@ -31,7 +31,7 @@ impl Dist {
         }
     }
 
-    pub fn json(&self) -> serde_json::Value {
+    pub(super) fn json(&self) -> serde_json::Value {
         serde_json::json!({
             "count": self.count,
             "p50_ms": round3(self.p50_ms),
@@ -43,7 +43,7 @@ impl Dist {
     }
 
     /// "p50 1.2 / p99 3.4 / max 5.6 ms".
-    pub fn short(&self) -> String {
+    pub(super) fn short(&self) -> String {
         format!(
             "p50 {} / p99 {} / max {} ms",
             ms(self.p50_ms),
@@ -59,12 +59,12 @@ fn nearest_rank(v: &[f64], p: f64) -> f64 {
     v[rank.clamp(1, v.len()) - 1]
 }
 
-pub fn round3(x: f64) -> f64 {
+pub(super) fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
 /// A millisecond figure with sensible precision.
-pub fn ms(x: f64) -> String {
+pub(super) fn ms(x: f64) -> String {
     if x >= 100.0 {
         format!("{x:.0}")
     } else if x >= 10.0 {
@@ -74,12 +74,12 @@ pub fn ms(x: f64) -> String {
     }
 }
 
-pub fn mib(bytes: u64) -> f64 {
+pub(super) fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
 /// UTC now as "20250102T030405Z".
-pub fn utc_timestamp() -> String {
+pub(super) fn utc_timestamp() -> String {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -10,14 +10,14 @@ use crate::registry::decode_node_kv;
 use crate::store::{self, EventKind, KeyValue, Revision};
 
 /// Whether the feed carries changes to `key`.
-pub fn carried(key: &str) -> bool {
+pub(super) fn carried(key: &str) -> bool {
     key.starts_with(NODES_PREFIX) || key.starts_with(keys::OBJECTS_PREFIX)
 }
 
 /// The payload of a key/value at `revision`; `None` (logged) if it cannot
 /// be read. A delete whose last value the store no longer holds yields the
 /// bare name.
-pub fn payload(kv: &KeyValue, revision: Revision) -> Option<Payload> {
+pub(super) fn payload(kv: &KeyValue, revision: Revision) -> Option<Payload> {
     if kv.key.starts_with(NODES_PREFIX) {
         if kv.value.is_empty() {
             return Some(Payload::Node(v1::Node {
@@ -56,7 +56,7 @@ pub fn payload(kv: &KeyValue, revision: Revision) -> Option<Payload> {
 }
 
 /// The batch of one transaction's store events (all at `revision`).
-pub fn batch(revision: Revision, events: &[store::Event]) -> Batch {
+pub(super) fn batch(revision: Revision, events: &[store::Event]) -> Batch {
     let mut out = Vec::with_capacity(events.len());
     let mut size = 0;
     for ev in events.iter().filter(|e| carried(&e.kv.key)) {

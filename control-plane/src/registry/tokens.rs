@@ -14,7 +14,7 @@ use crate::model::{self, TokenRecord, TOKENS_PREFIX};
 use crate::store::{Compare, KeyValue, Op, Store, Txn};
 
 /// The default token lifetime.
-pub const DEFAULT_TTL_SECONDS: u64 = 24 * 3600;
+pub(super) const DEFAULT_TTL_SECONDS: u64 = 24 * 3600;
 
 fn sha256_hex(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))

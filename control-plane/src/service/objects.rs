@@ -12,7 +12,7 @@ use crate::objects::{codec, invalid, Action, Applied, Objects, Selection, Target
 use crate::registry::RegistryError;
 
 /// A kind by any name kubectl accepts.
-pub fn kind(name: &str) -> Result<Kind, RegistryError> {
+pub(super) fn kind(name: &str) -> Result<Kind, RegistryError> {
     name.parse::<Kind>().map_err(|e| invalid(e.to_string()))
 }
 
@@ -21,7 +21,7 @@ fn target(r: &ObjectRef) -> Result<Target, RegistryError> {
 }
 
 /// An outcome as sent.
-pub fn applied(a: &Applied) -> Result<AppliedObject, RegistryError> {
+pub(super) fn applied(a: &Applied) -> Result<AppliedObject, RegistryError> {
     let action = match a.action {
         Action::Created => ApplyAction::Created,
         Action::Configured => ApplyAction::Configured,
@@ -33,7 +33,10 @@ pub fn applied(a: &Applied) -> Result<AppliedObject, RegistryError> {
     })
 }
 
-pub async fn apply(objects: &Objects, r: ApplyRequest) -> Result<ApplyResponse, RegistryError> {
+pub(super) async fn apply(
+    objects: &Objects,
+    r: ApplyRequest,
+) -> Result<ApplyResponse, RegistryError> {
     let (results, revision) = objects.apply(&r.documents, &r.namespace, r.dry_run).await?;
     Ok(ApplyResponse {
         objects: results.iter().map(applied).collect::<Result<_, _>>()?,
@@ -41,7 +44,7 @@ pub async fn apply(objects: &Objects, r: ApplyRequest) -> Result<ApplyResponse, 
     })
 }
 
-pub async fn get(
+pub(super) async fn get(
     objects: &Objects,
     r: GetObjectsRequest,
 ) -> Result<GetObjectsResponse, RegistryError> {
@@ -51,7 +54,7 @@ pub async fn get(
     Ok(GetObjectsResponse { objects, revision })
 }
 
-pub async fn delete(
+pub(super) async fn delete(
     objects: &Objects,
     r: DeleteObjectsRequest,
 ) -> Result<DeleteObjectsResponse, RegistryError> {
@@ -66,7 +69,7 @@ pub async fn delete(
     Ok(DeleteObjectsResponse { deleted, revision })
 }
 
-pub async fn label(
+pub(super) async fn label(
     objects: &Objects,
     r: LabelObjectRequest,
 ) -> Result<LabelObjectResponse, RegistryError> {

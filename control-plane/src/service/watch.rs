@@ -37,7 +37,8 @@ use crate::registry::RegistryError;
 use crate::store::{Revision, StoreError};
 
 /// The stream type of `Cluster.Watch`.
-pub type WatchResponseStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
+pub(super) type WatchResponseStream =
+    Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
 
 /// Nodes per snapshot part. A node is about 200 bytes: parts stay near
 /// 13 KB, because each stream keeps an encode buffer as large as the largest
@@ -88,7 +89,7 @@ impl From<StoreError> for WatchError {
 }
 
 /// Start a watch for one client.
-pub async fn watch(
+pub(super) async fn watch(
     feed: &Feed,
     settings: ClusterSettings,
     keepalive: Duration,

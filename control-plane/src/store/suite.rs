@@ -26,7 +26,7 @@ pub(crate) struct Fixture {
 }
 
 impl Fixture {
-    pub async fn new(store: Arc<dyn Store>, keep: Box<dyn Any + Send>) -> Fixture {
+    pub(super) async fn new(store: Arc<dyn Store>, keep: Box<dyn Any + Send>) -> Fixture {
         let base = store.revision().await.unwrap();
         Fixture {
             store,

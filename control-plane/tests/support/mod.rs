@@ -18,10 +18,10 @@ use weft_proto::v1::{CreateTokenRequest, JoinRequest, JoinResponse};
 
 use clap::Parser;
 
-pub mod objects;
+pub(crate) mod objects;
 
 /// Settings for a test server in `dir`, with extra flags.
-pub fn settings(dir: &Path, extra: &[&str]) -> Settings {
+pub(crate) fn settings(dir: &Path, extra: &[&str]) -> Settings {
     let state = dir.to_str().unwrap().to_string();
     let mut args = vec![
         "weft-control-plane",
@@ -34,14 +34,14 @@ pub fn settings(dir: &Path, extra: &[&str]) -> Settings {
     Config::try_parse_from(args).unwrap().validate().unwrap()
 }
 
-pub async fn start(dir: &Path, extra: &[&str]) -> Running {
+pub(crate) async fn start(dir: &Path, extra: &[&str]) -> Running {
     server::spawn(settings(dir, extra))
         .await
         .expect("control plane starts")
 }
 
 /// Restart on the same port and state dir.
-pub async fn restart(old: Running, dir: &Path, extra: &[&str]) -> Running {
+pub(crate) async fn restart(old: Running, dir: &Path, extra: &[&str]) -> Running {
     let addr = old.addr;
     old.stop().await.expect("clean stop");
     let mut s = settings(dir, extra);
@@ -57,12 +57,12 @@ pub async fn restart(old: Running, dir: &Path, extra: &[&str]) -> Running {
     panic!("control plane did not restart on {addr}");
 }
 
-pub async fn admin(cp: &Running) -> AdminClient<Channel> {
+pub(crate) async fn admin(cp: &Running) -> AdminClient<Channel> {
     let creds = Credentials::load(cp.admin_conf()).unwrap();
     AdminClient::new(weft_client::connect(&creds).await.unwrap())
 }
 
-pub async fn token(cp: &Running, usages: u32, ttl: u64) -> (String, String) {
+pub(crate) async fn token(cp: &Running, usages: u32, ttl: u64) -> (String, String) {
     let r = admin(cp)
         .await
         .create_token(CreateTokenRequest {
@@ -77,28 +77,28 @@ pub async fn token(cp: &Running, usages: u32, ttl: u64) -> (String, String) {
 }
 
 /// A distinct endpoint per key seed: no two nodes may share one.
-pub fn endpoint(seed: u8) -> String {
+pub(crate) fn endpoint(seed: u8) -> String {
     format!("192.0.2.{seed}:51820")
 }
 
-pub fn key(seed: u8) -> String {
+pub(crate) fn key(seed: u8) -> String {
     base64::engine::general_purpose::STANDARD.encode([seed; 32])
 }
 
 /// A joined test node: its credentials and a client with them.
-pub struct TestNode {
+pub(crate) struct TestNode {
     pub name: String,
     pub creds: Credentials,
     pub joined: JoinResponse,
 }
 
 impl TestNode {
-    pub async fn client(&self) -> ClusterClient<Channel> {
+    pub(crate) async fn client(&self) -> ClusterClient<Channel> {
         ClusterClient::new(weft_client::connect(&self.creds).await.unwrap())
     }
 }
 
-pub fn join_request(token: &str, name: &str, key: &str, csr: &str) -> JoinRequest {
+pub(crate) fn join_request(token: &str, name: &str, key: &str, csr: &str) -> JoinRequest {
     JoinRequest {
         token: token.into(),
         node_name: name.into(),
@@ -110,7 +110,7 @@ pub fn join_request(token: &str, name: &str, key: &str, csr: &str) -> JoinReques
 }
 
 /// A client for Join, pinning the CA by hash, as the agent does.
-pub async fn pinned(cp: &Running, ca_hash: &str) -> ClusterClient<Channel> {
+pub(crate) async fn pinned(cp: &Running, ca_hash: &str) -> ClusterClient<Channel> {
     let (ch, _) = weft_client::connect_pinned(&cp.addr.to_string(), ca_hash)
         .await
         .unwrap();
@@ -118,7 +118,7 @@ pub async fn pinned(cp: &Running, ca_hash: &str) -> ClusterClient<Channel> {
 }
 
 /// Join `name` with `key(key_seed)` at `endpoint(key_seed)`.
-pub async fn join(
+pub(crate) async fn join(
     cp: &Running,
     token: &str,
     ca_hash: &str,

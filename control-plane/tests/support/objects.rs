@@ -9,10 +9,10 @@ use weft_proto::v1::admin_client::AdminClient;
 use weft_proto::v1::{ApplyRequest, ApplyResponse, GetObjectsRequest, Object};
 
 /// How long a test waits for something the controllers do.
-pub const SETTLE: Duration = Duration::from_secs(10);
+pub(crate) const SETTLE: Duration = Duration::from_secs(10);
 
 /// Apply `yaml` (one request document).
-pub async fn apply(
+pub(crate) async fn apply(
     admin: &mut AdminClient<Channel>,
     yaml: &str,
 ) -> Result<ApplyResponse, tonic::Status> {
@@ -28,7 +28,7 @@ pub async fn apply(
 
 /// Objects of `kind` in `namespace` (`None`: every namespace), filtered by
 /// a label selector (`""`: none).
-pub async fn list(
+pub(crate) async fn list(
     admin: &mut AdminClient<Channel>,
     kind: &str,
     namespace: Option<&str>,
@@ -49,7 +49,7 @@ pub async fn list(
 }
 
 /// One object, or the refusal.
-pub async fn get_one(
+pub(crate) async fn get_one(
     admin: &mut AdminClient<Channel>,
     kind: &str,
     namespace: &str,
@@ -70,12 +70,12 @@ pub async fn get_one(
 }
 
 /// An object's JSON.
-pub fn json(o: &Object) -> serde_json::Value {
+pub(crate) fn json(o: &Object) -> serde_json::Value {
     serde_json::from_slice(&o.json).expect("object JSON")
 }
 
 /// A pod as an agent registers it.
-pub struct PodSpec<'a> {
+pub(crate) struct PodSpec<'a> {
     pub namespace: &'a str,
     pub name: &'a str,
     pub node: &'a str,
@@ -88,7 +88,7 @@ pub struct PodSpec<'a> {
 
 impl PodSpec<'_> {
     /// The pod's JSON.
-    pub fn json(&self) -> Vec<u8> {
+    pub(crate) fn json(&self) -> Vec<u8> {
         let labels: serde_json::Map<String, serde_json::Value> = self
             .labels
             .iter()
@@ -112,7 +112,7 @@ impl PodSpec<'_> {
 }
 
 /// Poll `check` until it returns `Some`, for at most `within`.
-pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -132,7 +132,7 @@ where
 
 /// The addresses in the EndpointSlices of Service `ns/name`, sorted, with
 /// the port numbers of each slice.
-pub async fn endpoints(
+pub(crate) async fn endpoints(
     admin: &mut AdminClient<Channel>,
     ns: &str,
     service: &str,

@@ -409,7 +409,7 @@ mod stats_json {
         rtts_ns: Vec<u64>,
     }
 
-    pub fn serialize<S: Serializer>(stats: &PingStats, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(stats: &PingStats, s: S) -> Result<S::Ok, S::Error> {
         Json {
             sent: stats.sent,
             received: stats.received,
@@ -422,7 +422,7 @@ mod stats_json {
         .serialize(s)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PingStats, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PingStats, D::Error> {
         let j = Json::deserialize(d)?;
         Ok(PingStats {
             sent: j.sent,
@@ -442,11 +442,11 @@ mod millis {
 
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         Ok(Duration::from_millis(u64::deserialize(d)?))
     }
 }

@@ -17,7 +17,7 @@ use crate::kernel::tun::PortState;
 
 /// The fake's whole state.
 #[derive(Debug, Default)]
-pub struct FakeHost {
+pub(super) struct FakeHost {
     /// No agent answers (as if its socket were missing).
     pub agent_down: bool,
     /// The agent answers status with no data plane.
@@ -37,7 +37,7 @@ pub struct FakeHost {
 }
 
 impl FakeHost {
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             capacity: 253,
             namespaces: ["/run/netns/p1".to_string()].into_iter().collect(),
@@ -45,7 +45,7 @@ impl FakeHost {
         }
     }
 
-    pub fn node() -> NodeInfo {
+    pub(super) fn node() -> NodeInfo {
         NodeInfo {
             name: "n1".into(),
             node_id: 1,
@@ -58,7 +58,7 @@ impl FakeHost {
         }
     }
 
-    pub fn pod(id: &str, address: &str, netns: &str, ifname: &str) -> Pod {
+    pub(super) fn pod(id: &str, address: &str, netns: &str, ifname: &str) -> Pod {
         Pod {
             id: id.into(),
             address: address.parse().unwrap(),

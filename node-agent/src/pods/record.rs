@@ -174,7 +174,7 @@ fn validate_netns_path(path: &Path) -> Result<(), String> {
 }
 
 /// Checks everything in an add request that needs no IO.
-pub fn validate_add(req: &AddPod) -> Result<(), String> {
+pub(super) fn validate_add(req: &AddPod) -> Result<(), String> {
     validate_id(&req.id)?;
     crate::kernel::tun::validate_ifname(req.ifname()).map_err(|e| e.to_string())?;
     validate_identity(req)?;

@@ -84,7 +84,7 @@ pub fn decode(bytes: &[u8]) -> Result<PodState, String> {
 }
 
 /// Reads the state file; a missing file is an empty state.
-pub fn load(path: &Path) -> Result<PodState, String> {
+pub(super) fn load(path: &Path) -> Result<PodState, String> {
     match std::fs::read(path) {
         Ok(bytes) => decode(&bytes),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(PodState::default()),
@@ -94,7 +94,7 @@ pub fn load(path: &Path) -> Result<PodState, String> {
 
 /// Replaces the state file with `bytes`, atomically and durably. The file
 /// is mode 0600.
-pub fn save(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(super) fn save(path: &Path, bytes: &[u8]) -> io::Result<()> {
     weft_files::write_atomic(path, bytes, 0o600)
 }
 

@@ -21,14 +21,14 @@ pub const PER_SOURCE_RATE: u64 = 20;
 pub const PER_SOURCE_BURST: u64 = 5;
 
 /// Buckets kept at most.
-pub const MAX_SOURCES: usize = 65_536;
+pub(super) const MAX_SOURCES: usize = 65_536;
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
 const COST: u64 = NANOS_PER_SEC / PER_SOURCE_RATE;
 const TOKEN_MAX: u64 = COST * PER_SOURCE_BURST;
 
 /// How long the gate stays under load after the last sign of load.
-pub const UNDER_LOAD_FOR: Duration = Duration::from_secs(1);
+pub(super) const UNDER_LOAD_FOR: Duration = Duration::from_secs(1);
 
 /// One source's bucket: tokens in nanoseconds of credit.
 #[derive(Debug, Clone, Copy)]

@@ -29,10 +29,10 @@ use weft_proto::v1::admin_client::AdminClient;
 use weft_proto::v1::{CreateTokenRequest, ListNodesRequest, Node};
 
 /// The longest any test waits for one condition.
-pub const WAIT: Duration = Duration::from_secs(20);
+pub(crate) const WAIT: Duration = Duration::from_secs(20);
 
 /// Settings for a control plane in `dir`, with extra flags.
-pub fn cp_settings(dir: &Path, extra: &[&str]) -> Settings {
+pub(crate) fn cp_settings(dir: &Path, extra: &[&str]) -> Settings {
     let state = dir.to_str().unwrap().to_string();
     let mut args = vec![
         "weft-control-plane",
@@ -46,21 +46,21 @@ pub fn cp_settings(dir: &Path, extra: &[&str]) -> Settings {
 }
 
 /// A control plane in `dir` on a free port.
-pub async fn start_cp(dir: &Path) -> Running {
+pub(crate) async fn start_cp(dir: &Path) -> Running {
     server::spawn(cp_settings(dir, &[]))
         .await
         .expect("control plane starts")
 }
 
 /// Restart a control plane on the same port and state dir.
-pub async fn restart_cp(old: Running, dir: &Path) -> Running {
+pub(crate) async fn restart_cp(old: Running, dir: &Path) -> Running {
     let addr = old.addr;
     old.stop().await.expect("clean stop");
     respawn_cp(addr, dir).await
 }
 
 /// Start a control plane on `addr` again (after it was stopped).
-pub async fn respawn_cp(addr: std::net::SocketAddr, dir: &Path) -> Running {
+pub(crate) async fn respawn_cp(addr: std::net::SocketAddr, dir: &Path) -> Running {
     let mut s = cp_settings(dir, &[]);
     s.listen = addr;
     s.advertise = addr.to_string();
@@ -73,13 +73,13 @@ pub async fn respawn_cp(addr: std::net::SocketAddr, dir: &Path) -> Running {
     panic!("control plane did not restart on {addr}");
 }
 
-pub async fn admin(cp: &Running) -> AdminClient<Channel> {
+pub(crate) async fn admin(cp: &Running) -> AdminClient<Channel> {
     let creds = Credentials::load(cp.admin_conf()).unwrap();
     AdminClient::new(weft_client::connect(&creds).await.unwrap())
 }
 
 /// An unlimited token and the CA hash.
-pub async fn token(cp: &Running) -> (String, String) {
+pub(crate) async fn token(cp: &Running) -> (String, String) {
     let r = admin(cp)
         .await
         .create_token(CreateTokenRequest {
@@ -93,7 +93,7 @@ pub async fn token(cp: &Running) -> (String, String) {
     (r.token_string, r.ca_cert_hash)
 }
 
-pub async fn list_nodes(cp: &Running) -> Vec<Node> {
+pub(crate) async fn list_nodes(cp: &Running) -> Vec<Node> {
     admin(cp)
         .await
         .list_nodes(ListNodesRequest::default())
@@ -104,7 +104,7 @@ pub async fn list_nodes(cp: &Running) -> Vec<Node> {
 }
 
 /// Timings for tests: quick retries, short waits.
-pub fn fast_timing() -> Timing {
+pub(crate) fn fast_timing() -> Timing {
     Timing {
         backoff_initial: Duration::from_millis(50),
         backoff_max: Duration::from_millis(500),
@@ -118,7 +118,7 @@ pub fn fast_timing() -> Timing {
 }
 
 /// A core config for node `name` in `state_dir`.
-pub fn core_config(
+pub(crate) fn core_config(
     cp: std::net::SocketAddr,
     state_dir: &Path,
     name: &str,
@@ -138,35 +138,35 @@ pub fn core_config(
 }
 
 /// A distinct loopback endpoint per node name.
-pub fn endpoint_of(name: &str) -> std::net::SocketAddr {
+pub(crate) fn endpoint_of(name: &str) -> std::net::SocketAddr {
     let n = name.bytes().fold(0u8, u8::wrapping_add);
     format!("127.0.{n}.1:51820").parse().unwrap()
 }
 
 /// A fake data plane: keeps the peer set it was told, and every call.
 #[derive(Default)]
-pub struct RecordingSink {
+pub(crate) struct RecordingSink {
     state: Mutex<SinkState>,
     changed: tokio::sync::Notify,
 }
 
 #[derive(Default, Clone)]
-pub struct SinkState {
+pub(crate) struct SinkState {
     pub peers: BTreeMap<String, PeerSpec>,
     /// "set_peers", "set_peer <name>", "remove_peer <name>", in order.
     pub calls: Vec<String>,
 }
 
 impl RecordingSink {
-    pub fn snapshot(&self) -> SinkState {
+    pub(crate) fn snapshot(&self) -> SinkState {
         self.state.lock().unwrap().clone()
     }
 
-    pub fn names(&self) -> Vec<String> {
+    pub(crate) fn names(&self) -> Vec<String> {
         self.snapshot().peers.keys().cloned().collect()
     }
 
-    pub fn count(&self, call: &str) -> usize {
+    pub(crate) fn count(&self, call: &str) -> usize {
         self.snapshot()
             .calls
             .iter()
@@ -175,7 +175,11 @@ impl RecordingSink {
     }
 
     /// Waits until `pred` holds for the sink's peer set.
-    pub async fn wait_for(&self, what: &str, pred: impl Fn(&BTreeMap<String, PeerSpec>) -> bool) {
+    pub(crate) async fn wait_for(
+        &self,
+        what: &str,
+        pred: impl Fn(&BTreeMap<String, PeerSpec>) -> bool,
+    ) {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let notified = self.changed.notified();
@@ -221,7 +225,7 @@ impl PeerSink for RecordingSink {
 }
 
 /// A core running in the background with a recording sink.
-pub struct RunningCore {
+pub(crate) struct RunningCore {
     pub core: Membership,
     pub sink: Arc<RecordingSink>,
     stop: watch::Sender<bool>,
@@ -229,7 +233,7 @@ pub struct RunningCore {
 }
 
 impl RunningCore {
-    pub fn start(core: Membership) -> Self {
+    pub(crate) fn start(core: Membership) -> Self {
         let sink = Arc::new(RecordingSink::default());
         let (stop, mut rx) = watch::channel(false);
         let task = {
@@ -251,7 +255,7 @@ impl RunningCore {
     }
 
     /// Bootstraps a core from `cfg` and runs it.
-    pub async fn boot(cfg: MembershipConfig) -> Self {
+    pub(crate) async fn boot(cfg: MembershipConfig) -> Self {
         init_logs();
         let core = tokio::time::timeout(WAIT, Membership::bootstrap(cfg))
             .await
@@ -261,7 +265,7 @@ impl RunningCore {
     }
 
     /// Stops the core and waits for it.
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let _ = self.stop.send(true);
         tokio::time::timeout(WAIT, self.task)
             .await
@@ -272,7 +276,7 @@ impl RunningCore {
 }
 
 /// Polls `cond` every 20 ms until it holds; panics after [`WAIT`].
-pub async fn eventually<F, Fut>(what: &str, mut cond: F)
+pub(crate) async fn eventually<F, Fut>(what: &str, mut cond: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -287,7 +291,7 @@ where
 }
 
 /// Logs to the test output when `WEFT_LOG` is set (e.g. `WEFT_LOG=debug`).
-pub fn init_logs() {
+pub(crate) fn init_logs() {
     if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG") {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)

@@ -23,7 +23,7 @@ use weft_node_agent::kernel::netns::NetNs;
 use weft_node_agent::pods::{MemoryPortSink, PodManager};
 
 /// Fails (never skips) a test that needs root.
-pub fn require_root() {
+pub(crate) fn require_root() {
     assert!(
         nix::unistd::geteuid().is_root(),
         "the weft-cni tests need root (they create network namespaces and TUNs); CI runs them as root"
@@ -31,7 +31,7 @@ pub fn require_root() {
 }
 
 /// A name unique to this process and call: `<prefix><pid>x<n>`.
-pub fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     format!(
         "{prefix}{}x{}",
@@ -42,23 +42,23 @@ pub fn unique(prefix: &str) -> String {
 
 /// Named namespaces deleted on drop.
 #[derive(Default)]
-pub struct Namespaces(Vec<String>);
+pub(crate) struct Namespaces(Vec<String>);
 
 impl Namespaces {
     /// Creates the named namespace `name`; its path.
-    pub fn create(&mut self, name: &str) -> String {
+    pub(crate) fn create(&mut self, name: &str) -> String {
         NetNs::create_named(name).unwrap();
         self.0.push(name.to_string());
         format!("/run/netns/{name}")
     }
 
     /// Deletes `name` on drop if something else created it.
-    pub fn adopt(&mut self, name: &str) {
+    pub(crate) fn adopt(&mut self, name: &str) {
         self.0.push(name.to_string());
     }
 
     /// Deletes `name` now.
-    pub fn delete(&mut self, name: &str) {
+    pub(crate) fn delete(&mut self, name: &str) {
         NetNs::delete_named(name).unwrap();
         self.0.retain(|n| n != name);
     }
@@ -75,7 +75,7 @@ impl Drop for Namespaces {
 }
 
 /// What the fake node reports.
-pub fn node_info(cidr: &str, node_address: &str) -> NodeInfo {
+pub(crate) fn node_info(cidr: &str, node_address: &str) -> NodeInfo {
     NodeInfo {
         name: "node-cni".into(),
         node_id: 9,
@@ -112,7 +112,7 @@ impl DataplaneStatusSource for DownDataplane {
 }
 
 /// A local API served in-process on a temp socket.
-pub struct Agent {
+pub(crate) struct Agent {
     /// The socket.
     pub socket: PathBuf,
     /// The pods, for looking behind the API.
@@ -126,12 +126,12 @@ pub struct Agent {
 
 impl Agent {
     /// Serves pods from `cidr` (the node at `node_address`).
-    pub async fn start(cidr: &str, node_address: &str) -> Agent {
+    pub(crate) async fn start(cidr: &str, node_address: &str) -> Agent {
         Self::start_with(cidr, node_address, false).await
     }
 
     /// Like [`Agent::start`], with the data plane down if asked.
-    pub async fn start_with(cidr: &str, node_address: &str, dataplane_down: bool) -> Agent {
+    pub(crate) async fn start_with(cidr: &str, node_address: &str, dataplane_down: bool) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("run/agent.sock");
         let sink = Arc::new(MemoryPortSink::new());
@@ -173,12 +173,12 @@ impl Agent {
     }
 
     /// A path in the agent's temp dir.
-    pub fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
     /// Stops serving (the socket goes away).
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -190,7 +190,7 @@ impl Agent {
 
 /// What one run of `weft-cni` gave.
 #[derive(Debug)]
-pub struct Run {
+pub(crate) struct Run {
     /// Its exit status.
     pub code: i32,
     /// Its stdout.
@@ -201,18 +201,18 @@ pub struct Run {
 
 impl Run {
     /// Stdout as JSON.
-    pub fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
     }
 
     /// Asserts success with nothing on stdout.
-    pub fn assert_quiet_success(&self) {
+    pub(crate) fn assert_quiet_success(&self) {
         assert_eq!((self.code, self.stdout.as_str()), (0, ""), "{self:?}");
     }
 
     /// Asserts a CNI error of `code`; the error object.
-    pub fn assert_error(&self, code: u64) -> Value {
+    pub(crate) fn assert_error(&self, code: u64) -> Value {
         assert_eq!(self.code, 1, "{self:?}");
         let v = self.json();
         assert_eq!(v["code"].as_u64(), Some(code), "{self:?}");
@@ -222,14 +222,14 @@ impl Run {
     }
 
     /// The error message.
-    pub fn msg(&self) -> String {
+    pub(crate) fn msg(&self) -> String {
         self.json()["msg"].as_str().unwrap_or_default().to_string()
     }
 }
 
 /// Runs a CNI plugin binary with exactly these `CNI_*` variables (plus
 /// `PATH`) and `stdin`.
-pub fn exec(binary: &Path, vars: &[(&str, &str)], stdin: &[u8]) -> Run {
+pub(crate) fn exec(binary: &Path, vars: &[(&str, &str)], stdin: &[u8]) -> Run {
     let mut cmd = Command::new(binary);
     cmd.env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
@@ -254,13 +254,13 @@ pub fn exec(binary: &Path, vars: &[(&str, &str)], stdin: &[u8]) -> Run {
 }
 
 /// The `weft-cni` binary under test.
-pub fn weft_cni() -> PathBuf {
+pub(crate) fn weft_cni() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_weft-cni"))
 }
 
 /// One invocation of `weft-cni` for an attachment.
 #[derive(Debug, Clone)]
-pub struct Invocation {
+pub(crate) struct Invocation {
     /// `CNI_CONTAINERID`.
     pub container_id: String,
     /// `CNI_IFNAME`.
@@ -273,7 +273,7 @@ pub struct Invocation {
 
 impl Invocation {
     /// An attachment as containerd would pass it.
-    pub fn new(container_id: &str, netns: &str) -> Self {
+    pub(crate) fn new(container_id: &str, netns: &str) -> Self {
         Self {
             container_id: container_id.into(),
             ifname: "eth0".into(),
@@ -286,13 +286,13 @@ impl Invocation {
 
     /// Runs `command` with `stdin` (off the async runtime, which serves
     /// the API).
-    pub async fn run(&self, command: &str, stdin: &Value) -> Run {
+    pub(crate) async fn run(&self, command: &str, stdin: &Value) -> Run {
         let stdin = serde_json::to_vec(stdin).unwrap();
         self.run_raw(command, stdin).await
     }
 
     /// Runs `command` with raw `stdin`.
-    pub async fn run_raw(&self, command: &str, stdin: Vec<u8>) -> Run {
+    pub(crate) async fn run_raw(&self, command: &str, stdin: Vec<u8>) -> Run {
         let me = self.clone();
         let command = command.to_string();
         tokio::task::spawn_blocking(move || {
@@ -314,7 +314,7 @@ impl Invocation {
 }
 
 /// Runs a command that takes no attachment (STATUS, GC, VERSION).
-pub async fn run_plain(command: &str, stdin: &Value) -> Run {
+pub(crate) async fn run_plain(command: &str, stdin: &Value) -> Run {
     let command = command.to_string();
     let stdin = serde_json::to_vec(stdin).unwrap();
     tokio::task::spawn_blocking(move || {
@@ -329,7 +329,7 @@ pub async fn run_plain(command: &str, stdin: &Value) -> Run {
 }
 
 /// The network configuration for `version`, talking to `socket`.
-pub fn conf(version: &str, socket: &Path) -> Value {
+pub(crate) fn conf(version: &str, socket: &Path) -> Value {
     json!({
         "cniVersion": version,
         "name": "weft",
@@ -339,13 +339,13 @@ pub fn conf(version: &str, socket: &Path) -> Value {
 }
 
 /// `conf` with `prevResult`.
-pub fn with_prev(mut conf: Value, prev: &Value) -> Value {
+pub(crate) fn with_prev(mut conf: Value, prev: &Value) -> Value {
     conf["prevResult"] = prev.clone();
     conf
 }
 
 /// The output of `ip` with `args`.
-pub fn ip(args: &[&str]) -> String {
+pub(crate) fn ip(args: &[&str]) -> String {
     let out = Command::new("ip")
         .args(args)
         .output()
@@ -359,7 +359,7 @@ pub fn ip(args: &[&str]) -> String {
 }
 
 /// The interface names in the named namespace `ns`.
-pub fn links_in(ns: &str) -> Vec<String> {
+pub(crate) fn links_in(ns: &str) -> Vec<String> {
     let out = ip(&["-n", ns, "-j", "link", "show"]);
     let links: Value = serde_json::from_str(&out).unwrap();
     links
@@ -371,7 +371,7 @@ pub fn links_in(ns: &str) -> Vec<String> {
 }
 
 /// The IPv4 addresses (`a.b.c.d/len`) of `dev` in the named namespace `ns`.
-pub fn addresses_in(ns: &str, dev: &str) -> Vec<String> {
+pub(crate) fn addresses_in(ns: &str, dev: &str) -> Vec<String> {
     let out = ip(&["-n", ns, "-4", "-j", "addr", "show", "dev", dev]);
     let links: Value = serde_json::from_str(&out).unwrap();
     links
@@ -384,6 +384,6 @@ pub fn addresses_in(ns: &str, dev: &str) -> Vec<String> {
 }
 
 /// Open fds of this process.
-pub fn open_fds() -> usize {
+pub(crate) fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }

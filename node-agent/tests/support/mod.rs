@@ -28,7 +28,7 @@ use weft_switch::testing;
 
 /// Fails the test unless it runs as root: these tests make namespaces,
 /// TUN devices and links (CAP_NET_ADMIN + CAP_SYS_ADMIN).
-pub fn require_root() {
+pub(crate) fn require_root() {
     assert!(
         nix::unistd::geteuid().is_root(),
         "the {} tests need root (CAP_NET_ADMIN + CAP_SYS_ADMIN); CI runs them as root",
@@ -38,14 +38,14 @@ pub fn require_root() {
 
 /// A name no other test of this process (nor another process) uses:
 /// `{prefix}{pid}-{n}-{tag}`, with `n` counting up.
-pub fn unique_name(prefix: &str, tag: &str) -> String {
+pub(crate) fn unique_name(prefix: &str, tag: &str) -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     format!("{prefix}{}-{n}-{tag}", std::process::id())
 }
 
 /// A named namespace for one test, deleted on drop (also on panic).
-pub struct TestNs {
+pub(crate) struct TestNs {
     pub name: String,
     pub ns: NetNs,
 }
@@ -53,7 +53,7 @@ pub struct TestNs {
 impl TestNs {
     /// Creates the namespace [`unique_name`]`(prefix, tag)`; fails without
     /// root.
-    pub fn new(prefix: &str, tag: &str) -> Self {
+    pub(crate) fn new(prefix: &str, tag: &str) -> Self {
         require_root();
         let name = unique_name(prefix, tag);
         let ns = NetNs::create_named(&name).expect("create test namespace");
@@ -71,7 +71,7 @@ impl Drop for TestNs {
 
 /// Runs `ip ARGS...` and returns its stdout; fails the test (with ip's
 /// stderr) if it fails.
-pub fn ip(args: &[&str]) -> Vec<u8> {
+pub(crate) fn ip(args: &[&str]) -> Vec<u8> {
     let out = Command::new("ip").args(args).output().expect("run ip");
     assert!(
         out.status.success(),
@@ -82,14 +82,14 @@ pub fn ip(args: &[&str]) -> Vec<u8> {
 }
 
 /// `ip -n NS -j ARGS...`, parsed.
-pub fn ip_json(ns: &str, args: &[&str]) -> Value {
+pub(crate) fn ip_json(ns: &str, args: &[&str]) -> Value {
     let mut all = vec!["-n", ns, "-j"];
     all.extend_from_slice(args);
     serde_json::from_slice(&ip(&all)).expect("ip -j output is JSON")
 }
 
 /// Whether `ifname` exists in the namespace `ns`.
-pub fn link_exists(ns: &str, ifname: &str) -> bool {
+pub(crate) fn link_exists(ns: &str, ifname: &str) -> bool {
     Command::new("ip")
         .args(["-n", ns, "link", "show", "dev", ifname])
         .output()
@@ -98,19 +98,19 @@ pub fn link_exists(ns: &str, ifname: &str) -> bool {
         .success()
 }
 
-pub fn net(s: &str) -> IpNet {
+pub(crate) fn net(s: &str) -> IpNet {
     s.parse().unwrap()
 }
 
 /// RFC 1071 internet checksum (weft_switch's textbook test oracle): 0 over
 /// bytes whose checksum field is right.
-pub fn checksum(bytes: &[u8]) -> u16 {
+pub(crate) fn checksum(bytes: &[u8]) -> u16 {
     !testing::fold(testing::slow_sum(bytes))
 }
 
 /// An ICMPv4 echo message of type `kind` (8 request, 0 reply), checksummed:
 /// the ICMP part of weft_switch's packet fixture.
-pub fn icmp_echo(kind: u8, ident: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn icmp_echo(kind: u8, ident: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
     let mut f = testing::pkt("192.0.2.1", "192.0.2.2")
         .icmp(kind, 0)
         .payload(payload);
@@ -120,7 +120,7 @@ pub fn icmp_echo(kind: u8, ident: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
 
 /// A raw ICMP socket (ICMPv6 for `AddressFamily::Inet6`) in the calling
 /// thread's namespace, with `timeout` on receives.
-pub fn raw_icmp_socket(family: AddressFamily, timeout: TimeVal) -> Result<OwnedFd, String> {
+pub(crate) fn raw_icmp_socket(family: AddressFamily, timeout: TimeVal) -> Result<OwnedFd, String> {
     let protocol = match family {
         AddressFamily::Inet6 => SockProtocol::IcmpV6,
         _ => SockProtocol::Icmp,

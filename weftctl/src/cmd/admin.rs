@@ -19,7 +19,7 @@ use crate::render::table;
 
 /// Where the admin credentials are: the admin commands' `--config`.
 #[derive(Debug, Args)]
-pub struct AdminConfig {
+pub(crate) struct AdminConfig {
     /// Admin credentials file written by the control plane (admin.conf in
     /// its --state-dir).
     #[arg(
@@ -32,7 +32,7 @@ pub struct AdminConfig {
 }
 
 #[derive(Debug, Args)]
-pub struct TokenArgs {
+pub(crate) struct TokenArgs {
     #[command(flatten)]
     pub admin: AdminConfig,
     #[command(subcommand)]
@@ -40,7 +40,7 @@ pub struct TokenArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct NodeArgs {
+pub(crate) struct NodeArgs {
     #[command(flatten)]
     pub admin: AdminConfig,
     #[command(subcommand)]
@@ -48,7 +48,7 @@ pub struct NodeArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct ClusterArgs {
+pub(crate) struct ClusterArgs {
     #[command(flatten)]
     pub admin: AdminConfig,
     #[command(subcommand)]
@@ -80,7 +80,7 @@ fn parse_usages(s: &str) -> Result<u32, String> {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum TokenCommand {
+pub(crate) enum TokenCommand {
     /// Create a join token and print the command that joins a node with it.
     Create {
         /// How long the token is valid: 1s to 365d ("30m", "24h", "7d", or
@@ -111,7 +111,7 @@ pub enum TokenCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum NodeCommand {
+pub(crate) enum NodeCommand {
     /// Remove a node now: its pod CIDR is freed and every agent drops it.
     Remove {
         /// The node's name.
@@ -120,7 +120,7 @@ pub enum NodeCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum ClusterCommand {
+pub(crate) enum ClusterCommand {
     /// Cluster settings, counts and version.
     Info {
         /// Output: `table` (text for people) or `json` (for scripts).
@@ -189,7 +189,7 @@ pub(crate) fn status_error(e: tonic::Status) -> anyhow::Error {
 }
 
 /// `weftctl token ...`
-pub async fn token(config: &Path, cmd: TokenCommand) -> Result<()> {
+pub(crate) async fn token(config: &Path, cmd: TokenCommand) -> Result<()> {
     let (mut admin, server) = admin_client(config).await?;
     match cmd {
         TokenCommand::Create {
@@ -317,7 +317,7 @@ fn node_json(n: &Node) -> serde_json::Value {
 }
 
 /// `weftctl nodes`
-pub async fn nodes(config: &Path, output: Format) -> Result<()> {
+pub(crate) async fn nodes(config: &Path, output: Format) -> Result<()> {
     let (mut admin, _) = admin_client(config).await?;
     let nodes = admin
         .list_nodes(ListNodesRequest {})
@@ -359,7 +359,7 @@ pub(crate) fn node_table(nodes: &[Node]) -> String {
 }
 
 /// `weftctl node ...`
-pub async fn node(config: &Path, cmd: NodeCommand) -> Result<()> {
+pub(crate) async fn node(config: &Path, cmd: NodeCommand) -> Result<()> {
     let (mut admin, _) = admin_client(config).await?;
     match cmd {
         NodeCommand::Remove { name } => {
@@ -380,7 +380,7 @@ pub async fn node(config: &Path, cmd: NodeCommand) -> Result<()> {
 }
 
 /// `weftctl cluster ...`
-pub async fn cluster(config: &Path, cmd: ClusterCommand) -> Result<()> {
+pub(crate) async fn cluster(config: &Path, cmd: ClusterCommand) -> Result<()> {
     let (mut admin, server) = admin_client(config).await?;
     let ClusterCommand::Info { output } = cmd;
     let i = admin

@@ -20,7 +20,7 @@ use super::manifests::{self, name_documents};
 
 /// `weftctl apply`.
 #[derive(Debug, Args)]
-pub struct ApplyArgs {
+pub(crate) struct ApplyArgs {
     #[command(flatten)]
     pub admin: super::admin::AdminConfig,
     /// A manifest file (YAML or JSON, several documents allowed), a
@@ -37,7 +37,7 @@ pub struct ApplyArgs {
 
 /// `weftctl delete`.
 #[derive(Debug, Args)]
-pub struct DeleteArgs {
+pub(crate) struct DeleteArgs {
     #[command(flatten)]
     pub admin: super::admin::AdminConfig,
     /// What to delete: `KIND NAME...` or `KIND/NAME...` (omit with -f).
@@ -65,7 +65,7 @@ fn suffix(dry_run: bool) -> &'static str {
 }
 
 /// `weftctl apply -f ...`
-pub async fn apply(config: &Path, args: ApplyArgs) -> Result<()> {
+pub(crate) async fn apply(config: &Path, args: ApplyArgs) -> Result<()> {
     let files = manifests::read_all(&args.files)?;
     let (mut admin, _) = admin_client(config).await?;
     let request = ApplyRequest {
@@ -104,14 +104,14 @@ pub async fn apply(config: &Path, args: ApplyArgs) -> Result<()> {
 }
 
 /// kubectl's lower-case resource name of a `kind` (`service`).
-pub fn resource(kind: &str) -> String {
+pub(crate) fn resource(kind: &str) -> String {
     kind.parse::<Kind>()
         .map(|k| k.resource().to_string())
         .unwrap_or_else(|_| kind.to_ascii_lowercase())
 }
 
 /// `weftctl delete ...`
-pub async fn delete(config: &Path, args: DeleteArgs) -> Result<()> {
+pub(crate) async fn delete(config: &Path, args: DeleteArgs) -> Result<()> {
     let namespace = args.namespace.clone().unwrap_or_default();
     let refs = if !args.files.is_empty() {
         if !args.targets.is_empty() {

@@ -26,7 +26,7 @@ use crate::output::{print_out, Format};
 use crate::render::check as render;
 
 #[derive(Debug, Args)]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     #[command(flatten)]
     pub socket: AgentSocket,
     #[command(subcommand)]
@@ -35,7 +35,7 @@ pub struct CheckArgs {
 
 /// Echo requests per check and the bound of each.
 #[derive(Debug, Args)]
-pub struct ProbeArgs {
+pub(crate) struct ProbeArgs {
     /// Echo requests per check; a check passes if any reply comes back.
     #[arg(short = 'c', long, default_value_t = check::COUNT)]
     pub count: u32,
@@ -49,7 +49,7 @@ pub struct ProbeArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum CheckCommand {
+pub(crate) enum CheckCommand {
     /// This node's part of the inventory, from its agent (JSON).
     ///
     /// The node's name and overlay address, and its pods (name, address,
@@ -110,7 +110,7 @@ pub enum CheckCommand {
 }
 
 /// `weftctl check ...`; returns the exit code.
-pub fn run(args: CheckArgs) -> i32 {
+pub(crate) fn run(args: CheckArgs) -> i32 {
     let result = match args.command {
         CheckCommand::Inventory => inventory(&args.socket).map(|()| 0),
         CheckCommand::Run {

@@ -22,7 +22,7 @@ use crate::render::objects::objects_table;
 
 /// How `get` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum GetFormat {
+pub(crate) enum GetFormat {
     /// kubectl's columns.
     Table,
     /// More columns (pods: IP and node; services: selector).
@@ -37,7 +37,7 @@ pub enum GetFormat {
 
 /// `weftctl get`.
 #[derive(Debug, Args)]
-pub struct GetArgs {
+pub(crate) struct GetArgs {
     #[command(flatten)]
     pub admin: super::admin::AdminConfig,
     /// namespaces (ns), pods (po), services (svc), endpointslices,
@@ -61,7 +61,7 @@ pub struct GetArgs {
 
 /// `weftctl label`.
 #[derive(Debug, Args)]
-pub struct LabelArgs {
+pub(crate) struct LabelArgs {
     #[command(flatten)]
     pub admin: super::admin::AdminConfig,
     /// The object's kind (pods, services, namespaces, ...), or KIND/NAME.
@@ -89,7 +89,7 @@ fn now_unix() -> i64 {
 }
 
 /// `weftctl get ...`
-pub async fn get(config: &Path, args: GetArgs) -> Result<()> {
+pub(crate) async fn get(config: &Path, args: GetArgs) -> Result<()> {
     let kind: Kind = args.kind.parse()?;
     if args.all_namespaces && !args.names.is_empty() {
         bail!("a name cannot be combined with -A (--all-namespaces)");
@@ -250,7 +250,7 @@ fn label_changes(
 }
 
 /// `weftctl label ...`
-pub async fn label(config: &Path, args: LabelArgs) -> Result<()> {
+pub(crate) async fn label(config: &Path, args: LabelArgs) -> Result<()> {
     let (kind, name, changes) = match args.kind.split_once('/') {
         Some((k, n)) => (k, n.to_string(), &args.rest[..]),
         None => match args.rest.split_first() {

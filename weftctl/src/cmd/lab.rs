@@ -30,7 +30,7 @@ use crate::render::table;
 
 /// Which lab a command acts on.
 #[derive(Debug, Args)]
-pub struct LabSelect {
+pub(crate) struct LabSelect {
     /// The lab's name: it prefixes every namespace (weft-NAME-...).
     #[arg(long, env = "WEFT_LAB", default_value = "lab", global = true)]
     pub name: String,
@@ -40,7 +40,7 @@ pub struct LabSelect {
 }
 
 #[derive(Debug, Args)]
-pub struct LabArgs {
+pub(crate) struct LabArgs {
     #[command(flatten)]
     pub select: LabSelect,
     #[command(subcommand)]
@@ -48,7 +48,7 @@ pub struct LabArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum LabCommand {
+pub(crate) enum LabCommand {
     /// Bring up a weft cluster on this machine and check it (root).
     ///
     /// A control plane and NODES agents, each in its own network namespace
@@ -169,7 +169,7 @@ pub enum LabPodCommand {
 }
 
 /// `weftctl lab ...`; returns the exit code.
-pub fn run(args: LabArgs) -> i32 {
+pub(crate) fn run(args: LabArgs) -> i32 {
     let result = match args.command {
         LabCommand::Up {
             nodes,

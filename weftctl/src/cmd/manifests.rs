@@ -9,11 +9,11 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 /// Largest manifest file read (the control plane takes 4 MiB per request).
-pub const MAX_FILE: u64 = 4 * 1024 * 1024;
+pub(crate) const MAX_FILE: u64 = 4 * 1024 * 1024;
 
 /// One manifest file: where it came from and its text.
 #[derive(Debug, Clone)]
-pub struct ManifestFile {
+pub(crate) struct ManifestFile {
     /// The path given (or found in a directory), or `-`.
     pub source: String,
     /// The file's bytes.
@@ -21,7 +21,7 @@ pub struct ManifestFile {
 }
 
 /// Every file `-f` names, in order.
-pub fn read_all(args: &[String]) -> Result<Vec<ManifestFile>> {
+pub(crate) fn read_all(args: &[String]) -> Result<Vec<ManifestFile>> {
     let mut out = Vec::new();
     let mut stdin_read = false;
     for arg in args {
@@ -96,7 +96,7 @@ fn check_size(what: &str, len: u64) -> Result<()> {
 
 /// Replace the control plane's `documents[i]` references in `message`
 /// with the files they came from.
-pub fn name_documents(message: &str, files: &[ManifestFile]) -> String {
+pub(crate) fn name_documents(message: &str, files: &[ManifestFile]) -> String {
     let mut out = message.to_string();
     // Highest index first, so documents[1] does not rewrite documents[12].
     for (i, f) in files.iter().enumerate().rev() {

@@ -17,7 +17,7 @@ use crate::render::table;
 
 /// Where the node agent's local API is.
 #[derive(Debug, Args)]
-pub struct AgentSocket {
+pub(crate) struct AgentSocket {
     /// The node agent's local API socket.
     #[arg(
         long = "agent-socket",
@@ -29,7 +29,7 @@ pub struct AgentSocket {
 }
 
 #[derive(Debug, Args)]
-pub struct PodArgs {
+pub(crate) struct PodArgs {
     #[command(flatten)]
     pub socket: AgentSocket,
     #[command(subcommand)]
@@ -37,7 +37,7 @@ pub struct PodArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum PodCommand {
+pub(crate) enum PodCommand {
     /// Add a pod: an address from this node's pod CIDR on a TUN in its
     /// network namespace. Without --netns the agent creates the network
     /// namespace NAME (/run/netns/NAME, as `ip netns add` would; it outlives
@@ -137,12 +137,12 @@ fn check_identity(request: &PodAddRequest) -> Result<()> {
 }
 
 /// Connects to the agent; the error says whether it runs at all.
-pub async fn connect(socket: &Path) -> Result<AsyncAgentClient> {
+pub(crate) async fn connect(socket: &Path) -> Result<AsyncAgentClient> {
     Ok(AsyncAgentClient::connect(socket).await?)
 }
 
 /// `weftctl pod ...`
-pub async fn run(args: PodArgs) -> Result<()> {
+pub(crate) async fn run(args: PodArgs) -> Result<()> {
     let mut agent = connect(&args.socket.path).await?;
     match args.command {
         PodCommand::Add {

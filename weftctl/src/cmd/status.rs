@@ -13,7 +13,7 @@ use crate::output::Format;
 use crate::render::table;
 
 #[derive(Debug, Args)]
-pub struct StatusArgs {
+pub(crate) struct StatusArgs {
     #[command(flatten)]
     pub socket: AgentSocket,
     /// Output: `table` (text for people) or `json` (for scripts).
@@ -22,7 +22,7 @@ pub struct StatusArgs {
 }
 
 /// `weftctl status`
-pub async fn run(args: StatusArgs) -> Result<()> {
+pub(crate) async fn run(args: StatusArgs) -> Result<()> {
     let mut agent = connect(&args.socket.path).await?;
     let status = agent.status().await?;
     match args.output {

@@ -11,7 +11,7 @@ use super::table::table;
 const WIDE: usize = 12;
 
 /// The whole report: a heading, the [`matrix`], the [`summary`].
-pub fn report(c: &Connectivity) -> String {
+pub(crate) fn report(c: &Connectivity) -> String {
     format!(
         "CONNECTIVITY (ICMP echo, mean round trip)\n{}\n{}\n",
         matrix(c),
@@ -23,7 +23,7 @@ pub fn report(c: &Connectivity) -> String {
 /// destination (pods, then nodes' overlay addresses); `✓ RTT` (`✓` alone in
 /// a big cluster) or `✗`, `-` for a pod or node to itself. Only sources
 /// with checks get a row (one node's part has only that node's rows).
-pub fn matrix(c: &Connectivity) -> String {
+pub(crate) fn matrix(c: &Connectivity) -> String {
     let names = c.inventory.names();
     let mut header = vec!["FROM \\ TO"];
     header.extend(names.iter().copied());
@@ -48,7 +48,7 @@ pub fn matrix(c: &Connectivity) -> String {
 }
 
 /// A one-line summary of the check, with the failures named.
-pub fn summary(c: &Connectivity) -> String {
+pub(crate) fn summary(c: &Connectivity) -> String {
     let total = c.checks.len();
     let failed: Vec<String> = c
         .failures()
@@ -105,7 +105,7 @@ pub fn summary(c: &Connectivity) -> String {
 }
 
 /// "0.31ms", "4.2ms", "15ms".
-pub fn rtt_text(d: Duration) -> String {
+pub(crate) fn rtt_text(d: Duration) -> String {
     let ms = d.as_secs_f64() * 1000.0;
     if ms < 0.1 {
         format!("{}µs", d.as_micros())

@@ -8,12 +8,12 @@ use std::time::Duration;
 use weft_agent_api::StatusResult;
 use weft_lab::Cluster;
 
-pub use super::check::{report, rtt_text};
+pub(crate) use super::check::{report, rtt_text};
 use super::table;
 
 /// NAME, POD CIDR, ENDPOINT, PEERS (with their last handshake), from each
 /// agent's status (`None`: it did not answer).
-pub fn nodes(
+pub(crate) fn nodes(
     cluster: &Cluster,
     statuses: &BTreeMap<String, Result<StatusResult, String>>,
 ) -> String {
@@ -37,7 +37,7 @@ pub fn nodes(
 }
 
 /// "n2 (handshake 1.2s ago), n3 (no handshake)".
-pub fn peers(status: Option<&Result<StatusResult, String>>) -> String {
+pub(crate) fn peers(status: Option<&Result<StatusResult, String>>) -> String {
     match status {
         None => "-".into(),
         Some(Err(e)) => format!("(agent not answering: {e})"),
@@ -95,7 +95,7 @@ fn natural(name: &str) -> (String, u64) {
 }
 
 /// POD, NODE, IP.
-pub fn pods(cluster: &Cluster) -> String {
+pub(crate) fn pods(cluster: &Cluster) -> String {
     let rows: Vec<Vec<String>> = cluster
         .pods()
         .iter()
@@ -105,7 +105,7 @@ pub fn pods(cluster: &Cluster) -> String {
 }
 
 /// "0.4s", "12s", "3m5s".
-pub fn age(d: Duration) -> String {
+pub(crate) fn age(d: Duration) -> String {
     let secs = d.as_secs();
     if secs < 10 {
         format!("{:.1}s", d.as_secs_f64())

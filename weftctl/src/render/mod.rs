@@ -2,10 +2,10 @@
 //! matrix, `get`'s object tables, the lab's tables and progress lines, a node's status. Commands
 //! (`cmd/`) compute; these functions only format.
 
-pub mod check;
-pub mod lab;
-pub mod objects;
-pub mod progress;
-pub mod table;
+pub(crate) mod check;
+pub(crate) mod lab;
+pub(crate) mod objects;
+pub(crate) mod progress;
+pub(crate) mod table;
 
-pub use table::table;
+pub(crate) use table::table;

@@ -18,7 +18,7 @@ use super::table;
 use crate::duration;
 
 /// The table of `objects` (all of `kind`).
-pub fn objects_table(
+pub(crate) fn objects_table(
     kind: Kind,
     objects: &[v1::Object],
     wide: bool,
@@ -246,7 +246,7 @@ fn endpoints_text(es: &EndpointSlice) -> String {
 }
 
 /// The AGE column: time since `created` (RFC 3339, UTC), or `<unknown>`.
-pub fn age(created: Option<&str>, now_unix: i64) -> String {
+pub(crate) fn age(created: Option<&str>, now_unix: i64) -> String {
     match created.and_then(parse_rfc3339) {
         Some(t) => duration::human(Duration::from_secs(now_unix.saturating_sub(t).max(0) as u64)),
         None => "<unknown>".into(),
@@ -255,7 +255,7 @@ pub fn age(created: Option<&str>, now_unix: i64) -> String {
 
 /// Unix seconds of `YYYY-MM-DDTHH:MM:SSZ` (fractions and offsets other
 /// than `Z` are not what the control plane writes; they yield `None`).
-pub fn parse_rfc3339(s: &str) -> Option<i64> {
+pub(crate) fn parse_rfc3339(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     if b.len() != 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[19] != b'Z' {
         return None;

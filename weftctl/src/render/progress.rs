@@ -16,7 +16,7 @@ struct Current {
 }
 
 /// The progress display of one command.
-pub struct Progress {
+pub(crate) struct Progress {
     start: Instant,
     tty: bool,
     current: Arc<Mutex<Current>>,
@@ -25,7 +25,7 @@ pub struct Progress {
 
 impl Progress {
     /// Starts a display; a spinner thread only when stderr is a terminal.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let tty = std::io::stderr().is_terminal();
         let current = Arc::new(Mutex::new(Current {
             step: None,
@@ -44,12 +44,12 @@ impl Progress {
     }
 
     /// Since the display started.
-    pub fn elapsed(&self) -> Duration {
+    pub(crate) fn elapsed(&self) -> Duration {
         self.start.elapsed()
     }
 
     /// Finishes the current step (if any) and starts `step`.
-    pub fn step(&self, step: &str) {
+    pub(crate) fn step(&self, step: &str) {
         self.finish_step("✓");
         if !self.tty {
             eprintln!("[{:>5.1}s] {step}", self.start.elapsed().as_secs_f64());
@@ -60,7 +60,7 @@ impl Progress {
     }
 
     /// Ends the display: the current step done (`ok`) or failed.
-    pub fn finish(mut self, ok: bool) {
+    pub(crate) fn finish(mut self, ok: bool) {
         self.finish_step(if ok { "✓" } else { "✗" });
         self.stop();
     }

@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 /// Renders rows as a table with a header, columns padded to their widest
 /// cell (counted in characters), trailing spaces trimmed.
-pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {

@@ -34,7 +34,7 @@ use plan::Plan;
 /// Most joins in one transaction. Every watcher receives a transaction's
 /// events in one message, so this bounds watch message sizes (and with them
 /// the encode buffer each watch stream keeps) as well as the transaction.
-pub const MAX_JOIN_BATCH: usize = 64;
+pub(super) const MAX_JOIN_BATCH: usize = 64;
 
 /// Lost races after which a batch's joins are retried one by one.
 const BATCH_RETRIES: usize = 8;

@@ -30,7 +30,7 @@ use super::{error, revision, EtcdOptions, EtcdStore};
 use crate::store::{Event, EventKind, KeyValue, Revision, Store, StoreError, WatchStream};
 
 /// Reopen attempts in a row before a broken stream ends with an error.
-pub const RESUME_ATTEMPTS: u32 = 5;
+pub(super) const RESUME_ATTEMPTS: u32 = 5;
 /// The pause before the first reopen; it doubles with each further one.
 const FIRST_PAUSE: Duration = Duration::from_millis(100);
 /// How long to wait for etcd to confirm a new watch.

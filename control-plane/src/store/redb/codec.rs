@@ -26,7 +26,7 @@ pub(super) struct Record<'a> {
 
 impl Record<'_> {
     /// The owned [`KeyValue`] for `key`.
-    pub fn to_key_value(&self, key: &str) -> KeyValue {
+    pub(super) fn to_key_value(&self, key: &str) -> KeyValue {
         KeyValue {
             key: key.to_owned(),
             value: self.value.to_vec(),

@@ -54,7 +54,7 @@ pub(super) struct Writer {
 
 impl Writer {
     /// Serve requests until every sender is gone.
-    pub fn run(self) {
+    pub(super) fn run(self) {
         while let Ok(first) = self.requests.recv() {
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {

@@ -20,14 +20,14 @@ const READY: Duration = Duration::from_secs(30);
 
 /// Where its CNI plugins and network lists are.
 #[derive(Debug, Clone)]
-pub struct Cni {
+pub(crate) struct Cni {
     pub bin_dir: PathBuf,
     pub conf_dir: PathBuf,
 }
 
 /// A running containerd of the test's own.
 #[derive(Debug)]
-pub struct Containerd {
+pub(crate) struct Containerd {
     pub dir: PathBuf,
     pub socket: PathBuf,
     netns: Option<String>,
@@ -41,7 +41,11 @@ pub struct Containerd {
 impl Containerd {
     /// Writes its config and starts it (in `netns` if given), then waits
     /// until its CRI answers.
-    pub fn start(netns: Option<&str>, sandbox_image: &str, cni: Option<&Cni>) -> Result<Self> {
+    pub(crate) fn start(
+        netns: Option<&str>,
+        sandbox_image: &str,
+        cni: Option<&Cni>,
+    ) -> Result<Self> {
         let tmp = tempfile::Builder::new()
             .prefix("weft-ctd-")
             .tempdir()
@@ -120,12 +124,12 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     }
 
     /// Its log of the current run.
-    pub fn log_path(&self) -> PathBuf {
+    pub(crate) fn log_path(&self) -> PathBuf {
         self.dir.join(format!("containerd.{}.log", self.restarts))
     }
 
     /// The last lines of its log, for failure messages.
-    pub fn log_tail(&self) -> String {
+    pub(crate) fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         let start = lines.len().saturating_sub(25);
@@ -138,7 +142,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 
     /// Stops containerd (SIGTERM) and starts it again on the same config,
     /// root and state; its sandboxes run on meanwhile.
-    pub fn restart(&mut self) -> Result<()> {
+    pub(crate) fn restart(&mut self) -> Result<()> {
         if let Some(mut p) = self.process.take() {
             p.stop(Duration::from_secs(10));
         }
@@ -147,7 +151,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     }
 
     /// `ctr --address SOCKET ARGS...`.
-    pub fn ctr(&self, args: &[&str], timeout: Duration) -> Result<String> {
+    pub(crate) fn ctr(&self, args: &[&str], timeout: Duration) -> Result<String> {
         run_ok(
             Command::new("ctr")
                 .arg("--address")
@@ -158,18 +162,18 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     }
 
     /// A CRI client.
-    pub fn cri(&self, rt: &tokio::runtime::Runtime) -> Result<CriClient> {
+    pub(crate) fn cri(&self, rt: &tokio::runtime::Runtime) -> Result<CriClient> {
         rt.block_on(CriClient::connect(&self.socket))
             .map_err(E2eError::Failed)
     }
 
     /// Remembers a sandbox to remove on drop (if the test does not).
-    pub fn track(&mut self, id: &str) {
+    pub(crate) fn track(&mut self, id: &str) {
         self.sandboxes.push(id.to_string());
     }
 
     /// Forgets a sandbox the test removed.
-    pub fn untrack(&mut self, id: &str) {
+    pub(crate) fn untrack(&mut self, id: &str) {
         self.sandboxes.retain(|s| s != id);
     }
 
@@ -195,7 +199,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 }
 
 /// A current-thread tokio runtime for the CRI calls.
-pub fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

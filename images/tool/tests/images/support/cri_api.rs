@@ -14,13 +14,13 @@ use tonic::transport::{Channel, Endpoint};
 use tonic_prost::ProstCodec;
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct VersionRequest {
+pub(crate) struct VersionRequest {
     #[prost(string, tag = "1")]
     pub version: String,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct VersionResponse {
+pub(crate) struct VersionResponse {
     #[prost(string, tag = "1")]
     pub version: String,
     #[prost(string, tag = "2")]
@@ -32,7 +32,7 @@ pub struct VersionResponse {
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct PodSandboxMetadata {
+pub(crate) struct PodSandboxMetadata {
     #[prost(string, tag = "1")]
     pub name: String,
     #[prost(string, tag = "2")]
@@ -44,7 +44,7 @@ pub struct PodSandboxMetadata {
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct DnsConfig {
+pub(crate) struct DnsConfig {
     #[prost(string, repeated, tag = "1")]
     pub servers: Vec<String>,
     #[prost(string, repeated, tag = "2")]
@@ -54,13 +54,13 @@ pub struct DnsConfig {
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct LinuxPodSandboxConfig {
+pub(crate) struct LinuxPodSandboxConfig {
     #[prost(string, tag = "1")]
     pub cgroup_parent: String,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct PodSandboxConfig {
+pub(crate) struct PodSandboxConfig {
     #[prost(message, optional, tag = "1")]
     pub metadata: Option<PodSandboxMetadata>,
     #[prost(string, tag = "2")]
@@ -78,7 +78,7 @@ pub struct PodSandboxConfig {
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct RunPodSandboxRequest {
+pub(crate) struct RunPodSandboxRequest {
     #[prost(message, optional, tag = "1")]
     pub config: Option<PodSandboxConfig>,
     #[prost(string, tag = "2")]
@@ -86,23 +86,23 @@ pub struct RunPodSandboxRequest {
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct RunPodSandboxResponse {
+pub(crate) struct RunPodSandboxResponse {
     #[prost(string, tag = "1")]
     pub pod_sandbox_id: String,
 }
 
 /// The request of StopPodSandbox, RemovePodSandbox (same shape).
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct PodSandboxIdRequest {
+pub(crate) struct PodSandboxIdRequest {
     #[prost(string, tag = "1")]
     pub pod_sandbox_id: String,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct Empty {}
+pub(crate) struct Empty {}
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct PodSandboxStatusRequest {
+pub(crate) struct PodSandboxStatusRequest {
     #[prost(string, tag = "1")]
     pub pod_sandbox_id: String,
     #[prost(bool, tag = "2")]
@@ -110,16 +110,16 @@ pub struct PodSandboxStatusRequest {
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct PodSandboxNetworkStatus {
+pub(crate) struct PodSandboxNetworkStatus {
     #[prost(string, tag = "1")]
     pub ip: String,
 }
 
 /// `PodSandboxState`: SANDBOX_READY = 0, SANDBOX_NOTREADY = 1.
-pub const SANDBOX_READY: i32 = 0;
+pub(crate) const SANDBOX_READY: i32 = 0;
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct PodSandboxStatus {
+pub(crate) struct PodSandboxStatus {
     #[prost(string, tag = "1")]
     pub id: String,
     #[prost(message, optional, tag = "2")]
@@ -133,7 +133,7 @@ pub struct PodSandboxStatus {
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct PodSandboxStatusResponse {
+pub(crate) struct PodSandboxStatusResponse {
     #[prost(message, optional, tag = "1")]
     pub status: Option<PodSandboxStatus>,
     #[prost(map = "string, string", tag = "2")]
@@ -144,14 +144,14 @@ const SERVICE: &str = "/runtime.v1.RuntimeService/";
 
 /// A connection to a CRI runtime's unix socket.
 #[derive(Debug, Clone)]
-pub struct CriClient {
+pub(crate) struct CriClient {
     grpc: tonic::client::Grpc<Channel>,
     socket: PathBuf,
 }
 
 impl CriClient {
     /// Connects to `socket` (e.g. containerd's `containerd.sock`).
-    pub async fn connect(socket: &Path) -> Result<Self, String> {
+    pub(crate) async fn connect(socket: &Path) -> Result<Self, String> {
         let path = socket.to_path_buf();
         // The URI is a placeholder: the connector dials the socket.
         let channel = Endpoint::from_static("http://cri.invalid")
@@ -191,7 +191,7 @@ impl CriClient {
             .map_err(|s| format!("{method}: {:?}: {}", s.code(), s.message()))
     }
 
-    pub async fn version(&mut self) -> Result<VersionResponse, String> {
+    pub(crate) async fn version(&mut self) -> Result<VersionResponse, String> {
         self.call(
             "Version",
             VersionRequest {
@@ -201,7 +201,10 @@ impl CriClient {
         .await
     }
 
-    pub async fn run_pod_sandbox(&mut self, config: PodSandboxConfig) -> Result<String, String> {
+    pub(crate) async fn run_pod_sandbox(
+        &mut self,
+        config: PodSandboxConfig,
+    ) -> Result<String, String> {
         let r: RunPodSandboxResponse = self
             .call(
                 "RunPodSandbox",
@@ -214,7 +217,7 @@ impl CriClient {
         Ok(r.pod_sandbox_id)
     }
 
-    pub async fn pod_sandbox_status(
+    pub(crate) async fn pod_sandbox_status(
         &mut self,
         id: &str,
         verbose: bool,
@@ -229,7 +232,7 @@ impl CriClient {
         .await
     }
 
-    pub async fn stop_pod_sandbox(&mut self, id: &str) -> Result<(), String> {
+    pub(crate) async fn stop_pod_sandbox(&mut self, id: &str) -> Result<(), String> {
         let _: Empty = self
             .call(
                 "StopPodSandbox",
@@ -241,7 +244,7 @@ impl CriClient {
         Ok(())
     }
 
-    pub async fn remove_pod_sandbox(&mut self, id: &str) -> Result<(), String> {
+    pub(crate) async fn remove_pod_sandbox(&mut self, id: &str) -> Result<(), String> {
         let _: Empty = self
             .call(
                 "RemovePodSandbox",

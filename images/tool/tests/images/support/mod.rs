@@ -1,8 +1,8 @@
 //! What the image tests share: root, the binaries, running the recipes'
 //! scripts with a time bound, and processes that die with their guard.
 
-pub mod containerd;
-pub mod cri_api;
+pub(crate) mod containerd;
+pub(crate) mod cri_api;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -13,17 +13,17 @@ use std::time::{Duration, Instant};
 use weft_e2e::{E2eError, Result};
 
 /// The checkout's root.
-pub fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// A name unique to this test process: `<tag><pid>`.
-pub fn unique(tag: &str) -> String {
+pub(crate) fn unique(tag: &str) -> String {
     format!("{tag}{}", std::process::id())
 }
 
 /// Fails unless this process runs as root.
-pub fn require_root() -> Result<()> {
+pub(crate) fn require_root() -> Result<()> {
     if nix::unistd::geteuid().is_root() {
         Ok(())
     } else {
@@ -37,7 +37,7 @@ pub fn require_root() -> Result<()> {
 /// The profile directory holding weft's binaries (`target/debug`), with
 /// weft-agent, weft-cni, weftctl, weft-control-plane and weft-image built
 /// there first, once per test process.
-pub fn bin_dir() -> Result<PathBuf> {
+pub(crate) fn bin_dir() -> Result<PathBuf> {
     static BUILT: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
     BUILT
         .get_or_init(|| {
@@ -116,7 +116,7 @@ fn cargo_build(dir: &Path) -> std::result::Result<(), String> {
 }
 
 /// Runs `cmd` with stdout and stderr captured, killing it after `timeout`.
-pub fn run(cmd: &mut Command, timeout: Duration) -> Result<Output> {
+pub(crate) fn run(cmd: &mut Command, timeout: Duration) -> Result<Output> {
     let what = format!("{cmd:?}");
     let mut child = cmd
         .stdin(Stdio::null())
@@ -171,7 +171,7 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> Result<Output> {
 }
 
 /// Runs `cmd` and fails unless it exits 0; returns its stdout.
-pub fn run_ok(cmd: &mut Command, timeout: Duration) -> Result<String> {
+pub(crate) fn run_ok(cmd: &mut Command, timeout: Duration) -> Result<String> {
     let what = format!("{cmd:?}");
     let out = run(cmd, timeout)?;
     if !out.status.success() {
@@ -187,13 +187,13 @@ pub fn run_ok(cmd: &mut Command, timeout: Duration) -> Result<String> {
 
 /// A child process killed (and reaped) when the guard drops.
 #[derive(Debug)]
-pub struct ChildGuard {
+pub(crate) struct ChildGuard {
     pub child: Child,
 }
 
 impl ChildGuard {
     /// Starts `cmd` with its output going to `log`.
-    pub fn spawn(cmd: &mut Command, log: &Path) -> Result<Self> {
+    pub(crate) fn spawn(cmd: &mut Command, log: &Path) -> Result<Self> {
         let file =
             std::fs::File::create(log).map_err(|e| E2eError::io(log.display().to_string(), e))?;
         let err = file
@@ -209,12 +209,12 @@ impl ChildGuard {
     }
 
     /// Whether it still runs.
-    pub fn running(&mut self) -> bool {
+    pub(crate) fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
 
     /// SIGTERM, then SIGKILL after `grace`; reaps it.
-    pub fn stop(&mut self, grace: Duration) {
+    pub(crate) fn stop(&mut self, grace: Duration) {
         use nix::sys::signal::{kill, Signal};
         use nix::unistd::Pid;
         if !self.running() {
@@ -243,13 +243,13 @@ impl Drop for ChildGuard {
 
 /// A network namespace removed when the guard drops.
 #[derive(Debug)]
-pub struct NetnsGuard {
+pub(crate) struct NetnsGuard {
     pub name: String,
 }
 
 impl NetnsGuard {
     /// `ip netns add NAME`, with `lo` up.
-    pub fn add(name: &str) -> Result<Self> {
+    pub(crate) fn add(name: &str) -> Result<Self> {
         run_ok(
             Command::new("ip").args(["netns", "add", name]),
             Duration::from_secs(10),
@@ -262,7 +262,7 @@ impl NetnsGuard {
     }
 
     /// `ip -n NAME ARGS...`.
-    pub fn ip(&self, args: &[&str]) -> Result<String> {
+    pub(crate) fn ip(&self, args: &[&str]) -> Result<String> {
         run_ok(
             Command::new("ip").arg("-n").arg(&self.name).args(args),
             Duration::from_secs(10),
@@ -270,7 +270,7 @@ impl NetnsGuard {
     }
 
     /// `/run/netns/NAME`.
-    pub fn path(&self) -> PathBuf {
+    pub(crate) fn path(&self) -> PathBuf {
         Path::new("/run/netns").join(&self.name)
     }
 }
@@ -287,14 +287,14 @@ impl Drop for NetnsGuard {
 
 /// Prints how long each phase took, to stderr.
 #[derive(Debug)]
-pub struct Stopwatch {
+pub(crate) struct Stopwatch {
     test: &'static str,
     start: Instant,
     lap: Instant,
 }
 
 impl Stopwatch {
-    pub fn start(test: &'static str) -> Self {
+    pub(crate) fn start(test: &'static str) -> Self {
         let now = Instant::now();
         Stopwatch {
             test,
@@ -303,7 +303,7 @@ impl Stopwatch {
         }
     }
 
-    pub fn lap(&mut self, phase: &str) {
+    pub(crate) fn lap(&mut self, phase: &str) {
         let now = Instant::now();
         eprintln!(
             "[{}] {phase}: {:.1?} (total {:.1?})",
@@ -316,7 +316,7 @@ impl Stopwatch {
 }
 
 /// Calls `probe` every 100 ms until it returns `Ok`, for at most `timeout`.
-pub fn wait_until<T>(
+pub(crate) fn wait_until<T>(
     what: &str,
     timeout: Duration,
     mut probe: impl FnMut() -> std::result::Result<T, String>,

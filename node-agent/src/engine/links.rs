@@ -13,7 +13,8 @@ use std::net::IpAddr;
 
 use super::counters::{EngineCounters, EngineDrop};
 use super::link::Link;
-use weft_switch::{Ingress, PortId, Route, MAX_ID};
+use super::slots::Slots;
+use weft_switch::{Ingress, PortId, Route};
 
 /// A TUN of the engine: the host's, or a pod port's. (A packet's way in is
 /// a [`weft_switch::Ingress`]; a link is an ingress that is not a peer.)
@@ -133,36 +134,24 @@ pub(super) struct Port {
 /// All pod ports.
 #[derive(Debug, Default)]
 pub(super) struct PortTable {
-    slots: Vec<Option<Port>>,
+    slots: Slots<Port>,
     by_id: HashMap<String, PortId>,
 }
 
 impl PortTable {
     /// The lowest free id, or `None` if all are taken.
     pub(super) fn free_id(&self) -> Option<PortId> {
-        let i = self
-            .slots
-            .iter()
-            .position(Option::is_none)
-            .unwrap_or(self.slots.len());
-        u32::try_from(i).ok().filter(|i| *i <= MAX_ID).map(PortId)
+        self.slots.free().map(PortId)
     }
 
     pub(super) fn insert(&mut self, id: PortId, port: Port) {
-        let i = id.0 as usize;
-        if self.slots.len() <= i {
-            self.slots.resize_with(i + 1, || None);
-        }
         self.by_id.insert(port.id.clone(), id);
-        self.slots[i] = Some(port);
+        self.slots.insert(id.0, port);
     }
 
     pub(super) fn remove(&mut self, id: PortId) -> Option<Port> {
-        let port = self.slots.get_mut(id.0 as usize)?.take()?;
+        let port = self.slots.remove(id.0)?;
         self.by_id.remove(&port.id);
-        while self.slots.last().is_some_and(Option::is_none) {
-            self.slots.pop();
-        }
         Some(port)
     }
 
@@ -171,17 +160,15 @@ impl PortTable {
     }
 
     pub(super) fn get(&self, id: PortId) -> Option<&Port> {
-        self.slots.get(id.0 as usize)?.as_ref()
+        self.slots.get(id.0)
     }
 
     pub(super) fn get_mut(&mut self, id: PortId) -> Option<&mut Port> {
-        self.slots.get_mut(id.0 as usize)?.as_mut()
+        self.slots.get_mut(id.0)
     }
 
     /// Every port with its id.
     pub(super) fn iter(&self) -> impl Iterator<Item = (PortId, &Port)> {
-        (0u32..)
-            .zip(&self.slots)
-            .filter_map(|(i, p)| Some((PortId(i), p.as_ref()?)))
+        self.slots.iter().map(|(i, p)| (PortId(i), p))
     }
 }

@@ -29,7 +29,7 @@
 //! (the queue of admitted handshake messages, served after the data),
 //! `control` (commands and status), `links` (the TUNs: host and pod ports,
 //! by `LinkId`) and `link` (one TUN and its offloads), `peers` (the peer
-//! slots, by the switch's `PeerId`), `udp` (socket tuning,
+//! slots, by the switch's `PeerId`), `slots` (the slot vector of both tables), `udp` (socket tuning,
 //! `recvmmsg`/`sendmmsg` batches with GSO/GRO) and `counters`. WireGuard
 //! itself is [`crate::wg`]; the per-packet decision is [`weft_switch`].
 //!
@@ -56,6 +56,7 @@ mod inbound;
 mod link;
 mod links;
 mod peers;
+mod slots;
 mod udp;
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};

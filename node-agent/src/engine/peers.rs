@@ -18,9 +18,10 @@ use std::net::SocketAddr;
 use ipnet::IpNet;
 use tracing::Span;
 
+use super::slots::Slots;
 use super::udp::TxBatch;
 use crate::wg::Tunnel;
-use weft_switch::{PeerId, MAX_ID};
+use weft_switch::PeerId;
 
 /// Per-peer traffic, counted by the engine.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -99,7 +100,7 @@ impl Peer {
 /// All peers.
 #[derive(Debug, Default)]
 pub(super) struct PeerTable {
-    slots: Vec<Option<Peer>>,
+    slots: Slots<Peer>,
     /// Per slot: the generation of the next tunnel made for it.
     generations: Vec<u8>,
     by_name: HashMap<String, PeerId>,
@@ -107,14 +108,9 @@ pub(super) struct PeerTable {
 }
 
 impl PeerTable {
-    /// The lowest free id, or `None` if all [`MAX_ID`] + 1 are taken.
+    /// The lowest free id, or `None` if all are taken.
     pub(super) fn free_id(&self) -> Option<PeerId> {
-        let i = self
-            .slots
-            .iter()
-            .position(Option::is_none)
-            .unwrap_or(self.slots.len());
-        u32::try_from(i).ok().filter(|i| *i <= MAX_ID).map(PeerId)
+        self.slots.free().map(PeerId)
     }
 
     /// A fresh tunnel index for slot `id`.
@@ -130,33 +126,26 @@ impl PeerTable {
 
     /// Puts `peer` in slot `id` (which must be free or hold the same name).
     pub(super) fn insert(&mut self, id: PeerId, peer: Peer) {
-        let i = id.0 as usize;
-        if self.slots.len() <= i {
-            self.slots.resize_with(i + 1, || None);
-        }
-        if let Some(old) = self.slots[i].take() {
+        if let Some(old) = self.slots.remove(id.0) {
             self.by_key.remove(&old.public_key);
             self.by_name.remove(&old.name);
         }
         self.by_name.insert(peer.name.clone(), id);
         self.by_key.insert(peer.public_key, id);
-        self.slots[i] = Some(peer);
+        self.slots.insert(id.0, peer);
     }
 
     /// Removes the peer in slot `id`.
     pub(super) fn remove(&mut self, id: PeerId) -> Option<Peer> {
-        let peer = self.slots.get_mut(id.0 as usize)?.take()?;
+        let peer = self.slots.remove(id.0)?;
         self.by_name.remove(&peer.name);
         self.by_key.remove(&peer.public_key);
-        while self.slots.last().is_some_and(Option::is_none) {
-            self.slots.pop();
-        }
         Some(peer)
     }
 
     /// Changes the key of the peer in slot `id`, with its new tunnel.
     pub(super) fn rekey(&mut self, id: PeerId, public_key: [u8; 32], tunnel: Tunnel) {
-        if let Some(peer) = self.slots.get_mut(id.0 as usize).and_then(Option::as_mut) {
+        if let Some(peer) = self.slots.get_mut(id.0) {
             self.by_key.remove(&peer.public_key);
             self.by_key.insert(public_key, id);
             peer.public_key = public_key;
@@ -176,30 +165,26 @@ impl PeerTable {
     /// The peer whose tunnel has index `index` (hot path: no hashing).
     pub(super) fn by_index(&mut self, index: u32) -> Option<(PeerId, &mut Peer)> {
         let id = PeerId(index & 0xffff);
-        let peer = self.slots.get_mut(id.0 as usize)?.as_mut()?;
+        let peer = self.slots.get_mut(id.0)?;
         (peer.tunnel.index() == index).then_some((id, peer))
     }
 
     pub(super) fn get(&self, id: PeerId) -> Option<&Peer> {
-        self.slots.get(id.0 as usize)?.as_ref()
+        self.slots.get(id.0)
     }
 
     pub(super) fn get_mut(&mut self, id: PeerId) -> Option<&mut Peer> {
-        self.slots.get_mut(id.0 as usize)?.as_mut()
+        self.slots.get_mut(id.0)
     }
 
     /// Every peer with its id.
     pub(super) fn iter(&self) -> impl Iterator<Item = (PeerId, &Peer)> {
-        (0u32..)
-            .zip(&self.slots)
-            .filter_map(|(i, p)| Some((PeerId(i), p.as_ref()?)))
+        self.slots.iter().map(|(i, p)| (PeerId(i), p))
     }
 
     /// Every peer with its id, mutably.
     pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = (PeerId, &mut Peer)> {
-        (0u32..)
-            .zip(&mut self.slots)
-            .filter_map(|(i, p)| Some((PeerId(i), p.as_mut()?)))
+        self.slots.iter_mut().map(|(i, p)| (PeerId(i), p))
     }
 
     /// The names of all peers.

@@ -1,6 +1,6 @@
 //! The packet path's IO, both directions, in one file: a packet read from
 //! a TUN ([`Core::drain_link`]) or decrypted from a peer
-//! ([`Core::from_peer`]) goes through the switch's one decision
+//! ([`Core::on_decrypted`]) goes through the switch's one decision
 //! ([`Switch::process`]), and [`Egress::dispatch`] carries the
 //! [`Action`] out: to a peer's tunnel and the UDP send batch, to a TUN, or
 //! back where it came from (an ICMP error).
@@ -88,7 +88,7 @@ impl Core {
                 return false;
             };
             match link.read(&mut self.bufs.pkt) {
-                Ok((hdr, len)) => spent += self.from_link(id, hdr, len, now),
+                Ok((hdr, len)) => spent += self.on_tun_packet(id, hdr, len, now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -103,7 +103,7 @@ impl Core {
     /// Runs `pkt[VNET_HDR_LEN..][..len]`, read from the TUN `id` with
     /// header `hdr`, through the switch and out. Returns how many packets
     /// that was (a super-packet's segments).
-    fn from_link(&mut self, id: LinkId, hdr: VnetHdr, len: usize, now: Instant) -> u64 {
+    fn on_tun_packet(&mut self, id: LinkId, hdr: VnetHdr, len: usize, now: Instant) -> u64 {
         let Core {
             switch,
             egress,
@@ -125,7 +125,7 @@ impl Core {
 
     /// Runs the packet decrypted from peer `id`, `dec[VNET_HDR_LEN..][..len]`,
     /// through the switch and out.
-    pub(super) fn from_peer(&mut self, id: PeerId, len: usize, now: Instant) {
+    pub(super) fn on_decrypted(&mut self, id: PeerId, len: usize, now: Instant) {
         let Core {
             switch,
             egress,
@@ -160,15 +160,17 @@ impl Egress {
                     self.send_back(from, reply);
                 }
             }
-            Action::ToPeer(p) => self.to_peer(p, packet, usize::from(switch.mtu(Route::Peer(p)))),
-            Action::ToPort(p) => self.to_link(from, LinkId::Port(p), packet, switch),
-            Action::ToHost => self.to_link(from, LinkId::Host, packet, switch),
+            Action::ToPeer(p) => {
+                self.send_to_peer(p, packet, usize::from(switch.mtu(Route::Peer(p))))
+            }
+            Action::ToPort(p) => self.write_to_link(from, LinkId::Port(p), packet, switch),
+            Action::ToHost => self.write_to_link(from, LinkId::Host, packet, switch),
         }
     }
 
     /// Encrypts `packet` (segment by segment for a super-packet) for peer
     /// `id`, whose tunnel takes at most `mtu` bytes a packet.
-    fn to_peer(&mut self, id: PeerId, mut packet: Packet<'_>, mtu: usize) {
+    fn send_to_peer(&mut self, id: PeerId, mut packet: Packet<'_>, mtu: usize) {
         let Egress {
             peers,
             tx,
@@ -189,7 +191,13 @@ impl Egress {
     }
 
     /// Writes `packet`, which came in by `from`, to the TUN `dst`.
-    fn to_link(&mut self, from: Ingress, dst: LinkId, mut packet: Packet<'_>, switch: &Switch) {
+    fn write_to_link(
+        &mut self,
+        from: Ingress,
+        dst: LinkId,
+        mut packet: Packet<'_>,
+        switch: &Switch,
+    ) {
         let Egress {
             links,
             gro,

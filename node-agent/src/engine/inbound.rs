@@ -13,7 +13,7 @@
 //!   during a handshake to the peer, and decrypted packets through
 //!   [`Switch::from_peer`](weft_switch::Switch::from_peer), one decision
 //!   per packet (it checks the inner source against the peer's allowed
-//!   prefixes), and on: [`Core::from_peer`] and the one dispatch of
+//!   prefixes), and on: [`Core::on_decrypted`] and the one dispatch of
 //!   `dispatch.rs`, shared with packets from TUNs.
 //! - Roaming: a datagram that [`roams`] moves the peer's endpoint to its
 //!   source address.
@@ -193,7 +193,7 @@ impl Core {
                     }
                 }
             }
-            Decap::Packet(n) => self.from_peer(id, n, now),
+            Decap::Packet(n) => self.on_decrypted(id, n, now),
         }
     }
 

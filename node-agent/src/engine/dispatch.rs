@@ -155,6 +155,10 @@ impl Egress {
     ) {
         match action {
             Action::Drop(_) => {}
+            // The DNS VIP step is off until the engine calls
+            // `Switch::set_dns` (issue 15's engine wiring), and it never
+            // answers peers: not returned yet.
+            Action::DnsForward(_) | Action::DnsTcp(_) => {}
             Action::Reply(n) => {
                 if let Some(reply) = scratch.get(..n) {
                     self.send_back(from, reply);

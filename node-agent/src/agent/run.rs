@@ -52,7 +52,6 @@ use crate::metrics::{self, MetricsError};
 use crate::pods::{PodError, PodManager};
 use crate::registration::{self, RegistrationStatus, RegistrationTiming};
 use crate::wg::NodeKey;
-use crate::wg::NodeKey;
 
 /// The host port's interface name.
 pub const HOST_IFNAME: &str = "weft0";

@@ -88,6 +88,7 @@ impl Shared {
         paths: StatePaths,
         key: NodeKey,
         state: State,
+        view: Arc<ViewFeed>,
     ) -> Self {
         Self {
             cfg,
@@ -97,7 +98,23 @@ impl Shared {
             channel_gen: watch::channel(0).0,
             renew_now: Notify::new(),
             persist_now: Notify::new(),
+            view,
+            watch_opened: watch::channel(0).0,
         }
+    }
+
+    /// Where the next watch resumes: the older of the peer directory's and
+    /// the cluster view's revisions (0 when either has none), so neither
+    /// misses a change.
+    pub(super) fn resume_revision(&self) -> u64 {
+        let peers = self.with(|s| s.peers.revision());
+        peers.min(self.view.revision())
+    }
+
+    /// The next watch starts with a snapshot.
+    pub(super) fn reset_revision(&self) {
+        self.with(|s| s.peers.reset_revision());
+        self.view.reset_revision();
     }
 
     /// Runs `f` on the state under its lock. `f` must not block.

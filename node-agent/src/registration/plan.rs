@@ -29,7 +29,7 @@ use weft_agent_api::{PodRegistration, RegistrationInfo, RegistrationProblem, Reg
 use crate::view::ObjectKey;
 
 /// At most this many failures are listed in [`RegistrationInfo::problems`].
-pub const MAX_PROBLEMS: usize = 16;
+pub(super) const MAX_PROBLEMS: usize = 16;
 
 /// One call to the control plane.
 #[derive(Debug, Clone, PartialEq, Eq)]

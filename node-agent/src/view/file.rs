@@ -19,7 +19,7 @@ use super::snapshot::ViewSnapshot;
 pub const FILE_NAME: &str = "objects.json";
 
 /// The format this agent writes and reads.
-pub const FORMAT: u32 = 1;
+pub(super) const FORMAT: u32 = 1;
 
 /// The contents of `objects.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -103,7 +103,7 @@ impl ViewFile {
 }
 
 /// Encodes `snapshot` as of `revision` (compact JSON, a trailing newline).
-pub fn encode(snapshot: &ViewSnapshot, revision: u64) -> serde_json::Result<Vec<u8>> {
+pub(super) fn encode(snapshot: &ViewSnapshot, revision: u64) -> serde_json::Result<Vec<u8>> {
     let file = FileRef {
         format: FORMAT,
         revision,
@@ -119,7 +119,7 @@ pub fn encode(snapshot: &ViewSnapshot, revision: u64) -> serde_json::Result<Vec<
 }
 
 /// Writes `snapshot` to `path` atomically, mode 0600.
-pub fn save(path: &Path, snapshot: &ViewSnapshot, revision: u64) -> std::io::Result<()> {
+pub(super) fn save(path: &Path, snapshot: &ViewSnapshot, revision: u64) -> std::io::Result<()> {
     let bytes = encode(snapshot, revision).map_err(std::io::Error::other)?;
     weft_files::write_atomic(path, &bytes, 0o600)
 }

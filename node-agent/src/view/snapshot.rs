@@ -34,7 +34,7 @@ impl std::fmt::Display for ObjectKey {
 }
 
 /// One kind's objects, shared between snapshots until one changes.
-pub type Objects<K, T> = Arc<BTreeMap<K, Arc<T>>>;
+pub(super) type Objects<K, T> = Arc<BTreeMap<K, Arc<T>>>;
 
 /// The cluster's objects at one moment. Never changes once published:
 /// a change makes a new snapshot with a higher `version`.

@@ -141,7 +141,7 @@ pub(crate) enum LabCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum LabPodCommand {
+pub(crate) enum LabPodCommand {
     /// Add the pod NAMESPACE/NAME to a node: a pod namespace of the node
     /// (its lab name nK-pJ), an address through the node's agent, and its
     /// registration with the control plane (waited for), with its labels

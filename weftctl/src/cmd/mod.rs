@@ -1,12 +1,12 @@
 //! One module per `weftctl` command: its arguments (clap) and what it does.
 //! Printing for people lives beside the other renderers in `render/`.
 
-pub mod admin;
-pub mod apply;
-pub mod check;
-pub mod get;
-pub mod lab;
-pub mod manifests;
-pub mod on_lab;
-pub mod pod;
-pub mod status;
+pub(crate) mod admin;
+pub(crate) mod apply;
+pub(crate) mod check;
+pub(crate) mod get;
+pub(crate) mod lab;
+pub(crate) mod manifests;
+pub(crate) mod on_lab;
+pub(crate) mod pod;
+pub(crate) mod status;

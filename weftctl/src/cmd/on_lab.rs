@@ -21,7 +21,7 @@ use weft_lab::{Cluster, LabName, DEFAULT_STATE_ROOT};
 /// The lab an admin command goes to: the control plane's namespace and
 /// the lab's admin credentials.
 #[derive(Debug, Clone)]
-pub struct LabTarget {
+pub(crate) struct LabTarget {
     /// The control plane's network namespace.
     pub ns: String,
     /// The lab's `admin.conf`.
@@ -31,7 +31,7 @@ pub struct LabTarget {
 /// `--lab NAME` right before the command becomes `--lab=NAME`, unless NAME
 /// is one of `commands` (then it is the command, and `--lab` names the
 /// default lab) or a flag.
-pub fn normalize_args(args: Vec<OsString>, commands: &[&str]) -> Vec<OsString> {
+pub(crate) fn normalize_args(args: Vec<OsString>, commands: &[&str]) -> Vec<OsString> {
     let mut out = Vec::with_capacity(args.len());
     let mut iter = args.into_iter().peekable();
     // The program name, then everything up to the command.
@@ -63,7 +63,7 @@ pub fn normalize_args(args: Vec<OsString>, commands: &[&str]) -> Vec<OsString> {
 
 /// The lab `name` (empty: `WEFT_LAB`, else `lab`) under its state root
 /// (`WEFT_LAB_STATE_ROOT`, else the default).
-pub fn resolve(name: &str) -> Result<LabTarget> {
+pub(crate) fn resolve(name: &str) -> Result<LabTarget> {
     let name = if name.is_empty() {
         std::env::var("WEFT_LAB")
             .ok()
@@ -88,7 +88,7 @@ pub fn resolve(name: &str) -> Result<LabTarget> {
 }
 
 /// Runs `f` inside the lab's control-plane namespace.
-pub fn run_in<T: Send + 'static>(
+pub(crate) fn run_in<T: Send + 'static>(
     target: &LabTarget,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T> {

@@ -122,6 +122,11 @@ fn service_refusals() {
             s(&[&format!("spec.ports[0].targetPort: Invalid value: 65536: {PORT_RANGE}")]),
         ),
         (
+            "protocol in lower case",
+            port("{protocol: tcp, port: 80}"),
+            s(&[r#"spec.egress[0].ports[0].protocol: Unsupported value: "tcp": supported values: "TCP", "UDP""#]),
+        ),
+        (
             "SCTP",
             svc("  ports: [{port: 80, protocol: SCTP}]\n"),
             s(&[r#"spec.ports[0].protocol: Unsupported value: "SCTP": weft does not support SCTP: supported values: "TCP", "UDP""#]),
@@ -347,6 +352,16 @@ fn network_policy_refusals() {
             "except outside cidr",
             peer("ipBlock: {cidr: 10.0.0.0/8, except: [192.168.0.0/16, 10.1.0.0/16]}"),
             s(&["spec.ingress[0].from[0].ipBlock.except[0]: Invalid value: \"192.168.0.0/16\": must be a strict subset of `cidr`"]),
+        ),
+        (
+            "except of the other family",
+            peer("ipBlock: {cidr: 10.0.0.0/8, except: [\"fd00::/64\"]}"),
+            s(&["spec.ingress[0].from[0].ipBlock.except[0]: Invalid value: \"fd00::/64\": must be a strict subset of `cidr`"]),
+        ),
+        (
+            "except not a CIDR",
+            peer("ipBlock: {cidr: 10.0.0.0/8, except: [10.1.2.3]}"),
+            s(&[r#"spec.ingress[0].from[0].ipBlock.except[0]: Invalid value: "10.1.2.3": must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"#]),
         ),
         ("empty peer", peer("{}"), s(&["spec.ingress[0].from[0]: Required value: must specify a peer"])),
         (

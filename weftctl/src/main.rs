@@ -8,7 +8,7 @@ mod duration;
 mod output;
 mod render;
 
-use cmd::{admin, apply, check, get, lab, on_lab, pod, status};
+use cmd::{admin, apply, check, explain, get, lab, on_lab, pod, status};
 
 use clap::{Parser, Subcommand};
 
@@ -60,6 +60,9 @@ enum Command {
     Delete(apply::DeleteArgs),
     /// Set (key=value) and remove (key-) labels of an object.
     Label(get::LabelArgs),
+    /// Whether NetworkPolicy allows a new connection from a pod to a pod
+    /// or address, and the policy and rule that decided each direction.
+    Explain(explain::ExplainArgs),
     /// Pods on this node, through the local agent: add, del, list.
     Pod(pod::PodArgs),
     /// This node as its agent sees it: control-plane link, peers, drops.
@@ -91,6 +94,7 @@ fn admin_config(command: &mut Command) -> Option<&mut std::path::PathBuf> {
         Command::Get(a) => Some(&mut a.admin.config),
         Command::Delete(a) => Some(&mut a.admin.config),
         Command::Label(a) => Some(&mut a.admin.config),
+        Command::Explain(a) => Some(&mut a.admin.config),
         Command::Pod(_) | Command::Status(_) | Command::Check(_) | Command::Lab(_) => None,
     }
 }
@@ -107,7 +111,7 @@ fn main() {
         Some(name) => {
             let target = match admin_config(&mut cli.command) {
                 None => Err(anyhow::anyhow!(
-                    "--lab is for admin commands (apply, get, delete, label, nodes, node, token, cluster); \
+                    "--lab is for admin commands (apply, get, delete, label, explain, nodes, node, token, cluster); \
                      for a node's agent use `weftctl lab exec n1 -- weftctl ...`"
                 )),
                 Some(config) => on_lab::resolve(&name).inspect(|t| {
@@ -160,6 +164,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             Command::Get(a) => get::get(&a.admin.config.clone(), a).await,
             Command::Delete(a) => apply::delete(&a.admin.config.clone(), a).await,
             Command::Label(a) => get::label(&a.admin.config.clone(), a).await,
+            Command::Explain(a) => explain::explain(&a.admin.config.clone(), a).await,
             Command::Pod(args) => pod::run(args).await,
             Command::Status(args) => status::run(args).await,
             Command::Lab(_) | Command::Check(_) => Ok(()),

@@ -182,6 +182,7 @@ fn config_is_an_admin_flag_only() {
         &["get"],
         &["delete"],
         &["label"],
+        &["explain"],
     ] {
         assert!(help(admin).contains("--config"), "{admin:?}");
     }

@@ -55,8 +55,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 pub use explain::{Decision, DirectionExplanation, ExplainError, Explanation, Target};
-
-use weft_switch::policy::Protocol;
+/// The protocol of explained connections and `PortRange`s.
+pub use weft_switch::policy::Protocol;
 
 use crate::types::namespace::LABEL_METADATA_NAME;
 use crate::{Namespace, NetworkPolicy, Pod};

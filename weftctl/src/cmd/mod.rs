@@ -4,6 +4,7 @@
 pub(crate) mod admin;
 pub(crate) mod apply;
 pub(crate) mod check;
+pub(crate) mod explain;
 pub(crate) mod get;
 pub(crate) mod lab;
 pub(crate) mod manifests;

@@ -122,11 +122,6 @@ fn service_refusals() {
             s(&[&format!("spec.ports[0].targetPort: Invalid value: 65536: {PORT_RANGE}")]),
         ),
         (
-            "protocol in lower case",
-            port("{protocol: tcp, port: 80}"),
-            s(&[r#"spec.egress[0].ports[0].protocol: Unsupported value: "tcp": supported values: "TCP", "UDP""#]),
-        ),
-        (
             "SCTP",
             svc("  ports: [{port: 80, protocol: SCTP}]\n"),
             s(&[r#"spec.ports[0].protocol: Unsupported value: "SCTP": weft does not support SCTP: supported values: "TCP", "UDP""#]),
@@ -418,6 +413,11 @@ fn network_policy_refusals() {
             "named port syntax",
             port("{port: \"-http\"}"),
             s(&[r#"spec.egress[0].ports[0].port: Invalid value: "-http": must not begin or end with a hyphen"#]),
+        ),
+        (
+            "protocol in lower case",
+            port("{protocol: tcp, port: 80}"),
+            s(&[r#"spec.egress[0].ports[0].protocol: Unsupported value: "tcp": supported values: "TCP", "UDP""#]),
         ),
         (
             "SCTP",

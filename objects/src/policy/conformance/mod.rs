@@ -27,7 +27,9 @@ mod table;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
-pub use scenario::{Action, Expectation, ModelState, Probe, Scenario, ScenarioError, Step};
+pub use scenario::{
+    Action, Expectation, LabelChange, ModelState, Probe, Scenario, ScenarioError, Step,
+};
 pub use table::Reachability;
 
 use crate::types::namespace::LABEL_METADATA_NAME;

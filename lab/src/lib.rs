@@ -60,6 +60,7 @@ mod guard;
 mod name;
 mod ping;
 mod process;
+mod resolv;
 mod spec;
 mod state;
 mod teardown;

@@ -115,6 +115,7 @@ pub fn teardown(name: &LabName, state_root: &Path) -> Result<TeardownReport, Lab
         })
     });
     for ns in namespaces {
+        crate::resolv::remove(&ns);
         match ip(&["netns", "delete", &ns]) {
             Ok(_) => report.namespaces_deleted.push(ns),
             // Someone else deleted it meanwhile: fine.

@@ -186,12 +186,29 @@ impl Lab {
                     "{ns} is not a namespace of lab '{name}'"
                 )));
             }
+            crate::resolv::remove(ns);
             if Path::new("/run/netns").join(ns).exists() {
                 ip(&["netns", "delete", ns])?;
             }
             state.pods.retain(|p| p.ns != ns);
             Ok(())
         })
+    }
+
+    /// The resolver lab agents forward names outside the cluster to: the
+    /// outside host `ext`'s address (the underlay's last host address,
+    /// `192.0.2.254` on the default `/24`), whether or not `ext` is up, so
+    /// no lab query ever leaves the machine.
+    pub fn dns_upstream(&self) -> std::net::Ipv4Addr {
+        let state = self.state();
+        if let Some(ext) = &state.external {
+            return ext.address.addr();
+        }
+        let net = state.underlay_cidr;
+        u32::from(net.broadcast())
+            .checked_sub(1)
+            .map(std::net::Ipv4Addr::from)
+            .unwrap_or(net.addr())
     }
 
     /// Adds the outside host `ext` (`weft-<name>-ext`): a host on the

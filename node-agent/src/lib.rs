@@ -15,6 +15,7 @@ pub mod agent;
 pub mod api;
 pub mod cluster;
 pub mod cni;
+pub mod dns;
 pub mod engine;
 pub mod kernel;
 pub mod logging;

@@ -20,12 +20,15 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// (`weftctl lab exec n1 -- curl -s 127.0.0.1:9590/metrics`).
 pub const LAB_METRICS: &str = "127.0.0.1:9590";
 
-/// The arguments of `weft-agent` for `node`. The token, needed only to join,
+/// The arguments of `weft-agent` for `node`. Its upstream resolver is
+/// `dns_upstream`, the outside host `ext`'s address (tests run a resolver
+/// there; without one, names outside the cluster get SERVFAIL). The token, needed only to join,
 /// goes in the environment (`WEFT_TOKEN`), so it is not in `lab.json`.
 pub(crate) fn agent_args(
     cp: &ControlPlaneRecord,
     node: &NodeRecord,
     ca_hash: Option<&str>,
+    dns_upstream: std::net::Ipv4Addr,
 ) -> Vec<String> {
     let mut args = vec![
         "--control-plane".to_string(),
@@ -43,6 +46,10 @@ pub(crate) fn agent_args(
         // Each node has a network namespace, so each its own loopback.
         "--metrics-listen".to_string(),
         LAB_METRICS.to_string(),
+        // Names outside the cluster go to the lab's outside host, never to
+        // the machine's resolvers: no lab query leaves the machine.
+        "--dns-upstream".to_string(),
+        dns_upstream.to_string(),
     ];
     if let Some(hash) = ca_hash {
         args.push("--ca-hash".to_string());

@@ -447,7 +447,12 @@ impl Cluster {
             Some(r) => (r.program, r.args),
             None => (
                 self.record.binaries.agent.display().to_string(),
-                agent::agent_args(cp, node, token.map(|t| t.ca_hash.as_str())),
+                agent::agent_args(
+                    cp,
+                    node,
+                    token.map(|t| t.ca_hash.as_str()),
+                    self.lab.dns_upstream(),
+                ),
             ),
         };
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -272,6 +272,22 @@ pub(super) fn add_identified_pod(
             log: node.log.clone(),
             log_tail: crate::process::log_tail(&node.log, 20),
         })?;
+    // The pod resolves through the cluster DNS its agent answers.
+    let settings = agent::status(&node.api_socket, wait).map_err(|reason| LabError::Refused {
+        what: format!(
+            "reading the cluster DNS settings from {} (status)",
+            node.name
+        ),
+        reason,
+        log: node.log.clone(),
+        log_tail: crate::process::log_tail(&node.log, 20),
+    })?;
+    crate::resolv::write(
+        &ns.ns,
+        &settings.node.cluster_dns,
+        &settings.node.cluster_domain,
+        &identity.namespace,
+    )?;
     Ok(ClusterPod {
         name: id,
         namespace: Some(identity.namespace.clone()),

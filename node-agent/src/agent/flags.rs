@@ -141,6 +141,17 @@ pub struct RunArgs {
     /// 127.0.0.1:9590 [default: off].
     #[arg(long, env = "WEFT_METRICS_LISTEN", value_name = "IP:PORT")]
     pub metrics_listen: Option<String>,
+
+    /// The resolvers names outside the cluster are forwarded to, IP or
+    /// IP:PORT, comma-separated [default: the nameservers of the node's
+    /// /etc/resolv.conf, without the cluster DNS address].
+    #[arg(long, env = "WEFT_DNS_UPSTREAM", value_name = "IP[:PORT],...")]
+    pub dns_upstream: Option<String>,
+
+    /// The cluster domain the agent answers for [default: the cluster's,
+    /// from the control plane (cluster.local unless it was set there)].
+    #[arg(long, env = "WEFT_CLUSTER_DOMAIN", value_name = "DOMAIN")]
+    pub cluster_domain: Option<String>,
 }
 
 /// Flags of `weft-agent leave`.
@@ -227,6 +238,10 @@ pub struct AgentConfig {
     pub offload: bool,
     /// Where to serve Prometheus metrics, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// `--dns-upstream`, if given.
+    pub dns_upstreams: Option<Vec<SocketAddr>>,
+    /// `--cluster-domain` (lower case, no trailing dot), if given.
+    pub cluster_domain: Option<String>,
 }
 
 /// `weft-agent leave`'s checked configuration.
@@ -346,6 +361,25 @@ impl RunArgs {
         if self.state_dir.as_os_str().is_empty() {
             return bad("--state-dir must not be empty".into());
         }
+        let dns_upstreams =
+            match self.dns_upstream.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(list) => Some(crate::dns::upstream::parse_upstreams(list).map_err(|why| {
+                    ConfigError::Invalid(format!("--dns-upstream {list:?}: {why}"))
+                })?),
+            };
+        let cluster_domain = match self.cluster_domain.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(d) => {
+                let domain = d.trim_end_matches('.').to_ascii_lowercase();
+                if !weft_objects::names::is_dns1123_subdomain(&domain).is_empty() {
+                    return bad(format!(
+                        "--cluster-domain {d:?}: not a DNS domain (lower-case labels of [a-z0-9-], dot-separated)"
+                    ));
+                }
+                Some(domain)
+            }
+        };
         let socket_len = self.api_socket.as_os_str().len();
         if socket_len == 0 {
             return bad("--api-socket must not be empty".into());
@@ -370,6 +404,8 @@ impl RunArgs {
             log_json: self.log_json,
             offload: !self.no_offload,
             metrics_listen,
+            dns_upstreams,
+            cluster_domain,
         })
     }
 }

@@ -49,7 +49,7 @@ use crate::kernel::tun::{
 };
 use crate::kernel::underlay::{self, FALLBACK_MTU};
 use crate::metrics::{self, MetricsError};
-use crate::pods::{PodError, PodManager};
+use crate::pods::{PodDns, PodError, PodManager};
 use crate::registration::{self, RegistrationStatus, RegistrationTiming};
 use crate::wg::NodeKey;
 
@@ -253,6 +253,14 @@ pub async fn run(
         tokio::spawn(async move { core.run(sink, stopped).await })
     };
 
+    // Cluster DNS: the zone follows the objects; the engine answers.
+    let dns_task = tokio::spawn(crate::dns::run(
+        dns_plan(&cfg, &node),
+        core.view().subscribe(),
+        dataplane.clone(),
+        stop_tx.subscribe(),
+    ));
+
     let result = serve(
         &cfg,
         listeners,
@@ -267,6 +275,7 @@ pub async fn run(
     .await;
 
     let _ = stop_tx.send(true);
+    stop_task(dns_task, STOP_GRACE, "cluster DNS").await;
     if !core_task.is_finished() {
         let _ = tokio::time::timeout(STOP_GRACE * 3, &mut core_task).await;
     }
@@ -309,7 +318,10 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     let pods = tokio::select! {
-        p = PodManager::open(&cfg.state_dir, node.pod_cidr, node.host_address(), mtu, dataplane.clone()) => Arc::new(p?),
+        p = PodManager::open(&cfg.state_dir, node.pod_cidr, node.host_address(), mtu, dataplane.clone()) => Arc::new(p?.with_dns(PodDns {
+            nameserver: node.settings.cluster_dns,
+            domain: dns_plan(cfg, node).domain,
+        })),
         r = &mut *core_task => return core_result(r),
         _ = stopped() => return Ok(()),
     };
@@ -375,6 +387,28 @@ async fn stop_task<T>(mut task: tokio::task::JoinHandle<T>, grace: Duration, wha
     if !task.is_finished() && tokio::time::timeout(grace, &mut task).await.is_err() {
         tracing::warn!("{what} did not stop in time");
         task.abort();
+        let _ = task.await;
+    }
+}
+
+/// Cluster DNS as the flags and the cluster's settings say: the address
+/// pods are given, the domain (`--cluster-domain` or the cluster's), the
+/// upstreams (`--dns-upstream` or the node's resolv.conf).
+fn dns_plan(cfg: &AgentConfig, node: &NodeFile) -> crate::dns::DnsPlan {
+    let vip = node.settings.cluster_dns;
+    let domain = cfg.cluster_domain.clone().unwrap_or_else(|| {
+        node.settings
+            .cluster_domain
+            .trim_end_matches('.')
+            .to_ascii_lowercase()
+    });
+    let upstreams = cfg.dns_upstreams.clone().unwrap_or_else(|| {
+        crate::dns::upstream::from_system(std::path::Path::new("/etc/resolv.conf"), &[vip])
+    });
+    crate::dns::DnsPlan {
+        vips: vec![vip],
+        domain,
+        upstreams,
     }
 }
 

@@ -31,6 +31,7 @@ pub(super) enum Command {
     AttachPod(super::PodPort, Reply<()>),
     DetachPod(String, Reply<Option<Tun>>),
     Status(Reply<DataplaneStatus>),
+    SetDns(super::DnsSettings, Reply<()>),
     Shutdown,
 }
 

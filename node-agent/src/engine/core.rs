@@ -12,11 +12,13 @@
 //! - [`WgInbound`]: WireGuard before a peer is known: the node's key, the
 //!   gate (rate limits, MACs, cookies) and the handshake queue;
 //! - [`Buffers`]: the packet buffers, allocated once;
-//! - [`Offloads`]: what was negotiated with the kernel.
+//! - [`Offloads`]: what was negotiated with the kernel;
+//! - `dns`: the upstream forwarder of cluster DNS ([`super::dns`]).
 
 use std::net::UdpSocket;
 
 use super::counters::{EngineCounters, EngineDrop};
+use super::dns::DnsUpstream;
 use super::handshakes::HandshakeQueue;
 use super::link::Link;
 use super::links::{LinkId, Links};
@@ -36,6 +38,8 @@ pub(super) struct Core {
     pub(super) wg: WgInbound,
     pub(super) bufs: Buffers,
     pub(super) offloads: Offloads,
+    /// Cluster DNS: forwarding to the node's upstream resolvers.
+    pub(super) dns: DnsUpstream,
 }
 
 /// Where a packet can go, and the counts of where packets went.
@@ -115,6 +119,7 @@ impl Core {
                 scratch: vec![0; 4096].into_boxed_slice(),
             },
             offloads,
+            dns: DnsUpstream::default(),
         }
     }
 

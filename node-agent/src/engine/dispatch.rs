@@ -108,6 +108,7 @@ impl Core {
             switch,
             egress,
             bufs: Buffers { pkt, scratch, .. },
+            dns,
             ..
         } = self;
         let Some(mut packet) = Packet::new(pkt, len, hdr) else {
@@ -116,6 +117,11 @@ impl Core {
         let segments = segment_count(packet.ip(), &hdr) as u64;
         let from = id.ingress();
         let action = switch.process(from, packet.ip(), &hdr, scratch, now);
+        if let Action::DnsForward(query) = action {
+            // Cluster DNS: a name for the upstream resolvers.
+            dns.forward(now, query, packet.ip(), egress);
+            return segments;
+        }
         if hdr.is_gso() {
             egress.counters.super_read = egress.counters.super_read.wrapping_add(1);
         }
@@ -155,9 +161,9 @@ impl Egress {
     ) {
         match action {
             Action::Drop(_) => {}
-            // The DNS VIP step is off until the engine calls
-            // `Switch::set_dns` (issue 15's engine wiring), and it never
-            // answers peers: not returned yet.
+            // Forwarded queries are taken before dispatch
+            // (`Core::forward_dns`); the VIP never answers peers.
+            // DNS over TCP is not terminated by the engine: dropped.
             Action::DnsForward(_) | Action::DnsTcp(_) => {}
             Action::Reply(n) => {
                 if let Some(reply) = scratch.get(..n) {

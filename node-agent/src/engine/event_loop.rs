@@ -59,7 +59,10 @@ pub(super) const UDP_MAX_BATCHES: usize = 64;
 const WAKER: Token = Token(0);
 const UDP: Token = Token(1);
 const HOST: Token = Token(2);
-const PORT_BASE: usize = 3;
+/// The DNS upstream sockets (IPv4, IPv6).
+const DNS_V4: Token = Token(3);
+const DNS_V6: Token = Token(4);
+const PORT_BASE: usize = 5;
 
 fn port_token(id: PortId) -> Token {
     Token(PORT_BASE + id.0 as usize)
@@ -176,6 +179,8 @@ struct Readiness {
     commands: bool,
     udp: bool,
     host: bool,
+    /// An upstream DNS socket has answers.
+    dns: bool,
     /// Handshake messages are queued.
     handshakes: bool,
     /// Indexed by `PortId`: whether it is in `ports`.
@@ -198,7 +203,12 @@ impl Readiness {
     }
 
     fn any(&self) -> bool {
-        self.commands || self.udp || self.host || self.handshakes || !self.ports.is_empty()
+        self.commands
+            || self.udp
+            || self.host
+            || self.dns
+            || self.handshakes
+            || !self.ports.is_empty()
     }
 }
 
@@ -239,6 +249,7 @@ impl Engine {
                     WAKER => self.ready.commands = true,
                     UDP => self.ready.udp = true,
                     HOST => self.ready.host = true,
+                    DNS_V4 | DNS_V6 => self.ready.dns = true,
                     Token(t) => self.ready.mark_port(PortId((t - PORT_BASE) as u32)),
                 }
             }
@@ -254,6 +265,7 @@ impl Engine {
             self.serve(now);
             if now >= next_tick {
                 self.core.tick(now);
+                self.core.expire_dns(now);
                 next_tick = now + TICK;
             }
             self.core.flush();
@@ -267,6 +279,9 @@ impl Engine {
         }
         if self.ready.host {
             self.ready.host = self.core.drain_link(LinkId::Host, now);
+        }
+        if self.ready.dns {
+            self.ready.dns = self.core.drain_dns(now);
         }
         if !self.ready.ports.is_empty() {
             std::mem::swap(&mut self.ready.ports, &mut self.ready.serving);
@@ -353,6 +368,10 @@ impl Engine {
                 }
                 Command::Status(reply) => {
                     let _ = reply.send(Ok(self.core.status()));
+                }
+                Command::SetDns(settings, reply) => {
+                    let registry = self.poll.registry();
+                    let _ = reply.send(self.core.set_dns(settings, registry, (DNS_V4, DNS_V6)));
                 }
             }
         }

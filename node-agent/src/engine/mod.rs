@@ -27,7 +27,8 @@
 //! one dispatch of its `Action` to a peer, a TUN or back), `inbound`
 //! (datagrams from peers: the gate, the tunnels, timers), `handshakes`
 //! (the queue of admitted handshake messages, served after the data),
-//! `control` (commands and status), `links` (the TUNs: host and pod ports,
+//! `control` (commands and status), `dns` (cluster DNS: the switch's
+//! settings and the upstream forwarder), `links` (the TUNs: host and pod ports,
 //! by `LinkId`) and `link` (one TUN and its offloads), `peers` (the peer
 //! slots, by the switch's `PeerId`), `slots` (the slot vector of both tables), `udp` (socket tuning,
 //! `recvmmsg`/`sendmmsg` batches with GSO/GRO) and `counters`. WireGuard
@@ -50,6 +51,7 @@ mod control;
 mod core;
 mod counters;
 mod dispatch;
+mod dns;
 mod event_loop;
 mod handshakes;
 mod inbound;
@@ -71,6 +73,7 @@ use tokio::sync::oneshot;
 use crate::kernel::tun::Tun;
 use crate::wg::NodeKey;
 use control::{Command, Reply};
+pub use dns::{DnsEngineStats, DnsSettings};
 
 /// What the data plane needs to start.
 #[derive(Debug, Clone)]
@@ -289,6 +292,14 @@ impl Dataplane {
     pub async fn detach_pod(&self, id: &str) -> Result<Option<Tun>, DataplaneError> {
         let id = id.to_owned();
         self.call(|reply| Command::DetachPod(id, reply)).await
+    }
+
+    /// Configure cluster DNS (whole): the VIPs and zone the switch answers
+    /// from, the upstreams other names go to. Sent again with every new
+    /// zone; the forwarder (and its cache) is rebuilt only when the
+    /// upstreams change.
+    pub async fn set_dns(&self, settings: DnsSettings) -> Result<(), DataplaneError> {
+        self.call(|reply| Command::SetDns(settings, reply)).await
     }
 
     /// Current peers, ports and counters.

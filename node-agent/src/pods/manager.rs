@@ -16,6 +16,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::alloc::AddressPool;
 use super::record::{validate_add, validate_id, AddPod, PodRecord};
+use super::resolv::{self, PodDns};
 use super::sink::PortSink;
 use super::store;
 use super::PodError;
@@ -41,6 +42,8 @@ pub struct PodManager {
     /// Bumped after every change of the table (a pod added, deleted,
     /// attached): what the pod registrations follow.
     changes: watch::Sender<u64>,
+    /// What the pods' `/etc/netns` resolv.conf says, if anything.
+    dns: Option<PodDns>,
 }
 
 impl fmt::Debug for PodManager {
@@ -130,6 +133,7 @@ impl PodManager {
             table: Mutex::new(BTreeMap::new()),
             count: AtomicUsize::new(0),
             changes: watch::channel(0).0,
+            dns: None,
         };
         if let Some(old) = state.node_cidr.filter(|old| *old != pool.cidr()) {
             warn!(old = %old, new = %pool.cidr(), "the node CIDR changed; pods outside it are removed");
@@ -154,6 +158,14 @@ impl PodManager {
         info!(pods = table.len(), attached, cidr = %pool.cidr(), "pods loaded");
         drop(table);
         Ok(manager)
+    }
+
+    /// Writes `/etc/netns/<pod>/resolv.conf` (cluster DNS) for every pod
+    /// added from now on in a namespace the agent creates, and removes it
+    /// with the pod.
+    pub fn with_dns(mut self, dns: PodDns) -> Self {
+        self.dns = Some(dns);
+        self
     }
 
     /// Re-attaches one recorded pod at start; false if its record is dropped.
@@ -334,6 +346,10 @@ impl PodManager {
             return Err(e);
         }
         record.attached = true;
+        if let (true, Some(dns)) = (record.created_netns, &self.dns) {
+            let namespace = record.pod_namespace.as_deref().unwrap_or("default");
+            resolv::write(dns, &record.id, namespace);
+        }
         table.insert(record.id.clone(), record.clone());
         self.changed();
         info!(address = %record.address, netns = %record.netns.display(), ifname = %record.ifname, "pod added");
@@ -467,6 +483,7 @@ impl PodManager {
             Err(e) => return Err(e.into()),
         }
         if record.created_netns {
+            resolv::remove(&record.id);
             match NetNs::named_path(&record.id) {
                 Ok(path) if path == record.netns => match NetNs::delete_named(&record.id) {
                     Ok(()) | Err(NetNsError::NotFound { .. }) => {}

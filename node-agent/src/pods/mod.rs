@@ -24,6 +24,9 @@
 //!   namespace that is gone already is fine. It detaches, deletes the TUN,
 //!   deletes the namespace if the agent created it, and frees the address.
 //!   If a kernel step fails, the record stays, so a retry finishes the job.
+//! - A pod in a namespace the agent creates gets `/etc/netns/<id>/resolv.conf`
+//!   (cluster DNS and the search list, [`PodDns`]) when the agent is given
+//!   one ([`PodManager::with_dns`]), removed with the pod (`resolv.rs`).
 //! - Pod operations are serialised (one at a time per node); each takes
 //!   milliseconds.
 //! - The data plane is reached through [`PortSink`] (implemented by
@@ -32,6 +35,7 @@
 mod alloc;
 mod manager;
 mod record;
+mod resolv;
 mod sink;
 mod store;
 
@@ -42,6 +46,7 @@ use ipnet::IpNet;
 pub use alloc::{AddressPool, Unassignable};
 pub use manager::PodManager;
 pub use record::{validate_id, AddPod, PodRecord, MAX_ID_LEN};
+pub use resolv::PodDns;
 pub use sink::{MemoryPortSink, PortSink, SinkEvent};
 pub use store::{decode as decode_state, encode as encode_state, PodState, FILE_NAME};
 

@@ -217,7 +217,8 @@ fn pods_resolve_cluster_names_and_outside_names_through_their_agent() {
         &["--label", "app=web", "--port", "http=8080/TCP"],
     );
     add("shop/client", "n2", &[]);
-    let fresh = weft_lab::Cluster::open(cluster.name(), Path::new(weft_lab::DEFAULT_STATE_ROOT)).unwrap();
+    let fresh =
+        weft_lab::Cluster::open(cluster.name(), Path::new(weft_lab::DEFAULT_STATE_ROOT)).unwrap();
     let web_ip = fresh.pod("shop/web-1").unwrap().ip.to_string();
     let client_ns = fresh.pod("shop/client").unwrap().ns.clone();
     let resolv =

@@ -52,11 +52,36 @@ pub enum DropReason {
     /// To the DNS VIP on another port or protocol: answered ICMP port
     /// unreachable (unless an ICMP error, or rate-limited).
     DnsVipPort,
+    /// To a Service without a ready endpoint (none anywhere): answered
+    /// with a TCP RST or ICMP port unreachable (docs/services.md).
+    ServiceNoEndpoints,
+    /// To a Service address on a port or protocol it does not serve:
+    /// answered as [`Self::ServiceNoEndpoints`].
+    ServiceUnknownPort,
+    /// Aimed at a Service but unable to start a connection there (TCP
+    /// without SYN, a fragment, an ICMP error or echo, from a peer): never
+    /// forwarded untranslated.
+    ServiceInvalid,
+    /// `internalTrafficPolicy: Local` and no endpoint on this node.
+    ServiceNoLocalEndpoints,
+    /// A reply from an endpoint its UDP flow was moved away from.
+    ServiceStaleEndpoint,
+    /// A hairpin connection without a hairpin address or a free port.
+    ServiceHairpin,
+    /// A packet of a translated flow that cannot be rewritten (IPv6
+    /// extension headers before the transport header).
+    ServiceUnrewritable,
+    /// A new connection the conntrack table refused: full of established
+    /// connections, or its source at its limit (the conntrack counters
+    /// `table_full` and `source_limited` say which).
+    ConntrackFull,
+    /// A new connection whose reply tuple a live connection holds.
+    ConntrackKeyTaken,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 15] = [
+    pub const ALL: [DropReason; 24] = [
         Self::Malformed,
         Self::Martian,
         Self::LinkLocal,
@@ -72,6 +97,15 @@ impl DropReason {
         Self::PacketTooBig,
         Self::DnsQuery,
         Self::DnsVipPort,
+        Self::ServiceNoEndpoints,
+        Self::ServiceUnknownPort,
+        Self::ServiceInvalid,
+        Self::ServiceNoLocalEndpoints,
+        Self::ServiceStaleEndpoint,
+        Self::ServiceHairpin,
+        Self::ServiceUnrewritable,
+        Self::ConntrackFull,
+        Self::ConntrackKeyTaken,
     ];
 
     /// The stable metric label for this reason.
@@ -92,6 +126,15 @@ impl DropReason {
             Self::PacketTooBig => "packet_too_big",
             Self::DnsQuery => "dns_query",
             Self::DnsVipPort => "dns_vip_port",
+            Self::ServiceNoEndpoints => "service_no_endpoints",
+            Self::ServiceUnknownPort => "service_unknown_port",
+            Self::ServiceInvalid => "service_invalid",
+            Self::ServiceNoLocalEndpoints => "service_no_local_endpoints",
+            Self::ServiceStaleEndpoint => "service_stale_endpoint",
+            Self::ServiceHairpin => "service_hairpin",
+            Self::ServiceUnrewritable => "service_unrewritable",
+            Self::ConntrackFull => "conntrack_full",
+            Self::ConntrackKeyTaken => "conntrack_key_taken",
         }
     }
 

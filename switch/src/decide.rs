@@ -5,18 +5,21 @@
 //! boringtun's decapsulation produced; trailing link padding is tolerated;
 //! from a TUN, a TSO/USO super-packet with its virtio-net header), may
 //! rewrite it in place (TTL / hop limit), may write an ICMP error or a
-//! DNS answer into `scratch`, and returns an [`Action`]. One decision per
-//! super-packet. It never locks, hashes, reads a clock or panics, and
-//! never allocates but to answer a DNS query. Every packet is counted
+//! DNS answer or a Service's reject into `scratch`, may translate a
+//! Service flow in place, and returns an [`Action`]. One decision (and one
+//! conntrack lookup) per super-packet. It never locks, reads a clock or
+//! panics, hashes only the flow key (the conntrack lookup, once services
+//! are enabled), and never allocates but to answer a DNS query. Every packet is counted
 //! exactly once: as forwarded to a port, the host or a peer, as taken by
 //! the DNS VIP, or as dropped for one [`DropReason`] (an ICMP error sent
 //! for it is counted on top, in `icmp_sent`).
 //!
 //! Steps (the crate docs list them with the slots still to fill): ingress
 //! known? -> parse -> martians -> anti-spoofing (strict reverse path: the
-//! route back to the source must be the ingress) -> [conntrack] -> cluster
-//! DNS (`dns/vip.rs`) -> [service translation, policy] -> route (longest
-//! prefix match) -> TTL -> egress MTU -> forward.
+//! route back to the source must be the ingress) -> cluster DNS
+//! (`dns/vip.rs`) -> conntrack and service translation (`services.rs`,
+//! once enabled) -> [policy] -> route (longest prefix match) -> TTL ->
+//! egress MTU -> forward.
 
 use std::time::Instant;
 
@@ -30,6 +33,7 @@ use crate::mtu::{self, Fit};
 use crate::ports::{Ingress, PeerId, PortId, Route};
 use crate::prefix::PrefixTable;
 use crate::ratelimit::TokenBucket;
+use crate::services::{ServiceStep, StepOutcome};
 use crate::wire::{IpPacket, Transport, VnetHdr};
 
 /// ICMP errors allowed per second, on average, across the whole switch.
@@ -73,6 +77,9 @@ enum Verdict {
     Reject(DropReason, IcmpError),
     /// For the DNS VIP: answered, forwarded or dropped by `dns/vip.rs`.
     Dns(DnsVerdict),
+    /// Drop, counted for this reason, and send `scratch[..n]` back (a
+    /// Service's reject, written by the translator; not rate-limited).
+    Answer(DropReason, usize),
 }
 
 /// The node's L3 packet switch. See the [crate docs](crate).
@@ -85,6 +92,9 @@ pub struct Switch {
     pub(crate) counters: Counters,
     /// The DNS VIP step's configuration, zone and counters.
     pub(crate) dns: DnsVip,
+    /// Connection tracking and service translation (`services.rs`);
+    /// `None` until [`Switch::enable_services`].
+    pub(crate) services: Option<Box<ServiceStep>>,
 }
 
 impl Default for Switch {
@@ -103,6 +113,7 @@ impl Switch {
             icmp_limit: TokenBucket::new(DEFAULT_ICMP_PER_SECOND, DEFAULT_ICMP_BURST),
             counters: Counters::default(),
             dns: DnsVip::default(),
+            services: None,
         }
     }
 
@@ -165,7 +176,7 @@ impl Switch {
         scratch: &mut [u8],
         now: Instant,
     ) -> Action {
-        match self.decide(ingress, packet, hdr) {
+        match self.decide(ingress, packet, hdr, scratch, now) {
             Verdict::Forward(action) => {
                 match action {
                     Action::ToPort(_) => self.counters.count_to_port(),
@@ -193,10 +204,21 @@ impl Switch {
                 }
             }
             Verdict::Dns(verdict) => self.finish_dns(verdict, packet, scratch, now),
+            Verdict::Answer(reason, n) => {
+                self.counters.count_drop(reason);
+                Action::Reply(n)
+            }
         }
     }
 
-    fn decide(&self, ingress: Ingress, packet: &mut [u8], hdr: &VnetHdr) -> Verdict {
+    fn decide(
+        &mut self,
+        ingress: Ingress,
+        packet: &mut [u8],
+        hdr: &VnetHdr,
+        scratch: &mut [u8],
+        now: Instant,
+    ) -> Verdict {
         let spoofed = match ingress {
             Ingress::Port(p) if !self.config.has_port(p) => {
                 return Verdict::Drop(DropReason::UnknownPort)
@@ -210,7 +232,7 @@ impl Switch {
         };
 
         // 1. Parse.
-        let Ok(mut ip) = IpPacket::new_checked(&mut *packet) else {
+        let Ok(ip) = IpPacket::new_checked(&mut *packet) else {
             return Verdict::Drop(DropReason::Malformed);
         };
         let Ok(transport) = ip.transport() else {
@@ -232,20 +254,31 @@ impl Switch {
             return Verdict::Drop(spoofed);
         }
 
-        // Steps 3-6 slot in here, on the parsed `ip` and `transport` (see
-        // the crate docs):
-        // 3. conntrack (5-tuple lookup / create, so the rest is stateful);
-        // 4. cluster DNS: the node-local DNS VIP (`dns/vip.rs`), before
+        // 4. Cluster DNS: the node-local DNS VIP (`dns/vip.rs`), answered
+        //    in place (stateless, so no conntrack entry), before
         //    translation: the VIP has no endpoints.
         if let Some(dns) = self.dns_step(ingress, &ip, transport, hdr) {
             return Verdict::Dns(dns);
         }
-        // 5. service translation (DNAT a ClusterIP to an endpoint in place
-        //    with `FlowPacket::rewrite_dst`, replies reverse-translated),
-        //    after which `dst` must be re-read;
-        // 6. network policy (`crate::policy`, on the translated addresses;
-        //    may return `Verdict::Drop` or a `Reject` with
-        //    `IcmpError::AdminProhibited`).
+        // 3 and 5. Connection tracking and service translation
+        //    (`services.rs`): one lookup; a Service flow is rewritten in
+        //    place (replies reverse-translated), so the route below is
+        //    taken on the packet as it now is.
+        let _tracked = match self.service_step(ingress, packet, hdr, scratch, now) {
+            None => None,
+            Some(StepOutcome::Continue(tracked)) => Some(tracked),
+            Some(StepOutcome::Answer(reason, n)) => return Verdict::Answer(reason, n),
+            Some(StepOutcome::Drop(reason)) => return Verdict::Drop(reason),
+        };
+        // 6. Network policy slot (`crate::policy`, on the translated
+        //    addresses): decide on `_tracked` when it is `new`, store the
+        //    verdict in its entry (`Entry::policy`), read it back on later
+        //    packets; may return `Verdict::Drop` or a `Reject` with
+        //    `IcmpError::AdminProhibited`.
+        let Ok(mut ip) = IpPacket::new_checked(&mut *packet) else {
+            return Verdict::Drop(DropReason::Malformed);
+        };
+        let dst = ip.dst_addr();
 
         // 7. Route. Never answer an ICMP error or a non-first fragment with
         // an ICMP error (RFC 1122 3.2.2, RFC 1812 4.3.2.7).

@@ -38,11 +38,12 @@
 //!    only from its pod CIDR, the host port only from the node's overlay
 //!    addresses — a strict reverse-path check on the route table, after
 //!    dropping martians (`decide.rs`, `martian.rs`);
-//! 3. *slot:* **connection tracking** ([`conntrack`]): 5-tuple -> entry
-//!    with NAT state, policy verdict, counters, Linux's timeouts; bounded,
-//!    no allocation per packet. Built, with step 5, as one call
-//!    ([`service::Translator::translate`]); hooking it into the decision
-//!    is the slot;
+//! 3. **connection tracking** ([`conntrack`]): 5-tuple -> entry with
+//!    NAT state, policy verdict slot, counters, Linux's timeouts; bounded,
+//!    no allocation per packet. Built with step 5 as one call
+//!    ([`service::Translator::translate`]) and run by the decision once
+//!    [`Switch::enable_services`] turned it on (`services.rs`); the DNS
+//!    VIP's stateless answers (step 4) are decided before it;
 //! 4. **cluster DNS** ([`dns::vip`]): a UDP query from a local pod (or
 //!    the host port) to a DNS VIP ([`Switch::set_dns`]) is answered by the
 //!    node itself, before service translation (the VIP has no endpoints
@@ -53,15 +54,19 @@
 //!    [`dns::reply_packet`]); TCP to port 53 is the engine's
 //!    ([`Action::DnsTcp`]); other ports get ICMP port unreachable; peers
 //!    are never answered (the VIP is node-local);
-//! 5. *slot:* **service translation** ([`service`]): ClusterIP ->
-//!    endpoint with [`wire::FlowPacket::rewrite_dst`] (full or partial
-//!    checksums, super-packets included), replies and ICMP errors
-//!    reverse-translated from the entry, rejects for Services without
-//!    endpoints, hairpin;
+//! 5. **service translation** ([`service`], `services.rs`): a new flow
+//!    from a local pod or the host port to a ClusterIP / external IP ->
+//!    one endpoint, rewritten in place with [`wire::FlowPacket::rewrite_dst`]
+//!    (full or partial checksums, super-packets included); replies and
+//!    ICMP errors reverse-translated from the entry; rejects (TCP RST,
+//!    ICMP port unreachable) for Services without endpoints and ports
+//!    they lack; hairpin; the route is then taken on the new destination;
 //! 6. *slot:* **network policy**: evaluated once per connection on the
 //!    translated addresses, the verdict kept in the conntrack entry. The
 //!    compiled tables and the verdict are built ([`policy`]); hooking them
-//!    into the decision is the slot;
+//!    into the decision is the slot (marked in `decide.rs`: the tracked
+//!    entry is at hand there, with `new` set on a connection's first
+//!    packet, and `Entry::policy` holds the verdict);
 //! 7. **route**: longest-prefix match ([`PrefixTable`]) -> a pod port, the
 //!    host port or a peer ([`Action`]); then the TTL / hop limit, and the
 //!    egress MTU (per segment for a super-packet; ICMP "fragmentation
@@ -80,7 +85,8 @@
 //!   the quoted packet of an ICMP error, IP+TCP/UDP with its checksum state
 //!   (`flow.rs`), the virtio-net header, and the one checksum (RFC 1071
 //!   sum, RFC 1624 update, pseudo-headers).
-//! - `decide.rs`: the per-packet decision and [`Action`]; `config.rs`: the
+//! - `decide.rs`: the per-packet decision and [`Action`]; `services.rs`:
+//!   conntrack and translation as a step of it; `config.rs`: the
 //!   control path (CIDRs, host addresses, ports, peers, MTUs) and the route
 //!   table built from it; `prefix.rs`: the LPM table; `ports.rs`: ids and
 //!   routes; `martian.rs`: never-forwarded addresses; `mtu.rs`: the egress
@@ -131,6 +137,7 @@ mod ports;
 mod prefix;
 mod ratelimit;
 pub mod service;
+mod services;
 pub mod wire;
 
 #[cfg(any(test, feature = "testing"))]
@@ -146,4 +153,5 @@ pub use icmp_error::IcmpError;
 pub use ports::{Ingress, PeerId, PortId, Route};
 pub use prefix::PrefixTable;
 pub use ratelimit::TokenBucket;
+pub use services::{ServicesConfig, ServicesStatus};
 pub use wire::{IpPacket, Ipv4Packet, Ipv6Packet, ParseError, Transport};

@@ -22,6 +22,7 @@ mod malformed;
 mod mtu;
 mod props;
 mod routing;
+mod services;
 mod spoofing;
 
 /// The start of every test's clock: tests pass time in, as the engine does.

@@ -33,8 +33,8 @@ pub use pod_meta::{
 pub use wire::{
     ClusterViewInfo, DataplaneInfo, DropCount, ErrorBody, ErrorCode, OffloadInfo, PeerInfo, Pod,
     PodAddRequest, PodDelResult, PodList, PodRegistration, PodResult, PongResult, PortInfo,
-    RegistrationInfo, RegistrationProblem, RegistrationState, Request, Response, StatusResult,
-    DEFAULT_IFNAME, DEFAULT_SOCKET, MAX_REQUEST_BYTES, OPS,
+    RegistrationInfo, RegistrationProblem, RegistrationState, Request, Response, ServicesInfo,
+    StatusResult, DEFAULT_IFNAME, DEFAULT_SOCKET, MAX_REQUEST_BYTES, OPS,
 };
 
 use serde::{Deserialize, Serialize};

@@ -294,6 +294,52 @@ pub struct DataplaneInfo {
     /// agent that predates this field).
     #[serde(default)]
     pub offload: OffloadInfo,
+    /// Services, connection tracking and translation (absent: off, or an
+    /// agent that predates them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub services: Option<ServicesInfo>,
+}
+
+/// Services in the packet path (see docs/services.md, "Seeing it").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServicesInfo {
+    /// Services in the table in force.
+    pub services: u64,
+    /// Their frontends (`ip:port/proto`, node ports included).
+    pub frontends: u64,
+    /// Endpoint slots (an endpoint counts once per Service port).
+    pub endpoints: u64,
+    /// Connections tracked now.
+    pub conntrack_entries: u64,
+    /// The table's capacity (`--conntrack-max`).
+    pub conntrack_max: u64,
+    /// Entries created.
+    pub conntrack_inserts: u64,
+    /// Entries removed at their timeout.
+    pub conntrack_expired: u64,
+    /// Evictable entries removed to make room (a full table, or a source
+    /// over its share).
+    pub conntrack_evictions: u64,
+    /// New connections refused: the table full of established ones.
+    pub conntrack_table_full: u64,
+    /// New connections refused: their source at its limit.
+    pub conntrack_source_limited: u64,
+    /// New connections translated to an endpoint.
+    pub translations: u64,
+    /// Of those, hairpin connections (source rewritten too).
+    pub hairpins: u64,
+    /// New connections that kept their ClientIP affinity.
+    pub affinity_hits: u64,
+    /// Connections refused: the Service has no endpoint.
+    pub no_endpoint_rejects: u64,
+    /// Connections refused: the Service address lacks the port.
+    pub unknown_port_rejects: u64,
+    /// Dropped: traffic policy Local, no endpoint on this node.
+    pub no_local_endpoint_drops: u64,
+    /// Dropped: aimed at a Service, unable to start a connection.
+    pub invalid_to_service: u64,
+    /// UDP flows moved off an endpoint that went away.
+    pub stale_flows: u64,
 }
 
 /// The data plane's offloads (see docs/agent.md, "Data-plane offloads").

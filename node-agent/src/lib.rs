@@ -9,6 +9,8 @@
 //! - [`cluster`]: the control-plane client: join, watch, lease, state;
 //! - [`pods`], [`cni`], [`api`]: pod attachment, the CNI plugin, the local
 //!   API; [`metrics`], [`logging`];
+//! - [`view`], [`services`]: the cluster's objects, and the Services
+//!   compiled from them for the engine;
 //! - [`agent`]: the `weft-agent` binary's flags and wiring.
 
 pub mod agent;
@@ -22,5 +24,6 @@ pub mod logging;
 pub mod metrics;
 pub mod pods;
 pub mod registration;
+pub mod services;
 pub mod view;
 pub mod wg;

@@ -133,6 +133,7 @@ async fn node(test: &str, n: u8, host: TestNs) -> Node {
             persistent_keepalive: None,
             offload: true,
             mtu: 1420,
+            services: None,
         },
         host_tun,
         udp,

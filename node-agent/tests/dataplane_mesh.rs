@@ -202,6 +202,7 @@ async fn node_with(
             persistent_keepalive: None,
             offload,
             mtu: MTU,
+            services: None,
         },
         host_tun,
         udp,

@@ -103,6 +103,7 @@ async fn node(n: u8, host: TestNs) -> Node {
             persistent_keepalive: None,
             offload: std::env::var_os("WEFT_NO_OFFLOAD").is_none(),
             mtu: MTU,
+            services: None,
         },
         host_tun,
         udp,

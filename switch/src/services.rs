@@ -36,7 +36,9 @@ use crate::counters::DropReason;
 use crate::decide::Switch;
 use crate::offload::segment_count;
 use crate::ports::Ingress;
-use crate::service::{NatDrop, Outcome, PacketMeta, Reject, ServiceStats, ServiceTable, Translator, TranslatorConfig};
+use crate::service::{
+    NatDrop, Outcome, PacketMeta, Reject, ServiceStats, ServiceTable, Translator, TranslatorConfig,
+};
 use crate::wire::{L4Checksum, VnetHdr};
 
 /// What [`Switch::enable_services`] needs.

@@ -152,7 +152,29 @@ pub struct RunArgs {
     /// from the control plane (cluster.local unless it was set there)].
     #[arg(long, env = "WEFT_CLUSTER_DOMAIN", value_name = "DOMAIN")]
     pub cluster_domain: Option<String>,
+    /// Connections the conntrack table holds at most (reserved at start;
+    /// about 200 bytes each). Every connection through the node takes an
+    /// entry; a full table evicts connections not yet established, then
+    /// refuses new ones (docs/services.md).
+    #[arg(
+        long,
+        env = "WEFT_CONNTRACK_MAX",
+        value_name = "ENTRIES",
+        default_value_t = DEFAULT_CONNTRACK_MAX
+    )]
+    pub conntrack_max: usize,
+
+    /// Turn off connection tracking and Service translation in the packet
+    /// path (Service addresses are then not reachable from this node).
+    #[arg(long, env = "WEFT_NO_SERVICES")]
+    pub no_services: bool,
 }
+
+/// `--conntrack-max`'s default (Linux's `nf_conntrack_max` for a node
+/// with 8 GiB or more).
+pub const DEFAULT_CONNTRACK_MAX: usize = 131_072;
+/// `--conntrack-max` at most (2^24: 3 GiB of entries).
+const MAX_CONNTRACK: usize = 1 << 24;
 
 /// Flags of `weft-agent leave`.
 #[derive(Debug, Clone, Args)]
@@ -242,6 +264,9 @@ pub struct AgentConfig {
     pub dns_upstreams: Option<Vec<SocketAddr>>,
     /// `--cluster-domain` (lower case, no trailing dot), if given.
     pub cluster_domain: Option<String>,
+    /// Conntrack table size with Service translation on; `None`: both off
+    /// (`--no-services`).
+    pub conntrack_max: Option<usize>,
 }
 
 /// `weft-agent leave`'s checked configuration.
@@ -390,6 +415,12 @@ impl RunArgs {
                 self.api_socket.display()
             ));
         }
+        if !(1024..=MAX_CONNTRACK).contains(&self.conntrack_max) {
+            return bad(format!(
+                "--conntrack-max {}: must be between 1024 and {MAX_CONNTRACK}",
+                self.conntrack_max
+            ));
+        }
         Ok(AgentConfig {
             control_plane,
             token,
@@ -406,6 +437,7 @@ impl RunArgs {
             metrics_listen,
             dns_upstreams,
             cluster_domain,
+            conntrack_max: (!self.no_services).then_some(self.conntrack_max),
         })
     }
 }

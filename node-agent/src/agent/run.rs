@@ -13,7 +13,8 @@
 //! configures `weft0` (the node's overlay address, routes to the cluster
 //! and service CIDRs), starts the
 //! [`Dataplane`] and hands it to the core (which applies the persisted peers
-//! at once), opens the [`PodManager`], registers its pods with the control
+//! at once), starts the Service compiler ([`services::run`]: the view's
+//! Services into the switch's table), opens the [`PodManager`], registers its pods with the control
 //! plane in the background ([`registration`]), and serves the local API
 //! and the metrics (both from the same [`Services`]). Errors are
 //! [`RunError`]s; [`RunError::is_config`] marks those the binary exits 64 for.
@@ -51,7 +52,9 @@ use crate::kernel::underlay::{self, FALLBACK_MTU};
 use crate::metrics::{self, MetricsError};
 use crate::pods::{PodDns, PodError, PodManager};
 use crate::registration::{self, RegistrationStatus, RegistrationTiming};
+use crate::services::{self, ServiceSink};
 use crate::wg::NodeKey;
+use weft_switch::conntrack::ConntrackConfig;
 
 /// The host port's interface name.
 pub const HOST_IFNAME: &str = "weft0";
@@ -239,6 +242,10 @@ pub async fn run(
             persistent_keepalive: Some(PERSISTENT_KEEPALIVE),
             offload: cfg.offload,
             mtu,
+            services: cfg.conntrack_max.map(|capacity| ConntrackConfig {
+                capacity,
+                ..ConntrackConfig::default()
+            }),
         },
         host_tun,
         udp,
@@ -260,6 +267,17 @@ pub async fn run(
         dataplane.clone(),
         stop_tx.subscribe(),
     ));
+    // Services: the view's Services and EndpointSlices compiled off the
+    // engine thread into the switch's table, on every change.
+    let services_task = cfg.conntrack_max.is_some().then(|| {
+        let sink: Arc<dyn ServiceSink> = dataplane.clone();
+        tokio::spawn(services::run(
+            core.view().subscribe(),
+            node.name.clone(),
+            sink,
+            stop_tx.subscribe(),
+        ))
+    });
 
     let result = serve(
         &cfg,
@@ -276,6 +294,9 @@ pub async fn run(
 
     let _ = stop_tx.send(true);
     stop_task(dns_task, STOP_GRACE, "cluster DNS").await;
+    if let Some(task) = services_task {
+        stop_task(task, STOP_GRACE, "the service compiler").await;
+    }
     if !core_task.is_finished() {
         let _ = tokio::time::timeout(STOP_GRACE * 3, &mut core_task).await;
     }

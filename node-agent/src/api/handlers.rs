@@ -7,7 +7,7 @@ use base64::Engine;
 use tracing::warn;
 use weft_agent_api::{
     DataplaneInfo, DropCount, ErrorBody, ErrorCode, OffloadInfo, PeerInfo, Pod, PodDelResult,
-    PodList, PodResult, PongResult, PortInfo, Request, Response, StatusResult,
+    PodList, PodResult, PongResult, PortInfo, Request, Response, ServicesInfo, StatusResult,
 };
 
 use super::{Services, STATUS_TIMEOUT};
@@ -180,6 +180,33 @@ fn dataplane_info(s: DataplaneStatus) -> DataplaneInfo {
         forwarded_to_host: s.forwarded_to_host,
         forwarded_to_peers: s.forwarded_to_peers,
         offload: offload_info(s.offload),
+        services: s.services.map(services_info),
+    }
+}
+
+/// The service step's sizes and counters, as the API sends them.
+fn services_info(s: weft_switch::ServicesStatus) -> ServicesInfo {
+    let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+    let (ct, tr) = (s.conntrack, s.translation);
+    ServicesInfo {
+        services: n(s.services),
+        frontends: n(s.frontends),
+        endpoints: n(s.endpoints),
+        conntrack_entries: ct.entries,
+        conntrack_max: n(s.conntrack_capacity),
+        conntrack_inserts: ct.inserts,
+        conntrack_expired: ct.expired,
+        conntrack_evictions: ct.evicted.saturating_add(ct.source_evicted),
+        conntrack_table_full: ct.table_full,
+        conntrack_source_limited: ct.source_limited,
+        translations: tr.translations,
+        hairpins: tr.hairpins,
+        affinity_hits: tr.affinity_hits,
+        no_endpoint_rejects: tr.no_endpoint_rejects,
+        unknown_port_rejects: tr.unknown_port_rejects,
+        no_local_endpoint_drops: tr.no_local_endpoint_drops,
+        invalid_to_service: tr.invalid_to_service,
+        stale_flows: tr.stale_flows,
     }
 }
 

@@ -8,6 +8,7 @@
 //! the switch accepted.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use tokio::sync::oneshot;
 use tracing::{info, info_span};
@@ -18,6 +19,7 @@ use super::peers::{Peer, PeerTraffic};
 use super::{DataplaneError, DataplaneStatus, OffloadStatus, PeerSpec, PeerStatus};
 use crate::kernel::tun::Tun;
 use crate::wg::Tunnel;
+use weft_switch::service::ServiceTable;
 use weft_switch::PeerId;
 
 /// Where a command's answer goes.
@@ -32,6 +34,8 @@ pub(super) enum Command {
     DetachPod(String, Reply<Option<Tun>>),
     Status(Reply<DataplaneStatus>),
     SetDns(super::DnsSettings, Reply<()>),
+    /// A new compiled service table (issue 14; `crate::services`).
+    SetServices(Arc<ServiceTable>, Reply<()>),
     Shutdown,
 }
 
@@ -220,6 +224,15 @@ impl Core {
         true
     }
 
+    /// Puts a compiled service table in force (see `crate::services`).
+    pub(super) fn set_services(&mut self, table: Arc<ServiceTable>) -> Result<(), DataplaneError> {
+        if self.switch.set_service_table(table) {
+            Ok(())
+        } else {
+            Err(rejected("service translation is off in this data plane"))
+        }
+    }
+
     /// A snapshot of peers, ports and counters.
     pub(super) fn status(&self) -> DataplaneStatus {
         let mut peers: Vec<PeerStatus> = self
@@ -273,6 +286,7 @@ impl Core {
                 udp_gso_messages: self.egress.tx.stats.gso_messages,
                 udp_gro_messages: counters.gro_messages,
             },
+            services: self.switch.services_status(),
         }
     }
 }

@@ -43,7 +43,9 @@ use super::links::{LinkId, Port};
 use super::udp::{self, RxBatch, BATCH};
 use super::{DataplaneConfig, DataplaneError, PodPort};
 use crate::kernel::tun::Tun;
-use weft_switch::{PortId, Switch};
+use weft_switch::conntrack::{ConntrackConfig, HashSeed};
+use weft_switch::service::TranslatorConfig;
+use weft_switch::{PortId, ServicesConfig, Switch};
 
 /// How often WireGuard's timers run (boringtun's own device uses 250 ms).
 pub(super) const TICK: Duration = Duration::from_millis(250);
@@ -55,6 +57,10 @@ pub(super) const UDP_DATA_BUDGET: u64 = 4 * BATCH as u64;
 /// read (their crypto waits in the queue), so a round drains up to this
 /// many to keep a flood of them from filling the socket's buffer.
 pub(super) const UDP_MAX_BATCHES: usize = 64;
+
+/// Conntrack entries the timer reclaims per tick at most (16 384 a
+/// second: more than the table's insert sweep leaves behind).
+const CONNTRACK_EXPIRY_BATCH: usize = 4096;
 
 const WAKER: Token = Token(0);
 const UDP: Token = Token(1);
@@ -70,6 +76,18 @@ fn port_token(id: PortId) -> Token {
 
 fn io_error(op: &'static str) -> impl FnOnce(io::Error) -> DataplaneError {
     move |cause| DataplaneError::Io { op, cause }
+}
+
+/// Conntrack and translation with seeds from the OS's randomness (pods
+/// must not learn them: they key the tables' hashes).
+fn services_config(conntrack: ConntrackConfig) -> ServicesConfig {
+    ServicesConfig {
+        conntrack,
+        translator: TranslatorConfig::default(),
+        conntrack_seed: HashSeed::from_bytes(rand::random()),
+        affinity_seed: HashSeed::from_bytes(rand::random()),
+        random_seed: rand::random(),
+    }
 }
 
 /// What [`start`] hands back to the handle.
@@ -98,6 +116,10 @@ pub(super) fn start(
     switch
         .set_mtu(cfg.mtu)
         .map_err(|e| DataplaneError::Rejected(format!("MTU: {e}")))?;
+    if let Some(conntrack) = cfg.services {
+        // After the host addresses: they are the hairpin sources.
+        switch.enable_services(services_config(conntrack), Instant::now());
+    }
     let (buffers, udp_offloads) = udp::tune(&socket, udp::SOCKET_BUFFER_BYTES, cfg.offload)
         .map_err(io_error("tuning the UDP socket"))?;
     let host = Link::new(host, cfg.offload);
@@ -266,6 +288,12 @@ impl Engine {
             if now >= next_tick {
                 self.core.tick(now);
                 self.core.expire_dns(now);
+                // Expired conntrack entries are gone on sight; this
+                // reclaims their slots while the node is idle, a bounded
+                // batch per tick.
+                self.core
+                    .switch
+                    .expire_conntrack(now, CONNTRACK_EXPIRY_BATCH);
                 next_tick = now + TICK;
             }
             self.core.flush();
@@ -372,6 +400,9 @@ impl Engine {
                 Command::SetDns(settings, reply) => {
                     let registry = self.poll.registry();
                     let _ = reply.send(self.core.set_dns(settings, registry, (DNS_V4, DNS_V6)));
+                }
+                Command::SetServices(table, reply) => {
+                    let _ = reply.send(self.core.set_services(table));
                 }
             }
         }

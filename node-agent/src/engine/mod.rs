@@ -38,8 +38,9 @@
 //! way cluster state enters the engine: it is compiled off the engine
 //! thread (peers from the watch, pod ports from the pod manager) and
 //! applied between packet batches, whole or not at all. State still to
-//! come (the service table, the DNS zone, the policy table) takes the same
-//! way: built by the cluster client, swapped into the switch by a command.
+//! come (the DNS zone, the policy table) takes the same way as the service
+//! table ([`Dataplane::set_services`], compiled by [`crate::services`]):
+//! built off the engine thread, swapped into the switch by a command.
 //!
 //! Counting: a peer's `rx_*` count authenticated datagrams from it (data,
 //! keepalives, handshake messages) and `tx_*` the datagrams queued to it,
@@ -74,6 +75,9 @@ use crate::kernel::tun::Tun;
 use crate::wg::NodeKey;
 use control::{Command, Reply};
 pub use dns::{DnsEngineStats, DnsSettings};
+use weft_switch::conntrack::ConntrackConfig;
+use weft_switch::service::ServiceTable;
+use weft_switch::ServicesStatus;
 
 /// What the data plane needs to start.
 #[derive(Debug, Clone)]
@@ -96,6 +100,10 @@ pub struct DataplaneConfig {
     /// must not be fragmented is answered with ICMP "fragmentation needed"
     /// / "packet too big"; super-packets are segmented to fit it.
     pub mtu: u32,
+    /// Connection tracking and Service translation in the packet path,
+    /// with this table size ([`Dataplane::set_services`] then puts service
+    /// tables in force); `None` leaves both off.
+    pub services: Option<ConntrackConfig>,
 }
 
 /// A peer: another node of the cluster.
@@ -164,6 +172,8 @@ pub struct DataplaneStatus {
     pub forwarded_to_peers: u64,
     /// What the offloads did.
     pub offload: OffloadStatus,
+    /// Services, conntrack and translation counters (`None`: off).
+    pub services: Option<ServicesStatus>,
 }
 
 /// What the offloads are doing (all off and zero without
@@ -300,6 +310,13 @@ impl Dataplane {
     /// upstreams change.
     pub async fn set_dns(&self, settings: DnsSettings) -> Result<(), DataplaneError> {
         self.call(|reply| Command::SetDns(settings, reply)).await
+    }
+
+    /// Puts a compiled service table in force for new connections
+    /// (existing ones are checked against it on their next packet).
+    /// Refused if the data plane was started without services.
+    pub async fn set_services(&self, table: Arc<ServiceTable>) -> Result<(), DataplaneError> {
+        self.call(|reply| Command::SetServices(table, reply)).await
     }
 
     /// Current peers, ports and counters.

@@ -8,7 +8,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
-use weft_agent_api::{DataplaneInfo, OffloadInfo, StatusResult};
+use weft_agent_api::{DataplaneInfo, OffloadInfo, ServicesInfo, StatusResult};
 
 /// The Content-Type of [`render`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -48,6 +48,9 @@ pub fn render(status: &StatusResult) -> Result<String, std::fmt::Error> {
         peers(&mut reg, dp);
         packets(&mut reg, dp);
         offloads(&mut reg, &dp.offload);
+        if let Some(v) = &dp.services {
+            services(&mut reg, v);
+        }
     }
     let mut out = String::new();
     encode(&mut out, &reg)?;
@@ -201,6 +204,100 @@ fn offloads(reg: &mut Registry, o: &OffloadInfo) {
         ),
     ];
     for (name, help, value) in done {
+        let c = Counter::<u64>::default();
+        c.inc_by(value);
+        reg.register(name, help, c);
+    }
+}
+
+/// Services, connection tracking and translation (docs/services.md).
+fn services(reg: &mut Registry, v: &ServicesInfo) {
+    for (name, help, value) in [
+        (
+            "services",
+            "Services in the service table in force",
+            v.services,
+        ),
+        (
+            "service_frontends",
+            "Service frontends (ip:port/proto, node ports included)",
+            v.frontends,
+        ),
+        (
+            "service_endpoints",
+            "Service endpoint slots (an endpoint counts once per Service port)",
+            v.endpoints,
+        ),
+        (
+            "conntrack_entries",
+            "Connections tracked now",
+            v.conntrack_entries,
+        ),
+        (
+            "conntrack_max",
+            "Connections the conntrack table holds at most",
+            v.conntrack_max,
+        ),
+    ] {
+        gauge(reg, name, help, value);
+    }
+    for (name, help, value) in [
+        (
+            "conntrack_inserts",
+            "Conntrack entries created",
+            v.conntrack_inserts,
+        ),
+        (
+            "conntrack_expired",
+            "Conntrack entries removed at their timeout",
+            v.conntrack_expired,
+        ),
+        (
+            "conntrack_evictions",
+            "Conntrack entries not yet established evicted to make room",
+            v.conntrack_evictions,
+        ),
+        (
+            "conntrack_table_full",
+            "New connections refused: the conntrack table full of established ones",
+            v.conntrack_table_full,
+        ),
+        (
+            "conntrack_source_limited",
+            "New connections refused: their source at its conntrack limit",
+            v.conntrack_source_limited,
+        ),
+        (
+            "service_translations",
+            "New connections translated to a Service endpoint",
+            v.translations,
+        ),
+        (
+            "service_hairpins",
+            "Translated connections of a pod to itself (source rewritten)",
+            v.hairpins,
+        ),
+        (
+            "service_affinity_hits",
+            "New connections that kept their ClientIP affinity",
+            v.affinity_hits,
+        ),
+        (
+            "service_no_endpoint_rejects",
+            "Connections to a Service without endpoints, refused (RST / ICMP)",
+            v.no_endpoint_rejects,
+        ),
+        (
+            "service_unknown_port_rejects",
+            "Connections to a Service address on a port it lacks, refused",
+            v.unknown_port_rejects,
+        ),
+        (
+            "service_stale_flows",
+            "UDP flows moved off an endpoint that went away",
+            v.stale_flows,
+        ),
+    ] {
         let c = Counter::<u64>::default();
         c.inc_by(value);
         reg.register(name, help, c);

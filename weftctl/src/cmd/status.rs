@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use weft_agent_api::{DataplaneInfo, OffloadInfo, StatusResult};
+use weft_agent_api::{DataplaneInfo, OffloadInfo, ServicesInfo, StatusResult};
 
 use super::pod::{connect, AgentSocket};
 use crate::duration;
@@ -70,6 +70,7 @@ fn render(s: &StatusResult) -> String {
         ("data plane", dataplane),
     ];
     let offloads = s.dataplane.as_ref().map(|d| offloads(&d.offload));
+    let services = s.dataplane.as_ref().and_then(|d| d.services.as_ref());
     let registrations = s.registration.as_ref().map(|r| {
         format!(
             "{} registered, {} pending, {} failed",
@@ -86,6 +87,8 @@ fn render(s: &StatusResult) -> String {
     let lines = summary
         .into_iter()
         .chain(offloads.map(|o| ("offloads", o)))
+        .chain(services.map(|v| ("services", services_line(v))))
+        .chain(services.map(|v| ("conntrack", conntrack_line(v))))
         .chain(registrations.map(|r| ("registrations", r)))
         .chain(objects.map(|o| ("objects", o)));
     for (key, value) in lines {
@@ -116,6 +119,42 @@ fn render(s: &StatusResult) -> String {
         out.push_str(&peers_and_drops(d));
     }
     out
+}
+
+/// "2 services, 2 frontends, 3 endpoints; 10 translations (1 hairpin, 4
+/// kept affinity), 2 refused for no endpoint, 0 for an unknown port".
+fn services_line(v: &ServicesInfo) -> String {
+    format!(
+        "{} services, {} frontends, {} endpoints; {} translations ({} hairpin, {} kept affinity), \
+         {} refused for no endpoint, {} for an unknown port, {} dropped (Local policy, no local endpoint), \
+         {} invalid to a Service, {} UDP flows moved off a gone endpoint",
+        v.services,
+        v.frontends,
+        v.endpoints,
+        v.translations,
+        v.hairpins,
+        v.affinity_hits,
+        v.no_endpoint_rejects,
+        v.unknown_port_rejects,
+        v.no_local_endpoint_drops,
+        v.invalid_to_service,
+        v.stale_flows
+    )
+}
+
+/// "5 of 131072 entries; 9 inserts, 4 expired, 0 evicted, 0 refused (table
+/// full), 0 refused (source limit)".
+fn conntrack_line(v: &ServicesInfo) -> String {
+    format!(
+        "{} of {} entries; {} inserts, {} expired, {} evicted, {} refused (table full), {} refused (source limit)",
+        v.conntrack_entries,
+        v.conntrack_max,
+        v.conntrack_inserts,
+        v.conntrack_expired,
+        v.conntrack_evictions,
+        v.conntrack_table_full,
+        v.conntrack_source_limited
+    )
 }
 
 /// Which offloads are on, then what they did: "TUN TSO/USO on, UDP GSO
@@ -293,6 +332,19 @@ mod tests {
                     udp_gso_messages: 7,
                     udp_gro_messages: 0,
                 },
+                services: Some(ServicesInfo {
+                    services: 2,
+                    frontends: 2,
+                    endpoints: 3,
+                    conntrack_entries: 5,
+                    conntrack_max: 131_072,
+                    conntrack_inserts: 9,
+                    conntrack_expired: 4,
+                    translations: 6,
+                    hairpins: 1,
+                    no_endpoint_rejects: 2,
+                    ..ServicesInfo::default()
+                }),
                 ..DataplaneInfo::default()
             }),
             dataplane_error: None,
@@ -337,6 +389,8 @@ control plane: 192.0.2.1:7443 (DISCONNECTED: connection refused; last revision 9
 pods:          2
 data plane:    running; forwarded 0 to pods, 0 to host, 0 to peers
 offloads:      TUN TSO/USO on, UDP GSO on, UDP GRO off; 5 super-packets read, 4 written, 30 segments coalesced, 7 GSO sends, 0 GRO receives
+services:      2 services, 2 frontends, 3 endpoints; 6 translations (1 hairpin, 0 kept affinity), 2 refused for no endpoint, 0 for an unknown port, 0 dropped (Local policy, no local endpoint), 0 invalid to a Service, 0 UDP flows moved off a gone endpoint
+conntrack:     5 of 131072 entries; 9 inserts, 4 expired, 0 evicted, 0 refused (table full), 0 refused (source limit)
 registrations: 1 registered, 0 pending, 2 failed
 objects:       3 namespaces, 5 pods, 2 services, 2 endpoint slices, 1 network policies (revision 9)
 

@@ -1,0 +1,316 @@
+//! Services end to end in a lab cluster of real agents (issue 14): a
+//! ClusterIP Service with endpoints on n1 and n2, reached over TCP from a
+//! pod on n3 and from n3's own namespace (through `weft0`), every endpoint
+//! used, the server seeing the client's real address; a Service without
+//! endpoints refusing at once (TCP RST, ICMP port unreachable for UDP);
+//! the counters in `weftctl status`.
+//!
+//! The servers and clients are threads of this test inside the lab's
+//! namespaces (`lab_services/net.rs`). Needs root, and fails without it.
+//! The lab's name carries this process's pid; a guard tears it down even
+//! when the test fails.
+
+#[path = "lab_services/net.rs"]
+mod net;
+
+use std::collections::BTreeMap;
+use std::io::ErrorKind;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use net::{fetch, fetch_n, run_in, until_served, Got, Server};
+use serde_json::Value;
+use weft_lab::{build_binaries_once, ClusterGuard, ClusterSpec};
+
+const WEFTCTL: &str = env!("CARGO_BIN_EXE_weftctl");
+
+/// How long a new Service may take to be served from a node (control
+/// plane -> watch -> agent -> compiled table), at most.
+const SERVED_WITHIN: Duration = Duration::from_secs(20);
+
+/// Connections the client makes through the Service.
+const CONNECTIONS: usize = 40;
+
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the lab tests need root (network namespaces, TUN devices); run them as root"
+    );
+}
+
+fn weftctl(args: &[&str]) -> Output {
+    Command::new(WEFTCTL)
+        .args(args)
+        .env_remove("CARGO")
+        .env_remove("WEFT_LAB")
+        .env_remove("WEFT_LAB_STATE_ROOT")
+        .env_remove("WEFT_CONFIG")
+        .env_remove("WEFT_AGENT_SOCKET")
+        .output()
+        .expect("weftctl runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = weftctl(args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "weftctl {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+const SERVICES: &str = "\
+apiVersion: v1
+kind: Service
+metadata:
+  name: echo
+  namespace: shop
+spec:
+  selector:
+    app: echo
+  ports:
+  - name: http
+    port: 80
+    targetPort: http
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: empty
+  namespace: shop
+spec:
+  selector:
+    app: nothing
+  ports:
+  - name: http
+    port: 80
+    targetPort: 8080
+  - name: dns
+    port: 53
+    protocol: UDP
+";
+
+/// The lab cluster and what the test put in it.
+struct Lab {
+    cluster: ClusterGuard,
+    lab: String,
+    pods: BTreeMap<&'static str, (PathBuf, IpAddr)>,
+}
+
+impl Lab {
+    fn up(nodes: usize) -> Self {
+        let dir = Path::new(WEFTCTL).parent().expect("a directory");
+        let binaries = build_binaries_once(dir)
+            .unwrap_or_else(|e| panic!("cannot build the lab's binaries: {e}"));
+        let mut spec = ClusterSpec::new(&format!("sv{}", std::process::id()), nodes, 0).unwrap();
+        spec.binaries = Some(binaries);
+        let cluster = ClusterGuard::up(spec).unwrap();
+        let lab = format!("--lab={}", cluster.name());
+        Self {
+            cluster,
+            lab,
+            pods: BTreeMap::new(),
+        }
+    }
+
+    /// `lab pod add NAME --node NODE` with labels and named ports.
+    fn pod(&mut self, name: &'static str, node: &str, labels: &[&str], ports: &[&str]) {
+        let cluster_name = self.cluster.name().to_string();
+        let mut args = vec![
+            "lab",
+            "pod",
+            "add",
+            "--name",
+            &cluster_name,
+            name,
+            "--node",
+            node,
+        ];
+        for l in labels {
+            args.extend(["--label", l]);
+        }
+        for p in ports {
+            args.extend(["--port", p]);
+        }
+        ok(&args);
+        let fresh =
+            weft_lab::Cluster::open(self.cluster.name(), Path::new(weft_lab::DEFAULT_STATE_ROOT))
+                .unwrap();
+        let p = fresh.pod(name).unwrap();
+        self.pods.insert(name, (p.netns.clone(), p.ip));
+    }
+
+    fn netns(&self, pod: &str) -> &Path {
+        &self.pods[pod].0
+    }
+
+    fn ip(&self, pod: &str) -> IpAddr {
+        self.pods[pod].1
+    }
+
+    fn node_netns(&self, node: &str) -> PathBuf {
+        Path::new("/run/netns").join(&self.cluster.node(node).unwrap().ns)
+    }
+
+    fn apply(&self, manifest: &str) {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), manifest).unwrap();
+        ok(&[&self.lab, "apply", "-f", file.path().to_str().unwrap()]);
+    }
+
+    /// The cluster IP of `shop/NAME`.
+    fn cluster_ip(&self, name: &str) -> IpAddr {
+        let svc: Value = serde_json::from_str(&ok(&[
+            &self.lab, "get", "service", name, "-n", "shop", "-o", "json",
+        ]))
+        .unwrap();
+        svc["spec"]["clusterIP"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no cluster IP: {svc}"))
+            .parse()
+            .unwrap()
+    }
+
+    fn status(&self, node: &str) -> weft_agent_api::StatusResult {
+        self.cluster.agent_status(node).unwrap()
+    }
+}
+
+/// `name -> count` of the lines, checking each saw `client` as the peer.
+fn tally(got: &[Got], client: IpAddr) -> BTreeMap<String, usize> {
+    let mut by = BTreeMap::new();
+    for g in got {
+        let Got::Line(line) = g else {
+            panic!("a connection through the Service failed: {g:?} (all: {got:?})")
+        };
+        let (name, peer) = line.split_once(' ').expect("name and peer");
+        let peer: SocketAddr = peer.parse().expect("the peer address");
+        assert_eq!(
+            peer.ip(),
+            client,
+            "the server must see the client's own address: {line}"
+        );
+        *by.entry(name.to_string()).or_default() += 1;
+    }
+    by
+}
+
+#[test]
+fn a_cluster_ip_reaches_endpoints_on_two_nodes_and_refuses_without_one() {
+    require_root();
+    let mut lab = Lab::up(3);
+    lab.pod("shop/echo-1", "n1", &["app=echo"], &["http=8080/TCP"]);
+    lab.pod("shop/echo-2", "n2", &["app=echo"], &["http=8080/TCP"]);
+    lab.pod("shop/client", "n3", &["app=client"], &[]);
+    let _s1 = Server::tcp(lab.netns("shop/echo-1"), 8080, "echo-1");
+    let _s2 = Server::tcp(lab.netns("shop/echo-2"), 8080, "echo-2");
+    lab.apply(SERVICES);
+    let vip = SocketAddr::new(lab.cluster_ip("echo"), 80);
+    let client = lab.netns("shop/client").to_path_buf();
+
+    // Served once the Service and its endpoints reached n3's agent.
+    let first = until_served(&client, vip, SERVED_WITHIN);
+    assert!(
+        matches!(first, Got::Line(_)),
+        "{vip} not served from the client pod: {first:?}"
+    );
+
+    // From the pod on n3: both endpoints (on n1 and n2) used, each seeing
+    // the pod's own address (no SNAT).
+    let got = fetch_n(&client, vip, CONNECTIONS);
+    let by = tally(&got, lab.ip("shop/client"));
+    assert_eq!(
+        by.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["echo-1", "echo-2"],
+        "every endpoint used over {CONNECTIONS} connections: {by:?}"
+    );
+
+    // From n3's own namespace, through weft0: the server sees n3's
+    // overlay address.
+    let n3_overlay = lab.cluster.node("n3").unwrap().overlay.expect("n3 joined");
+    let got = fetch_n(&lab.node_netns("n3"), vip, CONNECTIONS);
+    let by = tally(&got, n3_overlay);
+    assert_eq!(by.len(), 2, "every endpoint used from the node: {by:?}");
+
+    // (until_served may have been refused while the Service had no
+    // endpoints yet: counted from here.)
+    let before = lab
+        .status("n3")
+        .dataplane
+        .and_then(|d| d.services)
+        .expect("services are on");
+    // A Service without endpoints: a refusal (RST), not a timeout; UDP
+    // gets ICMP port unreachable (a connected socket reports it).
+    let empty = lab.cluster_ip("empty");
+    let got = run_in(&client, move || {
+        fetch(SocketAddr::new(empty, 80), Duration::from_secs(5))
+    });
+    assert!(
+        matches!(got, Got::Refused),
+        "TCP to a Service without endpoints: {got:?}"
+    );
+    let udp = run_in(&client, move || {
+        let u = UdpSocket::bind("0.0.0.0:0").unwrap();
+        u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        u.connect(SocketAddr::new(empty, 53)).unwrap();
+        u.send(b"anyone?").unwrap();
+        u.recv(&mut [0u8; 64]).map_err(|e| e.kind())
+    });
+    assert_eq!(
+        udp,
+        Err(ErrorKind::ConnectionRefused),
+        "UDP to a Service without endpoints"
+    );
+    // A port the Service lacks: refused the same way.
+    let got = run_in(&client, move || {
+        fetch(SocketAddr::new(empty, 81), Duration::from_secs(5))
+    });
+    assert!(
+        matches!(got, Got::Refused),
+        "TCP to a port the Service lacks: {got:?}"
+    );
+
+    // The counters, from the agent and through weftctl status.
+    let status = lab.status("n3");
+    let dp = status.dataplane.expect("the data plane answers");
+    let svc = dp.services.expect("services are on");
+    assert!(svc.services >= 2, "{svc:?}");
+    assert!(svc.translations >= 2 * CONNECTIONS as u64, "{svc:?}");
+    assert_eq!(
+        svc.no_endpoint_rejects - before.no_endpoint_rejects,
+        2,
+        "{svc:?}"
+    );
+    assert_eq!(
+        svc.unknown_port_rejects - before.unknown_port_rejects,
+        1,
+        "{svc:?}"
+    );
+    assert!(svc.conntrack_inserts >= svc.translations, "{svc:?}");
+    let drops: BTreeMap<_, _> = dp
+        .drops
+        .iter()
+        .map(|d| (d.reason.as_str(), d.count))
+        .collect();
+    assert_eq!(drops["service_no_endpoints"], svc.no_endpoint_rejects);
+    let socket = lab.cluster.node("n3").unwrap().api_socket.clone();
+    let text = ok(&["status", "--agent-socket", socket.to_str().unwrap()]);
+    assert!(
+        text.contains("services:") && text.contains("conntrack:"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "{} refused for no endpoint",
+            svc.no_endpoint_rejects
+        )),
+        "{text}"
+    );
+
+    let Lab { cluster, .. } = lab;
+    cluster.down().unwrap();
+}

@@ -3,7 +3,10 @@
 //! pod on n3 and from n3's own namespace (through `weft0`), every endpoint
 //! used, the server seeing the client's real address; a Service without
 //! endpoints refusing at once (TCP RST, ICMP port unreachable for UDP);
-//! the counters in `weftctl status`.
+//! the counters in `weftctl status`. Then ClientIP affinity, a pod
+//! reaching itself through its Service (hairpin), and an endpoint removed
+//! while UDP flows use it: nothing reaches it a second after the change,
+//! and its flows go on to the endpoint left.
 //!
 //! The servers and clients are threads of this test inside the lab's
 //! namespaces (`lab_services/net.rs`). Needs root, and fails without it.
@@ -102,11 +105,13 @@ struct Lab {
 }
 
 impl Lab {
-    fn up(nodes: usize) -> Self {
+    /// A lab of `nodes` nodes named `tag` + this process's pid (each test
+    /// its own tag).
+    fn up(tag: &str, nodes: usize) -> Self {
         let dir = Path::new(WEFTCTL).parent().expect("a directory");
         let binaries = build_binaries_once(dir)
             .unwrap_or_else(|e| panic!("cannot build the lab's binaries: {e}"));
-        let mut spec = ClusterSpec::new(&format!("sv{}", std::process::id()), nodes, 0).unwrap();
+        let mut spec = ClusterSpec::new(&format!("{tag}{}", std::process::id()), nodes, 0).unwrap();
         spec.binaries = Some(binaries);
         let cluster = ClusterGuard::up(spec).unwrap();
         let lab = format!("--lab={}", cluster.name());
@@ -202,7 +207,7 @@ fn tally(got: &[Got], client: IpAddr) -> BTreeMap<String, usize> {
 #[test]
 fn a_cluster_ip_reaches_endpoints_on_two_nodes_and_refuses_without_one() {
     require_root();
-    let mut lab = Lab::up(3);
+    let mut lab = Lab::up("sa", 3);
     lab.pod("shop/echo-1", "n1", &["app=echo"], &["http=8080/TCP"]);
     lab.pod("shop/echo-2", "n2", &["app=echo"], &["http=8080/TCP"]);
     lab.pod("shop/client", "n3", &["app=client"], &[]);
@@ -310,6 +315,158 @@ fn a_cluster_ip_reaches_endpoints_on_two_nodes_and_refuses_without_one() {
         )),
         "{text}"
     );
+
+    let Lab { cluster, .. } = lab;
+    cluster.down().unwrap();
+}
+
+const MORE_SERVICES: &str = "\
+apiVersion: v1
+kind: Service
+metadata:
+  name: sticky
+  namespace: shop
+spec:
+  selector:
+    app: echo
+  sessionAffinity: ClientIP
+  sessionAffinityConfig:
+    clientIP:
+      timeoutSeconds: 600
+  ports:
+  - name: http
+    port: 80
+    targetPort: http
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: itself
+  namespace: shop
+spec:
+  selector:
+    id: echo-1
+  ports:
+  - name: http
+    port: 80
+    targetPort: http
+";
+
+/// The UDP Service, selecting `selector` (`app: echo`, then `id: echo-1`).
+fn dgram(selector: &str) -> String {
+    format!(
+        "\
+apiVersion: v1
+kind: Service
+metadata:
+  name: dgram
+  namespace: shop
+spec:
+  selector:
+    {selector}
+  ports:
+  - name: dns
+    port: 53
+    protocol: UDP
+    targetPort: dns
+"
+    )
+}
+
+/// UDP flows spread over both endpoints while the client sends.
+const UDP_FLOWS: usize = 16;
+/// After an endpoint is removed, nothing may reach it later than this.
+const REMOVED_WITHIN: Duration = Duration::from_secs(1);
+
+#[test]
+fn affinity_sticks_hairpin_works_and_a_removed_endpoint_gets_no_more_udp() {
+    require_root();
+    let mut lab = Lab::up("sb", 2);
+    let ports = ["http=8080/TCP", "dns=5353/UDP"];
+    lab.pod("shop/echo-1", "n1", &["app=echo", "id=echo-1"], &ports);
+    lab.pod("shop/echo-2", "n2", &["app=echo", "id=echo-2"], &ports);
+    lab.pod("shop/client", "n1", &["app=client"], &[]);
+    let _t1 = Server::tcp(lab.netns("shop/echo-1"), 8080, "echo-1");
+    let _t2 = Server::tcp(lab.netns("shop/echo-2"), 8080, "echo-2");
+    let u1 = Server::udp(lab.netns("shop/echo-1"), 5353, "echo-1");
+    let u2 = Server::udp(lab.netns("shop/echo-2"), 5353, "echo-2");
+    lab.apply(MORE_SERVICES);
+    lab.apply(&dgram("app: echo"));
+    let client = lab.netns("shop/client").to_path_buf();
+
+    // ClientIP affinity: every connection of the client to the same
+    // endpoint.
+    let sticky = SocketAddr::new(lab.cluster_ip("sticky"), 80);
+    let first = until_served(&client, sticky, SERVED_WITHIN);
+    assert!(matches!(first, Got::Line(_)), "{sticky}: {first:?}");
+    let by = tally(
+        &fetch_n(&client, sticky, CONNECTIONS),
+        lab.ip("shop/client"),
+    );
+    assert_eq!(by.len(), 1, "ClientIP affinity: one endpoint, got {by:?}");
+    let svc = lab.status("n1").dataplane.and_then(|d| d.services).unwrap();
+    assert!(svc.affinity_hits >= CONNECTIONS as u64, "{svc:?}");
+
+    // Hairpin: echo-1 reaches itself through its Service; it sees the
+    // connection come from its node's address (the one SNAT weft does).
+    let itself = SocketAddr::new(lab.cluster_ip("itself"), 80);
+    let got = until_served(lab.netns("shop/echo-1"), itself, SERVED_WITHIN);
+    let n1_overlay = lab.cluster.node("n1").unwrap().overlay.expect("n1 joined");
+    let by = tally(&[got], n1_overlay);
+    assert_eq!(by.keys().collect::<Vec<_>>(), ["echo-1"]);
+    assert!(
+        lab.status("n1")
+            .dataplane
+            .and_then(|d| d.services)
+            .unwrap()
+            .hairpins
+            >= 1
+    );
+
+    // UDP flows over both endpoints; then echo-2 leaves the Service while
+    // the client sends. Nothing reaches it a second after the change, and
+    // its flows go on to echo-1.
+    let vip = SocketAddr::new(lab.cluster_ip("dgram"), 53);
+    let senders = net::UdpSenders::start(&client, vip, UDP_FLOWS, Duration::from_millis(20));
+    let mut flows = senders.ports.clone();
+    flows.sort_unstable();
+    let deadline = std::time::Instant::now() + SERVED_WITHIN;
+    while u2.seen().is_empty() || u1.seen().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{UDP_FLOWS} UDP flows did not reach both endpoints: echo-1 {}, echo-2 {}",
+            u1.seen().len(),
+            u2.seen().len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    lab.apply(&dgram("id: echo-1"));
+    let changed = std::time::Instant::now();
+    std::thread::sleep(REMOVED_WITHIN + Duration::from_secs(2));
+    drop(senders);
+    let late: Vec<_> = u2
+        .seen()
+        .into_iter()
+        .filter(|s| s.at > changed + REMOVED_WITHIN)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "{} datagrams reached the removed endpoint more than {REMOVED_WITHIN:?} after the change: {:?}",
+        late.len(),
+        late.first()
+    );
+    let mut moved: Vec<u16> = u1
+        .seen()
+        .into_iter()
+        .filter(|s| s.at > changed + REMOVED_WITHIN)
+        .map(|s| {
+            assert_eq!(s.peer.ip(), lab.ip("shop/client"));
+            s.peer.port()
+        })
+        .collect();
+    moved.sort_unstable();
+    moved.dedup();
+    assert_eq!(moved, flows, "every flow goes on to echo-1");
 
     let Lab { cluster, .. } = lab;
     cluster.down().unwrap();

@@ -135,8 +135,9 @@ pub(crate) enum Got {
     Line(String),
     /// Refused (a RST).
     Refused,
-    /// Anything else (timeout, unreachable, ...).
-    Other(String),
+    /// Anything else (timeout, unreachable, ...), said in failure
+    /// messages (through `Debug`).
+    Other(#[allow(dead_code)] String),
 }
 
 /// Connects to `dst` (from the thread's namespace) and reads one line.
@@ -176,4 +177,63 @@ pub(crate) fn until_served(netns: &Path, dst: SocketAddr, within: Duration) -> G
             thread::sleep(Duration::from_millis(100));
         }
     })
+}
+
+/// `n` UDP sockets in a namespace, each connected to `dst` (so each is one
+/// flow) and sending a datagram every `every` until dropped.
+pub(crate) struct UdpSenders {
+    /// The sockets' local ports.
+    pub(crate) ports: Vec<u16>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl UdpSenders {
+    pub(crate) fn start(netns: &Path, dst: SocketAddr, n: usize, every: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let st = stop.clone();
+        let (ports_tx, ports_rx) = std::sync::mpsc::channel();
+        let thread = in_ns(netns, move || {
+            let sockets: Vec<UdpSocket> = (0..n)
+                .map(|_| {
+                    let u = UdpSocket::bind("0.0.0.0:0").expect("bind a UDP client");
+                    u.connect(dst).expect("connect the UDP client");
+                    u.set_nonblocking(true).unwrap();
+                    u
+                })
+                .collect();
+            let ports = sockets
+                .iter()
+                .map(|u| u.local_addr().unwrap().port())
+                .collect::<Vec<_>>();
+            ports_tx.send(ports).unwrap();
+            let mut buf = [0u8; 1500];
+            while !st.load(Ordering::Relaxed) {
+                for u in &sockets {
+                    // Errors (an ICMP error of an earlier send) are not
+                    // this test's concern; the servers count arrivals.
+                    let _ = u.send(b"ping");
+                    while u.recv(&mut buf).is_ok() {}
+                }
+                thread::sleep(every);
+            }
+        });
+        let ports = ports_rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the UDP clients start");
+        Self {
+            ports,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for UdpSenders {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }

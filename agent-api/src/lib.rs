@@ -22,10 +22,12 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod dns;
 mod pod_meta;
 mod wire;
 
 pub use client::{AgentApiError, AgentClient, AsyncAgentClient};
+pub use dns::{DnsInfo, LatencyBucket, NamedCount};
 pub use pod_meta::{
     parse_label, validate_pod_meta, NamedPort, DEFAULT_POD_NAMESPACE, MAX_LABELS, MAX_PORTS,
     PORT_PROTOCOLS,

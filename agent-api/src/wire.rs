@@ -298,6 +298,9 @@ pub struct DataplaneInfo {
     /// agent that predates them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub services: Option<ServicesInfo>,
+    /// Cluster DNS's counters (all zero from an agent that predates them).
+    #[serde(default)]
+    pub dns: crate::DnsInfo,
 }
 
 /// Services in the packet path (see docs/services.md, "Seeing it").

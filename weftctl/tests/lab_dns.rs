@@ -57,6 +57,14 @@ fn weftctl(args: &[&str]) -> Output {
         .expect("weftctl runs")
 }
 
+/// The count of `name` in a list of `{"name":..,"count":..}`.
+fn named(list: &Value, name: &str) -> u64 {
+    list.as_array()
+        .and_then(|l| l.iter().find(|c| c["name"] == name))
+        .and_then(|c| c["count"].as_u64())
+        .unwrap_or_else(|| panic!("no {name} in {list}"))
+}
+
 fn ok(args: &[&str]) -> String {
     let out = weftctl(args);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -302,6 +310,26 @@ fn pods_resolve_cluster_names_and_outside_names_through_their_agent() {
             && nodata.contains("SOA"),
         "{nodata}"
     );
+    // n2's agent counted those answers from the zone (status and metrics).
+    let node_dns = |node: &str| -> Value {
+        let out = ok(&[
+            "lab", "exec", "--name", &name, node, "--", WEFTCTL, "status", "-o", "json",
+        ]);
+        let status: Value = serde_json::from_str(&out).unwrap();
+        status["dataplane"]["dns"].clone()
+    };
+    let zone_before = node_dns("n2");
+    assert!(named(&zone_before["queries"], "a") >= 6, "{zone_before}");
+    assert!(named(&zone_before["queries"], "srv") >= 2, "{zone_before}");
+    assert!(
+        named(&zone_before["zone_answers"], "noerror") >= 8,
+        "{zone_before}"
+    );
+    assert!(
+        named(&zone_before["zone_answers"], "nxdomain") >= 1,
+        "{zone_before}"
+    );
+
     // A name outside the cluster: forwarded to the resolver on ext; the
     // second ask is served from the agent's cache.
     let before = resolver.queries.load(Ordering::Relaxed);
@@ -320,6 +348,48 @@ fn pods_resolve_cluster_names_and_outside_names_through_their_agent() {
     assert!(nx.contains("status: NXDOMAIN"), "{nx}");
     let hosts = exec(&["getent", "hosts", "outside.example"]);
     assert!(hosts.starts_with(&OUTSIDE_ADDR.to_string()), "{hosts:?}");
+
+    // The forwarder's counters moved: forwarded, answered upstream (the
+    // latency histogram with them), one from the cache.
+    let after = node_dns("n2");
+    let delta = |key: &str| after[key].as_u64().unwrap() - zone_before[key].as_u64().unwrap();
+    assert!(delta("forwarded") >= 3, "{after}");
+    assert!(delta("cache_hits") >= 1, "{after}");
+    assert!(delta("upstream_queries") >= 2, "{after}");
+    assert!(delta("upstream_answers") >= 2, "{after}");
+    assert_eq!(after["upstream_timeouts"], 0, "{after}");
+    assert_eq!(after["upstream_failures"], 0, "{after}");
+    let buckets: u64 = after["upstream_latency"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(buckets, after["upstream_answers"].as_u64().unwrap());
+    assert!(
+        named(&after["forwarded_answers"], "noerror") >= 2,
+        "{after}"
+    );
+    assert!(
+        named(&after["forwarded_answers"], "nxdomain") >= 1,
+        "{after}"
+    );
+    // The same figures reach Prometheus (bash's /dev/tcp: no curl).
+    let scrape = "exec 3<>/dev/tcp/127.0.0.1/9590 && \
+                  printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3";
+    let metrics = ok(&[
+        "lab", "exec", "--name", &name, "n2", "--", "bash", "-c", scrape,
+    ]);
+    let sample = |prefix: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{prefix} missing:\n{metrics}"))
+    };
+    assert!(sample("weft_dns_cache_hits_total ") >= 1);
+    assert!(sample("weft_dns_responses_total{source=\"zone\",rcode=\"noerror\"} ") >= 8);
+    assert!(sample("weft_dns_upstream_latency_seconds_count ") >= 2);
+    assert!(sample("weft_dns_queries_total{type=\"a\"} ") >= 8);
 
     // A Service created now resolves within the specification's second.
     std::fs::write(manifest.path(), LATE).unwrap();

@@ -181,6 +181,7 @@ fn dataplane_info(s: DataplaneStatus) -> DataplaneInfo {
         forwarded_to_peers: s.forwarded_to_peers,
         offload: offload_info(s.offload),
         services: s.services.map(services_info),
+        dns: super::dns::dns_info(&s.dns),
     }
 }
 

@@ -31,6 +31,7 @@
 //!   file is removed when serving ends (unless another agent replaced it).
 
 mod conn;
+mod dns;
 mod handlers;
 mod socket;
 

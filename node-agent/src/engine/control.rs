@@ -287,6 +287,7 @@ impl Core {
                 udp_gro_messages: counters.gro_messages,
             },
             services: self.switch.services_status(),
+            dns: self.dns_status(),
         }
     }
 }

@@ -33,8 +33,8 @@ use std::time::Instant;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use weft_switch::dns::{
-    reply_packet, DnsClient, DnsConfig, DnsOrigin, DnsQuery, DnsZone, ForwardConfig, Forwarder,
-    Step,
+    reply_packet, DnsClient, DnsConfig, DnsCounters, DnsOrigin, DnsQuery, DnsRcode, DnsZone,
+    ForwardConfig, ForwardStats, Forwarder, Step,
 };
 
 use super::core::{Core, Egress};
@@ -74,6 +74,29 @@ pub struct DnsEngineStats {
     pub reply_errors: u64,
     /// Sends to an upstream that failed (or would have blocked).
     pub send_errors: u64,
+    /// Forwarded answers written back, by response code (the header's
+    /// four bits), indexed by [`DnsRcode`] as [`DnsRcode::ALL`] orders them.
+    pub rcodes: [u64; DnsRcode::ALL.len()],
+}
+
+impl DnsEngineStats {
+    /// Forwarded answers written back with response code `rcode`.
+    pub fn replies_with(&self, rcode: DnsRcode) -> u64 {
+        self.rcodes.get(rcode as usize).copied().unwrap_or(0)
+    }
+}
+
+/// Cluster DNS as the engine counts it, for the status: the switch's VIP
+/// counters (zone answers, forwarded, drops), the forwarder's (cache,
+/// upstreams, latency) and the engine's own (answers written back).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DnsStatus {
+    /// The switch's DNS VIP counters.
+    pub vip: DnsCounters,
+    /// The forwarder's counters.
+    pub forwarder: ForwardStats,
+    /// The engine's forwarded answers.
+    pub engine: DnsEngineStats,
 }
 
 /// The engine's forwarding part. See the module docs.
@@ -190,6 +213,11 @@ impl DnsUpstream {
                     if let Some(link) = egress.links.get(dst) {
                         self.stats.replies += 1;
                         self.stats.truncated += u64::from(written.truncated);
+                        // The response code: the low four bits of byte 3.
+                        let rcode = bytes.get(3).map_or(0, |b| u16::from(b & 0x0f));
+                        if let Some(n) = self.stats.rcodes.get_mut(DnsRcode::of(rcode) as usize) {
+                            *n += 1;
+                        }
                         count_write(link.write_copy(packet), dst, 1, &mut egress.counters);
                     }
                 }
@@ -199,6 +227,15 @@ impl DnsUpstream {
 }
 
 impl Core {
+    /// Cluster DNS's counters.
+    pub(super) fn dns_status(&self) -> DnsStatus {
+        DnsStatus {
+            vip: self.switch.dns_counters().clone(),
+            forwarder: self.dns.forwarder.stats(),
+            engine: self.dns.stats,
+        }
+    }
+
     /// Applies [`DnsSettings`]: the switch's VIPs and zone, the upstreams.
     pub(super) fn set_dns(
         &mut self,

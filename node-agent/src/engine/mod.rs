@@ -74,7 +74,7 @@ use tokio::sync::oneshot;
 use crate::kernel::tun::Tun;
 use crate::wg::NodeKey;
 use control::{Command, Reply};
-pub use dns::{DnsEngineStats, DnsSettings};
+pub use dns::{DnsEngineStats, DnsSettings, DnsStatus};
 use weft_switch::conntrack::ConntrackConfig;
 use weft_switch::service::ServiceTable;
 use weft_switch::ServicesStatus;
@@ -174,6 +174,8 @@ pub struct DataplaneStatus {
     pub offload: OffloadStatus,
     /// Services, conntrack and translation counters (`None`: off).
     pub services: Option<ServicesStatus>,
+    /// Cluster DNS's counters.
+    pub dns: DnsStatus,
 }
 
 /// What the offloads are doing (all off and zero without

@@ -15,6 +15,7 @@
 //!   [`serve_on`] serves until its shutdown future resolves, then lets
 //!   scrapes in flight finish.
 
+mod dns;
 mod render;
 mod serve;
 

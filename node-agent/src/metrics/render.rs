@@ -51,6 +51,7 @@ pub fn render(status: &StatusResult) -> Result<String, std::fmt::Error> {
         if let Some(v) = &dp.services {
             services(&mut reg, v);
         }
+        super::dns::register(&mut reg, &dp.dns);
     }
     let mut out = String::new();
     encode(&mut out, &reg)?;

@@ -94,6 +94,38 @@ pub struct ForwardStats {
     pub malformed: u64,
     /// Total time from first send to answer, for a mean latency.
     pub latency_total: Duration,
+    /// The same latencies as a histogram: `latency_buckets[i]` counts the
+    /// answers that took at most [`LATENCY_BOUNDS`]`[i]` and more than the
+    /// bound before it; the last one counts those slower than every bound.
+    /// The buckets add up to `answered`.
+    pub latency_buckets: [u64; LATENCY_BOUNDS.len() + 1],
+}
+
+/// The upper bounds of [`ForwardStats::latency_buckets`].
+pub const LATENCY_BOUNDS: [Duration; 10] = [
+    Duration::from_millis(1),
+    Duration::from_millis(2),
+    Duration::from_millis(5),
+    Duration::from_millis(10),
+    Duration::from_millis(25),
+    Duration::from_millis(50),
+    Duration::from_millis(100),
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+];
+
+impl ForwardStats {
+    fn observe_latency(&mut self, latency: Duration) {
+        self.latency_total += latency;
+        let bucket = LATENCY_BOUNDS
+            .iter()
+            .position(|bound| latency <= *bound)
+            .unwrap_or(LATENCY_BOUNDS.len());
+        if let Some(n) = self.latency_buckets.get_mut(bucket) {
+            *n += 1;
+        }
+    }
 }
 
 /// The cache key: lower-case name, type, class.
@@ -269,7 +301,8 @@ impl<C: Clone> Forwarder<C> {
         };
         self.in_flight.remove(&p.key);
         self.stats.answered += 1;
-        self.stats.latency_total += now.saturating_duration_since(p.started);
+        self.stats
+            .observe_latency(now.saturating_duration_since(p.started));
         if message.metadata.truncation {
             // A truncated answer is passed on as it is (the client retries
             // over TCP) and not cached.
@@ -574,6 +607,13 @@ mod tests {
         assert_eq!(r[0].1.answers[0].ttl, 50);
         assert_eq!(f.stats().cache_hits, 1);
         assert_eq!(f.stats().coalesced, 1);
+        // One upstream answer, 3 ms after the send: the 5 ms bucket.
+        let stats = f.stats();
+        assert_eq!(stats.answered, 1);
+        assert_eq!(stats.latency_total, Duration::from_millis(3));
+        let mut buckets = [0; LATENCY_BOUNDS.len() + 1];
+        buckets[2] = 1;
+        assert_eq!(stats.latency_buckets, buckets);
         out.clear();
         // After the TTL: asked again.
         f.query(

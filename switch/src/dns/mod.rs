@@ -33,7 +33,7 @@ pub(crate) mod tests;
 
 pub use answer::{answer, answer_within, Answer, DnsDrop, Proto, Summary};
 pub use counters::{DnsCounters, DnsDropReason, DnsQtype, DnsRcode};
-pub use forward::{ForwardConfig, ForwardStats, Forwarder, Step};
+pub use forward::{ForwardConfig, ForwardStats, Forwarder, Step, LATENCY_BOUNDS};
 pub use reply::{reply_packet, ReplyError, Written};
 pub use vip::{
     DnsClient, DnsConfig, DnsOrigin, DnsQuery, DEFAULT_CLUSTER_DOMAIN, DEFAULT_DNS_VIP, DNS_PORT,

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use weft_agent_api::{DataplaneInfo, OffloadInfo, ServicesInfo, StatusResult};
+use weft_agent_api::{
+    DataplaneInfo, DnsInfo, NamedCount, OffloadInfo, ServicesInfo, StatusResult,
+};
 
 use super::pod::{connect, AgentSocket};
 use crate::duration;
@@ -71,6 +73,7 @@ fn render(s: &StatusResult) -> String {
     ];
     let offloads = s.dataplane.as_ref().map(|d| offloads(&d.offload));
     let services = s.dataplane.as_ref().and_then(|d| d.services.as_ref());
+    let dns = s.dataplane.as_ref().map(|d| dns(&d.dns));
     let registrations = s.registration.as_ref().map(|r| {
         format!(
             "{} registered, {} pending, {} failed",
@@ -89,6 +92,7 @@ fn render(s: &StatusResult) -> String {
         .chain(offloads.map(|o| ("offloads", o)))
         .chain(services.map(|v| ("services", services_line(v))))
         .chain(services.map(|v| ("conntrack", conntrack_line(v))))
+        .chain(dns.map(|d| ("dns", d)))
         .chain(registrations.map(|r| ("registrations", r)))
         .chain(objects.map(|o| ("objects", o)));
     for (key, value) in lines {
@@ -176,6 +180,50 @@ fn offloads(o: &OffloadInfo) -> String {
             o.udp_gso_messages,
             o.udp_gro_messages
         ));
+    }
+    out
+}
+
+/// Cluster DNS in one line: "5 queries (3 from the zone, 2 forwarded:
+/// 1 from cache, 1 sent upstream); upstream: 1 answered (mean 2.0 ms), 0
+/// timeouts, 0 failures; 0 truncated; rcodes noerror 4, nxdomain 1".
+fn dns(d: &DnsInfo) -> String {
+    let total = |c: &[NamedCount]| c.iter().map(|c| c.count).sum::<u64>();
+    let zone = total(&d.zone_answers);
+    let mut out = format!(
+        "{} queries ({zone} from the zone, {} forwarded: {} from cache, {} coalesced); \
+         upstream: {} sent, {} answered",
+        total(&d.queries),
+        d.forwarded,
+        d.cache_hits,
+        d.coalesced,
+        d.upstream_queries,
+        d.upstream_answers,
+    );
+    if d.upstream_answers > 0 {
+        let mean_ms = d.upstream_latency_us as f64 / d.upstream_answers as f64 / 1000.0;
+        out.push_str(&format!(" (mean {mean_ms:.1} ms)"));
+    }
+    out.push_str(&format!(
+        ", {} timeouts, {} failures; {} truncated",
+        d.upstream_timeouts,
+        d.upstream_failures,
+        d.zone_truncated + d.forwarded_truncated
+    ));
+    let mut rcodes: Vec<(String, u64)> = Vec::new();
+    for c in d.zone_answers.iter().chain(&d.forwarded_answers) {
+        match rcodes.iter_mut().find(|(name, _)| *name == c.name) {
+            Some((_, n)) => *n += c.count,
+            None => rcodes.push((c.name.clone(), c.count)),
+        }
+    }
+    let rcodes: Vec<String> = rcodes
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(name, n)| format!("{name} {n}"))
+        .collect();
+    if !rcodes.is_empty() {
+        out.push_str(&format!("; rcodes {}", rcodes.join(", ")));
     }
     out
 }
@@ -268,6 +316,38 @@ mod tests {
         assert_eq!(
             offloads(&OffloadInfo::default()),
             "TUN TSO/USO off, UDP GSO off, UDP GRO off"
+        );
+    }
+
+    #[test]
+    fn dns_sums_queries_and_merges_rcodes() {
+        let named = |pairs: &[(&str, u64)]| -> Vec<NamedCount> {
+            pairs
+                .iter()
+                .map(|(name, count)| NamedCount {
+                    name: (*name).into(),
+                    count: *count,
+                })
+                .collect()
+        };
+        let d = DnsInfo {
+            queries: named(&[("a", 3), ("aaaa", 2), ("srv", 0)]),
+            zone_answers: named(&[("noerror", 2), ("nxdomain", 1), ("servfail", 0)]),
+            forwarded_answers: named(&[("noerror", 2), ("servfail", 0)]),
+            forwarded: 2,
+            cache_hits: 1,
+            upstream_queries: 2,
+            upstream_answers: 1,
+            upstream_timeouts: 1,
+            upstream_latency_us: 2_500,
+            forwarded_truncated: 1,
+            ..DnsInfo::default()
+        };
+        assert_eq!(
+            dns(&d),
+            "5 queries (3 from the zone, 2 forwarded: 1 from cache, 0 coalesced); \
+             upstream: 2 sent, 1 answered (mean 2.5 ms), 1 timeouts, 0 failures; \
+             1 truncated; rcodes noerror 4, nxdomain 1"
         );
     }
 
@@ -391,6 +471,7 @@ data plane:    running; forwarded 0 to pods, 0 to host, 0 to peers
 offloads:      TUN TSO/USO on, UDP GSO on, UDP GRO off; 5 super-packets read, 4 written, 30 segments coalesced, 7 GSO sends, 0 GRO receives
 services:      2 services, 2 frontends, 3 endpoints; 6 translations (1 hairpin, 0 kept affinity), 2 refused for no endpoint, 0 for an unknown port, 0 dropped (Local policy, no local endpoint), 0 invalid to a Service, 0 UDP flows moved off a gone endpoint
 conntrack:     5 of 131072 entries; 9 inserts, 4 expired, 0 evicted, 0 refused (table full), 0 refused (source limit)
+dns:           0 queries (0 from the zone, 0 forwarded: 0 from cache, 0 coalesced); upstream: 0 sent, 0 answered, 0 timeouts, 0 failures; 0 truncated
 registrations: 1 registered, 0 pending, 2 failed
 objects:       3 namespaces, 5 pods, 2 services, 2 endpoint slices, 1 network policies (revision 9)
 

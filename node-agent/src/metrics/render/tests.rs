@@ -1,4 +1,6 @@
-use weft_agent_api::{DataplaneInfo, DropCount, NodeInfo, OffloadInfo, PeerInfo};
+use weft_agent_api::{
+    DataplaneInfo, DnsInfo, DropCount, LatencyBucket, NamedCount, NodeInfo, OffloadInfo, PeerInfo,
+};
 
 use super::*;
 
@@ -101,7 +103,9 @@ fn every_metric_is_rendered_with_help() {
     // One HELP per metric family, one TYPE each.
     let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
     let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
-    assert_eq!(helps, 20, "{text}");
+    // 20 of the node and data plane, 15 of DNS (its 3 labelled families
+    // have no sample, and so no HELP, while the status lists no label).
+    assert_eq!(helps, 35, "{text}");
     assert_eq!(helps, types);
     // The encoder ends each HELP with a period itself.
     assert!(
@@ -188,4 +192,85 @@ fn a_disconnected_control_plane_reads_zero() {
     let text = render(&s).unwrap();
     assert!(has(&text, "weft_control_plane_connected 0"), "{text}");
     assert!(has(&text, "weft_peers 0"), "{text}");
+}
+
+fn named(pairs: &[(&str, u64)]) -> Vec<NamedCount> {
+    pairs
+        .iter()
+        .map(|(name, count)| NamedCount {
+            name: (*name).into(),
+            count: *count,
+        })
+        .collect()
+}
+
+#[test]
+fn dns_counters_and_latency_histogram() {
+    let mut dp = dataplane();
+    dp.dns = DnsInfo {
+        queries: named(&[("a", 4), ("aaaa", 1)]),
+        zone_answers: named(&[("noerror", 2), ("nxdomain", 1)]),
+        forwarded_answers: named(&[("noerror", 2), ("servfail", 0)]),
+        forwarded: 2,
+        cache_hits: 1,
+        upstream_queries: 3,
+        upstream_answers: 3,
+        upstream_timeouts: 1,
+        upstream_latency_us: 7_500,
+        upstream_latency: vec![
+            LatencyBucket {
+                le_us: Some(1_000),
+                count: 1,
+            },
+            LatencyBucket {
+                le_us: Some(5_000),
+                count: 2,
+            },
+            LatencyBucket {
+                le_us: None,
+                count: 0,
+            },
+        ],
+        zone_truncated: 1,
+        drops: named(&[("not_a_query", 6)]),
+        ..DnsInfo::default()
+    };
+    let text = render(&status(Some(dp))).unwrap();
+    assert_has(
+        &text,
+        &[
+            "weft_dns_queries_total{type=\"a\"} 4",
+            "weft_dns_queries_total{type=\"aaaa\"} 1",
+            "weft_dns_responses_total{source=\"zone\",rcode=\"nxdomain\"} 1",
+            "weft_dns_responses_total{source=\"forwarder\",rcode=\"noerror\"} 2",
+            "weft_dns_responses_total{source=\"forwarder\",rcode=\"servfail\"} 0",
+            "weft_dns_truncated_total{source=\"zone\"} 1",
+            "weft_dns_truncated_total{source=\"forwarder\"} 0",
+            "weft_dns_dropped_total{reason=\"not_a_query\"} 6",
+            "weft_dns_forwarded_total 2",
+            "weft_dns_cache_hits_total 1",
+            "weft_dns_upstream_queries_total 3",
+            "weft_dns_upstream_timeouts_total 1",
+            "weft_dns_upstream_failures_total 0",
+            // The histogram: cumulative buckets, +Inf = count = answers.
+            "weft_dns_upstream_latency_seconds_sum 0.0075",
+            "weft_dns_upstream_latency_seconds_count 3",
+            "weft_dns_upstream_latency_seconds_bucket{le=\"0.001\"} 1",
+            "weft_dns_upstream_latency_seconds_bucket{le=\"0.005\"} 3",
+            "weft_dns_upstream_latency_seconds_bucket{le=\"+Inf\"} 3",
+        ],
+    );
+    assert!(text.contains("# TYPE weft_dns_upstream_latency_seconds histogram"));
+}
+
+#[test]
+fn dns_latency_without_buckets_still_has_inf() {
+    let text = render(&status(Some(dataplane()))).unwrap();
+    assert_has(
+        &text,
+        &[
+            "weft_dns_upstream_latency_seconds_count 0",
+            "weft_dns_upstream_latency_seconds_bucket{le=\"+Inf\"} 0",
+        ],
+    );
 }

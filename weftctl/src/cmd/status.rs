@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use weft_agent_api::{
-    DataplaneInfo, DnsInfo, NamedCount, OffloadInfo, ServicesInfo, StatusResult,
-};
+use weft_agent_api::{DataplaneInfo, DnsInfo, NamedCount, OffloadInfo, ServicesInfo, StatusResult};
 
 use super::pod::{connect, AgentSocket};
 use crate::duration;

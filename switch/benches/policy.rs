@@ -5,9 +5,10 @@
 //! egress, each with 3 rules per direction (10 pod peers, an ipBlock with
 //! an except, a port range; the last policy's last rule is the only one
 //! that allows the probed flow). Measured: `PolicyTable::evaluate` for a
-//! connection allowed by that last rule (every rule of every policy
-//! tried: the worst case), one denied (the same walk, no match), and one
-//! on a pod no policy selects (one hash lookup); and `PolicyTable::compile`
+//! connection allowed by that last rule (the worst case for the linear
+//! walk the table used to do; with the merged table one prefix lookup and
+//! a port-map search), one denied, and one on a pod no policy selects (one
+//! hash lookup); and `PolicyTable::compile`
 //! of the whole set (the control path, on every change). No timing is
 //! asserted anywhere; figures go to bench/README.md.
 

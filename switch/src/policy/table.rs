@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::{Direction, PolicySpec, PortsSpec, RuleSpec};
-use crate::prefix::PrefixTable;
+use super::merged::RuleSet;
+use super::{Direction, PolicySpec, RuleSpec};
 
 /// Which rule decided: the policy's index in [`PolicyTable::policy_name`]
 /// and the rule's index in that policy's ingress or egress list.
@@ -34,93 +34,18 @@ impl Verdict {
     }
 }
 
-/// A compiled rule. Peers without `except` share one longest-prefix-match
-/// table mapping to an index into `ports`; an ipBlock with `except`s gets a
-/// table of its own (its CIDR to `true`, each except to `false`), so that
-/// an except never hides an address another peer of the rule allows
-/// (peers are OR'ed).
+/// The rules that apply to one local pod in one direction, merged.
 #[derive(Debug)]
-struct Rule {
-    at: RuleRef,
-    /// `None`: any peer, with `ports[0]`.
-    peers: Option<Peers>,
-    ports: Vec<PortsSpec>,
-}
-
-#[derive(Debug)]
-struct Peers {
-    plain: PrefixTable<u16>,
-    carved: Vec<(PrefixTable<bool>, u16)>,
-}
-
-impl Rule {
-    fn compile(at: RuleRef, spec: &RuleSpec) -> Self {
-        let mut ports = vec![spec.ports.clone()];
-        let peers = spec.peers.as_ref().map(|list| {
-            let mut peers = Peers {
-                plain: PrefixTable::new(),
-                carved: Vec::new(),
-            };
-            for peer in list {
-                let idx = match &peer.ports {
-                    None => 0,
-                    Some(p) => match ports.iter().position(|q| q == p) {
-                        Some(i) => i,
-                        None => {
-                            ports.push(p.clone());
-                            ports.len() - 1
-                        }
-                    },
-                };
-                let idx = u16::try_from(idx).unwrap_or(u16::MAX);
-                if peer.except.is_empty() {
-                    peers.plain.insert(peer.prefix, idx);
-                } else {
-                    let mut t = PrefixTable::new();
-                    t.insert(peer.prefix, true);
-                    for ex in &peer.except {
-                        t.insert(*ex, false);
-                    }
-                    peers.carved.push((t, idx));
-                }
-            }
-            peers
-        });
-        Self { at, peers, ports }
-    }
-
-    fn matches(&self, peer: IpAddr, proto: u8, port: u16) -> bool {
-        let Some(peers) = &self.peers else {
-            return self.port_matches(0, proto, port);
-        };
-        if let Some(i) = peers.plain.lookup(peer) {
-            if self.port_matches(usize::from(i), proto, port) {
-                return true;
-            }
-        }
-        peers.carved.iter().any(|(t, i)| {
-            t.lookup(peer) == Some(true) && self.port_matches(usize::from(*i), proto, port)
-        })
-    }
-
-    fn port_matches(&self, idx: usize, proto: u8, port: u16) -> bool {
-        match self.ports.get(idx) {
-            Some(PortsSpec::Any) => true,
-            Some(PortsSpec::Ranges(ranges)) => ranges
-                .iter()
-                .any(|r| r.protocol.number() == proto && r.port <= port && port <= r.end),
-            None => false,
-        }
-    }
-}
-
-/// The rules that apply to one local pod in one direction.
-#[derive(Debug, Default)]
 struct PodRules {
     /// The first policy that isolates the pod here.
     isolating: u32,
-    rules: Vec<Arc<Rule>>,
+    /// Shared by every pod (and direction) with the same rule list.
+    rules: Arc<RuleSet>,
 }
+
+/// Rule lists by pod while compiling: the isolating policy and the rules in
+/// evaluation order (policy order, then rule order).
+type Lists<'a> = HashMap<IpAddr, (u32, Vec<(RuleRef, &'a RuleSpec)>)>;
 
 /// Every local pod's compiled rules. See the module docs.
 #[derive(Debug, Default)]
@@ -132,36 +57,33 @@ pub struct PolicyTable {
 }
 
 impl PolicyTable {
-    /// Compiles the policies that apply to this node's pods.
+    /// Compiles the policies that apply to this node's pods: per local pod
+    /// and direction, the list of rules that apply, merged into one
+    /// [`RuleSet`]; identical lists (pods selected by the same policies)
+    /// share one.
     pub fn compile(policies: &[PolicySpec]) -> Self {
         let mut table = Self::default();
+        let mut ingress: Lists<'_> = HashMap::new();
+        let mut egress: Lists<'_> = HashMap::new();
         for (i, policy) in policies.iter().enumerate() {
             let pi = u32::try_from(i).unwrap_or(u32::MAX);
             table.names.push(policy.name.clone());
             if let Some(per_pod) = &policy.ingress {
                 for (pod, rules) in per_pod {
-                    let compiled: Vec<Arc<Rule>> = rules
-                        .iter()
-                        .enumerate()
-                        .map(|(ri, r)| Arc::new(Rule::compile(at(pi, ri), r)))
-                        .collect();
-                    table.rules += compiled.len();
-                    add(&mut table.ingress, *pod, pi, compiled);
+                    table.rules += rules.len();
+                    add(&mut ingress, *pod, pi, rules);
                 }
             }
             if let Some((pods, rules)) = &policy.egress {
-                // One compilation shared by every selected pod.
-                let compiled: Vec<Arc<Rule>> = rules
-                    .iter()
-                    .enumerate()
-                    .map(|(ri, r)| Arc::new(Rule::compile(at(pi, ri), r)))
-                    .collect();
-                table.rules += compiled.len();
+                table.rules += rules.len();
                 for pod in pods {
-                    add(&mut table.egress, *pod, pi, compiled.clone());
+                    add(&mut egress, *pod, pi, rules);
                 }
             }
         }
+        let mut shared: Shared<'_> = HashMap::new();
+        table.ingress = merge(ingress, &mut shared);
+        table.egress = merge(egress, &mut shared);
         table
     }
 
@@ -185,13 +107,11 @@ impl PolicyTable {
         let Some(pod_rules) = map.get(&pod) else {
             return Verdict::NotIsolated;
         };
-        for rule in &pod_rules.rules {
-            if rule.matches(peer, proto, port) {
-                return Verdict::Allowed(rule.at);
-            }
-        }
-        Verdict::Denied {
-            policy: pod_rules.isolating,
+        match pod_rules.rules.first(peer, proto, port) {
+            Some(rule) => Verdict::Allowed(rule),
+            None => Verdict::Denied {
+                policy: pod_rules.isolating,
+            },
         }
     }
 
@@ -208,8 +128,8 @@ impl PolicyTable {
         self.names.get(index as usize).map(String::as_str)
     }
 
-    /// Policies and compiled rules (per-pod ingress compilations counted
-    /// once per pod), for status.
+    /// Policies and rules as given (ingress rules counted once per
+    /// selected pod, egress rules once per policy), for status.
     pub fn sizes(&self) -> (usize, usize) {
         (self.names.len(), self.rules)
     }
@@ -222,10 +142,24 @@ fn at(policy: u32, rule: usize) -> RuleRef {
     }
 }
 
-fn add(map: &mut HashMap<IpAddr, PodRules>, pod: IpAddr, policy: u32, rules: Vec<Arc<Rule>>) {
-    let entry = map.entry(pod).or_insert_with(|| PodRules {
-        isolating: policy,
-        rules: Vec::new(),
-    });
-    entry.rules.extend(rules);
+/// Compiled rule sets by rule list.
+type Shared<'a> = HashMap<Vec<(RuleRef, &'a RuleSpec)>, Arc<RuleSet>>;
+
+/// Each pod's list compiled, identical lists once.
+fn merge<'a>(lists: Lists<'a>, shared: &mut Shared<'a>) -> HashMap<IpAddr, PodRules> {
+    lists
+        .into_iter()
+        .map(|(pod, (isolating, list))| {
+            let rules = shared
+                .entry(list)
+                .or_insert_with_key(|list| Arc::new(RuleSet::compile(list)))
+                .clone();
+            (pod, PodRules { isolating, rules })
+        })
+        .collect()
+}
+
+fn add<'a>(lists: &mut Lists<'a>, pod: IpAddr, policy: u32, rules: &'a [RuleSpec]) {
+    let (_, list) = lists.entry(pod).or_insert_with(|| (policy, Vec::new()));
+    list.extend(rules.iter().enumerate().map(|(ri, r)| (at(policy, ri), r)));
 }

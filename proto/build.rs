@@ -22,6 +22,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .btree_map(".")
         .bytes(".")
+        // Written by hand (src/watch_response.rs): the same message, able to
+        // carry events encoded beforehand.
+        .extern_path(".weft.v1.WatchResponse", "crate::watch_response::WatchResponse")
         .compile_fds(fds)?;
     Ok(())
 }

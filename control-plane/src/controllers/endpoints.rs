@@ -33,7 +33,7 @@ pub fn plan(view: &View, service: &Name, w: &mut Writes) -> Result<(), RegistryE
         .unwrap_or_default();
     let desired = match view.services.get(service) {
         Some(svc) => {
-            let pods = view.pods.get(ns).into_iter().flat_map(|m| m.values());
+            let pods = view.pods_maybe_selected(ns, &svc.object.spec.selector);
             let slices = derive_endpoint_slices(&svc.object, pods, |n| view.nodes.contains_key(n));
             if !slices.is_empty() || !existing.is_empty() {
                 w.unchanged_since(&keys::object_key(Kind::Service, ns, name), svc.revision);

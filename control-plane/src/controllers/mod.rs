@@ -7,7 +7,12 @@
 //!   namespaces: a change marks what it affects dirty, and dirty work is
 //!   done [`DEBOUNCE`] after the first change of a quiet spell (sooner
 //!   than that is wasted on bursts; a pod registered reaches the slices
-//!   well under a second later).
+//!   well under a second later). While changes keep coming, a reconcile
+//!   waits [`pace`] after the one before (longer the more Services that
+//!   one had to derive, at most [`MAX_PACE`]), so a busy stretch (a node
+//!   registering its pods, many nodes at once) derives each Service's
+//!   slices once per round for all the changes of the round, not once
+//!   per change.
 //! - Writes happen only when something differs, packed into transactions
 //!   of at most [`MAX_OPS`] operations (or what the store allows), each
 //!   comparing the revisions the plan read. A transaction that fails a
@@ -15,10 +20,11 @@
 //! - The controllers stop when their leadership term ends, and start over
 //!   from a fresh snapshot in the next term.
 //!
-//! Files: `view.rs` (the decoded view), `endpoints.rs`,
-//! `load_balancer.rs`.
+//! Files: `view.rs` (the decoded view), `index.rs` (its label indexes),
+//! `endpoints.rs`, `load_balancer.rs`.
 
 pub mod endpoints;
+pub mod index;
 pub mod load_balancer;
 pub mod view;
 
@@ -35,6 +41,10 @@ use view::{Dirty, View};
 
 /// Wait after the first change of a quiet spell before reconciling.
 pub const DEBOUNCE: Duration = Duration::from_millis(50);
+/// Longest wait between two reconciles while changes keep coming.
+pub const MAX_PACE: Duration = Duration::from_millis(300);
+/// Wait between reconciles per Service the first one derived.
+const PACE_PER_SERVICE: Duration = Duration::from_millis(2);
 /// Most operations in one controller transaction.
 pub const MAX_OPS: usize = 128;
 /// Pause after the store failed.
@@ -79,6 +89,8 @@ async fn run_subscription(feed: &Feed, store: &Arc<dyn Store>) {
         view.apply(b, &mut dirty);
     }
     let mut live = sub.live;
+    // No reconcile before this (see `pace`).
+    let mut not_before = tokio::time::Instant::now();
     tracing::info!(
         revision = frozen.revision,
         services = view.services.len(),
@@ -97,10 +109,19 @@ async fn run_subscription(feed: &Feed, store: &Arc<dyn Store>) {
                 Ok(b) => view.apply(&b, &mut dirty),
                 Err(_) => return,
             }
-            tokio::time::sleep(DEBOUNCE).await;
+            let debounced = tokio::time::Instant::now() + DEBOUNCE;
+            tokio::time::sleep_until(debounced.max(not_before)).await;
             continue;
         }
-        match reconcile(&view, &mut dirty, store.as_ref()).await {
+        if tokio::time::Instant::now() < not_before {
+            // Let the round's changes gather; they are read at the top.
+            tokio::time::sleep_until(not_before).await;
+            continue;
+        }
+        let services = dirty.services.len();
+        let result = reconcile(&view, &mut dirty, store.as_ref()).await;
+        not_before = tokio::time::Instant::now() + pace(services);
+        match result {
             Ok(None) => {}
             Ok(Some(rev)) => {
                 // Lost a race: plan again once the view has seen the store
@@ -114,6 +135,12 @@ async fn run_subscription(feed: &Feed, store: &Arc<dyn Store>) {
             }
         }
     }
+}
+
+/// The wait after a reconcile that derived `services` Services' slices.
+pub fn pace(services: usize) -> Duration {
+    let n = u32::try_from(services).unwrap_or(u32::MAX);
+    PACE_PER_SERVICE.saturating_mul(n).min(MAX_PACE)
 }
 
 /// Do the dirty work. `Ok(Some(rev))` if a transaction lost a race (what
@@ -213,5 +240,21 @@ impl<'a> Packer<'a> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pace_grows_with_the_work_and_stays_bounded() {
+        assert_eq!(pace(0), Duration::ZERO);
+        assert_eq!(pace(1), PACE_PER_SERVICE);
+        assert!(pace(10) > pace(1));
+        assert_eq!(pace(100_000), MAX_PACE);
+        assert_eq!(pace(usize::MAX), MAX_PACE);
+        // A change after a burst still reaches the slices well within a second.
+        assert!(MAX_PACE + DEBOUNCE < Duration::from_secs(1));
     }
 }

@@ -7,7 +7,10 @@
 //! the Services selecting a pod on a node that came or went; a Service
 //! whose derived slice was changed by anyone),
 //! and whether the load-balancer ingress list may change (a node changed,
-//! a LoadBalancer Service changed).
+//! a LoadBalancer Service changed). Pods are indexed by label and Services
+//! by selector term ([`LabelIndex`]), so a pod change looks only at the
+//! Services that could select it, and a Service's slices only at the pods
+//! that could match it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,6 +19,7 @@ use weft_objects::values::ServiceType;
 use weft_objects::{EndpointSlice, Kind, Pod, Service};
 use weft_proto::v1;
 
+use super::index::LabelIndex;
 use crate::feed::{Batch, Payload};
 use crate::store::Revision;
 
@@ -46,6 +50,10 @@ pub struct View {
     /// Derived slices only (labelled as weft's controller's), by
     /// (namespace, service) then slice name.
     pub slices: BTreeMap<Name, BTreeMap<String, At<EndpointSlice>>>,
+    /// Pods by label.
+    pod_labels: LabelIndex,
+    /// Services by selector term.
+    selectors: LabelIndex,
 }
 
 /// What a batch made dirty.
@@ -144,19 +152,9 @@ impl View {
                                 .then(|| decode::<Pod>(o))
                                 .flatten()
                                 .map(|p| p.metadata.labels);
-                            let selects = |svc: &Service| {
-                                svc.has_selector()
-                                    && [&old, &new].into_iter().flatten().any(|l| {
-                                        weft_objects::selector::map_matches(&svc.spec.selector, l)
-                                    })
-                            };
-                            dirty.services.extend(
-                                self.services
-                                    .range((ns.clone(), String::new())..)
-                                    .take_while(|((sns, _), _)| *sns == ns)
-                                    .filter(|(_, s)| selects(&s.object))
-                                    .map(|(k, _)| k.clone()),
-                            );
+                            for labels in [&old, &new].into_iter().flatten() {
+                                dirty.services.extend(self.services_selecting(&ns, labels));
+                            }
                         }
                         Ok(Kind::Service) => {
                             let key = (ns.clone(), o.name.clone());
@@ -198,6 +196,9 @@ impl View {
             Payload::Object(o) => match o.kind.parse::<Kind>() {
                 Ok(Kind::Pod) => {
                     if let Some(pod) = decode::<Pod>(o) {
+                        self.remove_pod(&o.namespace, &o.name);
+                        self.pod_labels
+                            .insert(&o.namespace, &o.name, &pod.metadata.labels);
                         self.pods
                             .entry(o.namespace.clone())
                             .or_default()
@@ -206,6 +207,11 @@ impl View {
                 }
                 Ok(Kind::Service) => {
                     if let Some(svc) = decode::<Service>(o) {
+                        self.remove_service(&o.namespace, &o.name);
+                        if svc.has_selector() {
+                            self.selectors
+                                .insert(&o.namespace, &o.name, &svc.spec.selector);
+                        }
                         self.services.insert(
                             (o.namespace.clone(), o.name.clone()),
                             At {
@@ -238,17 +244,8 @@ impl View {
 
     fn remove(&mut self, o: &v1::Object) {
         match o.kind.parse::<Kind>() {
-            Ok(Kind::Pod) => {
-                if let Some(pods) = self.pods.get_mut(&o.namespace) {
-                    pods.remove(&o.name);
-                    if pods.is_empty() {
-                        self.pods.remove(&o.namespace);
-                    }
-                }
-            }
-            Ok(Kind::Service) => {
-                self.services.remove(&(o.namespace.clone(), o.name.clone()));
-            }
+            Ok(Kind::Pod) => self.remove_pod(&o.namespace, &o.name),
+            Ok(Kind::Service) => self.remove_service(&o.namespace, &o.name),
             Ok(Kind::EndpointSlice) => {
                 for slices in self
                     .slices
@@ -264,24 +261,60 @@ impl View {
         }
     }
 
+    fn remove_pod(&mut self, ns: &str, name: &str) {
+        if let Some(pods) = self.pods.get_mut(ns) {
+            if let Some(old) = pods.remove(name) {
+                self.pod_labels.remove(ns, name, &old.metadata.labels);
+            }
+            if pods.is_empty() {
+                self.pods.remove(ns);
+            }
+        }
+    }
+
+    fn remove_service(&mut self, ns: &str, name: &str) {
+        if let Some(old) = self.services.remove(&(ns.to_string(), name.to_string())) {
+            self.selectors
+                .remove(ns, name, &old.object.spec.selector);
+        }
+    }
+
+    /// The Services of `ns` that select a pod labelled `labels`.
+    fn services_selecting(&self, ns: &str, labels: &BTreeMap<String, String>) -> Vec<Name> {
+        self.selectors
+            .any_of(ns, labels)
+            .into_iter()
+            .map(|name| (ns.to_string(), name))
+            .filter(|key| {
+                self.services.get(key).is_some_and(|s| {
+                    s.object.has_selector()
+                        && weft_objects::selector::map_matches(&s.object.spec.selector, labels)
+                })
+            })
+            .collect()
+    }
+
+    /// The pods of `ns` that `selector` may select (a superset: callers
+    /// match the selector); none for an empty selector.
+    pub fn pods_maybe_selected<'a>(
+        &'a self,
+        ns: &str,
+        selector: &BTreeMap<String, String>,
+    ) -> impl Iterator<Item = &'a Pod> + 'a {
+        let pods = self.pods.get(ns);
+        self.pod_labels
+            .candidates(ns, selector)
+            .into_iter()
+            .flatten()
+            .filter_map(move |name| pods.and_then(|m| m.get(name)))
+    }
+
     /// The Services that select a pod on `node`.
     fn services_selecting_pods_on(&self, node: &str) -> BTreeSet<Name> {
         let mut out = BTreeSet::new();
         for (ns, pods) in &self.pods {
             for pod in pods.values().filter(|p| p.spec.node_name == node) {
-                out.extend(
-                    self.services
-                        .range((ns.clone(), String::new())..)
-                        .take_while(|((sns, _), _)| sns == ns)
-                        .filter(|(_, s)| {
-                            s.object.has_selector()
-                                && weft_objects::selector::map_matches(
-                                    &s.object.spec.selector,
-                                    &pod.metadata.labels,
-                                )
-                        })
-                        .map(|(k, _)| k.clone()),
-                );
+                out.extend(self.services_selecting(ns, &pod.metadata.labels));
             }
         }
         out

@@ -5,8 +5,9 @@
 //! - One store watch per replica follows every change to `nodes/` and
 //!   `objects/`. Each store transaction becomes one [`Batch`] of prepared
 //!   `weft.v1` changes (an object's JSON gets its `resourceVersion` here,
-//!   once, not once per watcher), applied to the in-memory state and sent
-//!   to every subscriber. The events of one transaction are never split.
+//!   and each change is encoded as its `WatchEvent` here: once, not once
+//!   per watcher), applied to the in-memory state and sent to every
+//!   subscriber. The events of one transaction are never split.
 //! - The state (every node and object at [`Feed::revision`]) serves
 //!   snapshots. A fresh subscription first lets the feed catch up with the
 //!   store's current revision (at most [`CATCH_UP`]), so a snapshot shows
@@ -101,6 +102,9 @@ pub struct Event {
     pub deleted: bool,
     /// The new state (put) or the last one (delete).
     pub payload: Payload,
+    /// This change as an encoded `weft.v1.WatchEvent` (at the batch's
+    /// revision), shared by every watcher that sends it.
+    pub encoded: bytes::Bytes,
 }
 
 /// The changes of one store transaction.
@@ -108,7 +112,7 @@ pub struct Event {
 pub struct Batch {
     pub revision: Revision,
     pub events: Vec<Event>,
-    /// About how many bytes the events take.
+    /// About how many bytes the events take (decoded and encoded).
     pub size: usize,
 }
 

@@ -1,6 +1,8 @@
 //! Store events to the changes the feed sends: a node record decoded with
-//! its revision, an object's JSON with its `resourceVersion`.
+//! its revision, an object's JSON with its `resourceVersion`, and the
+//! change encoded once as the `WatchEvent` every watcher sends.
 
+use prost::Message as _;
 use weft_proto::v1;
 
 use super::{Batch, Event, Payload};
@@ -62,11 +64,15 @@ pub(super) fn batch(revision: Revision, events: &[store::Event]) -> Batch {
     for ev in events.iter().filter(|e| carried(&e.kv.key)) {
         let deleted = ev.kind == EventKind::Delete;
         if let Some(payload) = payload(&ev.kv, revision) {
-            size += payload.size();
+            let encoded: bytes::Bytes = watch_event(revision, deleted, &payload)
+                .encode_to_vec()
+                .into();
+            size += payload.size() + encoded.len();
             out.push(Event {
                 key: ev.kv.key.clone(),
                 deleted,
                 payload,
+                encoded,
             });
         }
     }
@@ -74,5 +80,25 @@ pub(super) fn batch(revision: Revision, events: &[store::Event]) -> Batch {
         revision,
         events: out,
         size,
+    }
+}
+
+/// The `WatchEvent` of one change at `revision`.
+pub fn watch_event(revision: Revision, deleted: bool, payload: &Payload) -> v1::WatchEvent {
+    let kind = if deleted {
+        v1::ChangeType::Delete
+    } else {
+        v1::ChangeType::Put
+    };
+    let object = match payload {
+        Payload::Node(n) => v1::change::Object::Node(n.clone()),
+        Payload::Object(o) => v1::change::Object::ClusterObject(o.clone()),
+    };
+    v1::WatchEvent {
+        revision,
+        event: Some(v1::watch_event::Event::Change(v1::Change {
+            r#type: kind as i32,
+            object: Some(object),
+        })),
     }
 }

@@ -17,7 +17,9 @@
 //!   UNAVAILABLE on shutdown or when the feed reloads (resume either way).
 //!
 //! The stream is a plain state machine polled by tonic: no task per
-//! watcher; the feed's batches are shared, not copied, until encoded.
+//! watcher. Changes go out as the feed encoded them (each `WatchEvent`'s
+//! bytes are shared by every watcher: a watcher copies them into its
+//! frame, it does not build or encode them again).
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -28,8 +30,7 @@ use futures::Stream;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tonic::Status;
 use weft_proto::v1::{
-    change, watch_event, Change, ChangeType, ClusterSettings, Keepalive, Snapshot, WatchEvent,
-    WatchResponse,
+    watch_event, ClusterSettings, Keepalive, Snapshot, WatchEvent, WatchResponse,
 };
 
 use crate::feed::{Batch, Feed, Frozen, Payload};
@@ -201,12 +202,10 @@ impl Watcher {
     }
 
     fn keepalive(&self) -> WatchResponse {
-        WatchResponse {
-            events: vec![WatchEvent {
-                revision: self.last,
-                event: Some(watch_event::Event::Keepalive(Keepalive {})),
-            }],
-        }
+        WatchResponse::of(vec![WatchEvent {
+            revision: self.last,
+            event: Some(watch_event::Event::Keepalive(Keepalive {})),
+        }])
     }
 
     async fn next_response(&mut self) -> Option<Result<WatchResponse, Status>> {
@@ -219,12 +218,10 @@ impl Watcher {
             if !more {
                 self.snapshot = None;
             }
-            return Some(Ok(WatchResponse {
-                events: vec![WatchEvent {
-                    revision: rev,
-                    event: Some(watch_event::Event::Snapshot(part)),
-                }],
-            }));
+            return Some(Ok(WatchResponse::of(vec![WatchEvent {
+                revision: rev,
+                event: Some(watch_event::Event::Snapshot(part)),
+            }])));
         }
         if let Some(e) = self.failed.take() {
             self.done = true;
@@ -283,29 +280,13 @@ impl Watcher {
             bytes += push(&b, &mut events);
             self.last = b.revision;
         }
-        Some(Ok(WatchResponse { events }))
+        Some(Ok(WatchResponse::pre_encoded(events)))
     }
 }
 
-/// Add a batch's changes to a response; returns their size.
-fn push(batch: &Batch, out: &mut Vec<WatchEvent>) -> usize {
-    for e in &batch.events {
-        let kind = if e.deleted {
-            ChangeType::Delete
-        } else {
-            ChangeType::Put
-        };
-        let object = match &e.payload {
-            Payload::Node(n) => change::Object::Node(n.clone()),
-            Payload::Object(o) => change::Object::ClusterObject(o.clone()),
-        };
-        out.push(WatchEvent {
-            revision: batch.revision,
-            event: Some(watch_event::Event::Change(Change {
-                r#type: kind as i32,
-                object: Some(object),
-            })),
-        });
-    }
-    batch.size
+/// Add a batch's changes (as the feed encoded them) to a response;
+/// returns their size.
+fn push(batch: &Batch, out: &mut Vec<bytes::Bytes>) -> usize {
+    out.extend(batch.events.iter().map(|e| e.encoded.clone()));
+    batch.events.iter().map(|e| e.encoded.len()).sum()
 }

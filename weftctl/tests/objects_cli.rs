@@ -166,6 +166,15 @@ async fn apply_get_label_delete() {
         assert_eq!(o.stdout, "service/web\n");
         assert_eq!(run(&["get", "svc", "-A", "-l", "app=web", "-o", "name"]).stdout, "");
 
+        // apply again merges (kubectl's last-applied-configuration): the
+        // manifest's app=web returns, the label set by `label` stays.
+        let o = run(&["apply", "-f", shop]);
+        assert_eq!(o.stdout, "namespace/shop unchanged\nservice/web configured\n", "{}", o.stderr);
+        let o = run(&["get", "svc", "-A", "-l", "tier=be,app=web", "-o", "name"]);
+        assert_eq!(o.stdout, "service/web\n", "{}", o.stderr);
+        let o = run(&["apply", "-f", shop]);
+        assert_eq!(o.stdout, "namespace/shop unchanged\nservice/web unchanged\n");
+
         // delete: by kind and name, by file; then nothing is found.
         let o = run(&["delete", "netpol", "deny-all", "-n", "shop"]);
         assert_eq!(o.stdout, "networkpolicy \"deny-all\" deleted\n", "{}", o.stderr);

@@ -5,12 +5,15 @@
 //!   `List` expands), put into the request's namespace when it names none,
 //!   defaulted, and validated as a create or, when the object exists, as an
 //!   update of it (immutable fields, the allocated values kept).
-//! - Apply replaces what a manifest sets: labels, annotations and spec are
-//!   the manifest's (fields it leaves out return to their defaults), except
-//!   what the control plane owns: uid, creationTimestamp, generation
-//!   (bumped when the spec changes), allocated ClusterIPs and node ports the
-//!   manifest leaves out, and `status` (a Service's load-balancer ingress is
-//!   the controller's).
+//! - Apply merges as `kubectl apply` does ([`super::merge`]): the manifest
+//!   is recorded in the `kubectl.kubernetes.io/last-applied-configuration`
+//!   annotation; on the next apply, fields the manifest sets are set,
+//!   fields the last manifest set and this one leaves out are removed
+//!   (they return to their defaults), and fields set by others (labels
+//!   from `weftctl label`) stay. The control plane keeps what it owns:
+//!   uid, creationTimestamp, generation (bumped when the spec changes),
+//!   allocated ClusterIPs and node ports, and `status` (a Service's
+//!   load-balancer ingress is the controller's).
 //! - An object whose stored form would not change is `Unchanged` and not
 //!   written.
 //! - Refused before anything is read: Pods (agents register them),
@@ -33,7 +36,7 @@ use weft_objects::{defaults, Kind, Object};
 
 use super::alloc::{self, AllocError, Taken, Value};
 use super::{
-    codec, invalid, keys, quote, system, Objects, Writes, DEFAULT_NAMESPACE, MAX_ATTEMPTS,
+    codec, invalid, keys, merge, quote, system, Objects, Writes, DEFAULT_NAMESPACE, MAX_ATTEMPTS,
 };
 use crate::registry::RegistryError;
 use crate::store::{KeyValue, Revision};
@@ -58,7 +61,11 @@ pub struct Applied {
 struct Requested {
     document: usize,
     key: String,
+    /// The object as the manifest gives it, defaulted.
     object: Object,
+    /// The manifest (namespace filled in, not defaulted), as JSON: what
+    /// the merge applies and the annotation records.
+    manifest: serde_json::Value,
 }
 
 impl Objects {
@@ -113,7 +120,7 @@ impl Objects {
             let mut obj = r.object.clone();
             let old_obj = old.as_ref().map(|(o, _)| o);
             if let (Some(o), Some((_, kv))) = (old_obj, old) {
-                let given = &obj.meta().resource_version;
+                let given = &r.object.meta().resource_version;
                 if !given.is_empty() && *given != kv.mod_revision.to_string() {
                     return Err(RegistryError::Conflict(format!(
                         "Operation cannot be fulfilled on {} {}: the object has been modified; please apply your changes to the latest version and try again",
@@ -125,6 +132,13 @@ impl Objects {
                     failures.push(format!("documents[{}]: {e}", r.document));
                     continue;
                 }
+                obj = match merged(o, &r.manifest) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        failures.push(format!("documents[{}]: {e}", r.document));
+                        continue;
+                    }
+                };
                 defaults::prepare_update(&mut obj, o);
                 keep_status(&mut obj, o);
             }
@@ -297,7 +311,6 @@ fn parse(documents: &[Bytes], namespace: &str) -> Result<Vec<Requested>, Registr
                     .map_err(|e| invalid(format!("documents[{i}]: {e}")))?,
             }
             defaults::fill_namespace(&mut obj, namespace);
-            defaults::apply(&mut obj);
             if obj.name().is_empty() || obj.name().contains('/') || obj.namespace().contains('/') {
                 // Validation words it; keys must not be built from it.
                 let errs = validation::errors(&obj, &Default::default());
@@ -307,6 +320,12 @@ fn parse(documents: &[Bytes], namespace: &str) -> Result<Vec<Requested>, Registr
                 )));
             }
             let key = keys::object_key(obj.kind(), obj.namespace(), obj.name());
+            let manifest = weft_objects::manifest::to_json_value(&obj)
+                .map_err(|e| invalid(format!("documents[{i}]: {e}")))?;
+            defaults::apply(&mut obj);
+            obj.meta_mut()
+                .annotations
+                .insert(merge::LAST_APPLIED.into(), merge::recorded(&manifest));
             if let Some(first) = seen.insert(key.clone(), i) {
                 return Err(invalid(format!(
                     "documents[{first}] and documents[{i}] both describe {} {}: give each object once",
@@ -318,6 +337,7 @@ fn parse(documents: &[Bytes], namespace: &str) -> Result<Vec<Requested>, Registr
                 document: i,
                 key,
                 object: obj,
+                manifest,
             });
         }
     }
@@ -335,6 +355,29 @@ fn refuse_managed_slice(obj: &Object) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The stored object `live` with `manifest` merged in (see [`merge`]),
+/// defaulted, recording `manifest` as the last applied one.
+fn merged(live: &Object, manifest: &serde_json::Value) -> Result<Object, String> {
+    let live_json = weft_objects::manifest::to_json_value(live).map_err(|e| e.to_string())?;
+    let last = merge::last_applied(&live_json);
+    let mut value = merge::three_way(&live_json, last.as_ref(), manifest);
+    if let Some(md) = value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+        // What the control plane sets is not the manifest's to give.
+        md.remove("resourceVersion");
+        md.remove("managedFields");
+    }
+    let mut objects = weft_objects::parse_manifests(&value.to_string()).map_err(|e| e.to_string())?;
+    if objects.len() != 1 {
+        return Err(format!("the merged object is {} objects", objects.len()));
+    }
+    let mut obj = objects.remove(0);
+    defaults::apply(&mut obj);
+    obj.meta_mut()
+        .annotations
+        .insert(merge::LAST_APPLIED.into(), merge::recorded(manifest));
+    Ok(obj)
 }
 
 /// The status the control plane owns survives an apply.

@@ -26,6 +26,7 @@ pub mod codec;
 mod delete;
 pub mod keys;
 mod label;
+pub mod merge;
 pub mod pods;
 mod read;
 pub mod system;

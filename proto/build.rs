@@ -24,7 +24,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .bytes(".")
         // Written by hand (src/watch_response.rs): the same message, able to
         // carry events encoded beforehand.
-        .extern_path(".weft.v1.WatchResponse", "crate::watch_response::WatchResponse")
+        .extern_path(
+            ".weft.v1.WatchResponse",
+            "crate::watch_response::WatchResponse",
+        )
         .compile_fds(fds)?;
     Ok(())
 }

@@ -344,7 +344,9 @@ pub(super) async fn run(
                 if tokio::time::Instant::now() >= deadline {
                     // Stop, so that the run still reports (and writes
                     // its JSON) instead of being abandoned.
-                    return Err(format!("--timeout reached after registering about {i} pods"));
+                    return Err(format!(
+                        "--timeout reached after registering about {i} pods"
+                    ));
                 }
                 let (idx, channel) = &nodes[i % nodes.len()];
                 let doc = pod(

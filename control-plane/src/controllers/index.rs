@@ -40,7 +40,8 @@ impl LabelIndex {
     }
 
     fn names(&self, ns: &str, k: &str, v: &str) -> Option<&BTreeSet<String>> {
-        self.map.get(&(ns.to_string(), k.to_string(), v.to_string()))
+        self.map
+            .get(&(ns.to_string(), k.to_string(), v.to_string()))
     }
 
     /// The names in `ns` that hold every pair of `selector` are among

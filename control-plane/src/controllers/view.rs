@@ -274,8 +274,7 @@ impl View {
 
     fn remove_service(&mut self, ns: &str, name: &str) {
         if let Some(old) = self.services.remove(&(ns.to_string(), name.to_string())) {
-            self.selectors
-                .remove(ns, name, &old.object.spec.selector);
+            self.selectors.remove(ns, name, &old.object.spec.selector);
         }
     }
 

@@ -84,7 +84,7 @@ pub(super) fn batch(revision: Revision, events: &[store::Event]) -> Batch {
 }
 
 /// The `WatchEvent` of one change at `revision`.
-pub fn watch_event(revision: Revision, deleted: bool, payload: &Payload) -> v1::WatchEvent {
+fn watch_event(revision: Revision, deleted: bool, payload: &Payload) -> v1::WatchEvent {
     let kind = if deleted {
         v1::ChangeType::Delete
     } else {

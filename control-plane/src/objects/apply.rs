@@ -368,7 +368,8 @@ fn merged(live: &Object, manifest: &serde_json::Value) -> Result<Object, String>
         md.remove("resourceVersion");
         md.remove("managedFields");
     }
-    let mut objects = weft_objects::parse_manifests(&value.to_string()).map_err(|e| e.to_string())?;
+    let mut objects =
+        weft_objects::parse_manifests(&value.to_string()).map_err(|e| e.to_string())?;
     if objects.len() != 1 {
         return Err(format!("the merged object is {} objects", objects.len()));
     }

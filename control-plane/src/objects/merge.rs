@@ -102,6 +102,7 @@ fn strip_nulls(v: &Value) -> Value {
                 .map(|(k, v)| (k.clone(), strip_nulls(v)))
                 .collect(),
         ),
+        Value::Array(items) => Value::Array(items.iter().map(strip_nulls).collect()),
         other => other.clone(),
     }
 }
@@ -158,7 +159,10 @@ mod tests {
         let text = recorded(&m);
         assert!(text.ends_with('\n'));
         let back: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(back, json!({"metadata": {"name": "x", "annotations": {"k": "v"}}}));
+        assert_eq!(
+            back,
+            json!({"metadata": {"name": "x", "annotations": {"k": "v"}}})
+        );
         let live = json!({"metadata": {"annotations": {LAST_APPLIED: text}}});
         assert_eq!(last_applied(&live), Some(back));
         let broken = json!({"metadata": {"annotations": {LAST_APPLIED: "[1"}}});

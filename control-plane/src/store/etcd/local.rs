@@ -80,7 +80,28 @@ impl LocalEtcd {
 
     /// Start a cluster of `members`, with TLS (and client certificates) if
     /// given.
+    ///
+    /// Ports are picked free and then handed to etcd, so another process
+    /// can take one in between: a start whose member could not bind is
+    /// retried on fresh ports (at most [`START_ATTEMPTS`] times).
     pub async fn start_with(
+        members: usize,
+        tls: Option<LocalEtcdTls>,
+    ) -> Result<LocalEtcd, LocalEtcdError> {
+        let mut attempt = 1;
+        loop {
+            match Self::try_start(members, tls.clone()).await {
+                Err(LocalEtcdError::NotReady { logs, .. })
+                    if attempt < START_ATTEMPTS && logs.contains("address already in use") =>
+                {
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_start(
         members: usize,
         tls: Option<LocalEtcdTls>,
     ) -> Result<LocalEtcd, LocalEtcdError> {
@@ -288,6 +309,9 @@ impl Drop for LocalEtcd {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Starts tried when a port was taken between picking and binding it.
+const START_ATTEMPTS: u32 = 3;
 
 static SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 

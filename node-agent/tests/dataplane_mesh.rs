@@ -581,6 +581,11 @@ async fn udp_datagrams_arrive_intact(offload: bool) {
     server
         .set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
+    // Room for every datagram while the reading thread waits for a CPU (CI
+    // runs other tests beside this one: 275/600 arrived once with the
+    // default buffer and no weft drop counted). FORCE: above rmem_max.
+    nix::sys::socket::setsockopt(&server, nix::sys::socket::sockopt::RcvBufForce, &(4 << 20))
+        .expect("SO_RCVBUFFORCE on the server");
     let client_ns = a.pod.ns.clone();
     let sent = tokio::task::spawn_blocking(move || {
         netns::run_in(&client_ns, move || -> std::io::Result<()> {

@@ -15,6 +15,7 @@ pub mod controllers;
 pub mod feed;
 pub mod ipam;
 pub mod leader;
+pub mod members;
 pub mod model;
 pub mod objects;
 pub mod pki;

@@ -23,6 +23,7 @@ use weft_proto::v1::cluster_server::ClusterServer;
 use crate::config::{Settings, StoreChoice};
 use crate::feed::Feed;
 use crate::leader::{self, Election, LeaderTask, Solo};
+use crate::members::Presence;
 use crate::pki::Pki;
 use crate::registry::Registry;
 use crate::service::{AdminService, ClusterService};
@@ -74,13 +75,15 @@ pub struct ControlPlane {
     pub election: Arc<dyn Election>,
     /// True while this replica leads (runs the leader tasks).
     pub leading: watch::Sender<bool>,
+    /// On etcd: this replica's live record (`members/`), registered.
+    pub presence: Option<Presence>,
 }
 
 /// Open everything under the state dir (and the store) and build the
 /// registry.
 pub async fn open(settings: &Settings) -> Result<ControlPlane, ServerError> {
     prepare_state_dir(&settings.state_dir)?;
-    let (store, election) = open_store(settings).await?;
+    let (store, election, mut presence) = open_store(settings).await?;
     // admin.conf names every replica known now (weftctl fails over).
     let (pki, servers) = match settings.store {
         StoreChoice::Redb => (
@@ -105,19 +108,27 @@ pub async fn open(settings: &Settings) -> Result<ControlPlane, ServerError> {
     let registry = Registry::open(store, pki, settings.clone())
         .await
         .map_err(|e| ServerError::Config(e.to_string()))?;
+    if let Some(p) = presence.as_mut() {
+        p.register()
+            .await
+            .map_err(|e| ServerError::Config(e.to_string()))?;
+    }
     Ok(ControlPlane {
         registry: Arc::new(registry),
         election,
         leading: watch::channel(false).0,
+        presence,
     })
 }
 
-/// Open the store the settings choose, and the election that goes with it.
-/// An unreachable etcd is a configuration error like an unusable state
-/// file: the message says which.
-pub async fn open_store(
-    settings: &Settings,
-) -> Result<(Arc<dyn Store>, Arc<dyn Election>), ServerError> {
+/// What [`open_store`] opens: the store, its election, and (on etcd) this
+/// replica's live record, not yet registered.
+pub type OpenedStore = (Arc<dyn Store>, Arc<dyn Election>, Option<Presence>);
+
+/// Open the store the settings choose, the election that goes with it and
+/// (on etcd) this replica's live record. An unreachable etcd is a
+/// configuration error like an unusable state file: the message says which.
+pub async fn open_store(settings: &Settings) -> Result<OpenedStore, ServerError> {
     Ok(match &settings.store {
         StoreChoice::Redb => (
             Arc::new(
@@ -125,13 +136,15 @@ pub async fn open_store(
                     .map_err(|e| ServerError::Config(e.to_string()))?,
             ),
             Arc::new(Solo),
+            None,
         ),
         StoreChoice::Etcd(options) => {
             let store = EtcdStore::connect(options.clone())
                 .await
                 .map_err(|e| ServerError::Config(format!("--store: {e}")))?;
             let election = EtcdElection::new(&store, &settings.advertise);
-            (Arc::new(store), Arc::new(election))
+            let presence = Presence::new(&store, &settings.advertise);
+            (Arc::new(store), Arc::new(election), Some(presence))
         }
     })
 }
@@ -211,6 +224,7 @@ async fn serve_counting(
         registry,
         election,
         leading,
+        presence,
     } = cp;
     let settings = registry.settings().clone();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -221,6 +235,7 @@ async fn serve_counting(
     let feed = Feed::new(registry.store().clone());
     let feed_task = tokio::spawn(crate::feed::run(feed.clone(), stop_rx.clone()));
 
+    let presence = presence.map(|p| tokio::spawn(p.run(stop_rx.clone())));
     let leader = tokio::spawn(leader::run(
         election,
         leader_tasks(&registry, &feed),
@@ -295,6 +310,9 @@ async fn serve_counting(
     let _ = stop_tx.send(true);
     let _ = leader.await;
     let _ = feed_task.await;
+    if let Some(p) = presence {
+        let _ = p.await;
+    }
     // Aborted tasks (the feed's history fill, a controller past its grace)
     // let go of the feed and the registry when the runtime drops them, a
     // moment later; every holder of the store holds one of the two.

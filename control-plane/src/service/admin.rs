@@ -16,6 +16,7 @@ use weft_proto::v1::{
 
 use super::objects;
 use crate::auth;
+use crate::members;
 use crate::registry::{is_ready, Registry, RegistryError};
 use crate::untrusted::untrusted;
 
@@ -52,10 +53,17 @@ impl Admin for AdminService {
             .registry
             .create_token(r.ttl_seconds, r.usages, &r.description)
             .await?;
+        let control_planes = members::live(
+            self.registry.store().as_ref(),
+            &self.registry.settings().advertise,
+        )
+        .await
+        .map_err(RegistryError::from)?;
         Ok(Response::new(CreateTokenResponse {
             token: Some(token),
             token_string,
             ca_cert_hash: self.registry.pki().ca_hash().to_string(),
+            control_planes,
         }))
     }
 

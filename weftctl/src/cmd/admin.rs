@@ -208,14 +208,21 @@ pub(crate) async fn token(config: &Path, cmd: TokenCommand) -> Result<()> {
                 .map_err(status_error)?
                 .into_inner();
             let t = r.token.unwrap_or_default();
+            // Every live replica (a control plane older than the list sends
+            // none: the address weftctl reached it at).
+            let control_plane = if r.control_planes.is_empty() {
+                server
+            } else {
+                r.control_planes.join(",")
+            };
             let join = format!(
-                "weft-agent --control-plane {server} --token {} --ca-hash {}",
+                "weft-agent --control-plane {control_plane} --token {} --ca-hash {}",
                 r.token_string, r.ca_cert_hash
             );
             match output {
                 Format::Json => println!(
                     "{}",
-                    json!({ "token": r.token_string, "ca_cert_hash": r.ca_cert_hash, "control_plane": server,
+                    json!({ "token": r.token_string, "ca_cert_hash": r.ca_cert_hash, "control_plane": control_plane,
                             "expires_unix_ms": t.expires_unix_ms, "usages": usages, "join_command": join })
                 ),
                 Format::Table => {

@@ -69,9 +69,9 @@ mod topology;
 pub use cluster::{
     build_binaries_once, cargo_build_binaries, in_netns, profile_dir, workspace_manifest, Binaries,
     Check, CheckKind, Cluster, ClusterGuard, ClusterPod, ClusterRecord, ClusterSpec, Connectivity,
-    ControlPlaneRecord, LiveProcess, NodeRecord, PodIdentity, Signal, AGENT_PROGRAM,
-    CONTROL_PLANE_LABEL, CONTROL_PLANE_PORT, CONTROL_PLANE_PROGRAM, DEFAULT_WAIT, LAB_METRICS,
-    WIREGUARD_PORT,
+    ControlPlaneRecord, EtcdRecord, LiveProcess, NodeRecord, PodIdentity, ReplicaRecord, Signal,
+    AGENT_PROGRAM, CONTROL_PLANE_LABEL, CONTROL_PLANE_PORT, CONTROL_PLANE_PROGRAM, DEFAULT_WAIT,
+    ETCD_LABEL, LAB_METRICS, MAX_REPLICAS, WIREGUARD_PORT,
 };
 pub use cmd::{exec_in, list_namespaces, namespace_pids, DEFAULT_COMMAND_TIMEOUT};
 pub use error::LabError;

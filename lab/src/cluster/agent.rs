@@ -32,7 +32,7 @@ pub(crate) fn agent_args(
 ) -> Vec<String> {
     let mut args = vec![
         "--control-plane".to_string(),
-        cp.address.to_string(),
+        cp.servers(),
         "--name".to_string(),
         node.name.clone(),
         "--endpoint".to_string(),

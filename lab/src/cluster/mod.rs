@@ -40,6 +40,7 @@
 mod admin;
 mod agent;
 mod connectivity;
+mod ha;
 mod liveness;
 mod pods;
 mod record;
@@ -60,13 +61,16 @@ use weft_proto::v1::admin_client::AdminClient;
 pub use crate::check::{Check, CheckKind, Connectivity};
 pub use admin::in_netns;
 pub use agent::LAB_METRICS;
+pub use ha::ETCD_LABEL;
 pub use liveness::LiveProcess;
 pub use record::{
-    Binaries, ClusterPod, ClusterRecord, ControlPlaneRecord, NodeRecord, CONTROL_PLANE_LABEL,
+    Binaries, ClusterPod, ClusterRecord, ControlPlaneRecord, EtcdRecord, NodeRecord, ReplicaRecord,
+    CONTROL_PLANE_LABEL,
 };
 pub use spec::{
     build_binaries_once, cargo_build_binaries, profile_dir, workspace_manifest, ClusterSpec,
-    AGENT_PROGRAM, CONTROL_PLANE_PORT, CONTROL_PLANE_PROGRAM, DEFAULT_WAIT, WIREGUARD_PORT,
+    AGENT_PROGRAM, CONTROL_PLANE_PORT, CONTROL_PLANE_PROGRAM, DEFAULT_WAIT, MAX_REPLICAS,
+    WIREGUARD_PORT,
 };
 pub use up::PodIdentity;
 
@@ -468,8 +472,27 @@ impl Cluster {
     /// Starts the control plane and waits until it answers an Admin call.
     fn spawn_control_plane(&mut self) -> Result<(), LabError> {
         let cp = self.record.control_plane.clone();
-        let address = cp.address.to_string();
-        let state_dir = cp.state_dir.display().to_string();
+        self.spawn_replica(
+            CONTROL_PLANE_LABEL,
+            cp.address,
+            &cp.state_dir,
+            &cp.admin_conf,
+        )
+    }
+
+    /// Starts a control-plane replica (`cp`, or `cpK` of an HA lab) on
+    /// `address` and waits until it answers an Admin call.
+    fn spawn_replica(
+        &mut self,
+        label: &str,
+        address: std::net::SocketAddr,
+        state_dir: &Path,
+        admin_conf: &Path,
+    ) -> Result<(), LabError> {
+        let cp = self.record.control_plane.clone();
+        let address = address.to_string();
+        let state_dir = state_dir.display().to_string();
+        let store = ha::store_args(&cp);
         let mut args = vec![
             "--listen",
             &address,
@@ -478,18 +501,16 @@ impl Cluster {
             "--state-dir",
             &state_dir,
         ];
+        args.extend(store.iter().map(String::as_str));
         args.extend(cp.extra_args.iter().map(String::as_str));
         let program = self.record.binaries.control_plane.display().to_string();
         let env = [("WEFT_LOG", self.log_filter.as_str()), ("NO_COLOR", "1")];
-        let mut process = self
-            .lab
-            .spawn_in(&cp.ns, CONTROL_PLANE_LABEL, &program, &args, &env)?;
+        let mut process = self.lab.spawn_in(&cp.ns, label, &program, &args, &env)?;
         let ready = process.wait_ready(self.wait, || {
-            cp.admin_conf.exists()
-                && admin::cluster_version(&cp.ns, &cp.admin_conf, Duration::from_secs(1)).is_ok()
+            admin_conf.exists()
+                && admin::cluster_version(&cp.ns, admin_conf, Duration::from_secs(1)).is_ok()
         });
-        self.children
-            .insert(CONTROL_PLANE_LABEL.to_string(), process);
+        self.children.insert(label.to_string(), process);
         ready
     }
 

@@ -50,6 +50,53 @@ pub struct ControlPlaneRecord {
     /// ([`ClusterSpec::control_plane_args`](super::ClusterSpec::control_plane_args)).
     #[serde(default)]
     pub extra_args: Vec<String>,
+    /// The etcd every replica shares, in this namespace (labs of several
+    /// replicas, [`ClusterSpec::replicas`](super::ClusterSpec::replicas)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<EtcdRecord>,
+    /// The replicas besides this one (`cp2`, `cp3`, ...), in this
+    /// namespace on the next ports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<ReplicaRecord>,
+}
+
+/// Another control-plane replica of an HA lab.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaRecord {
+    /// Its process label and log file stem (`cp2`, ...).
+    pub label: String,
+    /// Its gRPC address, on the underlay (`192.0.2.1:7444`, ...).
+    pub address: SocketAddr,
+    /// Its `--state-dir`.
+    pub state_dir: PathBuf,
+    /// The admin credential it writes (its own address first).
+    pub admin_conf: PathBuf,
+}
+
+/// The single-member etcd of an HA lab, on the control plane namespace's
+/// loopback.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EtcdRecord {
+    /// The `etcd` program.
+    pub program: String,
+    /// Its client address (`127.0.0.1:2379` in the control plane's namespace).
+    pub client: SocketAddr,
+    /// Its peer address.
+    pub peer: SocketAddr,
+    /// Its `--data-dir`.
+    pub data_dir: PathBuf,
+}
+
+impl ControlPlaneRecord {
+    /// Every replica's address, this one first: the agents'
+    /// `--control-plane` list.
+    pub fn servers(&self) -> String {
+        std::iter::once(self.address)
+            .chain(self.replicas.iter().map(|r| r.address))
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 }
 
 /// A node of a lab cluster: a node namespace running `weft-agent`.

@@ -45,7 +45,16 @@ pub struct ClusterSpec {
     /// Whether to add the outside host `ext` (on the underlay, not a node;
     /// [`Lab::add_external`](crate::Lab::add_external)).
     pub external: bool,
+    /// How many control-plane replicas (1 to [`MAX_REPLICAS`]). More than
+    /// one: they share an etcd (one member, `etcd` on the `PATH` or
+    /// `$WEFT_ETCD_BIN`) started in the control plane's namespace, `cp` on
+    /// port 7443 and `cp2`, `cp3`... on the next ports, and the agents list
+    /// every one in `--control-plane`. One: the embedded store.
+    pub replicas: usize,
 }
+
+/// The most control-plane replicas a lab runs.
+pub const MAX_REPLICAS: usize = 5;
 
 impl ClusterSpec {
     /// A lab `name` of `nodes` nodes with `pods_per_node` pods each, with the
@@ -59,6 +68,7 @@ impl ClusterSpec {
             log_filter: "info".to_string(),
             control_plane_args: Vec::new(),
             external: true,
+            replicas: 1,
         };
         spec.validate()?;
         Ok(spec)
@@ -78,6 +88,12 @@ impl ClusterSpec {
             return Err(LabError::InvalidArgument(format!(
                 "{} pods per node is too many for a lab; use at most 250",
                 self.pods_per_node
+            )));
+        }
+        if self.replicas == 0 || self.replicas > MAX_REPLICAS {
+            return Err(LabError::InvalidArgument(format!(
+                "{} control-plane replicas: use 1 to {MAX_REPLICAS}",
+                self.replicas
             )));
         }
         if self.wait < Duration::from_millis(100) {
@@ -312,8 +328,14 @@ mod tests {
         assert!(ClusterSpec::new("ok", 0, 1).is_err());
         assert!(ClusterSpec::new("ok", 2, 251).is_err());
         assert!(ClusterSpec::new("Bad", 2, 1).is_err());
-        let spec = ClusterSpec::new("ok", 3, 2).unwrap();
+        let mut spec = ClusterSpec::new("ok", 3, 2).unwrap();
         assert_eq!(spec.pods_per_node, 2);
+        spec.replicas = 0;
+        assert!(spec.validate().is_err());
+        spec.replicas = MAX_REPLICAS + 1;
+        assert!(spec.validate().is_err());
+        spec.replicas = 3;
+        assert!(spec.validate().is_ok());
     }
 
     #[test]

@@ -57,6 +57,7 @@ fn plan(lab: &Lab, spec: &ClusterSpec, binaries: Binaries) -> ClusterRecord {
     let dir = lab.state_dir();
     let cp = lab.control_plane();
     let cp_state = dir.join("cp");
+    let (etcd, replicas) = super::ha::plan(dir, IpAddr::V4(cp.address.addr()), spec);
     ClusterRecord {
         control_plane: ControlPlaneRecord {
             ns: cp.ns.clone(),
@@ -66,6 +67,8 @@ fn plan(lab: &Lab, spec: &ClusterSpec, binaries: Binaries) -> ClusterRecord {
             log: dir.join("logs").join(format!("{CONTROL_PLANE_LABEL}.log")),
             ca_hash: None,
             extra_args: spec.control_plane_args.clone(),
+            etcd,
+            replicas,
         },
         nodes: lab
             .nodes()
@@ -108,10 +111,21 @@ fn bring_up(
     })?;
 
     let cp = cluster.record.control_plane.clone();
+    if let Some(etcd) = &cp.etcd {
+        progress(&format!("starting etcd on {} (in {})", etcd.client, cp.ns));
+        cluster.start_etcd()?;
+    }
     progress(&format!("starting the control plane on {}", cp.address));
     cluster
         .spawn_control_plane()
         .map_err(|e| e.in_step("starting the control plane"))?;
+    if !cp.replicas.is_empty() {
+        progress(&format!(
+            "starting {} more control-plane replicas",
+            cp.replicas.len()
+        ));
+        cluster.start_replicas()?;
+    }
 
     if spec.external {
         progress("adding the outside host ext");

@@ -63,6 +63,10 @@ pub(crate) enum LabCommand {
         /// How many pods per node.
         #[arg(long, default_value_t = 2)]
         pods_per_node: usize,
+        /// How many control-plane replicas; more than 1 runs them on an
+        /// etcd (`etcd` on the PATH) in the control plane's namespace.
+        #[arg(long, default_value_t = 1)]
+        replicas: usize,
     },
     /// Show the lab's nodes, pods (addresses, namespaces) and processes.
     Status {
@@ -174,7 +178,8 @@ pub(crate) fn run(args: LabArgs) -> i32 {
         LabCommand::Up {
             nodes,
             pods_per_node,
-        } => up(&args.select, nodes, pods_per_node),
+            replicas,
+        } => up(&args.select, nodes, pods_per_node, replicas),
         LabCommand::Status { output } => status(&args.select, output).map(|()| 0),
         LabCommand::Pod { command } => pod(&args.select, command).map(|()| 0),
         LabCommand::Exec { target, command } => exec(&args.select, &target, &command),
@@ -236,9 +241,11 @@ fn binaries() -> Result<Binaries> {
     Ok(binaries)
 }
 
-fn up(select: &LabSelect, nodes: usize, pods_per_node: usize) -> Result<i32> {
+fn up(select: &LabSelect, nodes: usize, pods_per_node: usize, replicas: usize) -> Result<i32> {
     require_root("up")?;
     let mut spec = ClusterSpec::new(&select.name, nodes, pods_per_node)?;
+    spec.replicas = replicas;
+    spec.validate()?;
     spec.lab.state_root = select.state_root.clone();
     spec.binaries = Some(binaries()?);
     // The lab's processes log at WEFT_LOG's level, like they do anywhere.
@@ -296,8 +303,14 @@ fn up(select: &LabSelect, nodes: usize, pods_per_node: usize) -> Result<i32> {
     let flag = name_flag(select);
     let me = invoked_as();
     let mut out = String::new();
+    let replicas = cluster.control_plane_labels().len();
+    let control_plane = if replicas == 1 {
+        "a control plane".to_string()
+    } else {
+        format!("{replicas} control-plane replicas on etcd")
+    };
     out.push_str(&format!(
-        "\nLab '{name}' is up: a control plane, {} nodes, {} pods.\n\nNODES\n",
+        "\nLab '{name}' is up: {control_plane}, {} nodes, {} pods.\n\nNODES\n",
         cluster.nodes().len(),
         cluster.pods().len()
     ));
@@ -427,6 +440,39 @@ fn open(select: &LabSelect) -> Result<Cluster> {
     Ok(Cluster::open(&lab_name(select)?, &select.state_root)?)
 }
 
+/// The control plane's rows of `lab status`: `cp`, then an HA lab's other
+/// replicas and its etcd.
+fn control_plane_rows(cluster: &Cluster, cp_state: String) -> Vec<Vec<String>> {
+    let cp = cluster.control_plane();
+    let state = |label: &str| match cluster.running_pid(label) {
+        Some(pid) => format!("running (pid {pid})"),
+        None => "STOPPED".to_string(),
+    };
+    let mut rows = vec![vec![
+        "cp".into(),
+        cp.ns.clone(),
+        cp.address.to_string(),
+        cp_state,
+    ]];
+    for r in &cp.replicas {
+        rows.push(vec![
+            r.label.clone(),
+            cp.ns.clone(),
+            r.address.to_string(),
+            state(&r.label),
+        ]);
+    }
+    if let Some(e) = &cp.etcd {
+        rows.push(vec![
+            weft_lab::ETCD_LABEL.into(),
+            cp.ns.clone(),
+            e.client.to_string(),
+            state(weft_lab::ETCD_LABEL),
+        ]);
+    }
+    rows
+}
+
 fn process_state(cluster: &Cluster, label: &str) -> (Option<u32>, String) {
     let live = cluster.live_process(label);
     (live.pid(), live.describe())
@@ -510,7 +556,17 @@ fn status(select: &LabSelect, output: Format) -> Result<()> {
                 "state_dir": cluster.lab().state_dir(),
                 "control_plane": { "namespace": cp.ns, "address": cp.address,
                     "admin_conf": cp.admin_conf, "state_dir": cp.state_dir, "log": cp.log,
-                    "pid": cp_pid, "running": cp_pid.is_some() },
+                    "pid": cp_pid, "running": cp_pid.is_some(),
+                    "replicas": cp.replicas.iter().map(|r| {
+                        let pid = cluster.running_pid(&r.label);
+                        json!({ "label": r.label, "address": r.address, "admin_conf": r.admin_conf,
+                                "state_dir": r.state_dir, "pid": pid, "running": pid.is_some() })
+                    }).collect::<Vec<_>>(),
+                    "etcd": cp.etcd.as_ref().map(|e| {
+                        let pid = cluster.running_pid(weft_lab::ETCD_LABEL);
+                        json!({ "address": e.client, "data_dir": e.data_dir, "pid": pid,
+                                "running": pid.is_some() })
+                    }) },
                 "nodes": nodes,
                 "pods": pods,
                 "external": cluster.external().map(|e| json!({
@@ -528,12 +584,7 @@ fn status(select: &LabSelect, output: Format) -> Result<()> {
             );
             out.push_str(&table(
                 &["CONTROL PLANE", "NAMESPACE", "ADDRESS", "PROCESS"],
-                &[vec![
-                    "cp".into(),
-                    cp.ns.clone(),
-                    cp.address.to_string(),
-                    cp_state,
-                ]],
+                &control_plane_rows(&cluster, cp_state),
             ));
             let rows: Vec<Vec<String>> = cluster
                 .nodes()

@@ -81,9 +81,18 @@ pub(crate) fn resolve(name: &str) -> Result<LabTarget> {
         bail!("`--lab` needs root (it enters lab '{name}''s network namespace); run it with sudo");
     }
     let cluster = Cluster::open(&lab, &root)?;
+    // On an HA lab, the credential of the first replica that runs (each
+    // names its own address first).
+    let admin_conf = cluster
+        .control_plane_labels()
+        .iter()
+        .find(|label| cluster.running_pid(label).is_some())
+        .and_then(|label| cluster.replica_admin_conf(label))
+        .unwrap_or(cluster.admin_conf())
+        .to_path_buf();
     Ok(LabTarget {
         ns: cluster.control_plane().ns.clone(),
-        admin_conf: cluster.admin_conf().to_path_buf(),
+        admin_conf,
     })
 }
 

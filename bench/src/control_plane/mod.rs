@@ -1,8 +1,10 @@
 //! `weft-bench control-plane`: the control plane's scale benchmark.
 //!
 //! 1. Start the release `weft-control-plane` binary as a child process on
-//!    127.0.0.1 with a temporary state dir; wait until an admin call works;
-//!    create an unlimited join token with admin.conf.
+//!    127.0.0.1 with a temporary state dir (or, with `--store etcd`, a local
+//!    etcd and `--replicas` of them on it: see `replicas`); wait until an
+//!    admin call works; create an unlimited join token with admin.conf.
+//!    Node `i` joins and watches through replica `i mod N`.
 //! 2. N simulated nodes join concurrently (at most `--join-concurrency` in
 //!    set-up at once): each makes its own CA-pinned channel for `Join`, then
 //!    its own mutual-TLS channel with the node credential it got, and holds a
@@ -20,11 +22,11 @@
 mod node;
 mod objects;
 mod process;
+mod replicas;
 mod report;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -40,7 +42,7 @@ use weft_proto::v1::{CreateTokenRequest, GetClusterInfoRequest, UpdateNodeReques
 
 use crate::procfs::{self, CpuTime, Sample};
 use node::{Joined, NodeCtx, Shared};
-use process::ServerProcess;
+use replicas::{EtcdFigures, Launch, Replicas, StoreKind};
 use report::{mib, ms, round3, Dist};
 
 /// Targets on the reference machine (2 cores): all nodes converged within
@@ -135,6 +137,20 @@ pub(crate) struct Args {
     /// KEY=VALUE, e.g. --server-env MALLOC_ARENA_MAX=2.
     #[arg(long = "server-env", value_parser = parse_env)]
     pub server_env: Vec<(String, String)>,
+
+    /// The store: `redb` (one control plane on its embedded file) or
+    /// `etcd` (a local etcd the benchmark starts; see --replicas).
+    #[arg(long, value_enum, default_value_t = StoreKind::Redb)]
+    pub store: StoreKind,
+
+    /// Control-plane replicas (more than 1 needs --store etcd); the nodes'
+    /// joins and watches are spread over them in turn.
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
+
+    /// Members of the local etcd (--store etcd).
+    #[arg(long, default_value_t = 1)]
+    pub etcd_members: usize,
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
@@ -148,6 +164,12 @@ fn parse_env(s: &str) -> Result<(String, String), String> {
 pub(crate) async fn main(args: Args) -> Result<ExitCode> {
     if args.nodes == 0 {
         bail!("--nodes must be at least 1");
+    }
+    if args.replicas == 0 || (args.replicas > 1 && args.store != StoreKind::Etcd) {
+        bail!("--replicas must be 1, or more with --store etcd");
+    }
+    if args.etcd_members == 0 {
+        bail!("--etcd-members must be at least 1");
     }
     if args.changes > node::MAX_CHANGES {
         bail!("--changes must be at most {}", node::MAX_CHANGES);
@@ -253,13 +275,6 @@ fn raise_nofile(nodes: usize, concurrency: usize) -> Result<u64> {
     Ok(soft)
 }
 
-/// A port free on 127.0.0.1 right now.
-fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .context("finding a free port on 127.0.0.1")?;
-    Ok(l.local_addr().context("reading the free port")?.port())
-}
-
 /// The node CIDR prefix that gives every node its own CIDR in CLUSTER_CIDR.
 fn node_prefix(nodes: usize) -> Result<u8> {
     let mut prefix = 24u8;
@@ -305,6 +320,12 @@ struct Point {
 
 /// Everything measured in one run.
 struct Results {
+    store: StoreKind,
+    replicas: usize,
+    etcd_members: usize,
+    /// Peak RSS of every replica but the first.
+    others_peak_rss: Vec<u64>,
+    etcd: Option<EtcdFigures>,
     nodes: usize,
     changes: usize,
     join_concurrency: usize,
@@ -364,20 +385,18 @@ async fn run(args: &Args, bin: &Path, nofile: u64) -> Result<Results> {
     let n = args.nodes;
     let k = args.changes;
     let prefix = node_prefix(n)?;
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?));
-    let mut server = ServerProcess::start(
+    let launch = Launch {
         bin,
-        addr,
-        (CLUSTER_CIDR, prefix),
-        &args.server_log,
-        &args.server_args,
-        &args.server_env,
-    )?;
+        node_cidr: (CLUSTER_CIDR, prefix),
+        log_level: &args.server_log,
+        extra: &args.server_args,
+        env: &args.server_env,
+    };
+    let mut replicas =
+        Replicas::start(&launch, args.store, args.replicas, args.etcd_members).await?;
+    let servers: Vec<String> = replicas.addrs.iter().map(|a| a.to_string()).collect();
+    let server = &mut replicas.first;
     let pid = server.pid();
-    eprintln!(
-        "weft-bench: control plane pid {pid} on {addr}, state dir {}",
-        server.state_dir().display()
-    );
     let (mut admin, _) = server.wait_ready(Duration::from_secs(30)).await?;
     let token = admin
         .create_token(CreateTokenRequest {
@@ -446,7 +465,7 @@ async fn run(args: &Args, bin: &Path, nofile: u64) -> Result<Results> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let ctx = Arc::new(NodeCtx {
         shared: shared.clone(),
-        server: addr.to_string(),
+        servers,
         token: token.token_string,
         ca_hash: token.ca_cert_hash,
         limit: (args.join_concurrency > 0).then(|| Arc::new(Semaphore::new(args.join_concurrency))),
@@ -668,6 +687,10 @@ async fn run(args: &Args, bin: &Path, nofile: u64) -> Result<Results> {
     if let Err(e) = server.check_alive() {
         errors.push(format!("{e:#}"));
     }
+    errors.extend(replicas::check_alive(&mut replicas.others));
+    let others_peak_rss = replicas::peak_rss(&replicas.others);
+    let etcd = replicas::etcd_figures(replicas.etcd.as_ref());
+    let server = &mut replicas.first;
     let stream_failures = shared.stream_failures.load(Ordering::Relaxed);
     if stream_failures > 0 {
         errors.push(format!(
@@ -687,6 +710,7 @@ async fn run(args: &Args, bin: &Path, nofile: u64) -> Result<Results> {
     let kept_state = args.keep_state.then(|| server.keep_state());
     drop(admin);
     server.stop();
+    drop(replicas);
     while tasks.join_next().await.is_some() {}
 
     let snapshot_delay: Vec<Duration> = (0..n)
@@ -702,6 +726,11 @@ async fn run(args: &Args, bin: &Path, nofile: u64) -> Result<Results> {
         .unwrap_or_else(|e| e.into_inner())
         .clone();
     Ok(Results {
+        store: args.store,
+        replicas: args.replicas,
+        etcd_members: args.etcd_members,
+        others_peak_rss,
+        etcd,
         nodes: n,
         changes: k,
         join_concurrency: args.join_concurrency,
@@ -814,6 +843,17 @@ impl Results {
         }
     }
 
+    fn store_description(&self) -> String {
+        match self.store {
+            StoreKind::Redb => "redb (embedded), 1 control plane".to_string(),
+            StoreKind::Etcd => format!(
+                "etcd ({} member(s), local), {} replica(s); joins and watches spread over them, \
+                 fan-out written through the first; detailed figures are the first's",
+                self.etcd_members, self.replicas
+            ),
+        }
+    }
+
     fn table(&self) -> String {
         let mut o = String::new();
         let conc = if self.join_concurrency == 0 {
@@ -829,6 +869,7 @@ impl Results {
             self.changes,
             cores()
         );
+        let _ = writeln!(o, "store: {}", self.store_description());
         let _ = writeln!(o, "{:-<100}", "");
         let _ = writeln!(
             o,
@@ -904,6 +945,41 @@ impl Results {
             &format!("< {} MiB", self.rss_target() / (1024 * 1024)),
             pass(self.rss_pass()),
         );
+        if !self.others_peak_rss.is_empty() {
+            row(
+                &mut o,
+                "other replicas' peak RSS",
+                self.others_peak_rss
+                    .iter()
+                    .map(|b| format!("{:.1}", mib(*b)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+                    + " MiB",
+                "",
+                "",
+            );
+        }
+        if let Some(e) = &self.etcd {
+            row(
+                &mut o,
+                "etcd peak RSS (per member)",
+                e.peak_rss
+                    .iter()
+                    .map(|b| format!("{:.1}", mib(*b)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+                    + " MiB",
+                "",
+                "",
+            );
+            row(
+                &mut o,
+                "etcd db size (member/snap/db)",
+                format!("{:.1} MiB", mib(e.db_bytes)),
+                "",
+                "",
+            );
+        }
         if let Some(ob) = &self.objects {
             row(
                 &mut o,
@@ -1094,6 +1170,9 @@ impl Results {
                 "git_commit": git_commit(),
             },
             "config": {
+                "store": format!("{:?}", self.store).to_lowercase(),
+                "replicas": self.replicas,
+                "etcd_members": self.etcd_members,
                 "nodes": self.nodes,
                 "changes": self.changes,
                 "join_concurrency": self.join_concurrency,
@@ -1120,6 +1199,9 @@ impl Results {
                 "update_node_rpc": self.update_rpc.json(),
                 "server_peak_rss_bytes": self.peak_rss,
                 "server_peak_rss_mib": round3(mib(self.peak_rss)),
+                "other_replicas_peak_rss_mib": self.others_peak_rss.iter().map(|b| round3(mib(*b))).collect::<Vec<_>>(),
+                "etcd_peak_rss_mib": self.etcd.as_ref().map(|e| e.peak_rss.iter().map(|b| round3(mib(*b))).collect::<Vec<_>>()),
+                "etcd_db_bytes": self.etcd.as_ref().map(|e| e.db_bytes),
                 "server_cpu_user_s": round3(cpu.user_s),
                 "server_cpu_system_s": round3(cpu.system_s),
                 "server_cpu_s": round3(cpu.total_s()),

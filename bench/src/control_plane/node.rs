@@ -168,7 +168,9 @@ pub(super) struct Joined {
 /// Everything a node task needs.
 pub(super) struct NodeCtx {
     pub shared: Arc<Shared>,
-    pub server: String,
+    /// The control-plane replicas: node `idx` joins and watches on
+    /// `servers[idx % len]`.
+    pub servers: Vec<String>,
     pub token: String,
     pub ca_hash: String,
     /// In-flight limit on join + connect + watch set-up (None: unlimited).
@@ -215,8 +217,9 @@ async fn set_up(
     let (key_pem, csr_pem) =
         weft_client::generate_csr(&name).with_context(|| format!("{name}: generating a CSR"))?;
 
+    let server = &ctx.servers[idx % ctx.servers.len().max(1)];
     let t = Instant::now();
-    let (pinned, _ca) = weft_client::connect_pinned(&ctx.server, &ctx.ca_hash)
+    let (pinned, _ca) = weft_client::connect_pinned(server, &ctx.ca_hash)
         .await
         .with_context(|| format!("{name}: connecting with the pinned CA"))?;
     let pinned_connect = t.elapsed();
@@ -240,7 +243,7 @@ async fn set_up(
     // here: from now on the node speaks mutual TLS only.
 
     let creds = Credentials {
-        server: ctx.server.clone(),
+        server: server.clone(),
         ca_pem: joined.ca_pem,
         cert_pem: joined.certificate_pem,
         key_pem,

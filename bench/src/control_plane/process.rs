@@ -36,8 +36,10 @@ pub(super) struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Start `bin` on `addr` with a fresh temporary state dir, `extra` flags
-    /// appended, logging at `log_level` (WEFT_LOG) into the state dir.
+    /// Start `bin` on `addr` with a fresh temporary state dir (holding a
+    /// copy of `cluster_secret`, for a replica joining others on etcd),
+    /// `extra` flags appended, logging at `log_level` (WEFT_LOG) into the
+    /// state dir.
     pub(super) fn start(
         bin: &Path,
         addr: SocketAddr,
@@ -45,12 +47,17 @@ impl ServerProcess {
         log_level: &str,
         extra: &[String],
         env: &[(String, String)],
+        cluster_secret: Option<&Path>,
     ) -> Result<Self> {
         let state = tempfile::Builder::new()
             .prefix("weft-bench-cp-")
             .tempdir()
             .context("creating a temporary state dir")?;
         let state_path = state.path().to_path_buf();
+        if let Some(secret) = cluster_secret {
+            std::fs::copy(secret, state_path.join("cluster-secret"))
+                .with_context(|| format!("copying {}", secret.display()))?;
+        }
         let log = state_path.join(LOG_FILE);
         let log_file = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let mut cmd = Command::new(bin);

@@ -77,11 +77,14 @@ pub enum DropReason {
     ConntrackFull,
     /// A new connection whose reply tuple a live connection holds.
     ConntrackKeyTaken,
+    /// A packet of a connection NetworkPolicy denies (egress of its
+    /// source pod or ingress of its destination pod on this node).
+    PolicyDenied,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 24] = [
+    pub const ALL: [DropReason; 25] = [
         Self::Malformed,
         Self::Martian,
         Self::LinkLocal,
@@ -106,6 +109,7 @@ impl DropReason {
         Self::ServiceUnrewritable,
         Self::ConntrackFull,
         Self::ConntrackKeyTaken,
+        Self::PolicyDenied,
     ];
 
     /// The stable metric label for this reason.
@@ -135,6 +139,7 @@ impl DropReason {
             Self::ServiceUnrewritable => "service_unrewritable",
             Self::ConntrackFull => "conntrack_full",
             Self::ConntrackKeyTaken => "conntrack_key_taken",
+            Self::PolicyDenied => "policy_denied",
         }
     }
 

@@ -18,7 +18,7 @@
 //! known? -> parse -> martians -> anti-spoofing (strict reverse path: the
 //! route back to the source must be the ingress) -> cluster DNS
 //! (`dns/vip.rs`) -> conntrack and service translation (`services.rs`,
-//! once enabled) -> [policy] -> route (longest prefix match) -> TTL ->
+//! once enabled) -> policy (`policing.rs`, once a table is set) -> route (longest prefix match) -> TTL ->
 //! egress MTU -> forward.
 
 use std::time::Instant;
@@ -30,6 +30,7 @@ use crate::dns::{DnsClient, DnsQuery};
 use crate::icmp_error::{self, IcmpError};
 use crate::martian::{is_link_scoped, is_martian};
 use crate::mtu::{self, Fit};
+use crate::policing::PolicyStep;
 use crate::ports::{Ingress, PeerId, PortId, Route};
 use crate::prefix::PrefixTable;
 use crate::ratelimit::TokenBucket;
@@ -95,6 +96,9 @@ pub struct Switch {
     /// Connection tracking and service translation (`services.rs`);
     /// `None` until [`Switch::enable_services`].
     pub(crate) services: Option<Box<ServiceStep>>,
+    /// NetworkPolicy (`policing.rs`); `None` until
+    /// [`Switch::set_policy_table`].
+    pub(crate) policy: Option<Box<PolicyStep>>,
 }
 
 impl Default for Switch {
@@ -114,6 +118,7 @@ impl Switch {
             counters: Counters::default(),
             dns: DnsVip::default(),
             services: None,
+            policy: None,
         }
     }
 
@@ -264,20 +269,20 @@ impl Switch {
         //    (`services.rs`): one lookup; a Service flow is rewritten in
         //    place (replies reverse-translated), so the route below is
         //    taken on the packet as it now is.
-        let _tracked = match self.service_step(ingress, packet, hdr, scratch, now) {
+        let tracked = match self.service_step(ingress, packet, hdr, scratch, now) {
             None => None,
             Some(StepOutcome::Continue(tracked)) => Some(tracked),
             Some(StepOutcome::Answer(reason, n)) => return Verdict::Answer(reason, n),
             Some(StepOutcome::Drop(reason)) => return Verdict::Drop(reason),
         };
-        // 6. Network policy slot (`crate::policy`, on the translated
-        //    addresses): decide on `_tracked` when it is `new`, store the
-        //    verdict in its entry (`Entry::policy`), read it back on later
-        //    packets; may return `Verdict::Drop` or a `Reject` with
-        //    `IcmpError::AdminProhibited`.
         let Ok(mut ip) = IpPacket::new_checked(&mut *packet) else {
             return Verdict::Drop(DropReason::Malformed);
         };
+        // 6. Network policy (`policing.rs`), on the translated addresses:
+        //    judged once per connection, the verdict kept in its entry.
+        if let Some(reason) = self.policy_step(tracked, &ip, now) {
+            return Verdict::Drop(reason);
+        }
         let dst = ip.dst_addr();
 
         // 7. Route. Never answer an ICMP error or a non-first fragment with

@@ -61,19 +61,18 @@
 //!    ICMP errors reverse-translated from the entry; rejects (TCP RST,
 //!    ICMP port unreachable) for Services without endpoints and ports
 //!    they lack; hairpin; the route is then taken on the new destination;
-//! 6. *slot:* **network policy**: evaluated once per connection on the
-//!    translated addresses, the verdict kept in the conntrack entry. The
-//!    compiled tables and the verdict are built ([`policy`]); hooking them
-//!    into the decision is the slot (marked in `decide.rs`: the tracked
-//!    entry is at hand there, with `new` set on a connection's first
-//!    packet, and `Entry::policy` holds the verdict);
+//! 6. **network policy** ([`policy`], `policing.rs`): once a table is set
+//!    ([`Switch::set_policy_table`]), each connection is judged once on
+//!    the translated addresses (egress of a local client pod, ingress of a
+//!    local endpoint pod), the verdict kept in its conntrack entry and
+//!    judged again after a table change; denied packets are dropped;
 //! 7. **route**: longest-prefix match ([`PrefixTable`]) -> a pod port, the
 //!    host port or a peer ([`Action`]); then the TTL / hop limit, and the
 //!    egress MTU (per segment for a super-packet; ICMP "fragmentation
 //!    needed" / "packet too big" back, rate-limited) (`decide.rs`,
 //!    `mtu.rs`, `icmp_error.rs`, `ratelimit.rs`).
 //!
-//! The slots are marked where they go in `decide.rs`. Around the decision,
+//! Around the decision,
 //! the engine uses [`offload`]: [`offload::segment`] splits a TUN's
 //! super-packet for a peer (checking its virtio-net header against the
 //! packet and the path MTU, refusing by cause), [`offload::Coalescer`]
@@ -86,7 +85,8 @@
 //!   (`flow.rs`), the virtio-net header, and the one checksum (RFC 1071
 //!   sum, RFC 1624 update, pseudo-headers).
 //! - `decide.rs`: the per-packet decision and [`Action`]; `services.rs`:
-//!   conntrack and translation as a step of it; `config.rs`: the
+//!   conntrack and translation as a step of it; `policing.rs`: the
+//!   policy step, its counters and denial records; `config.rs`: the
 //!   control path (CIDRs, host addresses, ports, peers, MTUs) and the route
 //!   table built from it; `prefix.rs`: the LPM table; `ports.rs`: ids and
 //!   routes; `martian.rs`: never-forwarded addresses; `mtu.rs`: the egress
@@ -132,6 +132,7 @@ mod icmp_error;
 mod martian;
 mod mtu;
 pub mod offload;
+mod policing;
 pub mod policy;
 mod ports;
 mod prefix;
@@ -150,6 +151,7 @@ pub use config::{ConfigError, MAX_ID, MAX_MTU, MIN_MTU};
 pub use counters::{Counters, DropReason};
 pub use decide::{Action, Switch, DEFAULT_ICMP_BURST, DEFAULT_ICMP_PER_SECOND};
 pub use icmp_error::IcmpError;
+pub use policing::{Denial, PolicyCounters, PolicyStatus, DENIAL_LOG_BURST, DENIAL_LOG_PER_SECOND};
 pub use ports::{Ingress, PeerId, PortId, Route};
 pub use prefix::PrefixTable;
 pub use ratelimit::TokenBucket;

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::conntrack::{
-    Conntrack, ConntrackConfig, ConntrackStats, CreateError, Dir, EntryId, HashSeed, Owner,
+    Conntrack, ConntrackConfig, ConntrackStats, CreateError, EntryId, HashSeed, Owner,
 };
 use crate::counters::DropReason;
 use crate::decide::Switch;
@@ -68,18 +68,14 @@ pub(crate) struct ServiceStep {
 }
 
 /// The conntrack entry of a packet that goes on: what the policy step
-/// (DESIGN step 6, not built into the decision yet) decides on when `new`
-/// is set, storing its verdict in [`crate::conntrack::Entry::policy`],
-/// and reads back from the entry on later packets.
-// Read by nothing until the policy step is hooked in (its slot in
-// `decide.rs`).
-#[allow(dead_code)]
+/// (`policing.rs`) judges, storing its verdict in
+/// [`crate::conntrack::Entry::policy`], and reads back from the entry on
+/// later packets.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Tracked {
     /// `None` for packets conntrack does not track (fragments, ICMP other
     /// than echo and errors, stray TCP segments).
     pub(crate) entry: Option<EntryId>,
-    pub(crate) dir: Dir,
     pub(crate) new: bool,
 }
 
@@ -235,8 +231,8 @@ impl Switch {
         } = step;
         Some(
             match translator.translate(conntrack, table, packet, meta, scratch, now) {
-                Outcome::Forward { entry, dir, new } => {
-                    StepOutcome::Continue(Tracked { entry, dir, new })
+                Outcome::Forward { entry, new, .. } => {
+                    StepOutcome::Continue(Tracked { entry, new })
                 }
                 Outcome::Reply { len, reason } => StepOutcome::Answer(
                     match reason {

@@ -20,6 +20,7 @@ mod forwarding;
 mod icmp;
 mod malformed;
 mod mtu;
+mod policing;
 mod props;
 mod routing;
 mod services;

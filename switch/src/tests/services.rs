@@ -18,10 +18,10 @@ use crate::wire::tcp_flags::{ACK, RST, SYN};
 use crate::wire::vnet::GSO_TCPV4;
 use crate::wire::{TcpPacket, Transport};
 
-const VIP: &str = "10.96.0.20";
+pub(super) const VIP: &str = "10.96.0.20";
 const EMPTY_VIP: &str = "10.96.0.30";
 
-fn endpoint(addr: &str, port: u16, local: bool) -> EndpointSpec {
+pub(super) fn endpoint(addr: &str, port: u16, local: bool) -> EndpointSpec {
     EndpointSpec {
         address: ip(addr),
         local,
@@ -34,7 +34,7 @@ fn endpoint(addr: &str, port: u16, local: bool) -> EndpointSpec {
     }
 }
 
-fn service(name: &str, vip: &str, endpoints: Vec<EndpointSpec>) -> ServiceSpec {
+pub(super) fn service(name: &str, vip: &str, endpoints: Vec<EndpointSpec>) -> ServiceSpec {
     ServiceSpec {
         namespace: "shop".into(),
         name: name.into(),
@@ -51,7 +51,7 @@ fn service(name: &str, vip: &str, endpoints: Vec<EndpointSpec>) -> ServiceSpec {
 }
 
 /// The test node with services on and `specs` in force.
-fn with_services(specs: &[ServiceSpec]) -> Harness {
+pub(super) fn with_services(specs: &[ServiceSpec]) -> Harness {
     let mut sw = configured();
     sw.enable_services(
         ServicesConfig {
@@ -70,7 +70,7 @@ fn with_services(specs: &[ServiceSpec]) -> Harness {
     Harness::with(sw)
 }
 
-fn tcp(src: &str, sport: u16, dst: &str, dport: u16, flags: u8) -> Vec<u8> {
+pub(super) fn tcp(src: &str, sport: u16, dst: &str, dport: u16, flags: u8) -> Vec<u8> {
     let mut f = pkt(src, dst).tcp(sport, dport);
     f.flags = flags;
     f.build()

@@ -34,9 +34,9 @@ pub use pod_meta::{
 };
 pub use wire::{
     ClusterViewInfo, DataplaneInfo, DropCount, ErrorBody, ErrorCode, OffloadInfo, PeerInfo, Pod,
-    PodAddRequest, PodDelResult, PodList, PodRegistration, PodResult, PongResult, PortInfo,
-    RegistrationInfo, RegistrationProblem, RegistrationState, Request, Response, ServicesInfo,
-    StatusResult, DEFAULT_IFNAME, DEFAULT_SOCKET, MAX_REQUEST_BYTES, OPS,
+    PodAddRequest, PodDelResult, PodList, PodRegistration, PodResult, PolicyCount, PolicyInfo,
+    PongResult, PortInfo, RegistrationInfo, RegistrationProblem, RegistrationState, Request,
+    Response, ServicesInfo, StatusResult, DEFAULT_IFNAME, DEFAULT_SOCKET, MAX_REQUEST_BYTES, OPS,
 };
 
 use serde::{Deserialize, Serialize};

@@ -298,9 +298,50 @@ pub struct DataplaneInfo {
     /// agent that predates them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub services: Option<ServicesInfo>,
+    /// NetworkPolicy enforcement (absent: no policy table yet, off, or an
+    /// agent that predates it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyInfo>,
     /// Cluster DNS's counters (all zero from an agent that predates them).
     #[serde(default)]
     pub dns: crate::DnsInfo,
+}
+
+/// NetworkPolicy in the packet path (see docs/network-policy.md,
+/// "Seeing it"). Connections count once per judgement: on their first
+/// packet, and again after a policy change.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyInfo {
+    /// Policy tables put in force since the agent started.
+    pub generation: u64,
+    /// Policies selecting a pod of this node, and their rules.
+    pub policies: u64,
+    pub rules: u64,
+    /// Connections judged.
+    pub judged: u64,
+    /// Of those, allowed because no policy isolates either pod.
+    pub not_isolated: u64,
+    /// Of those, denied.
+    pub denied: u64,
+    /// Untracked packets (ICMP other than echo, stray TCP) judged one by
+    /// one, and those denied.
+    pub untracked_judged: u64,
+    pub untracked_denied: u64,
+    /// Denied connections not logged (the log's rate limit).
+    pub denials_unlogged: u64,
+    /// Per policy selecting a pod of this node, in `namespace/name` order.
+    pub by_policy: Vec<PolicyCount>,
+}
+
+/// Connections one policy decided on this node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyCount {
+    /// `namespace/name`.
+    pub name: String,
+    /// Allowed by one of its rules.
+    pub allowed: u64,
+    /// Denied by the isolation it sets (no rule of any policy allowed).
+    pub denied: u64,
 }
 
 /// Services in the packet path (see docs/services.md, "Seeing it").

@@ -23,6 +23,7 @@ pub mod kernel;
 pub mod logging;
 pub mod metrics;
 pub mod pods;
+pub mod policy;
 pub mod registration;
 pub mod services;
 pub mod view;

@@ -14,7 +14,9 @@
 //! and service CIDRs), starts the
 //! [`Dataplane`] and hands it to the core (which applies the persisted peers
 //! at once), starts the Service compiler ([`services::run`]: the view's
-//! Services into the switch's table), opens the [`PodManager`], registers its pods with the control
+//! Services into the switch's table) and the policy compiler
+//! ([`policy::run`]: the view's NetworkPolicies for this node's pods),
+//! opens the [`PodManager`], registers its pods with the control
 //! plane in the background ([`registration`]), and serves the local API
 //! and the metrics (both from the same [`Services`]). Errors are
 //! [`RunError`]s; [`RunError::is_config`] marks those the binary exits 64 for.
@@ -51,6 +53,7 @@ use crate::kernel::tun::{
 use crate::kernel::underlay::{self, FALLBACK_MTU};
 use crate::metrics::{self, MetricsError};
 use crate::pods::{PodDns, PodError, PodManager};
+use crate::policy::{self, PolicySink};
 use crate::registration::{self, RegistrationStatus, RegistrationTiming};
 use crate::services::{self, ServiceSink};
 use crate::wg::NodeKey;
@@ -279,6 +282,21 @@ pub async fn run(
         ))
     });
 
+    // NetworkPolicy: the view's policies compiled for this node's pods,
+    // judged per connection by the engine (needs connection tracking).
+    let policy_task = if cfg.conntrack_max.is_some() {
+        let sink: Arc<dyn PolicySink> = dataplane.clone();
+        Some(tokio::spawn(policy::run(
+            core.view().subscribe(),
+            node.name.clone(),
+            sink,
+            stop_tx.subscribe(),
+        )))
+    } else {
+        tracing::warn!("NetworkPolicy is not enforced on this node: --no-services turns connection tracking off");
+        None
+    };
+
     let result = serve(
         &cfg,
         listeners,
@@ -296,6 +314,9 @@ pub async fn run(
     stop_task(dns_task, STOP_GRACE, "cluster DNS").await;
     if let Some(task) = services_task {
         stop_task(task, STOP_GRACE, "the service compiler").await;
+    }
+    if let Some(task) = policy_task {
+        stop_task(task, STOP_GRACE, "the policy compiler").await;
     }
     if !core_task.is_finished() {
         let _ = tokio::time::timeout(STOP_GRACE * 3, &mut core_task).await;

@@ -7,7 +7,8 @@ use base64::Engine;
 use tracing::warn;
 use weft_agent_api::{
     DataplaneInfo, DropCount, ErrorBody, ErrorCode, OffloadInfo, PeerInfo, Pod, PodDelResult,
-    PodList, PodResult, PongResult, PortInfo, Request, Response, ServicesInfo, StatusResult,
+    PodList, PodResult, PolicyCount, PolicyInfo, PongResult, PortInfo, Request, Response,
+    ServicesInfo, StatusResult,
 };
 
 use super::{Services, STATUS_TIMEOUT};
@@ -181,6 +182,7 @@ fn dataplane_info(s: DataplaneStatus) -> DataplaneInfo {
         forwarded_to_peers: s.forwarded_to_peers,
         offload: offload_info(s.offload),
         services: s.services.map(services_info),
+        policy: s.policy.map(policy_info),
         dns: super::dns::dns_info(&s.dns),
     }
 }
@@ -208,6 +210,31 @@ fn services_info(s: weft_switch::ServicesStatus) -> ServicesInfo {
         no_local_endpoint_drops: tr.no_local_endpoint_drops,
         invalid_to_service: tr.invalid_to_service,
         stale_flows: tr.stale_flows,
+    }
+}
+
+/// The policy step's counters, as the API sends them.
+fn policy_info(s: weft_switch::PolicyStatus) -> PolicyInfo {
+    let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+    PolicyInfo {
+        generation: s.generation,
+        policies: n(s.policies),
+        rules: n(s.rules),
+        judged: s.judged,
+        not_isolated: s.not_isolated,
+        denied: s.denied,
+        untracked_judged: s.untracked_judged,
+        untracked_denied: s.untracked_denied,
+        denials_unlogged: s.denials_unlogged,
+        by_policy: s
+            .by_policy
+            .into_iter()
+            .map(|(name, c)| PolicyCount {
+                name,
+                allowed: c.allowed,
+                denied: c.denied,
+            })
+            .collect(),
     }
 }
 

@@ -31,7 +31,7 @@ use weft_switch::dns::DnsZone;
 pub use compile::zone_spec;
 
 use crate::engine::{Dataplane, DnsSettings};
-use crate::view::ViewSnapshot;
+use crate::view::{follow, ViewSnapshot};
 
 /// The TTL of cluster records (CoreDNS's default).
 pub const CLUSTER_TTL: u32 = 5;
@@ -60,38 +60,34 @@ pub fn zone_for(snapshot: &ViewSnapshot, domain: &str) -> DnsZone {
 /// the next snapshot tries again.
 pub async fn run(
     plan: DnsPlan,
-    mut view: watch::Receiver<Arc<ViewSnapshot>>,
+    view: watch::Receiver<Arc<ViewSnapshot>>,
     dataplane: Arc<Dataplane>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     tracing::info!(vips = ?plan.vips, domain = %plan.domain, upstreams = ?plan.upstreams, "cluster DNS");
     if plan.upstreams.is_empty() {
         tracing::warn!("no upstream resolvers: names outside the cluster answer SERVFAIL");
     }
-    loop {
-        let snapshot = view.borrow_and_update().clone();
-        let domain = plan.domain.clone();
+    let domain = plan.domain.clone();
+    let compile = move |snapshot: &ViewSnapshot| {
         let started = Instant::now();
-        let zone = match tokio::task::spawn_blocking(move || zone_for(&snapshot, &domain)).await {
-            Ok(zone) => zone,
-            Err(e) => {
-                tracing::warn!(error = %e, "compiling the cluster DNS zone failed");
-                DnsZone::not_ready(&plan.domain)
-            }
-        };
+        let zone = zone_for(snapshot, &domain);
         tracing::debug!(ready = zone.is_ready(), names = zone.len(), skipped = zone.skipped(),
             took = ?started.elapsed(), "cluster DNS zone compiled");
+        zone
+    };
+    follow(view, stop, "the cluster DNS zone", compile, |zone, _| {
         let settings = DnsSettings {
             vips: plan.vips.clone(),
             zone: Arc::new(zone),
             upstreams: plan.upstreams.clone(),
         };
-        if let Err(e) = dataplane.set_dns(settings).await {
-            tracing::warn!(error = %e, "the data plane refused the cluster DNS settings");
+        let dataplane = dataplane.clone();
+        async move {
+            if let Err(e) = dataplane.set_dns(settings).await {
+                tracing::warn!(error = %e, "the data plane refused the cluster DNS settings");
+            }
         }
-        tokio::select! {
-            r = view.changed() => if r.is_err() { return },
-            _ = stop.wait_for(|s| *s) => return,
-        }
-    }
+    })
+    .await;
 }

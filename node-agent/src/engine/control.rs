@@ -19,7 +19,9 @@ use super::peers::{Peer, PeerTraffic};
 use super::{DataplaneError, DataplaneStatus, OffloadStatus, PeerSpec, PeerStatus};
 use crate::kernel::tun::Tun;
 use crate::wg::Tunnel;
+use weft_switch::policy::PolicyTable;
 use weft_switch::service::ServiceTable;
+use weft_switch::Denial;
 use weft_switch::PeerId;
 
 /// Where a command's answer goes.
@@ -36,6 +38,10 @@ pub(super) enum Command {
     SetDns(super::DnsSettings, Reply<()>),
     /// A new compiled service table (issue 14; `crate::services`).
     SetServices(Arc<ServiceTable>, Reply<()>),
+    /// A new compiled NetworkPolicy table (`crate::policy`).
+    SetPolicy(Arc<PolicyTable>, Reply<()>),
+    /// The denied new connections recorded since the last call.
+    TakeDenials(Reply<Vec<Denial>>),
     Shutdown,
 }
 
@@ -233,6 +239,24 @@ impl Core {
         }
     }
 
+    /// Puts a compiled policy table in force (see `crate::policy`).
+    pub(super) fn set_policy(&mut self, table: Arc<PolicyTable>) -> Result<(), DataplaneError> {
+        if self.switch.set_policy_table(table) {
+            Ok(())
+        } else {
+            Err(rejected(
+                "NetworkPolicy needs connection tracking, which is off in this data plane (--no-services)",
+            ))
+        }
+    }
+
+    /// The denied new connections the switch recorded since the last call.
+    pub(super) fn take_denials(&mut self) -> Vec<Denial> {
+        let mut out = Vec::new();
+        self.switch.take_denials(&mut out);
+        out
+    }
+
     /// A snapshot of peers, ports and counters.
     pub(super) fn status(&self) -> DataplaneStatus {
         let mut peers: Vec<PeerStatus> = self
@@ -287,6 +311,7 @@ impl Core {
                 udp_gro_messages: counters.gro_messages,
             },
             services: self.switch.services_status(),
+            policy: self.switch.policy_status(),
             dns: self.dns_status(),
         }
     }

@@ -404,6 +404,12 @@ impl Engine {
                 Command::SetServices(table, reply) => {
                     let _ = reply.send(self.core.set_services(table));
                 }
+                Command::SetPolicy(table, reply) => {
+                    let _ = reply.send(self.core.set_policy(table));
+                }
+                Command::TakeDenials(reply) => {
+                    let _ = reply.send(Ok(self.core.take_denials()));
+                }
             }
         }
     }

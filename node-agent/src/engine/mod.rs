@@ -76,8 +76,9 @@ use crate::wg::NodeKey;
 use control::{Command, Reply};
 pub use dns::{DnsEngineStats, DnsSettings, DnsStatus};
 use weft_switch::conntrack::ConntrackConfig;
+use weft_switch::policy::PolicyTable;
 use weft_switch::service::ServiceTable;
-use weft_switch::ServicesStatus;
+use weft_switch::{Denial, PolicyStatus, ServicesStatus};
 
 /// What the data plane needs to start.
 #[derive(Debug, Clone)]
@@ -174,6 +175,8 @@ pub struct DataplaneStatus {
     pub offload: OffloadStatus,
     /// Services, conntrack and translation counters (`None`: off).
     pub services: Option<ServicesStatus>,
+    /// NetworkPolicy's counters (`None`: no table set yet, or off).
+    pub policy: Option<PolicyStatus>,
     /// Cluster DNS's counters.
     pub dns: DnsStatus,
 }
@@ -319,6 +322,19 @@ impl Dataplane {
     /// Refused if the data plane was started without services.
     pub async fn set_services(&self, table: Arc<ServiceTable>) -> Result<(), DataplaneError> {
         self.call(|reply| Command::SetServices(table, reply)).await
+    }
+
+    /// Puts a compiled NetworkPolicy table in force: new connections are
+    /// judged by it, established ones on their next packet. Refused if
+    /// the data plane was started without connection tracking.
+    pub async fn set_policy(&self, table: Arc<PolicyTable>) -> Result<(), DataplaneError> {
+        self.call(|reply| Command::SetPolicy(table, reply)).await
+    }
+
+    /// The denied new connections recorded since the last call (at most
+    /// `weft_switch::DENIAL_LOG_BURST`, rate-limited by the switch).
+    pub async fn take_denials(&self) -> Result<Vec<Denial>, DataplaneError> {
+        self.call(Command::TakeDenials).await
     }
 
     /// Current peers, ports and counters.

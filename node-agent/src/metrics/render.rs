@@ -8,7 +8,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
-use weft_agent_api::{DataplaneInfo, OffloadInfo, ServicesInfo, StatusResult};
+use weft_agent_api::{DataplaneInfo, OffloadInfo, PolicyInfo, ServicesInfo, StatusResult};
 
 /// The Content-Type of [`render`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -50,6 +50,9 @@ pub fn render(status: &StatusResult) -> Result<String, std::fmt::Error> {
         offloads(&mut reg, &dp.offload);
         if let Some(v) = &dp.services {
             services(&mut reg, v);
+        }
+        if let Some(p) = &dp.policy {
+            policy(&mut reg, p);
         }
         super::dns::register(&mut reg, &dp.dns);
     }
@@ -303,6 +306,66 @@ fn services(reg: &mut Registry, v: &ServicesInfo) {
         c.inc_by(value);
         reg.register(name, help, c);
     }
+}
+
+/// NetworkPolicy (docs/network-policy.md, "Seeing it").
+fn policy(reg: &mut Registry, p: &PolicyInfo) {
+    gauge(
+        reg,
+        "policies",
+        "NetworkPolicies selecting a pod of this node",
+        p.policies,
+    );
+    gauge(
+        reg,
+        "policy_rules",
+        "Their ingress and egress rules",
+        p.rules,
+    );
+    for (name, help, value) in [
+        (
+            "policy_connections_judged",
+            "Connections judged by NetworkPolicy (new, or again after a policy change)",
+            p.judged,
+        ),
+        (
+            "policy_connections_not_isolated",
+            "Judged connections no policy isolates (allowed by default)",
+            p.not_isolated,
+        ),
+        (
+            "policy_connections_denied",
+            "Judged connections denied (their packets dropped)",
+            p.denied,
+        ),
+        (
+            "policy_untracked_packets_denied",
+            "Untracked packets (ICMP other than echo, stray TCP) denied",
+            p.untracked_denied,
+        ),
+        (
+            "policy_denials_unlogged",
+            "Denied connections not logged (the log's rate limit)",
+            p.denials_unlogged,
+        ),
+    ] {
+        let c = Counter::<u64>::default();
+        c.inc_by(value);
+        reg.register(name, help, c);
+    }
+    let verdicts = Family::<[(&'static str, String); 2], Counter>::default();
+    for c in &p.by_policy {
+        for (verdict, n) in [("allowed", c.allowed), ("denied", c.denied)] {
+            verdicts
+                .get_or_create(&[("policy", c.name.clone()), ("verdict", verdict.to_string())])
+                .inc_by(n);
+        }
+    }
+    reg.register(
+        "policy_verdicts",
+        "Connections each NetworkPolicy decided on this node: allowed by one of its rules, or denied by the isolation it sets",
+        verdicts,
+    );
 }
 
 /// Registers a gauge with one sample.

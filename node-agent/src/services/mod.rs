@@ -7,17 +7,13 @@
 //! Contract:
 //! - [`service_specs`] is a pure function (snapshot, node name) ->
 //!   `Vec<ServiceSpec>` (`compile.rs` says what it keeps).
-//! - [`run`] follows the view's snapshots: on each new one it compiles the
-//!   specs and the [`ServiceTable`] on a blocking thread (never on the
-//!   engine thread, never on an async worker), and hands the table to the
-//!   engine ([`ServiceSink::set_services`]), which swaps it in whole
-//!   between packet batches. Snapshots that arrive while one is being
-//!   compiled are coalesced: only the newest is compiled next. A compile
-//!   or hand-over that fails is logged and retried with the next
-//!   snapshot; the table in force stays.
-//! - The first table is compiled from whatever the view holds at start
-//!   (the persisted objects after a restart), so Services work before the
-//!   control plane answers.
+//! - [`run`] follows the view's snapshots ([`follow`]: compiled on a
+//!   blocking thread, coalesced, the first from whatever the view holds at
+//!   start, so Services work before the control plane answers) and hands
+//!   each [`ServiceTable`] to the engine ([`ServiceSink::set_services`]),
+//!   which swaps it in whole between packet batches. A compile or
+//!   hand-over that fails is logged and retried with the next snapshot;
+//!   the table in force stays.
 //!
 //! Files: `compile.rs` (objects -> specs, tested in `compile_tests.rs`),
 //! `mod.rs` (the task).
@@ -34,7 +30,7 @@ use weft_switch::service::ServiceTable;
 
 pub use compile::service_specs;
 
-use crate::view::ViewSnapshot;
+use crate::view::{follow, ViewSnapshot};
 
 /// Where compiled service tables go (the engine, or a test's recorder).
 pub trait ServiceSink: Send + Sync {
@@ -61,46 +57,42 @@ pub fn compile_table(view: &ViewSnapshot, node: &str) -> Result<ServiceTable, St
 /// Follows `views` until `stop`, handing each compiled table to `sink`
 /// (see the module docs).
 pub async fn run(
-    mut views: watch::Receiver<Arc<ViewSnapshot>>,
+    views: watch::Receiver<Arc<ViewSnapshot>>,
     node: String,
     sink: Arc<dyn ServiceSink>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     let mut last_problems = Vec::new();
-    loop {
-        let view = views.borrow_and_update().clone();
-        let name = node.clone();
-        let version = view.version;
-        match tokio::task::spawn_blocking(move || compile_table(&view, &name)).await {
-            Ok(Ok(table)) => {
-                let problems: Vec<String> =
-                    table.problems().iter().map(|p| format!("{p:?}")).collect();
-                if problems != last_problems {
-                    for p in &problems {
-                        tracing::warn!(problem = %p, "a Service is not fully translated");
-                    }
-                    last_problems = problems;
-                }
-                let (services, frontends, endpoints) = table.sizes();
-                match sink.set_services(Arc::new(table)).await {
-                    Ok(()) => tracing::debug!(
-                        version,
-                        services,
-                        frontends,
-                        endpoints,
-                        "service table in force"
-                    ),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "the data plane refused the service table")
-                    }
-                }
+    let compile = move |view: &ViewSnapshot| compile_table(view, &node);
+    follow(views, stop, "the Services", compile, |compiled, version| {
+        let table = match compiled {
+            Ok(table) => table,
+            Err(e) => {
+                tracing::warn!(error = %e, version, "cannot compile the Services");
+                return futures::future::Either::Left(std::future::ready(()));
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, version, "cannot compile the Services"),
-            Err(e) => tracing::warn!(error = %e, "compiling the Services failed"),
+        };
+        let problems: Vec<String> = table.problems().iter().map(|p| format!("{p:?}")).collect();
+        if problems != last_problems {
+            for p in &problems {
+                tracing::warn!(problem = %p, "a Service is not fully translated");
+            }
+            last_problems = problems;
         }
-        tokio::select! {
-            r = views.changed() => if r.is_err() { return },
-            _ = stop.wait_for(|s| *s) => return,
-        }
-    }
+        let sink = sink.clone();
+        futures::future::Either::Right(async move {
+            let (services, frontends, endpoints) = table.sizes();
+            match sink.set_services(Arc::new(table)).await {
+                Ok(()) => tracing::debug!(
+                    version,
+                    services,
+                    frontends,
+                    endpoints,
+                    "service table in force"
+                ),
+                Err(e) => tracing::warn!(error = %e, "the data plane refused the service table"),
+            }
+        })
+    })
+    .await;
 }

@@ -27,18 +27,23 @@
 //!   revisions (the two files are written apart), so neither misses a
 //!   change; replaying changes already applied is harmless.
 //!
+//! - [`follow`] is how the compilers of the view (Services, cluster DNS,
+//!   NetworkPolicy) follow its snapshots.
+//!
 //! Files: `snapshot.rs` (the immutable snapshot and its keys), `table.rs`
 //! (applying events), `file.rs` (`objects.json`), `feed.rs` (the lock, the
-//! channel, persisting).
+//! channel, persisting), `follow.rs` (the compilers' loop).
 //!
 //! [`PeerDirectory`]: crate::cluster::PeerDirectory
 
 mod feed;
 mod file;
+mod follow;
 mod snapshot;
 mod table;
 
 pub use feed::{persist_loop, ViewFeed};
 pub use file::{ViewFile, FILE_NAME};
+pub use follow::follow;
 pub use snapshot::{ObjectKey, ViewSnapshot};
 pub use table::ClusterView;

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use weft_agent_api::{DataplaneInfo, DnsInfo, NamedCount, OffloadInfo, ServicesInfo, StatusResult};
+use weft_agent_api::{
+    DataplaneInfo, DnsInfo, NamedCount, OffloadInfo, PolicyInfo, ServicesInfo, StatusResult,
+};
 
 use super::pod::{connect, AgentSocket};
 use crate::duration;
@@ -71,6 +73,7 @@ fn render(s: &StatusResult) -> String {
     ];
     let offloads = s.dataplane.as_ref().map(|d| offloads(&d.offload));
     let services = s.dataplane.as_ref().and_then(|d| d.services.as_ref());
+    let policy = s.dataplane.as_ref().and_then(|d| d.policy.as_ref());
     let dns = s.dataplane.as_ref().map(|d| dns(&d.dns));
     let registrations = s.registration.as_ref().map(|r| {
         format!(
@@ -90,6 +93,7 @@ fn render(s: &StatusResult) -> String {
         .chain(offloads.map(|o| ("offloads", o)))
         .chain(services.map(|v| ("services", services_line(v))))
         .chain(services.map(|v| ("conntrack", conntrack_line(v))))
+        .chain(policy.map(|p| ("policy", policy_line(p))))
         .chain(dns.map(|d| ("dns", d)))
         .chain(registrations.map(|r| ("registrations", r)))
         .chain(objects.map(|o| ("objects", o)));
@@ -117,10 +121,37 @@ fn render(s: &StatusResult) -> String {
         out.push('\n');
         out.push_str(&table(&["NOT YET", "POD", "FAILURES", "LAST ERROR"], &rows));
     }
+    if let Some(p) = policy.filter(|p| !p.by_policy.is_empty()) {
+        let rows: Vec<Vec<String>> = p
+            .by_policy
+            .iter()
+            .map(|c| vec![c.name.clone(), c.allowed.to_string(), c.denied.to_string()])
+            .collect();
+        out.push('\n');
+        out.push_str(&table(&["POLICY", "ALLOWED", "DENIED"], &rows));
+    }
     if let Some(d) = &s.dataplane {
         out.push_str(&peers_and_drops(d));
     }
     out
+}
+
+/// "2 policies (3 rules) select this node's pods; 40 connections judged:
+/// 30 not isolated, 2 denied (0 not logged); 1 of 1 untracked packets
+/// denied".
+fn policy_line(p: &PolicyInfo) -> String {
+    format!(
+        "{} policies ({} rules) select this node's pods; {} connections judged: {} not isolated, \
+         {} denied ({} not logged); {} of {} untracked packets denied",
+        p.policies,
+        p.rules,
+        p.judged,
+        p.not_isolated,
+        p.denied,
+        p.denials_unlogged,
+        p.untracked_denied,
+        p.untracked_judged
+    )
 }
 
 /// "2 services, 2 frontends, 3 endpoints; 10 translations (1 hairpin, 4
@@ -304,7 +335,8 @@ fn bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use weft_agent_api::{
-        ClusterViewInfo, DropCount, NodeInfo, PeerInfo, RegistrationInfo, RegistrationProblem,
+        ClusterViewInfo, DropCount, NodeInfo, PeerInfo, PolicyCount, RegistrationInfo,
+        RegistrationProblem,
     };
 
     use super::*;
@@ -423,6 +455,22 @@ mod tests {
                     no_endpoint_rejects: 2,
                     ..ServicesInfo::default()
                 }),
+                policy: Some(PolicyInfo {
+                    generation: 2,
+                    policies: 1,
+                    rules: 0,
+                    judged: 40,
+                    not_isolated: 30,
+                    denied: 2,
+                    untracked_judged: 1,
+                    untracked_denied: 1,
+                    denials_unlogged: 0,
+                    by_policy: vec![PolicyCount {
+                        name: "x/deny-ingress".into(),
+                        allowed: 0,
+                        denied: 2,
+                    }],
+                }),
                 ..DataplaneInfo::default()
             }),
             dataplane_error: None,
@@ -469,6 +517,7 @@ data plane:    running; forwarded 0 to pods, 0 to host, 0 to peers
 offloads:      TUN TSO/USO on, UDP GSO on, UDP GRO off; 5 super-packets read, 4 written, 30 segments coalesced, 7 GSO sends, 0 GRO receives
 services:      2 services, 2 frontends, 3 endpoints; 6 translations (1 hairpin, 0 kept affinity), 2 refused for no endpoint, 0 for an unknown port, 0 dropped (Local policy, no local endpoint), 0 invalid to a Service, 0 UDP flows moved off a gone endpoint
 conntrack:     5 of 131072 entries; 9 inserts, 4 expired, 0 evicted, 0 refused (table full), 0 refused (source limit)
+policy:        1 policies (0 rules) select this node's pods; 40 connections judged: 30 not isolated, 2 denied (0 not logged); 1 of 1 untracked packets denied
 dns:           0 queries (0 from the zone, 0 forwarded: 0 from cache, 0 coalesced); upstream: 0 sent, 0 answered, 0 timeouts, 0 failures; 0 truncated
 registrations: 1 registered, 0 pending, 2 failed
 objects:       3 namespaces, 5 pods, 2 services, 2 endpoint slices, 1 network policies (revision 9)
@@ -476,6 +525,9 @@ objects:       3 namespaces, 5 pods, 2 services, 2 endpoint slices, 1 network po
 NOT YET   POD                   FAILURES  LAST ERROR
 sync      (all of this node's)  3         Unavailable: connection refused
 register  shop/web              1         InvalidArgument: bad
+
+POLICY          ALLOWED  DENIED
+x/deny-ingress  0        2
 
 NAME  STATE     ENDPOINT         ALLOWED        LATEST HANDSHAKE  RX        TX     NO SESSION
 n2    Ready     192.0.2.2:51820  10.244.2.0/24  12s ago           2.00 KiB  100 B  0

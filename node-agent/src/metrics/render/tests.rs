@@ -1,5 +1,6 @@
 use weft_agent_api::{
     DataplaneInfo, DnsInfo, DropCount, LatencyBucket, NamedCount, NodeInfo, OffloadInfo, PeerInfo,
+    PolicyCount,
 };
 
 use super::*;
@@ -53,6 +54,18 @@ fn dataplane() -> DataplaneInfo {
             segments_coalesced: 11,
             ..OffloadInfo::default()
         },
+        policy: Some(PolicyInfo {
+            policies: 1,
+            rules: 2,
+            judged: 5,
+            denied: 2,
+            by_policy: vec![PolicyCount {
+                name: "x/deny".into(),
+                allowed: 3,
+                denied: 2,
+            }],
+            ..PolicyInfo::default()
+        }),
         ..DataplaneInfo::default()
     }
 }
@@ -98,14 +111,21 @@ fn every_metric_is_rendered_with_help() {
             "weft_offload_enabled{kind=\"udp_gro\"} 0",
             "weft_offload_segments_coalesced_total 11",
             "weft_offload_udp_gso_messages_total 0",
+            "weft_policies 1",
+            "weft_policy_rules 2",
+            "weft_policy_connections_judged_total 5",
+            "weft_policy_connections_denied_total 2",
+            "weft_policy_verdicts_total{policy=\"x/deny\",verdict=\"allowed\"} 3",
+            "weft_policy_verdicts_total{policy=\"x/deny\",verdict=\"denied\"} 2",
         ],
     );
     // One HELP per metric family, one TYPE each.
     let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
     let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
-    // 20 of the node and data plane, 15 of DNS (its 3 labelled families
-    // have no sample, and so no HELP, while the status lists no label).
-    assert_eq!(helps, 35, "{text}");
+    // 20 of the node and data plane, 8 of policy, 15 of DNS (its 3
+    // labelled families have no sample, and so no HELP, while the status
+    // lists no label).
+    assert_eq!(helps, 43, "{text}");
     assert_eq!(helps, types);
     // The encoder ends each HELP with a period itself.
     assert!(

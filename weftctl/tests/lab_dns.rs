@@ -14,19 +14,20 @@
 use std::fs::File;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+mod lab_support;
+
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
+use lab_support::{ok, require_root, weftctl, WEFTCTL};
 use serde_json::Value;
 use weft_lab::{build_binaries_once, ClusterGuard, ClusterSpec};
-
-const WEFTCTL: &str = env!("CARGO_BIN_EXE_weftctl");
 
 /// The Kubernetes DNS spec's bound for a new Service to resolve.
 const NEW_SERVICE_WITHIN: Duration = Duration::from_secs(1);
@@ -34,27 +35,13 @@ const NEW_SERVICE_WITHIN: Duration = Duration::from_secs(1);
 const OUTSIDE_NAME: &str = "outside.example.";
 const OUTSIDE_ADDR: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
 
-fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the lab tests need root (network namespaces, TUN devices); run them as root"
-    );
+fn require_root_and_dig() {
+    require_root();
     let dig = Command::new("dig").arg("-v").output();
     assert!(
         dig.is_ok(),
         "dig is missing: install Debian's dnsutils (scripts/test-all does)"
     );
-}
-
-fn weftctl(args: &[&str]) -> Output {
-    Command::new(WEFTCTL)
-        .args(args)
-        .env_remove("CARGO")
-        .env_remove("WEFT_LAB")
-        .env_remove("WEFT_LAB_STATE_ROOT")
-        .env_remove("WEFT_CONFIG")
-        .output()
-        .expect("weftctl runs")
 }
 
 /// The count of `name` in a list of `{"name":..,"count":..}`.
@@ -63,17 +50,6 @@ fn named(list: &Value, name: &str) -> u64 {
         .and_then(|l| l.iter().find(|c| c["name"] == name))
         .and_then(|c| c["count"].as_u64())
         .unwrap_or_else(|| panic!("no {name} in {list}"))
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = weftctl(args);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "weftctl {args:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
 }
 
 /// A resolver on the outside host: answers `outside.example. A` and
@@ -202,7 +178,7 @@ spec:
 
 #[test]
 fn pods_resolve_cluster_names_and_outside_names_through_their_agent() {
-    require_root();
+    require_root_and_dig();
     let dir = Path::new(WEFTCTL).parent().expect("a directory");
     let binaries =
         build_binaries_once(dir).unwrap_or_else(|e| panic!("cannot build the lab's binaries: {e}"));

@@ -10,54 +10,18 @@
 //! guard even when the test fails.
 
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+mod lab_support;
+
+use lab_support::{fails, ok, require_root, WEFTCTL};
 use serde_json::Value;
 use weft_lab::{
     build_binaries_once, list_namespaces, ClusterGuard, ClusterSpec, DEFAULT_STATE_ROOT,
 };
 
-const WEFTCTL: &str = env!("CARGO_BIN_EXE_weftctl");
-
 /// How long the EndpointSlices may take to show a Service's pods.
 const ENDPOINTS_WITHIN: Duration = Duration::from_secs(1);
-
-fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the lab tests need root (network namespaces, TUN devices); run them as root"
-    );
-}
-
-/// Runs weftctl; `CARGO` removed so `lab` commands build nothing.
-fn weftctl(args: &[&str]) -> Output {
-    Command::new(WEFTCTL)
-        .args(args)
-        .env_remove("CARGO")
-        .env_remove("WEFT_LAB")
-        .env_remove("WEFT_LAB_STATE_ROOT")
-        .env_remove("WEFT_CONFIG")
-        .output()
-        .expect("weftctl runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = weftctl(args);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "weftctl {args:?} failed:\n{stdout}\n{stderr}"
-    );
-    stdout
-}
-
-fn fails(args: &[&str]) -> String {
-    let out = weftctl(args);
-    assert!(!out.status.success(), "weftctl {args:?} succeeded");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 /// Every (address, port) of the EndpointSlices of `-o json` output.
 fn endpoints(list: &Value) -> Vec<(String, i64)> {

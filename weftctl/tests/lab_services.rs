@@ -13,21 +13,15 @@
 //! The lab's name carries this process's pid; a guard tears it down even
 //! when the test fails.
 
-#[path = "lab_services/net.rs"]
-mod net;
+mod lab_support;
 
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::Duration;
 
-use net::{fetch, fetch_n, run_in, until_served, Got, Server};
-use serde_json::Value;
-use weft_lab::{build_binaries_once, ClusterGuard, ClusterSpec};
-
-const WEFTCTL: &str = env!("CARGO_BIN_EXE_weftctl");
+use lab_support::net::{fetch, fetch_n, run_in, until_served, Got, Server};
+use lab_support::{ok, require_root, Lab};
 
 /// How long a new Service may take to be served from a node (control
 /// plane -> watch -> agent -> compiled table), at most.
@@ -35,36 +29,6 @@ const SERVED_WITHIN: Duration = Duration::from_secs(20);
 
 /// Connections the client makes through the Service.
 const CONNECTIONS: usize = 40;
-
-fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the lab tests need root (network namespaces, TUN devices); run them as root"
-    );
-}
-
-fn weftctl(args: &[&str]) -> Output {
-    Command::new(WEFTCTL)
-        .args(args)
-        .env_remove("CARGO")
-        .env_remove("WEFT_LAB")
-        .env_remove("WEFT_LAB_STATE_ROOT")
-        .env_remove("WEFT_CONFIG")
-        .env_remove("WEFT_AGENT_SOCKET")
-        .output()
-        .expect("weftctl runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = weftctl(args);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "weftctl {args:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
 
 const SERVICES: &str = "\
 apiVersion: v1
@@ -97,92 +61,9 @@ spec:
     protocol: UDP
 ";
 
-/// The lab cluster and what the test put in it.
-struct Lab {
-    cluster: ClusterGuard,
-    lab: String,
-    pods: BTreeMap<&'static str, (PathBuf, IpAddr)>,
-}
-
-impl Lab {
-    /// A lab of `nodes` nodes named `tag` + this process's pid (each test
-    /// its own tag).
-    fn up(tag: &str, nodes: usize) -> Self {
-        let dir = Path::new(WEFTCTL).parent().expect("a directory");
-        let binaries = build_binaries_once(dir)
-            .unwrap_or_else(|e| panic!("cannot build the lab's binaries: {e}"));
-        let mut spec = ClusterSpec::new(&format!("{tag}{}", std::process::id()), nodes, 0).unwrap();
-        spec.binaries = Some(binaries);
-        let cluster = ClusterGuard::up(spec).unwrap();
-        let lab = format!("--lab={}", cluster.name());
-        Self {
-            cluster,
-            lab,
-            pods: BTreeMap::new(),
-        }
-    }
-
-    /// `lab pod add NAME --node NODE` with labels and named ports.
-    fn pod(&mut self, name: &'static str, node: &str, labels: &[&str], ports: &[&str]) {
-        let cluster_name = self.cluster.name().to_string();
-        let mut args = vec![
-            "lab",
-            "pod",
-            "add",
-            "--name",
-            &cluster_name,
-            name,
-            "--node",
-            node,
-        ];
-        for l in labels {
-            args.extend(["--label", l]);
-        }
-        for p in ports {
-            args.extend(["--port", p]);
-        }
-        ok(&args);
-        let fresh =
-            weft_lab::Cluster::open(self.cluster.name(), Path::new(weft_lab::DEFAULT_STATE_ROOT))
-                .unwrap();
-        let p = fresh.pod(name).unwrap();
-        self.pods.insert(name, (p.netns.clone(), p.ip));
-    }
-
-    fn netns(&self, pod: &str) -> &Path {
-        &self.pods[pod].0
-    }
-
-    fn ip(&self, pod: &str) -> IpAddr {
-        self.pods[pod].1
-    }
-
-    fn node_netns(&self, node: &str) -> PathBuf {
-        Path::new("/run/netns").join(&self.cluster.node(node).unwrap().ns)
-    }
-
-    fn apply(&self, manifest: &str) {
-        let file = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(file.path(), manifest).unwrap();
-        ok(&[&self.lab, "apply", "-f", file.path().to_str().unwrap()]);
-    }
-
-    /// The cluster IP of `shop/NAME`.
-    fn cluster_ip(&self, name: &str) -> IpAddr {
-        let svc: Value = serde_json::from_str(&ok(&[
-            &self.lab, "get", "service", name, "-n", "shop", "-o", "json",
-        ]))
-        .unwrap();
-        svc["spec"]["clusterIP"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no cluster IP: {svc}"))
-            .parse()
-            .unwrap()
-    }
-
-    fn status(&self, node: &str) -> weft_agent_api::StatusResult {
-        self.cluster.agent_status(node).unwrap()
-    }
+/// The cluster IP of `shop/NAME`.
+fn cluster_ip(lab: &Lab, name: &str) -> IpAddr {
+    lab.cluster_ip_in("shop", name)
 }
 
 /// `name -> count` of the lines, checking each saw `client` as the peer.
@@ -214,7 +95,7 @@ fn a_cluster_ip_reaches_endpoints_on_two_nodes_and_refuses_without_one() {
     let _s1 = Server::tcp(lab.netns("shop/echo-1"), 8080, "echo-1");
     let _s2 = Server::tcp(lab.netns("shop/echo-2"), 8080, "echo-2");
     lab.apply(SERVICES);
-    let vip = SocketAddr::new(lab.cluster_ip("echo"), 80);
+    let vip = SocketAddr::new(cluster_ip(&lab, "echo"), 80);
     let client = lab.netns("shop/client").to_path_buf();
 
     // Served once the Service and its endpoints reached n3's agent.
@@ -250,7 +131,7 @@ fn a_cluster_ip_reaches_endpoints_on_two_nodes_and_refuses_without_one() {
         .expect("services are on");
     // A Service without endpoints: a refusal (RST), not a timeout; UDP
     // gets ICMP port unreachable (a connected socket reports it).
-    let empty = lab.cluster_ip("empty");
+    let empty = cluster_ip(&lab, "empty");
     let got = run_in(&client, move || {
         fetch(SocketAddr::new(empty, 80), Duration::from_secs(5))
     });
@@ -396,7 +277,7 @@ fn affinity_sticks_hairpin_works_and_a_removed_endpoint_gets_no_more_udp() {
 
     // ClientIP affinity: every connection of the client to the same
     // endpoint.
-    let sticky = SocketAddr::new(lab.cluster_ip("sticky"), 80);
+    let sticky = SocketAddr::new(cluster_ip(&lab, "sticky"), 80);
     let first = until_served(&client, sticky, SERVED_WITHIN);
     assert!(matches!(first, Got::Line(_)), "{sticky}: {first:?}");
     let by = tally(
@@ -409,7 +290,7 @@ fn affinity_sticks_hairpin_works_and_a_removed_endpoint_gets_no_more_udp() {
 
     // Hairpin: echo-1 reaches itself through its Service; it sees the
     // connection come from its node's address (the one SNAT weft does).
-    let itself = SocketAddr::new(lab.cluster_ip("itself"), 80);
+    let itself = SocketAddr::new(cluster_ip(&lab, "itself"), 80);
     let got = until_served(lab.netns("shop/echo-1"), itself, SERVED_WITHIN);
     let n1_overlay = lab.cluster.node("n1").unwrap().overlay.expect("n1 joined");
     let by = tally(&[got], n1_overlay);
@@ -426,8 +307,9 @@ fn affinity_sticks_hairpin_works_and_a_removed_endpoint_gets_no_more_udp() {
     // UDP flows over both endpoints; then echo-2 leaves the Service while
     // the client sends. Nothing reaches it a second after the change, and
     // its flows go on to echo-1.
-    let vip = SocketAddr::new(lab.cluster_ip("dgram"), 53);
-    let senders = net::UdpSenders::start(&client, vip, UDP_FLOWS, Duration::from_millis(20));
+    let vip = SocketAddr::new(cluster_ip(&lab, "dgram"), 53);
+    let senders =
+        lab_support::net::UdpSenders::start(&client, vip, UDP_FLOWS, Duration::from_millis(20));
     let mut flows = senders.ports.clone();
     flows.sort_unstable();
     let deadline = std::time::Instant::now() + SERVED_WITHIN;

@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 # so the long ones overlap the many short ones.
 SLOW_FIRST = [
     "images",
+    "lab_netpol",
     "churn",
     "lab",
     "first_run",

@@ -7,12 +7,16 @@
 //!
 //! `weft-bench flood`: sends valid WireGuard handshake initiations at a
 //! fixed rate from many source addresses, for `bench/flood.sh`.
+//!
+//! `weft-bench connrate`: new TCP connections per second between two
+//! namespaces, for `bench/policy.sh`.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+mod connrate;
 mod control_plane;
 mod flood;
 mod procfs;
@@ -31,6 +35,9 @@ enum Command {
     ControlPlane(control_plane::Args),
     /// A handshake-initiation flood toward one agent (bench/flood.sh).
     Flood(flood::Args),
+    /// New TCP connections per second: a server, or a measuring client
+    /// (bench/policy.sh).
+    Connrate(connrate::Args),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +48,15 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("weft-bench flood: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Connrate(args) => {
+            return match connrate::main(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("weft-bench connrate: {e:#}");
                     ExitCode::from(1)
                 }
             }

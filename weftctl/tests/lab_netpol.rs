@@ -448,14 +448,24 @@ fn the_conformance_scenarios_hold_on_real_agents_through_pod_ips_and_services() 
     let mut judged = 0;
     let mut denied = 0;
     for node in NODES {
-        let p = model
-            .lab
-            .status(node)
-            .dataplane
-            .and_then(|d| d.policy)
+        let dp = model.lab.status(node).dataplane.expect("a data plane");
+        let p = dp
+            .policy
             .unwrap_or_else(|| panic!("{node} enforces NetworkPolicy"));
         judged += p.judged;
         denied += p.denied;
+        // Probes through a Service and straight to its endpoint from one
+        // source port must both get through (the source port is moved).
+        let clashes: u64 = dp
+            .drops
+            .iter()
+            .filter(|d| d.reason == "conntrack_key_taken")
+            .map(|d| d.count)
+            .sum();
+        assert_eq!(
+            clashes, 0,
+            "{node} dropped new connections on a tuple clash"
+        );
     }
     assert!(judged > 0 && denied > 0, "judged {judged}, denied {denied}");
     let logged = NODES.iter().any(|node| {

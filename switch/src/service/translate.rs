@@ -114,6 +114,10 @@ const UNTRACKED: Outcome = Outcome::Forward {
 /// Probes for a free hairpin port before giving up.
 const HAIRPIN_PROBES: u32 = 64;
 
+/// Source ports a clashing connection is moved to: Linux's default
+/// ephemeral range below the hairpin range.
+const REMAP_PORTS: std::ops::RangeInclusive<u16> = 32_768..=60_999;
+
 fn key_of(h: &Headers) -> Option<FlowKey> {
     match h.l4 {
         L4::Tcp {
@@ -268,7 +272,8 @@ impl Translator {
             return UNTRACKED;
         };
         let Some(f) = frontend else {
-            return match ct.create(key, key.reverse(), meta.owner, state, now) {
+            let reply_key = self.unique_reply_key(ct, &key, sock(key.dst(), key.dst_port()), now);
+            return match ct.create(key, reply_key, meta.owner, state, now) {
                 Ok(id) => forward(ct, p, id, Dir::Original, true),
                 Err(e) => {
                     self.stats.conntrack_refused += 1;
@@ -297,7 +302,7 @@ impl Translator {
                 }
             }
         } else {
-            key.with_dst(endpoint.ip(), endpoint.port()).reverse()
+            self.unique_reply_key(ct, &key, endpoint, now)
         };
         let id = match ct.create(key, reply_key, meta.owner, state, now) {
             Ok(id) => id,
@@ -315,6 +320,41 @@ impl Translator {
         self.stats.translations += 1;
         self.stats.hairpins += u64::from(hairpin);
         forward(ct, p, id, Dir::Original, true)
+    }
+
+    /// The reply key of a flow from `key`'s source to `to`: the plain one
+    /// when no live entry holds it; else, for TCP and UDP, the same with
+    /// the client's source port moved to a free one of [`REMAP_PORTS`]
+    /// (as Linux's NAT does on a tuple clash), so that a pod's connection
+    /// to a Service and one straight to the chosen endpoint from the same
+    /// source port both work. Left plain (the create then fails, counted)
+    /// when nothing is free.
+    fn unique_reply_key(
+        &mut self,
+        ct: &Conntrack,
+        key: &FlowKey,
+        to: SocketAddr,
+        now: Instant,
+    ) -> FlowKey {
+        let plain = key.with_dst(to.ip(), to.port()).reverse();
+        if ct.is_free(&plain, now) || !matches!(key.proto(), proto::TCP | proto::UDP) {
+            return plain;
+        }
+        let (lo, hi) = (*REMAP_PORTS.start(), *REMAP_PORTS.end());
+        let span = u32::from(hi - lo) + 1;
+        let start = u32::from(key.src_port()).wrapping_mul(40_503) ^ u32::from(to.port());
+        let moved = (0..HAIRPIN_PROBES).find_map(|i| {
+            let port = lo.checked_add(u16::try_from(start.wrapping_add(i) % span).ok()?)?;
+            let reply = FlowKey::new(key.proto(), to.ip(), to.port(), key.src(), port)?;
+            ct.is_free(&reply, now).then_some(reply)
+        });
+        match moved {
+            Some(reply) => {
+                self.stats.source_ports_remapped += 1;
+                reply
+            }
+            None => plain,
+        }
     }
 
     /// The reply key of a hairpin connection: the endpoint answering the

@@ -76,6 +76,10 @@ pub struct ServiceStats {
     pub conntrack_refused: u64,
     /// Hairpin connections dropped: no hairpin address or port.
     pub hairpin_failures: u64,
+    /// New connections whose source port was moved because their reply
+    /// tuple was taken (one pod's connections to a Service and straight to
+    /// its endpoint from the same port).
+    pub source_ports_remapped: u64,
 }
 
 /// What [`Translator::choose`] decided for a new connection.

@@ -218,3 +218,39 @@ fn without_services_the_decision_is_unchanged() {
     let a = h.pod(A, tcp(POD_A4, 40008, PEER1_POD4, 80, SYN));
     assert_eq!(a, Action::ToPeer(P1));
 }
+
+#[test]
+fn a_pod_reaches_a_service_and_its_endpoint_from_one_source_port() {
+    // Linux may give two connections to different destinations the same
+    // source port: after translation their reply tuples would be one.
+    let mut h = with_services(&[service("web", VIP, vec![endpoint(POD_B4, 8080, true)])]);
+    assert_eq!(
+        h.pod(A, tcp(POD_A4, 40000, VIP, 80, SYN)),
+        Action::ToPort(B)
+    );
+    assert_eq!(flow_of(&h.last), (ip(POD_A4), 40000, ip(POD_B4), 8080));
+    // The same source port straight to the endpoint: moved to a free one.
+    assert_eq!(
+        h.pod(A, tcp(POD_A4, 40000, POD_B4, 8080, SYN)),
+        Action::ToPort(B)
+    );
+    assert!(valid(&h.last));
+    let (src, moved, dst, dport) = flow_of(&h.last);
+    assert_eq!((src, dst, dport), (ip(POD_A4), ip(POD_B4), 8080));
+    assert_ne!(moved, 40000);
+    // Each connection's replies go back to its own socket.
+    assert_eq!(
+        h.pod(B, tcp(POD_B4, 8080, POD_A4, moved, SYN | ACK)),
+        Action::ToPort(A)
+    );
+    assert!(valid(&h.last));
+    assert_eq!(flow_of(&h.last), (ip(POD_B4), 8080, ip(POD_A4), 40000));
+    assert_eq!(
+        h.pod(B, tcp(POD_B4, 8080, POD_A4, 40000, SYN | ACK)),
+        Action::ToPort(A)
+    );
+    assert_eq!(flow_of(&h.last), (ip(VIP), 80, ip(POD_A4), 40000));
+    let st = h.sw.services_status().unwrap();
+    assert_eq!(st.translation.source_ports_remapped, 1);
+    assert_eq!(h.dropped(DropReason::ConntrackKeyTaken), 0);
+}

@@ -258,3 +258,33 @@ fn a_large_policy_set_compiles_once_per_rule() {
         })
     );
 }
+
+#[test]
+fn a_ten_thousand_rule_policy_compiles_and_decides_by_its_rules() {
+    // One policy, 10 000 rules: each allows one /32 on one port.
+    let rules: Vec<RuleSpec> = (0..10_000u32)
+        .map(|i| RuleSpec {
+            peers: Some(vec![peer(&format!("10.9.{}.{}/32", i / 256, i % 256))]),
+            ports: PortsSpec::Ranges(vec![tcp(1000 + u16::try_from(i % 5000).unwrap())]),
+        })
+        .collect();
+    let t = PolicyTable::compile(&[ingress("x/huge", &[A], rules)]);
+    assert_eq!(t.sizes(), (1, 10_000));
+    // Rule 9999: 10.9.39.15 on port 1000 + 4999.
+    assert_eq!(
+        t.evaluate(Direction::Ingress, ip(A), ip("10.9.39.15"), TCP, 5999),
+        Verdict::Allowed(RuleRef {
+            policy: 0,
+            rule: 9999
+        })
+    );
+    // The right peer on another rule's port, and an unlisted peer: denied.
+    assert_eq!(
+        t.evaluate(Direction::Ingress, ip(A), ip("10.9.39.15"), TCP, 1000),
+        Verdict::Denied { policy: 0 }
+    );
+    assert_eq!(
+        t.evaluate(Direction::Ingress, ip(A), ip("10.9.200.1"), TCP, 5999),
+        Verdict::Denied { policy: 0 }
+    );
+}

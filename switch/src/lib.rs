@@ -139,6 +139,7 @@ mod prefix;
 mod ratelimit;
 pub mod service;
 mod services;
+mod trace;
 pub mod wire;
 
 #[cfg(any(test, feature = "testing"))]
@@ -156,4 +157,5 @@ pub use ports::{Ingress, PeerId, PortId, Route};
 pub use prefix::PrefixTable;
 pub use ratelimit::TokenBucket;
 pub use services::{ServicesConfig, ServicesStatus};
+pub use trace::{probe_packet, ProbeKind, Trace, TracedPolicy, TracedService};
 pub use wire::{IpPacket, Ipv4Packet, Ipv6Packet, ParseError, Transport};

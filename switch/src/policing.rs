@@ -198,6 +198,11 @@ impl PolicyStep {
         self.generation = generation;
     }
 
+    /// A policy's `namespace/name` in the table in force.
+    pub(crate) fn policy_name(&self, index: u32) -> Option<&str> {
+        self.table.policy_name(index)
+    }
+
     /// The verdicts for `conn`.
     fn judge(&self, conn: Conn, hosts: [Option<IpAddr>; 2]) -> PolicySlot {
         let mut slot = PolicySlot {

@@ -13,6 +13,7 @@ use crate::policy::{
     Direction, PeerSpec, PolicySpec, PolicyTable, PortRange, PortsSpec, Protocol, RuleSpec,
 };
 use crate::testing::pkt;
+use crate::policy::Verdict;
 use crate::wire::tcp_flags::{ACK, SYN};
 
 fn tcp_ports(ports: &[u16]) -> PortsSpec {
@@ -325,4 +326,57 @@ fn without_connection_tracking_no_table_is_taken() {
     let mut sw = configured();
     assert!(!sw.set_policy_table(Arc::new(PolicyTable::compile(&[]))));
     assert!(sw.policy_status().is_none());
+}
+
+#[test]
+fn a_trace_shows_translation_and_policy_and_changes_nothing() {
+    let mut h = node();
+    set(&mut h, &[ingress("x/deny", POD_B4, vec![])]);
+    let packet = tcp(POD_A4, 40000, VIP, 80, SYN);
+    let t = h.sw.trace(Ingress::Port(A), &packet, h.now).unwrap();
+    assert_eq!(t.action, Action::Drop(DropReason::PolicyDenied));
+    let svc = t.service.as_ref().unwrap();
+    assert_eq!((svc.namespace.as_str(), svc.name.as_str()), ("shop", "web"));
+    assert_eq!(svc.endpoints, vec!["10.244.1.3:8080".parse().unwrap()]);
+    let p = t.policy.as_ref().unwrap();
+    assert_eq!(p.slot.ingress, Some(Verdict::Denied { policy: 0 }));
+    assert_eq!(p.ingress_policy.as_deref(), Some("x/deny"));
+    assert_eq!((p.slot.egress, p.egress_policy.as_deref()), (None, None));
+    assert!(!t.existing_connection);
+    // Nothing happened to the switch itself.
+    assert_eq!(h.sw.conntrack().unwrap().len(), 0);
+    assert_eq!(h.dropped(DropReason::PolicyDenied), 0);
+    assert_eq!(h.sw.policy_status().unwrap().judged, 0);
+
+    // Allowed: the packet leaves for the endpoint.
+    set(&mut h, &[ingress("x/a", POD_B4, vec![from(POD_A4, PortsSpec::Any)])]);
+    let t = h.sw.trace(Ingress::Port(A), &packet, h.now).unwrap();
+    assert_eq!(t.action, Action::ToPort(B));
+    assert_eq!(t.out_dst, Some("10.244.1.3:8080".parse().unwrap()));
+    assert_eq!(t.out_src, Some("10.244.1.2:40000".parse().unwrap()));
+    assert_eq!(
+        t.policy.unwrap().ingress_policy.as_deref(),
+        Some("x/a")
+    );
+}
+
+#[test]
+fn probe_packets_are_valid_for_every_kind_and_family() {
+    for (src, dst) in [
+        ("10.244.1.2:40000", "10.244.2.5:80"),
+        ("[fd00:244:1::2]:40000", "[fd00:244:2::5]:80"),
+    ] {
+        for kind in [ProbeKind::TcpSyn, ProbeKind::Udp, ProbeKind::Echo] {
+            let p = probe_packet(src.parse().unwrap(), dst.parse().unwrap(), kind).unwrap();
+            assert!(valid(&p), "{kind:?} {src}");
+            let ip = IpPacket::new_checked(&p[..]).unwrap();
+            assert_eq!(ip.dst_addr(), dst.parse::<std::net::SocketAddr>().unwrap().ip());
+        }
+    }
+    assert!(probe_packet(
+        "10.244.1.2:1".parse().unwrap(),
+        "[fd00::1]:1".parse().unwrap(),
+        ProbeKind::Udp
+    )
+    .is_none());
 }

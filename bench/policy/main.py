@@ -50,18 +50,17 @@ def manifest(n, client_ip):
     client on the iperf3 and connrate ports."""
     docs = []
     for i in range(n):
-        rules = [{"from": [{"ipBlock": {"cidr": f"192.0.2.{i % 256}/32"}}],
-                  "ports": [{"port": 1000 + i % 4000, "protocol": "TCP"}]}]
+        doc = (f"apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"
+               f"metadata: {{name: bench-{i:05d}, namespace: default}}\n"
+               f"spec:\n  podSelector: {{}}\n  policyTypes: [Ingress]\n  ingress:\n"
+               f"  - from: [{{ipBlock: {{cidr: 192.0.2.{i % 256}/32}}}}]\n"
+               f"    ports: [{{port: {1000 + i % 4000}, protocol: TCP}}]\n")
         if i == n - 1:
-            rules.append({"from": [{"ipBlock": {"cidr": f"{client_ip}/32"}}],
-                          "ports": [{"port": measure.IPERF_PORT, "protocol": "TCP"},
-                                    {"port": CONN_PORT, "protocol": "TCP"}]})
-        docs.append(json.dumps({
-            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": {"name": f"bench-{i:05d}", "namespace": "default"},
-            "spec": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": rules},
-        }))
-    return "\n---\n".join(docs) + "\n"
+            doc += (f"  - from: [{{ipBlock: {{cidr: {client_ip}/32}}}}]\n"
+                    f"    ports: [{{port: {measure.IPERF_PORT}, protocol: TCP}}, "
+                    f"{{port: {CONN_PORT}, protocol: TCP}}]\n")
+        docs.append(doc)
+    return "---\n".join(docs)
 
 
 def policy_status(sb, weftctl, socket):

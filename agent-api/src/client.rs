@@ -13,7 +13,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 use super::wire::{
     ErrorCode, Pod, PodAddRequest, PodDelResult, PodList, PodResult, PongResult, Request, Response,
-    StatusResult,
+    StatusResult, TraceRequest, TraceResult,
 };
 
 /// The longest response line a client reads (a pod list of a large node fits).
@@ -248,6 +248,11 @@ impl AgentClient {
             .map(|r| r.pod)
     }
 
+    /// One probe packet from a pod of this node through the packet path.
+    pub fn trace(&mut self, request: TraceRequest) -> Result<TraceResult, AgentApiError> {
+        self.call(&Request::Trace(request))
+    }
+
     /// Every pod on the node.
     pub fn pod_list(&mut self) -> Result<Vec<Pod>, AgentApiError> {
         self.call::<PodList>(&Request::PodList).map(|r| r.pods)
@@ -335,6 +340,11 @@ impl AsyncAgentClient {
     pub async fn pod_del(&mut self, id: &str) -> Result<Option<Pod>, AgentApiError> {
         let r: PodDelResult = self.call(&Request::PodDel { id: id.into() }).await?;
         Ok(r.pod)
+    }
+
+    /// One probe packet from a pod of this node through the packet path.
+    pub async fn trace(&mut self, request: TraceRequest) -> Result<TraceResult, AgentApiError> {
+        self.call(&Request::Trace(request)).await
     }
 
     /// Every pod on the node.

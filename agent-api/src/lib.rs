@@ -36,7 +36,8 @@ pub use wire::{
     ClusterViewInfo, DataplaneInfo, DropCount, ErrorBody, ErrorCode, OffloadInfo, PeerInfo, Pod,
     PodAddRequest, PodDelResult, PodList, PodRegistration, PodResult, PolicyCount, PolicyInfo,
     PongResult, PortInfo, RegistrationInfo, RegistrationProblem, RegistrationState, Request,
-    Response, ServicesInfo, StatusResult, DEFAULT_IFNAME, DEFAULT_SOCKET, MAX_REQUEST_BYTES, OPS,
+    Response, ServicesInfo, StatusResult, TraceRequest, TraceResult, TraceStep, DEFAULT_IFNAME,
+    DEFAULT_SOCKET, MAX_REQUEST_BYTES, OPS,
 };
 
 use serde::{Deserialize, Serialize};

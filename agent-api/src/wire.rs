@@ -22,7 +22,7 @@ pub const DEFAULT_IFNAME: &str = "eth0";
 
 /// Every op the agent knows, in the order error messages list them.
 pub const OPS: &[&str] = &[
-    "ping", "status", "pod_add", "pod_get", "pod_del", "pod_list",
+    "ping", "status", "pod_add", "pod_get", "pod_del", "pod_list", "trace",
 ];
 
 /// One request: an object with an `"op"` field and that op's fields.
@@ -47,6 +47,48 @@ pub enum Request {
     },
     /// Every pod on the node: [`PodList`].
     PodList,
+    /// One probe packet from a pod of this node through the packet path,
+    /// step by step: [`TraceResult`].
+    Trace(TraceRequest),
+}
+
+/// The fields of `trace`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceRequest {
+    /// The pod the probe comes from: its id on this node, or
+    /// `NAMESPACE/NAME`.
+    pub pod: String,
+    /// The destination address.
+    pub address: String,
+    /// The destination port (ignored for ICMP).
+    #[serde(default)]
+    pub port: u16,
+    /// `TCP` (a SYN), `UDP` or `ICMP` (an echo request).
+    pub protocol: String,
+}
+
+/// What the packet path does with one probe packet (`trace`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceResult {
+    /// The probe as sent: `10.244.1.5:49152 -> 10.96.0.20:80/TCP`.
+    pub probe: String,
+    /// Each step of the packet path, in order.
+    pub steps: Vec<TraceStep>,
+    /// The outcome: where the packet goes, or why it is dropped.
+    pub outcome: String,
+    /// Whether the packet leaves the switch (delivered or sent on).
+    pub forwarded: bool,
+}
+
+/// One step of a trace.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceStep {
+    /// `dns`, `conntrack`, `service`, `policy egress`, `policy ingress`,
+    /// `route`.
+    pub step: String,
+    /// What it did, in words.
+    pub detail: String,
 }
 
 /// The fields of `pod_add`.
@@ -578,6 +620,7 @@ impl Request {
             Self::PodGet { .. } => "pod_get",
             Self::PodDel { .. } => "pod_del",
             Self::PodList => "pod_list",
+            Self::Trace(_) => "trace",
         }
     }
 
@@ -634,6 +677,7 @@ impl Request {
             "pod_add" => fields_of::<PodAddRequest>(&op, fields).map(Self::PodAdd),
             "pod_get" => fields_of::<IdOnly>(&op, fields).map(|r| Self::PodGet { id: r.id }),
             "pod_del" => fields_of::<IdOnly>(&op, fields).map(|r| Self::PodDel { id: r.id }),
+            "trace" => fields_of::<TraceRequest>(&op, fields).map(Self::Trace),
             _ => Err(ErrorBody::invalid(format!(
                 "unknown op {op:?} (expected one of: {})",
                 OPS.join(", ")

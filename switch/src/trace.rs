@@ -111,7 +111,11 @@ impl Switch {
             Action::ToPort(_) | Action::ToHost | Action::ToPeer(_)
         );
         let out = leaves
-            .then(|| IpPacket::new_checked(&bytes[..]).ok().and_then(|p| ends(&p)))
+            .then(|| {
+                IpPacket::new_checked(&bytes[..])
+                    .ok()
+                    .and_then(|p| ends(&p))
+            })
             .flatten();
         let policy = key.and_then(|k| {
             let step = sw.policy.as_deref()?;
@@ -168,26 +172,26 @@ pub fn probe_packet(src: SocketAddr, dst: SocketAddr, kind: ProbeKind) -> Option
     let (number, mut l4) = match (kind, src.is_ipv6()) {
         (ProbeKind::TcpSyn, _) => {
             let mut t = vec![0u8; 20];
-            t[0..2].copy_from_slice(&sp);
-            t[2..4].copy_from_slice(&dp);
-            t[4..8].copy_from_slice(&1u32.to_be_bytes());
-            t[12] = 5 << 4;
-            t[13] = crate::wire::tcp_flags::SYN;
-            t[14..16].copy_from_slice(&u16::MAX.to_be_bytes());
+            put(&mut t, 0, &sp);
+            put(&mut t, 2, &dp);
+            put(&mut t, 4, &1u32.to_be_bytes());
+            put(&mut t, 12, &[5 << 4]);
+            put(&mut t, 13, &[crate::wire::tcp_flags::SYN]);
+            put(&mut t, 14, &u16::MAX.to_be_bytes());
             (proto::TCP, t)
         }
         (ProbeKind::Udp, _) => {
             let mut u = vec![0u8; 8];
-            u[0..2].copy_from_slice(&sp);
-            u[2..4].copy_from_slice(&dp);
-            u[4..6].copy_from_slice(&8u16.to_be_bytes());
+            put(&mut u, 0, &sp);
+            put(&mut u, 2, &dp);
+            put(&mut u, 4, &8u16.to_be_bytes());
             (proto::UDP, u)
         }
         (ProbeKind::Echo, v6) => {
             let mut e = vec![0u8; 8];
-            e[0] = if v6 { 128 } else { 8 };
-            e[4..6].copy_from_slice(&sp);
-            e[6..8].copy_from_slice(&1u16.to_be_bytes());
+            put(&mut e, 0, &[if v6 { 128 } else { 8 }]);
+            put(&mut e, 4, &sp);
+            put(&mut e, 6, &1u16.to_be_bytes());
             (if v6 { proto::ICMPV6 } else { proto::ICMP }, e)
         }
     };
@@ -205,33 +209,40 @@ pub fn probe_packet(src: SocketAddr, dst: SocketAddr, kind: ProbeKind) -> Option
                 pseudo_v4(s, d, number, len)
             };
             let c = finish(sum(&l4, pseudo));
-            l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
+            put(&mut l4, at, &c.to_be_bytes());
             let mut ip = vec![0u8; 20];
-            ip[0] = 0x45;
-            ip[2..4].copy_from_slice(&u16::try_from(20 + len).ok()?.to_be_bytes());
-            ip[6] = 0x40; // don't fragment
-            ip[8] = 64;
-            ip[9] = number;
-            ip[12..16].copy_from_slice(&s.octets());
-            ip[16..20].copy_from_slice(&d.octets());
+            put(&mut ip, 0, &[0x45]);
+            put(&mut ip, 2, &u16::try_from(20 + len).ok()?.to_be_bytes());
+            put(&mut ip, 6, &[0x40]); // don't fragment
+            put(&mut ip, 8, &[64]);
+            put(&mut ip, 9, &[number]);
+            put(&mut ip, 12, &s.octets());
+            put(&mut ip, 16, &d.octets());
             let c = finish(sum(&ip, 0));
-            ip[10..12].copy_from_slice(&c.to_be_bytes());
+            put(&mut ip, 10, &c.to_be_bytes());
             ip.extend_from_slice(&l4);
             Some(ip)
         }
         (std::net::IpAddr::V6(s), std::net::IpAddr::V6(d)) => {
             let c = finish(sum(&l4, pseudo_v6(s, d, number, len)));
-            l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
+            put(&mut l4, at, &c.to_be_bytes());
             let mut ip = vec![0u8; 40];
-            ip[0] = 0x60;
-            ip[4..6].copy_from_slice(&u16::try_from(len).ok()?.to_be_bytes());
-            ip[6] = number;
-            ip[7] = 64;
-            ip[8..24].copy_from_slice(&s.octets());
-            ip[24..40].copy_from_slice(&d.octets());
+            put(&mut ip, 0, &[0x60]);
+            put(&mut ip, 4, &u16::try_from(len).ok()?.to_be_bytes());
+            put(&mut ip, 6, &[number]);
+            put(&mut ip, 7, &[64]);
+            put(&mut ip, 8, &s.octets());
+            put(&mut ip, 24, &d.octets());
             ip.extend_from_slice(&l4);
             Some(ip)
         }
         _ => None,
+    }
+}
+
+/// Writes `bytes` at `at` (within the buffers this file sizes itself).
+fn put(buf: &mut [u8], at: usize, bytes: &[u8]) {
+    if let Some(dst) = buf.get_mut(at..at + bytes.len()) {
+        dst.copy_from_slice(bytes);
     }
 }

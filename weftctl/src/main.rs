@@ -8,7 +8,7 @@ mod duration;
 mod output;
 mod render;
 
-use cmd::{admin, apply, check, explain, get, lab, on_lab, pod, status};
+use cmd::{admin, apply, check, explain, get, lab, on_lab, pod, status, trace};
 
 use clap::{Parser, Subcommand};
 
@@ -67,6 +67,9 @@ enum Command {
     Pod(pod::PodArgs),
     /// This node as its agent sees it: control-plane link, peers, drops.
     Status(status::StatusArgs),
+    /// What this node's packet path would do with a new connection from a
+    /// pod: DNS, conntrack, Service translation, NetworkPolicy, route.
+    Trace(trace::TraceArgs),
     /// Connectivity check across real hosts: inventory, run, cluster (root).
     Check(check::CheckArgs),
     /// A whole weft cluster on this machine, in network namespaces: up,
@@ -95,7 +98,11 @@ fn admin_config(command: &mut Command) -> Option<&mut std::path::PathBuf> {
         Command::Delete(a) => Some(&mut a.admin.config),
         Command::Label(a) => Some(&mut a.admin.config),
         Command::Explain(a) => Some(&mut a.admin.config),
-        Command::Pod(_) | Command::Status(_) | Command::Check(_) | Command::Lab(_) => None,
+        Command::Pod(_)
+        | Command::Status(_)
+        | Command::Trace(_)
+        | Command::Check(_)
+        | Command::Lab(_) => None,
     }
 }
 
@@ -105,13 +112,24 @@ fn main() {
     let args = on_lab::normalize_args(std::env::args_os().collect(), &names);
     let mut cli = Cli::parse_from(args);
     init_logging();
+    // `--lab trace POD ...`: the agent of the pod's node.
+    if let (Some(name), Command::Trace(args)) = (&cli.lab, &mut cli.command) {
+        match trace::lab_socket(name, &args.from) {
+            Ok(socket) => args.socket.path = socket,
+            Err(e) => {
+                eprintln!("weftctl: {e:#}");
+                std::process::exit(1);
+            }
+        }
+        cli.lab = None;
+    }
     // `--lab`: the lab's credentials, and the command runs inside the lab.
     let lab = match cli.lab.take() {
         None => None,
         Some(name) => {
             let target = match admin_config(&mut cli.command) {
                 None => Err(anyhow::anyhow!(
-                    "--lab is for admin commands (apply, get, delete, label, explain, nodes, node, token, cluster); \
+                    "--lab is for admin commands (apply, get, delete, label, explain, nodes, node, token, cluster) and trace; \
                      for a node's agent use `weftctl lab exec n1 -- weftctl ...`"
                 )),
                 Some(config) => on_lab::resolve(&name).inspect(|t| {
@@ -167,6 +185,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             Command::Explain(a) => explain::explain(&a.admin.config.clone(), a).await,
             Command::Pod(args) => pod::run(args).await,
             Command::Status(args) => status::run(args).await,
+            Command::Trace(args) => trace::run(args).await,
             Command::Lab(_) | Command::Check(_) => Ok(()),
         }
     })

@@ -476,4 +476,41 @@ fn the_conformance_scenarios_hold_on_real_agents_through_pod_ips_and_services() 
             .any(|l| l.contains("NetworkPolicy denied x/") || l.contains("NetworkPolicy denied y/"))
     });
     assert!(logged, "no agent logged a denied connection with pod names");
+
+    // `weftctl --lab trace`: on the source pod's node, the Service's
+    // endpoint, then the egress policy that denies it.
+    let vip = model.vips["x/a"];
+    let to = format!("{vip}:80/TCP");
+    let trace = |from: &str| -> Value {
+        serde_json::from_str(&model.lab.admin(&["trace", from, &to, "-o", "json"])).unwrap()
+    };
+    let t = trace("y/b");
+    assert_eq!(t["forwarded"], true, "{t}");
+    let text = t.to_string();
+    assert!(text.contains("Service x/s-a"), "{t}");
+    assert!(
+        t["outcome"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{}:80", model.lab.ip("x/a"))),
+        "{t}"
+    );
+    model.lab.apply(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: quiet-b, namespace: y}\n\
+         spec:\n  podSelector: {matchLabels: {pod: b}}\n  policyTypes: [Egress]\n",
+    );
+    let deadline = Instant::now() + CONVERGE_WITHIN;
+    let t = loop {
+        let t = trace("y/b");
+        if t["forwarded"] == false || Instant::now() > deadline {
+            break t;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(t["outcome"], "dropped: policy_denied", "{t}");
+    assert!(
+        t.to_string()
+            .contains("denied: y/quiet-b isolates the pod for egress"),
+        "{t}"
+    );
 }

@@ -84,6 +84,10 @@ async fn handle(services: &Services, request: Request) -> Response {
             }),
             Err(e) => Response::failure(error_body(&e)),
         },
+        Request::Trace(req) => match super::trace::trace(services, req).await {
+            Ok(result) => Response::success(&result),
+            Err(e) => Response::failure(e),
+        },
         Request::PodList => Response::success(&PodList {
             pods: services
                 .pods

@@ -34,6 +34,7 @@ mod conn;
 mod dns;
 mod handlers;
 mod socket;
+mod trace;
 
 use std::future::Future;
 use std::path::Path;
@@ -50,7 +51,7 @@ pub use handlers::status;
 pub use socket::{bind, ApiListener};
 pub use weft_agent_api::MAX_REQUEST_BYTES;
 
-use crate::engine::{Dataplane, DataplaneError, DataplaneStatus};
+use crate::engine::{Dataplane, DataplaneError, DataplaneStatus, TraceOutcome};
 use crate::pods::{MemoryPortSink, PodManager};
 use crate::registration::RegistrationStatus;
 use crate::view::ViewFeed;
@@ -86,11 +87,33 @@ pub trait NodeInfoSource: Send + Sync + 'static {
 pub trait DataplaneStatusSource: Send + Sync + 'static {
     /// Current peers, ports and counters.
     fn dataplane_status(&self) -> BoxFuture<'_, Result<DataplaneStatus, DataplaneError>>;
+
+    /// A probe packet from pod port `port` through the packet path
+    /// ([`Dataplane::trace`]); a data plane without a switch refuses.
+    fn trace(
+        &self,
+        port: &str,
+        packet: Vec<u8>,
+    ) -> BoxFuture<'_, Result<TraceOutcome, DataplaneError>> {
+        let _ = (port, packet);
+        Box::pin(std::future::ready(Err(DataplaneError::Rejected(
+            "this data plane has no packet switch to trace".into(),
+        ))))
+    }
 }
 
 impl DataplaneStatusSource for Dataplane {
     fn dataplane_status(&self) -> BoxFuture<'_, Result<DataplaneStatus, DataplaneError>> {
         Box::pin(self.status())
+    }
+
+    fn trace(
+        &self,
+        port: &str,
+        packet: Vec<u8>,
+    ) -> BoxFuture<'_, Result<TraceOutcome, DataplaneError>> {
+        let port = port.to_owned();
+        Box::pin(async move { Dataplane::trace(self, &port, packet).await })
     }
 }
 

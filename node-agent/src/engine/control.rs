@@ -9,6 +9,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::oneshot;
 use tracing::{info, info_span};
@@ -21,7 +22,9 @@ use crate::kernel::tun::Tun;
 use crate::wg::Tunnel;
 use weft_switch::policy::PolicyTable;
 use weft_switch::service::ServiceTable;
-use weft_switch::Denial;
+use weft_switch::{Action, Denial, Ingress};
+
+use super::TraceOutcome;
 use weft_switch::PeerId;
 
 /// Where a command's answer goes.
@@ -42,6 +45,9 @@ pub(super) enum Command {
     SetPolicy(Arc<PolicyTable>, Reply<()>),
     /// The denied new connections recorded since the last call.
     TakeDenials(Reply<Vec<Denial>>),
+    /// A probe packet from a pod port (by id) through a clone of the
+    /// switch (`weftctl trace`).
+    Trace(String, Vec<u8>, Reply<TraceOutcome>),
     Shutdown,
 }
 
@@ -255,6 +261,35 @@ impl Core {
         let mut out = Vec::new();
         self.switch.take_denials(&mut out);
         out
+    }
+
+    /// `packet` from pod port `port` through a clone of the switch, the
+    /// outcome named (pods by id, peers by node name).
+    pub(super) fn trace(&self, port: &str, packet: &[u8]) -> Result<TraceOutcome, DataplaneError> {
+        let ports = &self.egress.links.ports;
+        let id = ports
+            .id_of(port)
+            .ok_or_else(|| rejected(format!("no pod port {port} on this node")))?;
+        let trace = self
+            .switch
+            .trace(Ingress::Port(id), packet, Instant::now())
+            .ok_or_else(|| rejected("the probe packet does not parse"))?;
+        let destination = match trace.action {
+            Action::ToPort(p) => Some(format!(
+                "pod {}",
+                ports.get(p).map_or("(gone)", |p| p.id.as_str())
+            )),
+            Action::ToPeer(p) => Some(format!(
+                "node {}",
+                self.egress
+                    .peers
+                    .get(p)
+                    .map_or("(gone)", |p| p.name.as_str())
+            )),
+            Action::ToHost => Some("this node (weft0)".to_string()),
+            _ => None,
+        };
+        Ok(TraceOutcome { trace, destination })
     }
 
     /// A snapshot of peers, ports and counters.

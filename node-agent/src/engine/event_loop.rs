@@ -410,6 +410,9 @@ impl Engine {
                 Command::TakeDenials(reply) => {
                     let _ = reply.send(Ok(self.core.take_denials()));
                 }
+                Command::Trace(port, packet, reply) => {
+                    let _ = reply.send(self.core.trace(&port, &packet));
+                }
             }
         }
     }

@@ -159,6 +159,14 @@ pub struct PeerStatus {
     pub queued_packets: u64,
 }
 
+/// What [`Dataplane::trace`] found: the switch's trace, and where the
+/// packet goes by name (`None` when it does not leave the switch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceOutcome {
+    pub trace: weft_switch::Trace,
+    pub destination: Option<String>,
+}
+
 /// A snapshot of the data plane's state and counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DataplaneStatus {
@@ -335,6 +343,15 @@ impl Dataplane {
     /// `weft_switch::DENIAL_LOG_BURST`, rate-limited by the switch).
     pub async fn take_denials(&self) -> Result<Vec<Denial>, DataplaneError> {
         self.call(Command::TakeDenials).await
+    }
+
+    /// `packet` (from [`weft_switch::probe_packet`]) from pod port `port`
+    /// through a clone of the switch: what the packet path would do with
+    /// it now, changing nothing (`weftctl trace`). The clone copies the
+    /// connection table on the engine thread (milliseconds).
+    pub async fn trace(&self, port: &str, packet: Vec<u8>) -> Result<TraceOutcome, DataplaneError> {
+        let port = port.to_owned();
+        self.call(|reply| Command::Trace(port, packet, reply)).await
     }
 
     /// Current peers, ports and counters.

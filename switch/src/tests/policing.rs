@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use super::services::{endpoint, service, tcp, with_services, VIP};
 use super::*;
+use crate::policy::Verdict;
 use crate::policy::{
     Direction, PeerSpec, PolicySpec, PolicyTable, PortRange, PortsSpec, Protocol, RuleSpec,
 };
 use crate::testing::pkt;
-use crate::policy::Verdict;
 use crate::wire::tcp_flags::{ACK, SYN};
 
 fn tcp_ports(ports: &[u16]) -> PortsSpec {
@@ -349,15 +349,15 @@ fn a_trace_shows_translation_and_policy_and_changes_nothing() {
     assert_eq!(h.sw.policy_status().unwrap().judged, 0);
 
     // Allowed: the packet leaves for the endpoint.
-    set(&mut h, &[ingress("x/a", POD_B4, vec![from(POD_A4, PortsSpec::Any)])]);
+    set(
+        &mut h,
+        &[ingress("x/a", POD_B4, vec![from(POD_A4, PortsSpec::Any)])],
+    );
     let t = h.sw.trace(Ingress::Port(A), &packet, h.now).unwrap();
     assert_eq!(t.action, Action::ToPort(B));
     assert_eq!(t.out_dst, Some("10.244.1.3:8080".parse().unwrap()));
     assert_eq!(t.out_src, Some("10.244.1.2:40000".parse().unwrap()));
-    assert_eq!(
-        t.policy.unwrap().ingress_policy.as_deref(),
-        Some("x/a")
-    );
+    assert_eq!(t.policy.unwrap().ingress_policy.as_deref(), Some("x/a"));
 }
 
 #[test]
@@ -370,7 +370,10 @@ fn probe_packets_are_valid_for_every_kind_and_family() {
             let p = probe_packet(src.parse().unwrap(), dst.parse().unwrap(), kind).unwrap();
             assert!(valid(&p), "{kind:?} {src}");
             let ip = IpPacket::new_checked(&p[..]).unwrap();
-            assert_eq!(ip.dst_addr(), dst.parse::<std::net::SocketAddr>().unwrap().ip());
+            assert_eq!(
+                ip.dst_addr(),
+                dst.parse::<std::net::SocketAddr>().unwrap().ip()
+            );
         }
     }
     assert!(probe_packet(

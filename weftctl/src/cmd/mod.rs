@@ -11,3 +11,4 @@ pub(crate) mod manifests;
 pub(crate) mod on_lab;
 pub(crate) mod pod;
 pub(crate) mod status;
+pub(crate) mod trace;

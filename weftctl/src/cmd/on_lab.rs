@@ -64,6 +64,24 @@ pub(crate) fn normalize_args(args: Vec<OsString>, commands: &[&str]) -> Vec<OsSt
 /// The lab `name` (empty: `WEFT_LAB`, else `lab`) under its state root
 /// (`WEFT_LAB_STATE_ROOT`, else the default).
 pub(crate) fn resolve(name: &str) -> Result<LabTarget> {
+    let cluster = open(name)?;
+    // On an HA lab, the credential of the first replica that runs (each
+    // names its own address first).
+    let admin_conf = cluster
+        .control_plane_labels()
+        .iter()
+        .find(|label| cluster.running_pid(label).is_some())
+        .and_then(|label| cluster.replica_admin_conf(label))
+        .unwrap_or(cluster.admin_conf())
+        .to_path_buf();
+    Ok(LabTarget {
+        ns: cluster.control_plane().ns.clone(),
+        admin_conf,
+    })
+}
+
+/// The lab `name` (empty: `WEFT_LAB`, else `lab`), opened (root only).
+pub(crate) fn open(name: &str) -> Result<Cluster> {
     let name = if name.is_empty() {
         std::env::var("WEFT_LAB")
             .ok()
@@ -80,20 +98,7 @@ pub(crate) fn resolve(name: &str) -> Result<LabTarget> {
     if !nix::unistd::geteuid().is_root() {
         bail!("`--lab` needs root (it enters lab '{name}''s network namespace); run it with sudo");
     }
-    let cluster = Cluster::open(&lab, &root)?;
-    // On an HA lab, the credential of the first replica that runs (each
-    // names its own address first).
-    let admin_conf = cluster
-        .control_plane_labels()
-        .iter()
-        .find(|label| cluster.running_pid(label).is_some())
-        .and_then(|label| cluster.replica_admin_conf(label))
-        .unwrap_or(cluster.admin_conf())
-        .to_path_buf();
-    Ok(LabTarget {
-        ns: cluster.control_plane().ns.clone(),
-        admin_conf,
-    })
+    Ok(Cluster::open(&lab, &root)?)
 }
 
 /// Runs `f` inside the lab's control-plane namespace.

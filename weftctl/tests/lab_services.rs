@@ -9,7 +9,7 @@
 //! and its flows go on to the endpoint left.
 //!
 //! The servers and clients are threads of this test inside the lab's
-//! namespaces (`lab_services/net.rs`). Needs root, and fails without it.
+//! namespaces (`lab_support/net.rs`). Needs root, and fails without it.
 //! The lab's name carries this process's pid; a guard tears it down even
 //! when the test fails.
 

@@ -277,7 +277,7 @@ async fn bad_input_gets_precise_errors_and_the_connection_survives() {
     assert_eq!(code, "invalid");
     assert_eq!(
         msg,
-        "unknown op \"launch\" (expected one of: ping, status, pod_add, pod_get, pod_del, pod_list)"
+        "unknown op \"launch\" (expected one of: ping, status, pod_add, pod_get, pod_del, pod_list, trace)"
     );
     assert!(error_of(&responses[2]).1.starts_with("missing \"op\""));
     assert!(error_of(&responses[3])

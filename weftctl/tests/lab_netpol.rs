@@ -32,7 +32,7 @@ use weft_objects::policy::conformance::{
 use weft_objects::policy::Protocol;
 
 /// How long a step's changes may take to show in every probe.
-const CONVERGE_WITHIN: Duration = Duration::from_secs(20);
+const CONVERGE_WITHIN: Duration = Duration::from_secs(30);
 /// A TCP probe's connect (and read) timeout: the kernel resends a SYN
 /// after 1 s, so one loss is survived.
 const TCP_TIMEOUT: Duration = Duration::from_millis(2500);

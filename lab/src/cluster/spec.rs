@@ -202,7 +202,10 @@ pub fn build_binaries_once(profile_dir: &Path) -> Result<Binaries, String> {
         .clone()
 }
 
-/// Runs `cargo build --bins -p weft-control-plane -p weft-node-agent` for
+/// Runs `cargo build --bins -p weft-control-plane -p weft-node-agent -p
+/// weftctl -p weft-images` (the set the image tests build too: cargo
+/// unifies features over the packages of one build, so two builds of
+/// different sets would keep relinking each other's programs) for
 /// the workspace of `manifest` into the profile directory `profile_dir`
 /// (`<target dir>/<profile>`), with cargo's output on this process's
 /// stderr. A no-op for cargo when they are up to date.
@@ -219,7 +222,16 @@ pub fn cargo_build_binaries(
     })?;
     let mut args: Vec<String> = vec!["build".into(), "--bins".into()];
     args.extend(profile_args(profile_dir));
-    for a in ["-p", "weft-control-plane", "-p", "weft-node-agent"] {
+    for a in [
+        "-p",
+        "weft-control-plane",
+        "-p",
+        "weft-node-agent",
+        "-p",
+        "weftctl",
+        "-p",
+        "weft-images",
+    ] {
         args.push(a.into());
     }
     args.push("--manifest-path".into());

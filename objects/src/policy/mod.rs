@@ -37,8 +37,7 @@
 //! Files: `mod.rs` ([`PolicyView`]), `select.rs` (which pods a selector or
 //! peer names), `ports.rs` (port resolution), `specs.rs` (PolicySpecs for a
 //! node's pods), `explain.rs` (one connection, both directions),
-//! `conformance/` (the upstream model and the scenario format, feature
-//! `conformance`).
+//! `conformance/` (the upstream model and the scenario format).
 
 mod explain;
 mod ports;
@@ -48,7 +47,11 @@ mod specs;
 #[cfg(test)]
 mod tests;
 
-#[cfg(feature = "conformance")]
+/// The upstream NetworkPolicy model and the scenario format, for this
+/// crate's truth-table tests and the lab suite (weftctl/tests/lab_netpol)
+/// that replays the scenarios. Always built (no feature): a feature only
+/// tests turn on would make `cargo test` and `cargo build` link different
+/// binaries, and the lab's and the image's builds would keep relinking.
 pub mod conformance;
 
 use std::collections::BTreeMap;

@@ -43,6 +43,13 @@ pub(crate) fn bin_dir() -> Result<PathBuf> {
         .get_or_init(|| {
             let dir = weft_lab::profile_dir().map_err(|e| e.to_string())?;
             cargo_build(&dir)?;
+            // A copy: other test binaries build (and so may relink) these
+            // programs while this one runs, and an image built from a
+            // binary that changed between two builds is not this test's
+            // finding. Overwritten by the next run; under the target dir.
+            let snapshot = dir.join("images-test-bins");
+            std::fs::create_dir_all(&snapshot)
+                .map_err(|e| format!("{}: {e}", snapshot.display()))?;
             for b in [
                 "weft-agent",
                 "weft-cni",
@@ -56,14 +63,15 @@ pub(crate) fn bin_dir() -> Result<PathBuf> {
                         dir.join(b).display()
                     ));
                 }
+                std::fs::copy(dir.join(b), snapshot.join(b))
+                    .map_err(|e| format!("copying {b} to {}: {e}", snapshot.display()))?;
             }
-            Ok(dir)
+            Ok(snapshot)
         })
         .clone()
         .map_err(E2eError::Failed)
 }
 
-/// `cargo build --bins` of the packages the images hold, into `dir`.
 fn cargo_build(dir: &Path) -> std::result::Result<(), String> {
     let target = dir.parent().ok_or("no target directory")?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());

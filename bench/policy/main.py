@@ -8,7 +8,6 @@ Run it through bench/policy.sh; see bench/README.md, "NetworkPolicy cost".
 """
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -21,9 +20,9 @@ sys.path.insert(0, os.path.join(HERE, "..", "dataplane"))
 
 import measure  # noqa: E402
 import tunnels  # noqa: E402
+from pods import CONN_PORT, connrate, save, say, status  # noqa: E402
 from sandbox import Sandbox, StepError, remove_stale  # noqa: E402
 
-CONN_PORT = 5300
 TARGET_TCP = 0.95
 TARGET_CONN = 0.80
 
@@ -39,9 +38,6 @@ def parse_args(argv):
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
 
-
-def say(msg):
-    print(msg, flush=True)
 
 
 def manifest(n, client_ip):
@@ -64,8 +60,7 @@ def manifest(n, client_ip):
 
 
 def policy_status(sb, weftctl, socket):
-    s = json.loads(sb.run([weftctl, "status", "--agent-socket", socket, "-o", "json"],
-                          timeout=10).stdout)
+    s = status(sb, weftctl, socket)
     return (s.get("dataplane") or {}).get("policy") or {}
 
 
@@ -74,10 +69,8 @@ def phase(sb, ep, bench, args, label):
     tcp = measure.tcp(sb, ep.client_ns, ep.server_addr, 1, args.seconds, ep.tunnel_pids,
                       ep.notes["iperf_pid"])
     say(f"[{label}] tcp: {tcp['gbit_per_s']} Gbit/s")
-    out = sb.run(["ip", "netns", "exec", ep.client_ns, bench, "connrate", "--connect",
-                  f"{ep.server_addr}:{CONN_PORT}", "--seconds", str(args.conn_seconds),
-                  "--concurrency", str(args.concurrency)], timeout=args.conn_seconds + 30)
-    conn = json.loads(out.stdout)
+    conn = connrate(sb, bench, ep.client_ns, ep.server_addr, args.conn_seconds,
+                    args.concurrency)
     say(f"[{label}] connrate: {conn['per_second']:.0f}/s, {conn['failed']} failed, "
         f"p50 {conn['latency_us_p50']} us, p99 {conn['latency_us_p99']} us")
     time.sleep(1.0)
@@ -160,13 +153,7 @@ def main(argv):
             f"{'met' if tcp_ratio >= TARGET_TCP else 'NOT met'})")
         say(f"new connections/s with policies / without: {conn_ratio:.3f} (target >= "
             f"{TARGET_CONN}: {'met' if conn_ratio >= TARGET_CONN else 'NOT met'})")
-    out = args.json or os.path.join(
-        REPO, "bench", "results",
-        f"policy-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump(result, f, indent=2)
-    say(f"results: {out}")
+    save(result, "policy", args.json)
     return 1 if "error" in result else 0
 
 

@@ -27,9 +27,9 @@ sys.path.insert(0, os.path.join(HERE, "..", "dataplane"))
 
 import measure  # noqa: E402
 import tunnels  # noqa: E402
+from pods import CONN_PORT, connrate, save, say, status  # noqa: E402
 from sandbox import Sandbox, StepError, remove_stale  # noqa: E402
 
-CONN_PORT = 5300
 VIP_NFT = "10.99.0.1"
 TARGET_TCP = 0.95
 
@@ -47,14 +47,6 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def say(msg):
-    print(msg, flush=True)
-
-
-def status(sb, weftctl, socket):
-    return json.loads(sb.run([weftctl, "status", "--agent-socket", socket, "-o", "json"],
-                             timeout=10).stdout)
-
 
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
@@ -62,13 +54,6 @@ def rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return None
-
-
-def connrate(sb, bench, ns, addr, seconds, concurrency):
-    out = sb.run(["ip", "netns", "exec", ns, bench, "connrate", "--connect", f"{addr}:{CONN_PORT}",
-                  "--seconds", str(seconds), "--concurrency", str(concurrency)],
-                 timeout=seconds + 60)
-    return json.loads(out.stdout)
 
 
 def measure_path(sb, ep, bench, args, addr, label, iperf_pid):
@@ -209,13 +194,7 @@ def main(argv):
         say(f"agent RSS: {m['rss_kib_before'] / 1024:.1f} MiB with {m['entries_before']} "
             f"entries, {m['rss_kib_after'] / 1024:.1f} MiB with {m['entries_after']} "
             f"(+{(m['rss_kib_after'] - m['rss_kib_before']) / 1024:.1f} MiB; target < 64)")
-    out = args.json or os.path.join(
-        REPO, "bench", "results",
-        f"services-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump(result, f, indent=2)
-    say(f"results: {out}")
+    save(result, "services", args.json)
     return 1 if "error" in result else 0
 
 

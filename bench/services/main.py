@@ -87,8 +87,10 @@ def kernel_dnat(sb, bench, args):
     sb.run(["ip", "-n", c, "route", "add", f"{VIP_NFT}/32", "via", "172.31.252.2"])
     rules = (
         "table ip nat {\n"
-        " chain output { type nat hook output priority -100; policy accept;\n"
-        f"  ip daddr {VIP_NFT} tcp dport {CONN_PORT} dnat to 172.31.252.2:{CONN_PORT} }}\n"
+        "  chain output {\n"
+        "    type nat hook output priority -100; policy accept;\n"
+        f"    ip daddr {VIP_NFT} tcp dport {CONN_PORT} dnat to 172.31.252.2:{CONN_PORT}\n"
+        "  }\n"
         "}\n")
     sb.run(["ip", "netns", "exec", c, "nft", "-f", "-"], input=rules)
     sb.spawn("kernel-connrate-server", [bench, "connrate", "--listen",

@@ -143,23 +143,6 @@ impl Pool {
             .find(|net| !taken(net))
     }
 
-    /// The first node CIDR for which `taken` is false, searching from index
-    /// `start` (modulo the pool's size) to the end and then from 0, or `None`
-    /// if every one is taken. Replicas allocating at once start from
-    /// different places (the node id's), so they rarely pick the same CIDR.
-    pub fn first_free_from(
-        &self,
-        start: u64,
-        mut taken: impl FnMut(&IpNet) -> bool,
-    ) -> Option<IpNet> {
-        let len = self.len();
-        let start = start % len;
-        (start..len)
-            .chain(0..start)
-            .map_while(|i| self.nth(i))
-            .find(|net| !taken(net))
-    }
-
     /// The node's own overlay address in a node CIDR: its first host address
     /// (10.244.3.1 in 10.244.3.0/24).
     pub fn node_address(net: &IpNet) -> IpAddr {
@@ -311,20 +294,6 @@ mod tests {
             Pool::node_address(&net("10.244.3.0/24")),
             "10.244.3.1".parse::<IpAddr>().unwrap()
         );
-    }
-
-    #[test]
-    fn first_free_from_searches_from_start_then_wraps() {
-        // 10.244.0.0/28 in /30s: four CIDRs.
-        let p = Pool::new(net("10.244.0.0/28"), 30).unwrap();
-        assert_eq!(p.len(), 4);
-        let taken = |n: &IpNet| *n == net("10.244.0.8/30") || *n == net("10.244.0.12/30");
-        assert_eq!(p.first_free_from(1, taken), Some(net("10.244.0.4/30")));
-        // From index 2: 2 and 3 are taken, so the search wraps to 0.
-        assert_eq!(p.first_free_from(2, taken), Some(net("10.244.0.0/30")));
-        // A start past the end counts modulo the pool's size.
-        assert_eq!(p.first_free_from(4 + 1, taken), Some(net("10.244.0.4/30")));
-        assert_eq!(p.first_free_from(7, |_| true), None);
     }
 
     #[test]

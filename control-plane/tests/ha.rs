@@ -115,20 +115,15 @@ async fn replicas_share_the_ca_the_nodes_and_one_leader() {
                 .await
                 .unwrap();
             let node = n.joined.node.unwrap();
-            (node.pod_cidr, node.id, i % 2)
+            (node.pod_cidr, node.id)
         }));
     }
     let (mut cidrs, mut ids) = (BTreeSet::new(), BTreeSet::new());
-    // The blocks of 64 ids (from 1) each replica's nodes got theirs from.
-    let mut blocks = [BTreeSet::new(), BTreeSet::new()];
     for t in tasks {
-        let (cidr, id, via) = t.await.unwrap();
+        let (cidr, id) = t.await.unwrap();
         assert!(cidrs.insert(cidr), "duplicate CIDR");
         assert!(ids.insert(id), "duplicate id");
-        blocks[usize::from(via)].insert((id - 1) / 64);
     }
-    // Each replica hands out ids from blocks it reserved alone.
-    assert!(blocks[0].is_disjoint(&blocks[1]), "{blocks:?}");
     for cp in [&a, &b] {
         let nodes = admin(cp)
             .await

@@ -9,15 +9,10 @@
 //! against anything that changed meanwhile (another replica, an admin
 //! revoking the token). If the batch transaction loses such a race, the
 //! batch is retried against fresh state (a few times, after a random pause:
-//! replicas on one etcd race on the token's usage count, now and then on
-//! the id counter or a CIDR), then its joins one by one.
+//! replicas on one etcd race on the id counter), then its joins one by one.
 //! A batch is cut where its compares or ops would pass the store's
 //! transaction limit (`Store::max_txn_ops`, counting each join's key and
 //! endpoint claims); the joins after the cut go first in the next batch.
-//!
-//! Node ids are handed out from blocks each replica reserves from the
-//! shared counter (see `plan`), so ids are unique across replicas but not
-//! contiguous: a replica that stops leaves the rest of its block unused.
 //!
 //! The node's public key and endpoints are claimed in the same transaction
 //! (see `claims`): a key or endpoint another node holds is refused, and of
@@ -34,7 +29,7 @@ use weft_proto::v1::Node;
 use super::{Registry, RegistryError, MAX_ATTEMPTS};
 use crate::model::{self, NEXT_NODE_ID_KEY};
 use crate::store::{Compare, Op, Txn};
-use plan::{IdBlock, Plan};
+use plan::Plan;
 
 /// Most joins in one transaction. Every watcher receives a transaction's
 /// events in one message, so this bounds watch message sizes (and with them
@@ -78,12 +73,11 @@ pub(super) struct Pending {
     reply: oneshot::Sender<Result<Joined, RegistryError>>,
 }
 
-/// The queue of joins and the lock its batch leader holds (with the node
-/// ids this replica reserved).
+/// The queue of joins and the lock its batch leader holds.
 #[derive(Default)]
 pub(super) struct JoinQueue {
     waiting: std::sync::Mutex<Vec<Pending>>,
-    leader: tokio::sync::Mutex<IdBlock>,
+    leader: tokio::sync::Mutex<()>,
 }
 
 impl Registry {
@@ -127,14 +121,14 @@ impl Registry {
         loop {
             // Whoever holds the leader lock commits every queued join; when
             // we get it, ours may already be done.
-            let mut ids = self.joins.leader.lock().await;
+            let _leader = self.joins.leader.lock().await;
             if let Ok(result) = rx.try_recv() {
                 return result;
             }
             let batch =
                 std::mem::take(&mut *self.joins.waiting.lock().unwrap_or_else(|e| e.into_inner()));
             if !batch.is_empty() {
-                self.run_batches(batch, &mut ids).await;
+                self.run_batches(batch).await;
             }
             if let Ok(result) = rx.try_recv() {
                 return result;
@@ -144,7 +138,7 @@ impl Registry {
 
     /// Commit `batch` (and joins deferred from it) until every join has an
     /// answer.
-    async fn run_batches(&self, mut queued: Vec<Pending>, ids: &mut IdBlock) {
+    async fn run_batches(&self, mut queued: Vec<Pending>) {
         // A new node's join adds at least three compares and three ops (its
         // node and CIDR keys, its token), plus one of each for the id
         // counter: keep batches within the store's transaction limit.
@@ -155,13 +149,13 @@ impl Registry {
         while !queued.is_empty() {
             let rest = queued.split_off(queued.len().min(per_batch));
             let mut batch = std::mem::replace(&mut queued, rest);
-            let (deferred, failed) = match self.commit_batch(batch, ids).await {
+            let (deferred, failed) = match self.commit_batch(batch).await {
                 Ok(deferred) => (deferred, Vec::new()),
                 Err(failed) => (Vec::new(), failed),
             };
             if !failed.is_empty() && lost < BATCH_RETRIES {
-                // A lost race, most likely with another replica's batch (on
-                // the token, the id counter or a CIDR): the whole batch again, against
+                // A lost race, most likely with another replica's batch (they
+                // all update the id counter): the whole batch again, against
                 // fresh allocations, after a random pause.
                 lost += 1;
                 let pause = rand::random::<u64>() % (5 * lost as u64 + 1);
@@ -176,7 +170,7 @@ impl Registry {
             }
             // Still losing: every join of the failed batch again, alone.
             for pending in failed {
-                self.commit_alone(pending, ids).await;
+                self.commit_alone(pending).await;
             }
             batch = deferred;
             // Joins deferred from this batch go first in the next one.
@@ -186,13 +180,13 @@ impl Registry {
     }
 
     /// One join in batches of one, retried against fresh state.
-    async fn commit_alone(&self, mut pending: Pending, ids: &mut IdBlock) {
+    async fn commit_alone(&self, mut pending: Pending) {
         for _ in 0..MAX_ATTEMPTS {
             if let Err(e) = self.reload_allocations().await {
                 let _ = pending.reply.send(Err(e));
                 return;
             }
-            match self.commit_batch(vec![pending], ids).await {
+            match self.commit_batch(vec![pending]).await {
                 Ok(_) => return,
                 Err(mut failed) => match failed.pop() {
                     Some(p) => pending = p,
@@ -209,15 +203,9 @@ impl Registry {
     /// Decide and commit a batch. Joins refused by the rules are answered
     /// here. Returns the joins deferred to the next batch (a second join of
     /// a name already in this batch), or, if the transaction lost a race,
-    /// the joins it carried, unanswered. `ids` (the replica's reserved
-    /// block) advances past the ids a committed batch used, and is emptied
-    /// if the outcome is unknown (the transaction may have committed).
-    async fn commit_batch(
-        &self,
-        batch: Vec<Pending>,
-        ids: &mut IdBlock,
-    ) -> Result<Vec<Pending>, Vec<Pending>> {
-        let mut view = match self.read_view(&batch, *ids).await {
+    /// the joins it carried, unanswered.
+    async fn commit_batch(&self, batch: Vec<Pending>) -> Result<Vec<Pending>, Vec<Pending>> {
+        let mut view = match self.read_view(&batch).await {
             Ok(v) => v,
             Err(e) => {
                 let msg = e.to_string();
@@ -288,21 +276,16 @@ impl Registry {
                 }
             }
         }
-        if let Some(counter) = view.counter_put {
+        if view.ids_used {
             compares.push(Compare::ModRevision {
                 key: NEXT_NODE_ID_KEY.into(),
-                revision: view.counter_rev,
+                revision: view.next_id_rev,
             });
             ops.push(Op::Put {
                 key: NEXT_NODE_ID_KEY.into(),
-                value: counter.to_string().into_bytes(),
+                value: view.next_id.to_string().into_bytes(),
             });
         }
-        // Until the outcome is known the block counts as spent: a
-        // transaction that errs, or whose caller goes away meanwhile (this
-        // future dropped), may still have committed, and its ids must never
-        // be handed out again; the next batch then reserves fresh ones.
-        let before = std::mem::take(ids);
         let outcome = match self.store.txn(Txn { compares, ops }).await {
             Ok(o) => o,
             Err(e) => {
@@ -322,11 +305,8 @@ impl Registry {
             );
             let mut failed: Vec<Pending> = planned.into_iter().map(|(p, _)| p).collect();
             failed.extend(deferred);
-            // Nothing was written: the block is as it was.
-            *ids = before;
             return Err(failed);
         }
-        *ids = view.ids;
         for (p, plan) in planned {
             if let Some(cidr) = plan.cidr {
                 self.allocations().record(&p.name, cidr);

@@ -1,22 +1,11 @@
-//! Deciding a batch of joins: read what the batch needs (nodes, key and
-//! endpoint claims, then tokens and the id counter), then decide each join
-//! against that view as the joins before it in the batch leave it,
-//! producing the compares and writes of one transaction.
-//!
-//! Node ids come from a block this replica reserved from the shared counter
-//! (`meta/next-node-id`): a batch that runs out reserves the next
-//! [`ID_BLOCK`] ids in its own transaction (compare and advance the
-//! counter), so batches of different replicas only meet on the counter once
-//! every `ID_BLOCK` joins. A new node's CIDR is searched from its id's place
-//! in the pool, so replicas rarely pick the same one. The tokens and the
-//! counter are read last, to keep the window in which another replica's
-//! commit can change them short.
+//! Deciding a batch of joins: read what the batch needs (tokens, nodes,
+//! key and endpoint claims, the id counter), then decide each join against
+//! that view as the joins before it in the batch leave it, producing the
+//! compares and writes of one transaction.
 //!
 //! Contract: [`Registry::plan`] changes the view only once a join is
 //! accepted; everything that can refuse a join (token, name, claims, a free
-//! CIDR, token usages) is checked before anything is spent from it. Ids are
-//! unique across replicas: each id comes from one reservation, and a
-//! reservation commits only if the counter was unchanged since it was read.
+//! CIDR, token usages) is checked before anything is spent from it.
 
 use std::collections::{HashMap, HashSet};
 
@@ -53,32 +42,9 @@ pub(super) struct BatchView {
     pub(super) claimed: HashMap<String, String>,
     pub(super) claimed_names: HashSet<String>,
     pub(super) reserved_cidrs: HashSet<IpNet>,
-    /// This replica's reserved ids, as the batch leaves them.
-    pub(super) ids: IdBlock,
-    /// The stored id counter and its revision.
-    pub(super) counter: u64,
-    pub(super) counter_rev: u64,
-    /// The counter's new value if the batch reserves ids.
-    pub(super) counter_put: Option<u64>,
-}
-
-/// Ids a batch reserves from the shared counter when its replica has none
-/// left.
-pub(super) const ID_BLOCK: u64 = 64;
-
-/// Node ids this replica reserved and has not handed out yet: `next..end`.
-/// Only the join batch leader touches it (it lives under the leader lock).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(super) struct IdBlock {
-    pub(super) next: u64,
-    pub(super) end: u64,
-}
-
-/// The next id, and the block and counter once it is taken.
-struct NextId {
-    id: u64,
-    ids: IdBlock,
-    counter_put: Option<u64>,
+    pub(super) next_id: u64,
+    pub(super) next_id_rev: u64,
+    pub(super) ids_used: bool,
 }
 
 impl BatchView {
@@ -93,51 +59,24 @@ impl BatchView {
         };
         3 + new + old
     }
-
-    /// The next node id, from the replica's block or, once that is empty,
-    /// from a new reservation continuing the batch's (or the stored
-    /// counter). Changes nothing: see [`BatchView::take_id`].
-    fn next_id(&self) -> Result<NextId, RegistryError> {
-        let (ids, counter_put) = if self.ids.next < self.ids.end {
-            (self.ids, self.counter_put)
-        } else {
-            let start = self.counter_put.unwrap_or(self.counter);
-            let end = start
-                .checked_add(ID_BLOCK)
-                .ok_or_else(|| RegistryError::Exhausted("node ids are used up".into()))?;
-            (IdBlock { next: start, end }, Some(end))
-        };
-        Ok(NextId {
-            id: ids.next,
-            ids: IdBlock {
-                next: ids.next + 1,
-                end: ids.end,
-            },
-            counter_put,
-        })
-    }
-
-    fn take_id(&mut self, next: NextId) -> u64 {
-        self.ids = next.ids;
-        self.counter_put = next.counter_put;
-        next.id
-    }
 }
 
 impl Registry {
-    /// Read what a batch needs: its nodes and claims, then its tokens and
-    /// the id counter (the keys every replica's batches write, read last).
-    /// `ids` is the replica's reserved block.
-    pub(super) async fn read_view(
-        &self,
-        batch: &[Pending],
-        ids: IdBlock,
-    ) -> Result<BatchView, RegistryError> {
+    /// Read what a batch needs: its tokens, its nodes, the id counter.
+    pub(super) async fn read_view(&self, batch: &[Pending]) -> Result<BatchView, RegistryError> {
         let now_ms = unix_ms();
         let mut tokens = HashMap::new();
         let mut nodes = HashMap::new();
         let mut index = IndexView::default();
         for p in batch {
+            if !tokens.contains_key(p.token.id()) {
+                let checked = match check_token(self.store.as_ref(), &p.token, now_ms).await {
+                    Ok(t) => Ok(t),
+                    Err(RegistryError::Unauthenticated(m)) => Err(m),
+                    Err(e) => return Err(e),
+                };
+                tokens.insert(p.token.id().to_string(), checked);
+            }
             if !nodes.contains_key(&p.name) {
                 let node = self.get_node(&p.name).await?;
                 if let Some((n, _)) = &node {
@@ -154,17 +93,7 @@ impl Registry {
                 )
                 .await?;
         }
-        for p in batch {
-            if !tokens.contains_key(p.token.id()) {
-                let checked = match check_token(self.store.as_ref(), &p.token, now_ms).await {
-                    Ok(t) => Ok(t),
-                    Err(RegistryError::Unauthenticated(m)) => Err(m),
-                    Err(e) => return Err(e),
-                };
-                tokens.insert(p.token.id().to_string(), checked);
-            }
-        }
-        let (counter, counter_rev) = match self.store.get(NEXT_NODE_ID_KEY).await? {
+        let (next_id, next_id_rev) = match self.store.get(NEXT_NODE_ID_KEY).await? {
             Some(kv) => {
                 let id = std::str::from_utf8(&kv.value)
                     .ok()
@@ -185,10 +114,9 @@ impl Registry {
             claimed: HashMap::new(),
             claimed_names: HashSet::new(),
             reserved_cidrs: HashSet::new(),
-            ids,
-            counter,
-            counter_rev,
-            counter_put: None,
+            next_id,
+            next_id_rev,
+            ids_used: false,
         })
     }
 
@@ -258,13 +186,10 @@ impl Registry {
                 (node, true, None)
             }
             None => {
-                let next = view.next_id()?;
                 let allocations = self.allocations();
                 let cidr = allocations
                     .pool()
-                    .first_free_from(next.id.saturating_sub(1), |n| {
-                        view.reserved_cidrs.contains(n) || allocations.is_taken(n)
-                    })
+                    .first_free(|n| view.reserved_cidrs.contains(n) || allocations.is_taken(n))
                     .ok_or_else(|| {
                         let pool = allocations.pool();
                         RegistryError::Exhausted(
@@ -279,7 +204,9 @@ impl Registry {
                 drop(allocations);
                 use_token(view, token.record.clone())?;
                 view.reserved_cidrs.insert(cidr);
-                let id = view.take_id(next);
+                let id = view.next_id;
+                view.next_id += 1;
+                view.ids_used = true;
                 compares.push(Compare::Absent {
                     key: model::node_key(name),
                 });
@@ -343,64 +270,4 @@ fn use_token(view: &mut BatchView, stored: crate::model::TokenRecord) -> Result<
     }
     record.used = record.used.saturating_add(1);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn view(ids: IdBlock, counter: u64) -> BatchView {
-        BatchView {
-            now_ms: 0,
-            tokens: HashMap::new(),
-            token_updates: HashMap::new(),
-            nodes: HashMap::new(),
-            index: IndexView::default(),
-            claimed: HashMap::new(),
-            claimed_names: HashSet::new(),
-            reserved_cidrs: HashSet::new(),
-            ids,
-            counter,
-            counter_rev: 7,
-            counter_put: None,
-        }
-    }
-
-    fn take(v: &mut BatchView) -> u64 {
-        let next = v.next_id().unwrap();
-        v.take_id(next)
-    }
-
-    #[test]
-    fn ids_come_from_the_block_then_from_reservations_continuing_the_counter() {
-        // Ids left in the block: no reservation, the counter untouched.
-        let mut v = view(IdBlock { next: 10, end: 12 }, 500);
-        assert_eq!((take(&mut v), take(&mut v)), (10, 11));
-        assert_eq!(v.counter_put, None);
-        // The block is empty: reserve 500..564 from the counter.
-        assert_eq!(take(&mut v), 500);
-        assert_eq!(v.counter_put, Some(500 + ID_BLOCK));
-        for want in 501..500 + ID_BLOCK {
-            assert_eq!(take(&mut v), want);
-        }
-        // A second reservation in one batch continues the first.
-        assert_eq!(take(&mut v), 500 + ID_BLOCK);
-        assert_eq!(v.counter_put, Some(500 + 2 * ID_BLOCK));
-        assert_eq!(
-            v.ids,
-            IdBlock {
-                next: 501 + ID_BLOCK,
-                end: 500 + 2 * ID_BLOCK
-            }
-        );
-    }
-
-    #[test]
-    fn peeking_at_the_next_id_changes_nothing_and_overflow_is_refused() {
-        let v = view(IdBlock::default(), 1);
-        let _ = v.next_id().unwrap();
-        assert_eq!((v.ids, v.counter_put), (IdBlock::default(), None));
-        let full = view(IdBlock::default(), u64::MAX - 1);
-        assert!(matches!(full.next_id(), Err(RegistryError::Exhausted(_))));
-    }
 }

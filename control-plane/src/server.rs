@@ -317,7 +317,11 @@ async fn serve_counting(
     // let go of the feed and the registry when the runtime drops them, a
     // moment later; every holder of the store holds one of the two.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    let held = || Arc::strong_count(&registry) > 1 || Arc::strong_count(&feed) > 1;
+    // ... and the store's own work (reads on blocking threads, watch
+    // streams of the tasks just stopped) holds its database a moment more.
+    let held = || {
+        Arc::strong_count(&registry) > 1 || Arc::strong_count(&feed) > 1 || registry.store().busy()
+    };
     while held() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -193,6 +193,13 @@ pub trait Store: Send + Sync + 'static {
     async fn compact(&self, revision: Revision) -> Result<(), StoreError>;
     /// A short description for status output, e.g. "redb:/var/lib/weft/state.redb".
     fn describe(&self) -> String;
+    /// Whether work started through this store still holds its resources
+    /// (a read on a blocking thread, a watch stream not yet dropped):
+    /// stopping the control plane waits for it, so that the store is
+    /// closed when `stop` returns. False for stores with nothing to close.
+    fn busy(&self) -> bool {
+        false
+    }
     /// The most compares (and, separately, ops) one transaction may carry.
     fn max_txn_ops(&self) -> usize {
         usize::MAX

@@ -237,6 +237,11 @@ impl Store for RedbStore {
         rx.await.map_err(|_| writer_gone())?
     }
 
+    fn busy(&self) -> bool {
+        // This store's own handle and the writer thread's are always there.
+        Arc::strong_count(&self.db) > 2
+    }
+
     fn describe(&self) -> String {
         format!("redb:{}", self.path.display())
     }

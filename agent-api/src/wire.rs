@@ -426,6 +426,10 @@ pub struct ServicesInfo {
     pub invalid_to_service: u64,
     /// UDP flows moved off an endpoint that went away.
     pub stale_flows: u64,
+    /// New connections whose source port was moved because their reply
+    /// tuple was taken (absent from agents that predate it: 0).
+    #[serde(default)]
+    pub source_ports_remapped: u64,
 }
 
 /// The data plane's offloads (see docs/agent.md, "Data-plane offloads").

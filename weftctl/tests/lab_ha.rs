@@ -22,11 +22,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+mod lab_support;
+
+use lab_support::{require_root, WEFTCTL};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use weft_lab::{build_binaries_once, ClusterGuard, ClusterSpec, PingStats};
-
-const WEFTCTL: &str = env!("CARGO_BIN_EXE_weftctl");
 
 /// The bound on a Service reaching the agents (a failure, not a measure:
 /// the delays seen are printed).
@@ -37,13 +38,6 @@ const ARRIVES_AFTER_FAILOVER_WITHIN: Duration = Duration::from_secs(30);
 
 /// How long the cluster runs on after each kill (pods pinging).
 const RUN_ON_FOR: Duration = Duration::from_secs(2);
-
-fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the lab tests need root (network namespaces, TUN devices); run them as root"
-    );
-}
 
 /// `weftctl apply` of `manifest` inside the control plane's namespace with
 /// `admin_conf` (a replica's own credential: its address first).

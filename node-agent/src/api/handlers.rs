@@ -214,6 +214,7 @@ fn services_info(s: weft_switch::ServicesStatus) -> ServicesInfo {
         no_local_endpoint_drops: tr.no_local_endpoint_drops,
         invalid_to_service: tr.invalid_to_service,
         stale_flows: tr.stale_flows,
+        source_ports_remapped: tr.source_ports_remapped,
     }
 }
 

@@ -301,6 +301,11 @@ fn services(reg: &mut Registry, v: &ServicesInfo) {
             "UDP flows moved off an endpoint that went away",
             v.stale_flows,
         ),
+        (
+            "service_source_ports_remapped",
+            "New connections whose source port was moved because their reply tuple was taken",
+            v.source_ports_remapped,
+        ),
     ] {
         let c = Counter::<u64>::default();
         c.inc_by(value);

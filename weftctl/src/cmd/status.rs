@@ -160,7 +160,7 @@ fn services_line(v: &ServicesInfo) -> String {
     format!(
         "{} services, {} frontends, {} endpoints; {} translations ({} hairpin, {} kept affinity), \
          {} refused for no endpoint, {} for an unknown port, {} dropped (Local policy, no local endpoint), \
-         {} invalid to a Service, {} UDP flows moved off a gone endpoint",
+         {} invalid to a Service, {} UDP flows moved off a gone endpoint, {} source ports moved (tuple taken)",
         v.services,
         v.frontends,
         v.endpoints,
@@ -171,7 +171,8 @@ fn services_line(v: &ServicesInfo) -> String {
         v.unknown_port_rejects,
         v.no_local_endpoint_drops,
         v.invalid_to_service,
-        v.stale_flows
+        v.stale_flows,
+        v.source_ports_remapped
     )
 }
 
@@ -515,7 +516,7 @@ control plane: 192.0.2.1:7443 (DISCONNECTED: connection refused; last revision 9
 pods:          2
 data plane:    running; forwarded 0 to pods, 0 to host, 0 to peers
 offloads:      TUN TSO/USO on, UDP GSO on, UDP GRO off; 5 super-packets read, 4 written, 30 segments coalesced, 7 GSO sends, 0 GRO receives
-services:      2 services, 2 frontends, 3 endpoints; 6 translations (1 hairpin, 0 kept affinity), 2 refused for no endpoint, 0 for an unknown port, 0 dropped (Local policy, no local endpoint), 0 invalid to a Service, 0 UDP flows moved off a gone endpoint
+services:      2 services, 2 frontends, 3 endpoints; 6 translations (1 hairpin, 0 kept affinity), 2 refused for no endpoint, 0 for an unknown port, 0 dropped (Local policy, no local endpoint), 0 invalid to a Service, 0 UDP flows moved off a gone endpoint, 0 source ports moved (tuple taken)
 conntrack:     5 of 131072 entries; 9 inserts, 4 expired, 0 evicted, 0 refused (table full), 0 refused (source limit)
 policy:        1 policies (0 rules) select this node's pods; 40 connections judged: 30 not isolated, 2 denied (0 not logged); 1 of 1 untracked packets denied
 dns:           0 queries (0 from the zone, 0 forwarded: 0 from cache, 0 coalesced); upstream: 0 sent, 0 answered, 0 timeouts, 0 failures; 0 truncated

@@ -126,9 +126,7 @@ pub(super) fn register(reg: &mut Registry, d: &DnsInfo) {
         ),
     ];
     for (name, help, n) in plain {
-        let c = Counter::<u64>::default();
-        c.inc_by(n);
-        reg.register(name, help, c);
+        super::render::counter(reg, name, help, n);
     }
     reg.register_with_unit(
         "dns_upstream_latency",

@@ -208,9 +208,7 @@ fn offloads(reg: &mut Registry, o: &OffloadInfo) {
         ),
     ];
     for (name, help, value) in done {
-        let c = Counter::<u64>::default();
-        c.inc_by(value);
-        reg.register(name, help, c);
+        counter(reg, name, help, value);
     }
 }
 
@@ -307,9 +305,7 @@ fn services(reg: &mut Registry, v: &ServicesInfo) {
             v.source_ports_remapped,
         ),
     ] {
-        let c = Counter::<u64>::default();
-        c.inc_by(value);
-        reg.register(name, help, c);
+        counter(reg, name, help, value);
     }
 }
 
@@ -354,9 +350,7 @@ fn policy(reg: &mut Registry, p: &PolicyInfo) {
             p.denials_unlogged,
         ),
     ] {
-        let c = Counter::<u64>::default();
-        c.inc_by(value);
-        reg.register(name, help, c);
+        counter(reg, name, help, value);
     }
     let verdicts = Family::<[(&'static str, String); 2], Counter>::default();
     for c in &p.by_policy {
@@ -371,6 +365,13 @@ fn policy(reg: &mut Registry, p: &PolicyInfo) {
         "Connections each NetworkPolicy decided on this node: allowed by one of its rules, or denied by the isolation it sets",
         verdicts,
     );
+}
+
+/// Registers a counter with one sample.
+pub(super) fn counter(reg: &mut Registry, name: &str, help: &str, value: u64) {
+    let c = Counter::<u64>::default();
+    c.inc_by(value);
+    reg.register(name, help, c);
 }
 
 /// Registers a gauge with one sample.

@@ -314,11 +314,6 @@ impl Switch {
         true
     }
 
-    /// The policy table in force, if one was set.
-    pub fn policy_table(&self) -> Option<&Arc<PolicyTable>> {
-        self.policy.as_ref().map(|p| &p.table)
-    }
-
     /// The step's counters, if a policy table was set.
     pub fn policy_status(&self) -> Option<PolicyStatus> {
         let step = self.policy.as_deref()?;

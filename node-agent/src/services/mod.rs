@@ -66,21 +66,25 @@ pub async fn run(
     let compile = move |view: &ViewSnapshot| compile_table(view, &node);
     follow(views, stop, "the Services", compile, |compiled, version| {
         let table = match compiled {
-            Ok(table) => table,
+            Ok(table) => {
+                let problems: Vec<String> =
+                    table.problems().iter().map(|p| format!("{p:?}")).collect();
+                if problems != last_problems {
+                    for p in &problems {
+                        tracing::warn!(problem = %p, "a Service is not fully translated");
+                    }
+                    last_problems = problems;
+                }
+                Some(table)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, version, "cannot compile the Services");
-                return futures::future::Either::Left(std::future::ready(()));
+                None
             }
         };
-        let problems: Vec<String> = table.problems().iter().map(|p| format!("{p:?}")).collect();
-        if problems != last_problems {
-            for p in &problems {
-                tracing::warn!(problem = %p, "a Service is not fully translated");
-            }
-            last_problems = problems;
-        }
         let sink = sink.clone();
-        futures::future::Either::Right(async move {
+        async move {
+            let Some(table) = table else { return };
             let (services, frontends, endpoints) = table.sizes();
             match sink.set_services(Arc::new(table)).await {
                 Ok(()) => tracing::debug!(
@@ -92,7 +96,7 @@ pub async fn run(
                 ),
                 Err(e) => tracing::warn!(error = %e, "the data plane refused the service table"),
             }
-        })
+        }
     })
     .await;
 }

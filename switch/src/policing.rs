@@ -46,13 +46,14 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::config::Config;
 use crate::conntrack::{Entry, PolicySlot};
 use crate::counters::DropReason;
 use crate::decide::Switch;
 use crate::policy::{Direction, PolicyTable, Verdict};
 use crate::ratelimit::TokenBucket;
 use crate::services::Tracked;
-use crate::wire::{proto, IpPacket, Transport};
+use crate::wire::IpPacket;
 
 /// Denied new connections recorded for the log, per second on average.
 pub const DENIAL_LOG_PER_SECOND: u32 = 10;
@@ -286,6 +287,15 @@ impl PolicyStep {
     }
 }
 
+/// This node's own addresses (`weft0`), whose traffic to its pods is
+/// allowed.
+fn host_addresses(config: &Config) -> [Option<IpAddr>; 2] {
+    [
+        config.host_v4().map(IpAddr::V4),
+        config.host_v6().map(IpAddr::V6),
+    ]
+}
+
 fn index(i: usize) -> u32 {
     u32::try_from(i).unwrap_or(u32::MAX)
 }
@@ -365,31 +375,25 @@ impl Switch {
         now: Instant,
     ) -> Option<DropReason> {
         let step = self.policy.as_deref_mut()?;
-        let hosts = [
-            self.config.host_v4().map(IpAddr::V4),
-            self.config.host_v6().map(IpAddr::V6),
-        ];
         let denied = Some(DropReason::PolicyDenied);
         if let Some((id, new)) = tracked.and_then(|t| Some((t.entry?, t.new))) {
             let entry = self.services.as_deref_mut()?.conntrack.get_mut(id)?;
+            // The common case: a connection judged under this table.
             if entry.policy.generation == step.generation {
                 return (!allows(&entry.policy)).then_some(DropReason::PolicyDenied);
             }
             let conn = Conn::of_entry(entry);
-            let slot = step.judge(conn, hosts);
+            let slot = step.judge(conn, host_addresses(&self.config));
             entry.policy = slot;
             step.count(conn, &slot, new, now);
             return (!allows(&slot)).then_some(DropReason::PolicyDenied);
         }
-        let (proto, port) = match ip.transport() {
-            Ok(Transport::Fragment) => return None,
-            Ok(Transport::Tcp { dst_port, .. }) => (proto::TCP, dst_port),
-            Ok(Transport::Udp { dst_port, .. }) => (proto::UDP, dst_port),
-            Ok(Transport::Icmpv4 { .. }) => (proto::ICMP, 0),
-            Ok(Transport::Icmpv6 { .. }) => (proto::ICMPV6, 0),
-            Ok(Transport::Other(p)) => (p, 0),
-            Err(_) => return denied,
+        let Ok(transport) = ip.transport() else {
+            return denied;
         };
+        // A non-first fragment passes: its first fragment was judged.
+        let proto = transport.protocol()?;
+        let (_, port) = transport.ports();
         let (src, dst) = (ip.src_addr(), ip.dst_addr());
         let conn = Conn {
             client: src,
@@ -398,7 +402,7 @@ impl Switch {
             proto,
             port,
         };
-        let slot = step.judge(conn, hosts);
+        let slot = step.judge(conn, host_addresses(&self.config));
         step.status.untracked_judged += 1;
         if allows(&slot) {
             return None;

@@ -16,7 +16,7 @@ use std::time::Instant;
 use crate::conntrack::{FlowKey, PolicySlot};
 use crate::decide::{Action, Switch};
 use crate::ports::Ingress;
-use crate::wire::{IpPacket, Transport, VnetHdr};
+use crate::wire::{IpPacket, VnetHdr};
 
 /// One packet's way through the switch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,13 +63,9 @@ pub struct TracedPolicy {
 
 fn ends(ip: &IpPacket<&[u8]>) -> Option<(SocketAddr, SocketAddr, u8, Option<FlowKey>)> {
     let (src, dst) = (ip.src_addr(), ip.dst_addr());
-    let (sp, dp, proto) = match ip.transport().ok()? {
-        Transport::Tcp { src_port, dst_port } => (src_port, dst_port, 6),
-        Transport::Udp { src_port, dst_port } => (src_port, dst_port, 17),
-        Transport::Icmpv4 { echo_id, .. } => (echo_id.unwrap_or(0), 0, 1),
-        Transport::Icmpv6 { echo_id, .. } => (echo_id.unwrap_or(0), 0, 58),
-        Transport::Fragment | Transport::Other(_) => (0, 0, 0),
-    };
+    let transport = ip.transport().ok()?;
+    let (sp, dp) = transport.ports();
+    let proto = transport.protocol().unwrap_or(0);
     let key = FlowKey::new(proto, src, sp, dst, dp);
     Some((
         SocketAddr::new(src, sp),

@@ -62,6 +62,34 @@ pub enum Transport {
 }
 
 impl Transport {
+    /// The IP protocol number; `None` for a non-first fragment (its header
+    /// is in the first fragment).
+    pub fn protocol(&self) -> Option<u8> {
+        match *self {
+            Self::Tcp { .. } => Some(proto::TCP),
+            Self::Udp { .. } => Some(proto::UDP),
+            Self::Icmpv4 { .. } => Some(proto::ICMP),
+            Self::Icmpv6 { .. } => Some(proto::ICMPV6),
+            Self::Other(p) => Some(p),
+            Self::Fragment => None,
+        }
+    }
+
+    /// `(source, destination)` ports: TCP and UDP ports, for ICMP echo the
+    /// identifier as the source "port" (the layout of conntrack's keys),
+    /// zero for the rest.
+    pub fn ports(&self) -> (u16, u16) {
+        match *self {
+            Self::Tcp { src_port, dst_port } | Self::Udp { src_port, dst_port } => {
+                (src_port, dst_port)
+            }
+            Self::Icmpv4 { echo_id, .. } | Self::Icmpv6 { echo_id, .. } => {
+                (echo_id.unwrap_or(0), 0)
+            }
+            Self::Fragment | Self::Other(_) => (0, 0),
+        }
+    }
+
     /// True for ICMP/ICMPv6 error messages, which must never be answered with
     /// an ICMP error (RFC 1122 3.2.2, RFC 4443 2.4 (e)).
     pub fn is_icmp_error(&self) -> bool {

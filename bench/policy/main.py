@@ -7,7 +7,6 @@ TCP 1 stream and new TCP connections per second (`weft-bench connrate`).
 Run it through bench/policy.sh; see bench/README.md, "NetworkPolicy cost".
 """
 
-import argparse
 import os
 import sys
 import tempfile
@@ -15,12 +14,11 @@ import time
 from datetime import datetime, timezone
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(HERE, "..", "dataplane"))
 
 import measure  # noqa: E402
 import tunnels  # noqa: E402
-from pods import CONN_PORT, connrate, save, say, status  # noqa: E402
+from pods import CONN_PORT, arguments, save, say, status, tcp_and_connrate  # noqa: E402
 from sandbox import Sandbox, StepError, remove_stale  # noqa: E402
 
 TARGET_TCP = 0.95
@@ -28,14 +26,8 @@ TARGET_CONN = 0.80
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--bin-dir", default=os.path.join(REPO, "target", "release"))
+    p = arguments(__doc__.split("\n\n")[0])
     p.add_argument("--policies", type=int, default=1000, help="policies in the policy phase")
-    p.add_argument("--seconds", type=int, default=10, help="iperf3 seconds")
-    p.add_argument("--conn-seconds", type=int, default=5, help="connrate seconds")
-    p.add_argument("--concurrency", type=int, default=8, help="connrate client threads")
-    p.add_argument("--json", help="where to write the results (default bench/results/)")
-    p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
 
 
@@ -64,19 +56,6 @@ def policy_status(sb, weftctl, socket):
     return (s.get("dataplane") or {}).get("policy") or {}
 
 
-def phase(sb, ep, bench, args, label):
-    say(f"[{label}] tcp 1 stream, {args.seconds} s")
-    tcp = measure.tcp(sb, ep.client_ns, ep.server_addr, 1, args.seconds, ep.tunnel_pids,
-                      ep.notes["iperf_pid"])
-    say(f"[{label}] tcp: {tcp['gbit_per_s']} Gbit/s")
-    conn = connrate(sb, bench, ep.client_ns, ep.server_addr, args.conn_seconds,
-                    args.concurrency)
-    say(f"[{label}] connrate: {conn['per_second']:.0f}/s, {conn['failed']} failed, "
-        f"p50 {conn['latency_us_p50']} us, p99 {conn['latency_us_p99']} us")
-    time.sleep(1.0)
-    return {"tcp1": tcp, "connrate": conn}
-
-
 def main(argv):
     args = parse_args(argv)
     remove_stale()
@@ -93,13 +72,13 @@ def main(argv):
         client_ip = ep.notes["pods"][0]
         iperf = sb.spawn("iperf3-server", ["iperf3", "-s", "-B", ep.server_addr,
                                            "-p", str(measure.IPERF_PORT)], ns=ep.server_ns)
-        ep.notes["iperf_pid"] = iperf.pid
         sb.spawn("connrate-server", [bench, "connrate", "--listen",
                                      f"{ep.server_addr}:{CONN_PORT}"], ns=ep.server_ns)
         measure.wait_listening(sb, ep.server_ns, measure.IPERF_PORT)
         measure.wait_listening(sb, ep.server_ns, CONN_PORT)
         measure.wait_reachable(sb, ep.client_ns, ep.server_addr, 30)
-        result["none"] = phase(sb, ep, bench, args, "no policy")
+        result["none"] = tcp_and_connrate(sb, ep, bench, args, ep.server_addr,
+                                          "no policy", iperf.pid)
 
         path = os.path.join(workdir, "policies.yaml")
         with open(path, "w") as f:
@@ -112,7 +91,8 @@ def main(argv):
         result["apply_to_enforced_s"] = round(time.monotonic() - started, 2)
         say(f"{args.policies} policies applied and in force on n2 after "
             f"{result['apply_to_enforced_s']} s")
-        result["policy"] = phase(sb, ep, bench, args, f"{args.policies} policies")
+        result["policy"] = tcp_and_connrate(sb, ep, bench, args, ep.server_addr,
+                                          f"{args.policies} policies", iperf.pid)
         st = policy_status(sb, weftctl, n2["socket"])
         last = st["by_policy"][-1]
         result["policy_status_n2"] = {k: st[k] for k in ("policies", "rules", "judged",
@@ -125,7 +105,8 @@ def main(argv):
         tunnels.wait_for("no policy in force on n2",
                          lambda: not policy_status(sb, weftctl, n2["socket"]).get("policies"),
                          300)
-        result["none_again"] = phase(sb, ep, bench, args, "no policy again")
+        result["none_again"] = tcp_and_connrate(sb, ep, bench, args, ep.server_addr,
+                                          "no policy again", iperf.pid)
     except StepError as e:
         result["error"] = str(e)
         say(f"FAILED: {e}")

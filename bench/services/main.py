@@ -13,7 +13,6 @@ client pod on n1 and a server pod on n2 behind a ClusterIP Service:
 Run it through bench/services.sh; see bench/README.md, "Services cost".
 """
 
-import argparse
 import json
 import os
 import sys
@@ -22,12 +21,11 @@ import time
 from datetime import datetime, timezone
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(HERE, "..", "dataplane"))
 
 import measure  # noqa: E402
 import tunnels  # noqa: E402
-from pods import CONN_PORT, connrate, save, say, status  # noqa: E402
+from pods import CONN_PORT, arguments, connrate, save, say, status, tcp_and_connrate  # noqa: E402
 from sandbox import Sandbox, StepError, remove_stale  # noqa: E402
 
 VIP_NFT = "10.99.0.1"
@@ -35,15 +33,9 @@ TARGET_TCP = 0.95
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--bin-dir", default=os.path.join(REPO, "target", "release"))
-    p.add_argument("--seconds", type=int, default=10, help="iperf3 seconds")
-    p.add_argument("--conn-seconds", type=int, default=5, help="connrate seconds")
-    p.add_argument("--concurrency", type=int, default=8, help="connrate client threads")
+    p = arguments(__doc__.split("\n\n")[0])
     p.add_argument("--fill", type=int, default=100_000,
                    help="conntrack entries to hold for the memory figure")
-    p.add_argument("--json", help="where to write the results (default bench/results/)")
-    p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
 
 
@@ -54,17 +46,6 @@ def rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return None
-
-
-def measure_path(sb, ep, bench, args, addr, label, iperf_pid):
-    say(f"[{label}] tcp 1 stream, {args.seconds} s")
-    tcp = measure.tcp(sb, ep.client_ns, addr, 1, args.seconds, ep.tunnel_pids, iperf_pid)
-    say(f"[{label}] tcp: {tcp['gbit_per_s']} Gbit/s")
-    conn = connrate(sb, bench, ep.client_ns, addr, args.conn_seconds, args.concurrency)
-    say(f"[{label}] connrate: {conn['per_second']:.0f}/s, {conn['failed']} failed, "
-        f"p50 {conn['latency_us_p50']} us, p99 {conn['latency_us_p99']} us")
-    time.sleep(1.0)
-    return {"tcp1": tcp, "connrate": conn}
 
 
 def service_manifest():
@@ -136,8 +117,9 @@ def main(argv):
                          lambda: ((status(sb, weftctl, n1["socket"])["dataplane"] or {})
                                   .get("services") or {}).get("endpoints", 0) >= 2, 60)
         measure.wait_listening(sb, ep.server_ns, CONN_PORT)
-        result["pod_ip"] = measure_path(sb, ep, bench, args, ep.server_addr, "pod IP", iperf.pid)
-        result["cluster_ip"] = measure_path(sb, ep, bench, args, vip, f"ClusterIP {vip}",
+        result["pod_ip"] = tcp_and_connrate(sb, ep, bench, args, ep.server_addr, "pod IP",
+                                            iperf.pid)
+        result["cluster_ip"] = tcp_and_connrate(sb, ep, bench, args, vip, f"ClusterIP {vip}",
                                             iperf.pid)
         st = status(sb, weftctl, n1["socket"])["dataplane"]["services"]
         result["n1_services"] = st

@@ -381,6 +381,48 @@ mod tests {
 
     /// `pod_del` and `pod_get` refuse the ids `pod_add` refuses.
     #[tokio::test]
+    async fn a_bad_trace_request_says_which_input_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let services = services(dir.path()).await;
+        let trace = |pod: &str, address: &str, port: u16, protocol: &str| {
+            Request::Trace(weft_agent_api::TraceRequest {
+                pod: pod.into(),
+                address: address.into(),
+                port,
+                protocol: protocol.into(),
+            })
+        };
+        for (request, code, message) in [
+            (
+                trace("x/a", "10.96.0.20", 80, "SCTP"),
+                ErrorCode::Invalid,
+                "protocol \"SCTP\": give TCP, UDP or ICMP",
+            ),
+            (
+                trace("x/a", "web.shop", 80, "TCP"),
+                ErrorCode::Invalid,
+                "\"web.shop\" is not an IP address",
+            ),
+            (
+                trace("x/a", "10.96.0.20", 0, "UDP"),
+                ErrorCode::Invalid,
+                "UDP needs a destination port",
+            ),
+            (
+                trace("x/a", "10.96.0.20", 80, "tcp"),
+                ErrorCode::NotFound,
+                "no pod \"x/a\" on this node (give its id or NAMESPACE/NAME; `weftctl pod list`)",
+            ),
+        ] {
+            let error = handle(&services, request.clone())
+                .await
+                .error
+                .unwrap_or_else(|| panic!("{request:?} accepted"));
+            assert_eq!((error.code, error.message.as_str()), (code, message));
+        }
+    }
+
+    #[tokio::test]
     async fn ids_pod_add_refuses_are_refused_by_pod_del_and_pod_get() {
         let dir = tempfile::tempdir().unwrap();
         let services = services(dir.path()).await;
